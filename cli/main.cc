@@ -1,0 +1,47 @@
+// The litejet command-line tool. For now: --help and --version; the
+// replication subcommands arrive with the transport.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "include/litejet.h"
+
+namespace {
+
+const char kUsage[] =
+    "usage: litejet <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  replicate DB [--nats URL] [--role R] [...]   run the replication agent for DB\n"
+    "  restore DB --nats URL --name NAME [--txid T] build DB from a snapshot and the log\n"
+    "  status --nats URL [--name NAME]              show the cluster\n"
+    "  verify DB                                    check DB against the log\n"
+    "  log --nats URL --name NAME                   recent transactions\n"
+    "\n"
+    "options:\n"
+    "  --help      show this help\n"
+    "  --version   show the version\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (cmd == "--version" || cmd == "version") {
+    std::printf("litejet %s (SQLite %s)\n", litejet_version(), sqlite3_libversion());
+    return 0;
+  }
+  if (cmd == "replicate" || cmd == "restore" || cmd == "status" || cmd == "verify" || cmd == "log") {
+    std::fprintf(stderr, "litejet: %s: not implemented yet\n", cmd.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "litejet: unknown command \"%s\" (try --help)\n", cmd.c_str());
+  return 2;
+}

@@ -1,0 +1,46 @@
+// Config: the replication settings of one database, read from its URI parameters with the
+// LITEJET_* environment as fallback, and validated so a bad value fails the open by name.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace litejet {
+
+enum class Role { kAuto, kPrimary, kReplica };
+enum class Durability { kAsync, kSync };
+
+// Fields derived from defaults (name from the file name, node from the host name) are only
+// guaranteed valid when replicated(); a pass-through database never fails on them.
+struct Config {
+  std::string nats;  // comma-separated URLs as given (validated); empty = not replicated
+  std::vector<std::string> nats_urls;  // nats split at commas, each trimmed
+  std::string name, node, prefix = "litejet", advertise;
+  Role role = Role::kAuto;
+  Durability durability = Durability::kAsync;
+  int64_t max_lag_ms = 10000, lease_ttl_ms = 5000;
+  int stream_replicas = 1;
+  std::string creds, token, user, password, tls_ca, tls_cert, tls_key;
+  bool replicated() const { return !nats.empty(); }
+};
+
+// Returns the value of `key`, or nullptr when absent. An empty std::function means "nothing set".
+using Lookup = std::function<const char*(const char* key)>;
+
+// uri(key) looks up URI parameter `key` ("role"); env(name) looks up an environment variable
+// ("LITEJET_ROLE"; "LITEJET_NATS_URL" for nats). The URI wins. db_path is the database file
+// path, for the default name. On error *out is left untouched and the message starts with
+// "litejet: " and names the parameter; the code is SQLITE_ERROR.
+Status ParseConfig(const Lookup& uri, const Lookup& env, const std::string& db_path, Config* out);
+
+const char* RoleName(Role role);
+const char* DurabilityName(Durability durability);
+
+// getenv, as a Lookup.
+Lookup ProcessEnv();
+
+}  // namespace litejet

@@ -1,0 +1,373 @@
+// Engine: capture on the primary (WAL writes -> transactions -> sidecar and
+// spool), and the state the SQL functions report.
+#include "extension/engine.h"
+
+#include <sys/time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include "wal-capture/checksum.h"
+#include "wal-capture/record.h"
+#include "wal-capture/wal_format.h"
+
+namespace litejet {
+
+namespace {
+
+std::mutex g_registry_mu;
+std::map<std::string, std::weak_ptr<Engine>>& Registry() {
+  static auto* m = new std::map<std::string, std::weak_ptr<Engine>>;  // never freed: outlives atexit
+  return *m;
+}
+
+uint64_t NowMicros() {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  return uint64_t(tv.tv_sec) * 1000000u + uint64_t(tv.tv_usec);
+}
+
+bool IEquals(const char* a, const char* b) {
+  for (; *a && *b; a++, b++) {
+    if ((*a | 0x20) != (*b | 0x20)) return false;
+  }
+  return *a == *b;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string o = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      o += '\\';
+      o += char(c);
+    } else if (c < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\u%04x", c);
+      o += b;
+    } else {
+      o += char(c);
+    }
+  }
+  return o + "\"";
+}
+
+}  // namespace
+
+Status Engine::Get(const Config& cfg, const std::string& db_path, std::shared_ptr<Engine>* out) {
+  std::lock_guard<std::mutex> g(g_registry_mu);
+  auto& reg = Registry();
+  auto it = reg.find(db_path);
+  if (it != reg.end()) {
+    if (auto e = it->second.lock()) {
+      *out = e;
+      return Status::OK();
+    }
+  }
+  std::shared_ptr<Engine> e(new Engine(cfg, db_path));
+  Status s = e->Open();
+  if (!s.ok()) return s;
+  reg[db_path] = e;
+  *out = e;
+  return Status::OK();
+}
+
+std::shared_ptr<Engine> Engine::Find(const std::string& db_path) {
+  std::lock_guard<std::mutex> g(g_registry_mu);
+  auto& reg = Registry();
+  auto it = reg.find(db_path);
+  return it == reg.end() ? nullptr : it->second.lock();
+}
+
+Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move(path)) {}
+
+Engine::~Engine() {
+  std::lock_guard<std::mutex> g(g_registry_mu);
+  auto& reg = Registry();
+  auto it = reg.find(path_);
+  if (it != reg.end() && it->second.expired()) reg.erase(it);
+}
+
+Status Engine::Open() {
+  bool created = false;
+  Status s = sidecar_.Open(path_ + "-litejet", &created);
+  if (!s.ok()) return s;
+  s = spool_.Open(path_ + "-litejet-log");
+  if (!s.ok()) return s;
+  if (created) {
+    FILE* f = std::fopen(path_.c_str(), "rb");
+    if (f) {
+      std::fseek(f, 0, SEEK_END);
+      needs_init_ = std::ftell(f) > 0;
+      std::fclose(f);
+    }
+  }
+  return Status::OK();
+}
+
+void Engine::SetError(const std::string& msg) { last_error_ = msg; }
+
+std::string Engine::LastError() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return last_error_;
+}
+
+Status Engine::ConnectionInit(sqlite3* db) {
+  // A replicated database lives in WAL mode; a new one is switched here.
+  sqlite3_stmt* st = nullptr;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA main.journal_mode", -1, &st, nullptr);
+  std::string mode;
+  if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    const unsigned char* t = sqlite3_column_text(st, 0);
+    mode = t ? reinterpret_cast<const char*>(t) : "";
+  }
+  sqlite3_finalize(st);
+  if (mode != "wal") {
+    st = nullptr;
+    rc = sqlite3_prepare_v2(db, "PRAGMA main.journal_mode=WAL", -1, &st, nullptr);
+    mode.clear();
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(st, 0);
+      mode = t ? reinterpret_cast<const char*>(t) : "";
+    }
+    sqlite3_finalize(st);
+    if (mode != "wal") {
+      return Status::Error("litejet: cannot switch \"" + path_ + "\" to WAL mode (journal_mode is \"" + mode +
+                           "\"): a replicated database must be in WAL mode: " + sqlite3_errmsg(db));
+    }
+  }
+  std::lock_guard<std::mutex> g(mu_);
+  if (needs_init_) {
+    // An existing database enters replication: fold everything into the
+    // database file, then hash it. TXID stays where it is (0).
+    int nlog = 0, nckpt = 0;
+    rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_TRUNCATE, &nlog, &nckpt);
+    if (rc != SQLITE_OK) {
+      return Status::Error(std::string("litejet: cannot start replicating \"") + path_ +
+                           "\": the initial checkpoint failed: " + sqlite3_errmsg(db));
+    }
+    std::vector<uint64_t> hashes;
+    uint32_t page_size = 0;
+    Status s = checksum::HashFile(path_, &hashes, &page_size);
+    if (!s.ok()) return s;
+    sidecar::Position p = sidecar_.Read();
+    p.page_size = page_size;
+    p.db_pages = uint32_t(hashes.size());
+    p.checksum = 0;
+    s = sidecar_.BeginUpdate(p.txid, p.db_pages);
+    if (!s.ok()) return s;
+    for (uint32_t i = 0; i < hashes.size(); i++) {
+      sidecar_.SetHash(i + 1, hashes[i]);
+      p.checksum ^= hashes[i];
+    }
+    sidecar_.CommitUpdate(p);
+    needs_init_ = false;
+  }
+  return Status::OK();
+}
+
+bool Engine::IsPrimary() const { return cfg_.role == Role::kPrimary; }
+
+std::string Engine::Primary() const { return IsPrimary() ? cfg_.advertise : std::string(); }
+
+std::string Engine::RoleName() const {
+  switch (cfg_.role) {
+    case Role::kPrimary:
+      return "primary";
+    case Role::kReplica:
+      return "replica";
+    default:
+      return "candidate";
+  }
+}
+
+std::string Engine::StatusJson() const {
+  sidecar::Position p = Position();
+  std::string err = LastError();
+  std::string prim = Primary();
+  uint64_t lag = IsPrimary() && p.txid > p.acked_txid ? p.txid - p.acked_txid : 0;
+  std::string j = "{";
+  j += "\"name\":" + JsonString(cfg_.name);
+  j += ",\"node\":" + JsonString(cfg_.node);
+  j += ",\"role\":" + JsonString(RoleName());
+  j += ",\"txid\":" + std::to_string(p.txid);
+  j += ",\"checksum\":" + JsonString(checksum::Hex(p.checksum));
+  j += ",\"acked_txid\":" + std::to_string(p.acked_txid);
+  j += ",\"primary\":" + (prim.empty() ? std::string("null") : JsonString(prim));
+  j += ",\"epoch\":" + std::to_string(p.epoch);
+  j += ",\"lag_txns\":" + std::to_string(lag);
+  j += ",\"lag_ms\":0";
+  j += ",\"connected\":false";
+  j += ",\"last_error\":" + (err.empty() ? std::string("null") : JsonString(err));
+  j += ",\"durability\":" + JsonString(DurabilityName(cfg_.durability));
+  j += ",\"db_pages\":" + std::to_string(p.db_pages);
+  j += ",\"page_size\":" + std::to_string(p.page_size);
+  j += "}";
+  return j;
+}
+
+bool Engine::Wait(uint64_t txid, int64_t timeout_ms) const {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    sidecar::Position p = Position();
+    uint64_t have = IsPrimary() ? p.acked_txid : p.txid;
+    if (have >= txid) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+bool Engine::StepDown() { return false; }
+
+// ---- capture ---------------------------------------------------------------
+
+void Engine::OnShmLock(int offset, int n, int flags) {
+  if (!(offset <= wal::WAL_WRITE_LOCK && wal::WAL_WRITE_LOCK < offset + n)) return;
+  std::lock_guard<std::mutex> g(mu_);
+  if ((flags & SQLITE_SHM_LOCK) && (flags & SQLITE_SHM_EXCLUSIVE)) {
+    collector_.BeginWrite();
+  } else if (flags & SQLITE_SHM_UNLOCK) {
+    collector_.EndWrite();
+  }
+}
+
+int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off) {
+  std::lock_guard<std::mutex> g(mu_);
+  wal_seen_ = true;
+  if (collector_.page_size() == 0 && off >= wal::WAL_HDRSIZE) {
+    // The WAL was begun by another connection or process: learn its page
+    // size and salts from the header on disk.
+    unsigned char hdr[wal::WAL_HDRSIZE];
+    if (wal->pMethods->xRead(wal, hdr, sizeof hdr, 0) == SQLITE_OK) collector_.SetWalHeader(hdr);
+  }
+  bool committed = false;
+  Status s = collector_.OnWrite(buf, amt, off, &committed);
+  if (!s.ok()) {
+    SetError(s.message());
+    sqlite3_log(SQLITE_IOERR, "%s", s.message().c_str());
+    return SQLITE_IOERR_WRITE;
+  }
+  if (!committed) return SQLITE_OK;
+  s = PrepareCommit(collector_.Take());
+  if (!s.ok()) {
+    SetError(s.message());
+    sqlite3_log(SQLITE_IOERR, "%s", s.message().c_str());
+    return SQLITE_IOERR_WRITE;  // the commit frame never reaches the WAL
+  }
+  return SQLITE_OK;
+}
+
+void Engine::AfterWalWrite(sqlite3_file*, const void*, int, sqlite3_int64, int rc) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (pending_.active) FinishCommit(rc == SQLITE_OK);
+}
+
+void Engine::OnWalTruncate(sqlite3_int64 size) {
+  std::lock_guard<std::mutex> g(mu_);
+  collector_.OnTruncate(size);
+}
+
+// Called with mu_ held and WAL_WRITE_LOCK held by this process.
+Status Engine::PrepareCommit(capture::Captured&& c) {
+  sidecar::Position before = sidecar_.Read();
+  if (before.page_size != 0 && before.page_size != c.page_size && before.db_pages != 0) {
+    return Status::Error("litejet: page size changed from " + std::to_string(before.page_size) + " to " +
+                         std::to_string(c.page_size) + " on a replicated database");
+  }
+  Pending p;
+  p.pos = before;
+  p.pos.txid = before.txid + 1;
+  p.pos.page_size = c.page_size;
+  p.pos.db_pages = c.db_pages;
+  uint64_t sum = before.checksum;
+  // Pages cut off by a shrink leave the checksum.
+  for (uint32_t pg = c.db_pages + 1; pg <= before.db_pages; pg++) sum ^= sidecar_.Hash(pg);
+  // Changed pages: the old hash out, the new one in.
+  size_t i = 0;
+  for (const record::Page& pg : c.pages) {
+    uint64_t h = checksum::PageHash(pg.data.data(), c.page_size, pg.pgno);
+    if (pg.pgno <= before.db_pages) sum ^= sidecar_.Hash(pg.pgno);
+    sum ^= h;
+    p.hashes.emplace_back(pg.pgno, h);
+  }
+  // Pages the database grew over without writing them read as zeros.
+  for (uint32_t pg = before.db_pages + 1; pg <= c.db_pages; pg++) {
+    while (i < c.pages.size() && c.pages[i].pgno < pg) i++;
+    if (i < c.pages.size() && c.pages[i].pgno == pg) continue;
+    uint64_t h = checksum::ZeroPageHash(c.page_size, pg);
+    sum ^= h;
+    p.hashes.emplace_back(pg, h);
+  }
+  p.pos.checksum = sum;
+
+  record::Txn t;
+  t.txid = p.pos.txid;
+  t.epoch = before.epoch;
+  t.timestamp_us = NowMicros();
+  t.node = cfg_.node;
+  t.page_size = c.page_size;
+  t.db_pages = c.db_pages;
+  t.checksum_before = before.checksum;
+  t.checksum_after = sum;
+  t.pages = std::move(c.pages);
+  std::string rec;
+  Status s = record::Encode(t, record::Compression::kNone, &rec);
+  if (!s.ok()) return s;
+  s = sidecar_.BeginUpdate(p.pos.txid, std::max(before.db_pages, c.db_pages));
+  if (!s.ok()) return s;
+  p.spool_end_before = spool_.Size();
+  s = spool_.Append(rec);
+  if (!s.ok()) {
+    sidecar_.CommitUpdate(before);  // clears the pending mark, nothing changed
+    return s;
+  }
+  p.active = true;
+  pending_ = std::move(p);
+  return Status::OK();
+}
+
+void Engine::FinishCommit(bool ok) {
+  if (ok) {
+    for (auto& [pgno, h] : pending_.hashes) sidecar_.SetHash(pgno, h);
+    sidecar_.CommitUpdate(pending_.pos);
+  } else {
+    // The commit frame did not reach the WAL: the transaction did not
+    // happen, so it leaves the spool again.
+    Status s = spool_.Truncate(pending_.spool_end_before);
+    if (!s.ok()) SetError(s.message());
+    sidecar::Position back = sidecar_.Read();
+    sidecar_.CommitUpdate(back);
+  }
+  pending_ = Pending();
+}
+
+int Engine::OnPragma(const char* name, const char* value, char** errmsg) {
+  if (!name || !value) return SQLITE_NOTFOUND;
+  if (IEquals(name, "journal_mode") && !IEquals(value, "wal")) {
+    *errmsg = sqlite3_mprintf(
+        "litejet: journal_mode=%s is not allowed on replicated database \"%s\": "
+        "replication captures the WAL, so the database must stay in WAL mode",
+        value, cfg_.name.c_str());
+    return SQLITE_ERROR;
+  }
+  if (IEquals(name, "locking_mode") && IEquals(value, "exclusive")) {
+    *errmsg = sqlite3_mprintf(
+        "litejet: locking_mode=EXCLUSIVE is not allowed on replicated database \"%s\": "
+        "it keeps the wal-index in private memory, out of replication's sight",
+        cfg_.name.c_str());
+    return SQLITE_ERROR;
+  }
+  return SQLITE_NOTFOUND;
+}
+
+int Engine::OnOpenRollbackJournal() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (!wal_seen_) return SQLITE_OK;  // still switching into WAL mode
+  SetError("litejet: refused to open a rollback journal: the replicated database left WAL mode");
+  sqlite3_log(SQLITE_CANTOPEN, "%s", last_error_.c_str());
+  return SQLITE_CANTOPEN;
+}
+
+}  // namespace litejet

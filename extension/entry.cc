@@ -1,0 +1,113 @@
+// The extension's entry point: registers the litejet VFS (default, permanent)
+// and the repl_* functions on this and every later connection, and reports a
+// replicated database's configuration error through the opening connection.
+#include <cstring>
+#include <string>
+
+#include "common/sqlite.h"
+#include "extension/config.h"
+#include "extension/engine.h"
+#include "sql/functions.h"
+#include "vfs/vfs.h"
+
+#ifdef LITEJET_LOADABLE
+SQLITE_EXTENSION_INIT1
+#endif
+
+#define LITEJET_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace litejet {
+namespace {
+
+class Host final : public vfs::Host {
+ public:
+  Status OpenMain(const char* zName, std::shared_ptr<vfs::DbHooks>* out) override {
+    out->reset();
+    if (zName == nullptr || *zName == '\0') return Status::OK();  // temp / in-memory
+    Lookup uri = [zName](const char* key) -> const char* { return sqlite3_uri_parameter(zName, key); };
+    Config cfg;
+    Status s = ParseConfig(uri, ProcessEnv(), zName, &cfg);
+    if (!s.ok() || !cfg.replicated()) return s;
+    std::shared_ptr<Engine> e;
+    s = Engine::Get(cfg, zName, &e);
+    if (!s.ok()) return s;
+    *out = e;
+    return Status::OK();
+  }
+  std::shared_ptr<vfs::DbHooks> Find(const std::string& db_path) override {
+    return Engine::Find(db_path);
+  }
+};
+
+Host* TheHost() {
+  static Host* h = new Host;  // never freed: the VFS outlives every connection
+  return h;
+}
+
+char* Dup(const std::string& s) { return sqlite3_mprintf("%s", s.c_str()); }
+
+// Runs for every connection (auto extension) and for the loading one.
+int ConnectionInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines*) {
+  int rc = sql::RegisterFunctions(db);
+  if (rc != SQLITE_OK) {
+    if (pzErrMsg) *pzErrMsg = Dup("litejet: cannot register SQL functions");
+    return rc;
+  }
+  sqlite3_file* f = nullptr;
+  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || f == nullptr) {
+    return SQLITE_OK;
+  }
+  if (!vfs::IsOurs(f)) return SQLITE_OK;
+  std::string err = vfs::OpenError(f);
+  if (!err.empty()) {
+    if (pzErrMsg) *pzErrMsg = Dup(err);
+    return SQLITE_ERROR;
+  }
+  auto e = std::dynamic_pointer_cast<Engine>(vfs::HooksOf(f));
+  if (!e) return SQLITE_OK;
+  Status s = e->ConnectionInit(db);
+  if (!s.ok()) {
+    if (pzErrMsg) *pzErrMsg = Dup(s.message());
+    return SQLITE_ERROR;
+  }
+  return SQLITE_OK;
+}
+
+int AutoInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* api) {
+  return ConnectionInit(db, pzErrMsg, api);
+}
+
+}  // namespace
+}  // namespace litejet
+
+LITEJET_EXPORT const char* litejet_version(void) { return "0.1.0"; }
+
+LITEJET_EXPORT int sqlite3_litejet_init(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* pApi) {
+#ifdef LITEJET_LOADABLE
+  SQLITE_EXTENSION_INIT2(pApi);
+#else
+  (void)pApi;
+#endif
+  int rc = litejet::vfs::Register(litejet::TheHost());
+  if (rc != SQLITE_OK) {
+    if (pzErrMsg) *pzErrMsg = sqlite3_mprintf("litejet: cannot register the litejet VFS over the default VFS");
+    return rc;
+  }
+  // Idempotent: SQLite keeps one entry per function pointer.
+  rc = sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(litejet::AutoInit));
+  if (rc != SQLITE_OK) return rc;
+  if (db) {
+    rc = litejet::ConnectionInit(db, pzErrMsg, pApi);
+    if (rc != SQLITE_OK) return rc;
+  }
+  return SQLITE_OK_LOAD_PERMANENTLY;
+}
+
+#ifndef LITEJET_LOADABLE
+// Linked statically, litejet registers its VFS as the default before main()
+// runs, so the first connection an app opens (which triggers the auto
+// extension) is already on it.
+__attribute__((constructor)) static void litejet_static_register() {
+  litejet::vfs::Register(litejet::TheHost());
+}
+#endif

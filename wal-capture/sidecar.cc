@@ -1,0 +1,186 @@
+// Sidecar file layout (little-endian, this machine's order; the file is local
+// and never shipped):
+//   [0, 4096)   Header
+//   [4096, ...) uint64 page hash for pgno 1, 2, ... (capacity slots)
+#include "wal-capture/sidecar.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace litejet::sidecar {
+
+namespace {
+constexpr uint32_t kMagic = 0x43534A4C;  // "LJSC"
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHeaderBytes = 4096;
+constexpr uint64_t kMinCapacity = 1024;
+
+template <typename T>
+T Load(const T* p) {
+  return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+template <typename T>
+void Store(T* p, T v) {
+  __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+}  // namespace
+
+struct Sidecar::Header {
+  uint32_t magic;
+  uint32_t version;
+  uint64_t seq;  // seqlock: odd while the writer changes the position
+  uint64_t txid;
+  uint64_t checksum;
+  uint32_t db_pages;
+  uint32_t page_size;
+  uint64_t epoch;
+  uint64_t acked_txid;
+  uint64_t pending_txid;  // non-zero between BeginUpdate and CommitUpdate
+  uint64_t capacity;      // page-hash slots in the file
+};
+
+
+Sidecar::~Sidecar() {
+  static_assert(sizeof(Header) <= kHeaderBytes, "header fits its page");
+  if (base_) ::munmap(base_, mapped_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+uint64_t* Sidecar::hashes() const {
+  return reinterpret_cast<uint64_t*>(static_cast<char*>(base_) + kHeaderBytes);
+}
+
+Status Sidecar::Open(const std::string& path, bool* created) {
+  path_ = path;
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) return Status::Error("litejet: cannot open sidecar " + path + ": " + std::strerror(errno), 14);
+  // Initialise under an exclusive flock so two processes opening a new
+  // database at once agree on one header.
+  if (::flock(fd_, LOCK_EX) != 0) return Status::Error("litejet: cannot lock sidecar " + path, 14);
+  struct stat sb;
+  ::fstat(fd_, &sb);
+  *created = false;
+  Status s;
+  if (sb.st_size < off_t(kHeaderBytes)) {
+    uint64_t cap = kMinCapacity;
+    if (::ftruncate(fd_, off_t(kHeaderBytes + cap * 8)) != 0) {
+      s = Status::Error("litejet: cannot size sidecar " + path + ": " + std::strerror(errno), 10);
+    } else {
+      s = Map(cap);
+      if (s.ok()) {
+        std::memset(base_, 0, kHeaderBytes);
+        hdr()->version = kVersion;
+        hdr()->capacity = cap;
+        Store(&hdr()->magic, kMagic);
+        *created = true;
+      }
+    }
+  } else {
+    s = Map((uint64_t(sb.st_size) - kHeaderBytes) / 8);
+    if (s.ok() && (hdr()->magic != kMagic || hdr()->version != kVersion)) {
+      s = Status::Error("litejet: " + path + " is not a litejet sidecar of version 1", 26);
+    }
+  }
+  ::flock(fd_, LOCK_UN);
+  return s;
+}
+
+Status Sidecar::Map(uint64_t capacity) {
+  size_t want = kHeaderBytes + size_t(capacity) * 8;
+  void* p = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (p == MAP_FAILED) return Status::Error("litejet: cannot map sidecar " + path_ + ": " + std::strerror(errno), 10);
+  if (base_) ::munmap(base_, mapped_);
+  base_ = p;
+  mapped_ = want;
+  capacity_ = capacity;
+  return Status::OK();
+}
+
+Position Sidecar::Read() const {
+  Position p;
+  const Header* h = hdr();
+  // A writer that died mid-update leaves seq odd; stop retrying after a
+  // bounded number of spins and take what is there.
+  for (int spins = 0;; spins++) {
+    uint64_t s1 = Load(&h->seq);
+    if ((s1 & 1) && spins < 100000) continue;
+    p.txid = Load(&h->txid);
+    p.checksum = Load(&h->checksum);
+    p.db_pages = Load(&h->db_pages);
+    p.page_size = Load(&h->page_size);
+    p.epoch = Load(&h->epoch);
+    p.acked_txid = Load(&h->acked_txid);
+    if (Load(&h->seq) == s1 || spins >= 100000) return p;
+  }
+}
+
+uint64_t Sidecar::Hash(uint32_t pgno) {
+  if (pgno == 0 || pgno > hdr()->db_pages) return 0;
+  if (pgno > capacity_) {
+    // Another process grew the file.
+    if (!Map(Load(&hdr()->capacity)).ok() || pgno > capacity_) return 0;
+  }
+  return hashes()[pgno - 1];
+}
+
+Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno) {
+  uint64_t cap = Load(&hdr()->capacity);
+  if (max_pgno > cap) {
+    while (cap < max_pgno) cap *= 2;
+    if (::ftruncate(fd_, off_t(kHeaderBytes + cap * 8)) != 0) {
+      return Status::Error("litejet: cannot grow sidecar " + path_ + ": " + std::strerror(errno), 10);
+    }
+    Store(&hdr()->capacity, cap);
+  }
+  if (cap > capacity_) {
+    Status s = Map(cap);
+    if (!s.ok()) return s;
+  }
+  Store(&hdr()->pending_txid, txid);
+  return Status::OK();
+}
+
+void Sidecar::SetHash(uint32_t pgno, uint64_t h) { hashes()[pgno - 1] = h; }
+
+void Sidecar::CommitUpdate(const Position& p) {
+  Header* h = hdr();
+  Store(&h->seq, Load(&h->seq) + 1);
+  Store(&h->txid, p.txid);
+  Store(&h->checksum, p.checksum);
+  Store(&h->db_pages, p.db_pages);
+  Store(&h->page_size, p.page_size);
+  Store(&h->seq, Load(&h->seq) + 1);
+  Store(&h->pending_txid, uint64_t(0));
+}
+
+uint64_t Sidecar::pending_txid() const { return Load(&hdr()->pending_txid); }
+
+Status Sidecar::Reset(const Position& p) {
+  Status s = BeginUpdate(p.txid, p.db_pages);
+  if (!s.ok()) return s;
+  CommitUpdate(p);
+  SetEpoch(p.epoch);
+  return Status::OK();
+}
+
+void Sidecar::SetAcked(uint64_t txid) {
+  Header* h = hdr();
+  Store(&h->seq, Load(&h->seq) + 1);
+  Store(&h->acked_txid, txid);
+  Store(&h->seq, Load(&h->seq) + 1);
+}
+
+void Sidecar::SetEpoch(uint64_t epoch) {
+  Header* h = hdr();
+  Store(&h->seq, Load(&h->seq) + 1);
+  Store(&h->epoch, epoch);
+  Store(&h->seq, Load(&h->seq) + 1);
+}
+
+}  // namespace litejet::sidecar

@@ -1,0 +1,68 @@
+// The sidecar "<db>-litejet": replication state shared by every process that
+// opens the database and kept across restarts (mmap'd, like SQLite's -shm):
+// TXID, checksum, epoch, and the per-page hashes the checksum is built from.
+// Writers update it only while holding WAL_WRITE_LOCK; readers of the
+// position use a seqlock, so they never wait.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace litejet::sidecar {
+
+struct Position {
+  uint64_t txid = 0;
+  uint64_t checksum = 0;
+  uint32_t db_pages = 0;
+  uint32_t page_size = 0;
+  uint64_t epoch = 0;
+  uint64_t acked_txid = 0;
+};
+
+class Sidecar {
+ public:
+  Sidecar() = default;
+  ~Sidecar();
+  Sidecar(const Sidecar&) = delete;
+  Sidecar& operator=(const Sidecar&) = delete;
+
+  // Opens or creates path. created tells whether it was new (no state yet).
+  Status Open(const std::string& path, bool* created);
+  bool is_open() const { return base_ != nullptr; }
+  const std::string& path() const { return path_; }
+
+  // Consistent snapshot of the header, lock-free.
+  Position Read() const;
+
+  // --- writer side: call only while holding WAL_WRITE_LOCK ---------------
+  // Page hash of pgno (1-based); 0 when beyond the recorded database.
+  uint64_t Hash(uint32_t pgno);
+  // Begin an update: marks the sidecar as being changed (pending_txid), so a
+  // crash in the middle is detected on the next open.
+  Status BeginUpdate(uint64_t txid, uint32_t max_pgno);
+  void SetHash(uint32_t pgno, uint64_t h);
+  void CommitUpdate(const Position& p);
+  // True when a previous process died between BeginUpdate and CommitUpdate.
+  uint64_t pending_txid() const;
+  // Overwrite everything (initialisation from a database file, or recovery).
+  Status Reset(const Position& p);
+
+  void SetAcked(uint64_t txid);
+  void SetEpoch(uint64_t epoch);
+
+ private:
+  Status Map(uint64_t capacity);
+  struct Header;
+  Header* hdr() const { return reinterpret_cast<Header*>(base_); }
+  uint64_t* hashes() const;
+
+  std::string path_;
+  int fd_ = -1;
+  void* base_ = nullptr;
+  size_t mapped_ = 0;
+  uint64_t capacity_ = 0;  // page slots mapped
+};
+
+}  // namespace litejet::sidecar
