@@ -62,6 +62,20 @@ Status Engine::Get(const Config& cfg, const std::string& db_path, std::shared_pt
   auto it = reg.find(db_path);
   if (it != reg.end()) {
     if (auto e = it->second.lock()) {
+      // One engine per file per process: a second open must agree on what
+      // the database is.
+      const Config& o = e->cfg_;
+      const char* differs = o.name != cfg.name ? "name"
+                            : o.role != cfg.role ? "role"
+                            : o.nats != cfg.nats ? "nats"
+                            : o.durability != cfg.durability ? "durability"
+                            : o.prefix != cfg.prefix ? "prefix"
+                            : o.node != cfg.node ? "node"
+                                                 : nullptr;
+      if (differs) {
+        return Status::Error(std::string("litejet: ") + differs + " differs from the one \"" + db_path +
+                             "\" is already open with in this process");
+      }
       *out = e;
       return Status::OK();
     }
@@ -96,15 +110,7 @@ Status Engine::Open() {
   if (!s.ok()) return s;
   s = spool_.Open(path_ + "-litejet-log");
   if (!s.ok()) return s;
-  if (created) {
-    FILE* f = std::fopen(path_.c_str(), "rb");
-    if (f) {
-      std::fseek(f, 0, SEEK_END);
-      needs_init_ = std::ftell(f) > 0;
-      std::fclose(f);
-    }
-  }
-  return Status::OK();
+  return Prepare(created);
 }
 
 void Engine::SetError(const std::string& msg) { last_error_ = msg; }
@@ -114,57 +120,73 @@ std::string Engine::LastError() const {
   return last_error_;
 }
 
-Status Engine::ConnectionInit(sqlite3* db) {
-  // A replicated database lives in WAL mode; a new one is switched here.
-  sqlite3_stmt* st = nullptr;
-  int rc = sqlite3_prepare_v2(db, "PRAGMA main.journal_mode", -1, &st, nullptr);
+// Before the first connection uses a replicated database: make sure it is in
+// WAL mode and, when the sidecar is new and the database is not empty, derive
+// the page hashes from it. Done through a private connection on the plain
+// unix VFS (so nothing here re-enters the engine), at open time, for main and
+// attached databases alike.
+Status Engine::Prepare(bool sidecar_created) {
+  unsigned char hdr[100] = {0};
+  long size = 0;
+  if (FILE* f = std::fopen(path_.c_str(), "rb")) {
+    std::fseek(f, 0, SEEK_END);
+    size = std::ftell(f);
+    std::fseek(f, 0, SEEK_SET);
+    if (std::fread(hdr, 1, sizeof hdr, f) != sizeof hdr) std::memset(hdr, 0, sizeof hdr);
+    std::fclose(f);
+  }
+  const bool is_wal = size >= 100 && hdr[18] == 2 && hdr[19] == 2;
+  const bool needs_hashes = sidecar_created && size > 0;
+  if (is_wal && !needs_hashes) return Status::OK();
+
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "unix");
+  auto fail = [&](const std::string& what) {
+    std::string m = "litejet: cannot prepare \"" + path_ + "\" for replication: " + what + ": " +
+                    (db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_close(db);
+    return Status::Error(m, rc == SQLITE_OK ? SQLITE_ERROR : rc);
+  };
+  if (rc != SQLITE_OK) return fail("open");
+  sqlite3_busy_timeout(db, 5000);
   std::string mode;
+  sqlite3_stmt* st = nullptr;
+  rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, nullptr);
   if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
     const unsigned char* t = sqlite3_column_text(st, 0);
     mode = t ? reinterpret_cast<const char*>(t) : "";
   }
   sqlite3_finalize(st);
-  if (mode != "wal") {
-    st = nullptr;
-    rc = sqlite3_prepare_v2(db, "PRAGMA main.journal_mode=WAL", -1, &st, nullptr);
-    mode.clear();
-    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-      const unsigned char* t = sqlite3_column_text(st, 0);
-      mode = t ? reinterpret_cast<const char*>(t) : "";
-    }
-    sqlite3_finalize(st);
-    if (mode != "wal") {
-      return Status::Error("litejet: cannot switch \"" + path_ + "\" to WAL mode (journal_mode is \"" + mode +
-                           "\"): a replicated database must be in WAL mode: " + sqlite3_errmsg(db));
-    }
-  }
-  std::lock_guard<std::mutex> g(mu_);
-  if (needs_init_) {
+  if (mode != "wal") return fail("switching to WAL mode");
+  if (needs_hashes) {
     // An existing database enters replication: fold everything into the
-    // database file, then hash it. TXID stays where it is (0).
+    // database file, then hash it. The TXID stays 0.
     int nlog = 0, nckpt = 0;
     rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_TRUNCATE, &nlog, &nckpt);
-    if (rc != SQLITE_OK) {
-      return Status::Error(std::string("litejet: cannot start replicating \"") + path_ +
-                           "\": the initial checkpoint failed: " + sqlite3_errmsg(db));
-    }
+    if (rc != SQLITE_OK) return fail("the initial checkpoint");
     std::vector<uint64_t> hashes;
     uint32_t page_size = 0;
     Status s = checksum::HashFile(path_, &hashes, &page_size);
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      sqlite3_close(db);
+      return s;
+    }
     sidecar::Position p = sidecar_.Read();
     p.page_size = page_size;
     p.db_pages = uint32_t(hashes.size());
     p.checksum = 0;
     s = sidecar_.BeginUpdate(p.txid, p.db_pages);
-    if (!s.ok()) return s;
+    if (!s.ok()) {
+      sqlite3_close(db);
+      return s;
+    }
     for (uint32_t i = 0; i < hashes.size(); i++) {
       sidecar_.SetHash(i + 1, hashes[i]);
       p.checksum ^= hashes[i];
     }
     sidecar_.CommitUpdate(p);
-    needs_init_ = false;
   }
+  sqlite3_close(db);
   return Status::OK();
 }
 
@@ -235,7 +257,6 @@ void Engine::OnShmLock(int offset, int n, int flags) {
 
 int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off) {
   std::lock_guard<std::mutex> g(mu_);
-  wal_seen_ = true;
   if (collector_.page_size() == 0 && off >= wal::WAL_HDRSIZE) {
     // The WAL was begun by another connection or process: learn its page
     // size and salts from the header on disk.
@@ -363,8 +384,10 @@ int Engine::OnPragma(const char* name, const char* value, char** errmsg) {
 }
 
 int Engine::OnOpenRollbackJournal() {
+  // Prepare() put the database in WAL mode before any connection used it, so
+  // a rollback journal now means the database is leaving WAL mode (e.g.
+  // "PRAGMA journal_mode=DELETE" issued for all schemas).
   std::lock_guard<std::mutex> g(mu_);
-  if (!wal_seen_) return SQLITE_OK;  // still switching into WAL mode
   SetError("litejet: refused to open a rollback journal: the replicated database left WAL mode");
   sqlite3_log(SQLITE_CANTOPEN, "%s", last_error_.c_str());
   return SQLITE_CANTOPEN;

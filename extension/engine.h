@@ -31,10 +31,6 @@ class Engine : public vfs::DbHooks {
   const Config& config() const { return cfg_; }
   const std::string& db_path() const { return path_; }
 
-  // Per connection whose main database this is: switch to WAL mode and, on
-  // first use of an existing database, derive the page hashes from it.
-  Status ConnectionInit(sqlite3* db);
-
   // --- what the SQL functions report --------------------------------------
   sidecar::Position Position() const { return sidecar_.Read(); }
   bool IsPrimary() const;
@@ -58,6 +54,7 @@ class Engine : public vfs::DbHooks {
  private:
   Engine(const Config& cfg, std::string path);
   Status Open();
+  Status Prepare(bool sidecar_created);
   void SetError(const std::string& msg);
   // Commit preparation (before the commit frame's data reaches the WAL) and
   // completion (after it did).
@@ -68,11 +65,9 @@ class Engine : public vfs::DbHooks {
   std::string path_;
   sidecar::Sidecar sidecar_;
   spool::Spool spool_;
-  bool needs_init_ = false;  // sidecar was new and the database not empty
 
   mutable std::mutex mu_;  // guards everything below
   capture::Collector collector_;
-  bool wal_seen_ = false;
   std::string last_error_;
   struct Pending {
     bool active = false;

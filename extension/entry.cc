@@ -63,13 +63,6 @@ int ConnectionInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines*) {
     if (pzErrMsg) *pzErrMsg = Dup(err);
     return SQLITE_ERROR;
   }
-  auto e = std::dynamic_pointer_cast<Engine>(vfs::HooksOf(f));
-  if (!e) return SQLITE_OK;
-  Status s = e->ConnectionInit(db);
-  if (!s.ok()) {
-    if (pzErrMsg) *pzErrMsg = Dup(s.message());
-    return SQLITE_ERROR;
-  }
   return SQLITE_OK;
 }
 

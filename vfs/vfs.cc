@@ -118,7 +118,13 @@ int xFileControl(sqlite3_file* f, int op, void* arg) {
     if (rc != SQLITE_NOTFOUND) return rc;
   }
   sqlite3_file* r = Real(f);
-  return r->pMethods->xFileControl(r, op, arg);
+  int rc = r->pMethods->xFileControl(r, op, arg);
+  if (rc == SQLITE_OK && op == SQLITE_FCNTL_VFSNAME) {
+    // Shims name themselves in front of the VFS they wrap: "litejet/unix".
+    char** name = static_cast<char**>(arg);
+    *name = sqlite3_mprintf("litejet/%z", *name);
+  }
+  return rc;
 }
 
 int xSectorSize(sqlite3_file* f) {

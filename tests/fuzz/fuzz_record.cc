@@ -1,5 +1,7 @@
 // libFuzzer target for the record codec and chunk reassembler (wal-capture/record.h): arbitrary
 // bytes must be rejected cleanly, and whatever decodes must re-encode to the same transaction.
+#include <xxhash.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -54,6 +56,22 @@ void FuzzDecode(const uint8_t* data, size_t size) {
   CHECK(SameTxn(t, back));
 }
 
+// The input with stored_len and both checksums rewritten to match, so mutations reach the checks
+// behind them (lengths, page numbers, the zstd frame) instead of dying at a checksum.
+void FuzzDecodeResealed(const uint8_t* data, size_t size) {
+  if (size < kMinHeaderSize) return;
+  std::string rec(reinterpret_cast<const char*>(data), size);
+  const size_t hl = kMinHeaderSize + (data[60] | data[61] << 8);
+  if (size < hl) return;
+  auto set64 = [&rec](size_t off, uint64_t v) {
+    for (int i = 0; i < 8; i++) rec[off + i] = static_cast<char>(v >> (8 * i));
+  };
+  set64(hl - 32, size - hl);
+  set64(hl - 16, XXH3_64bits(rec.data() + hl, size - hl));
+  set64(hl - 8, XXH3_64bits(rec.data(), hl - 8));
+  FuzzDecode(reinterpret_cast<const uint8_t*>(rec.data()), rec.size());
+}
+
 // The input as a stream of chunks, each prefixed by a little-endian u16 length.
 void FuzzReassemble(const uint8_t* data, size_t size) {
   Reassembler r;
@@ -98,6 +116,7 @@ void FuzzSplitRoundtrip(const uint8_t* data, size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzDecode(data, size);
+  FuzzDecodeResealed(data, size);
   FuzzReassemble(data, size);
   FuzzSplitRoundtrip(data, size);
   return 0;

@@ -1,0 +1,42 @@
+# Host tests: litejet through the hosts users run it in (sqlite3 shell, Python,
+# Tcl, a C app on liblitejet.a) and the pass-through VFS proof. Included from
+# tests/CMakeLists.txt after the litejet_* helpers and LITEJET_HOST_ENV.
+
+# Same workload through "unix" and "litejet": byte-identical files.
+litejet_integration(test_passthrough)
+
+# A missing host fails its test with the reason instead of vanishing from the
+# run: these hosts are what the extension promises to work in.
+function(litejet_missing_host name why)
+  litejet_script(${name} env -u LD_PRELOAD sh -c "echo '${name}: ${why}' >&2 && false")
+endfunction()
+
+# bash itself crashes under a preloaded TSan runtime: start it without
+# LD_PRELOAD; the script passes the runtime on to the sqlite3 shell it runs.
+set(host_preload "")
+foreach(var IN LISTS LITEJET_HOST_ENV)
+  if(var MATCHES "^LD_PRELOAD=(.*)$")
+    set(host_preload "${CMAKE_MATCH_1}")
+  endif()
+endforeach()
+litejet_script(host_shell env -u LD_PRELOAD "LITEJET_HOST_PRELOAD=${host_preload}" bash
+               ${CMAKE_CURRENT_SOURCE_DIR}/hosts/test_shell.sh)
+
+if(PYTHON3)
+  litejet_script(host_python ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/hosts/test_python.py)
+else()
+  litejet_missing_host(host_python "/usr/bin/python3 not found: install python3")
+endif()
+
+# The Tcl package check happens in the script (package require sqlite3).
+if(TCLSH)
+  litejet_script(host_tcl ${TCLSH} ${CMAKE_CURRENT_SOURCE_DIR}/hosts/test_tcl.tcl)
+else()
+  litejet_missing_host(host_tcl "tclsh not found: install tcl8.6 and libsqlite3-tcl")
+endif()
+
+# C, not C++: liblitejet.a needs the C++ runtime, so link as C++.
+add_executable(c_app hosts/c_app.c)
+target_link_libraries(c_app PRIVATE litejet_static)
+set_target_properties(c_app PROPERTIES LINKER_LANGUAGE CXX)
+litejet_script(host_c_app $<TARGET_FILE:c_app>)

@@ -1,0 +1,500 @@
+// Capture: every committed WAL transaction is yielded once, in commit order,
+// with the final bytes of every page it changed. Each trap of ARCHITECTURE.md
+// ("Primary") has a test; the randomized oracle replays the spool into an
+// empty file and compares it page for page with SQLite's own view at every
+// TXID.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+}
+
+#include "include/litejet.h"
+#include "tests/util/testdb.h"
+#include "wal-capture/checksum.h"
+
+using namespace litejet;
+using namespace litejet::test;
+
+namespace {
+
+#define CHECK_MSG(cond, msg)                                  \
+  do {                                                        \
+    if (!(cond)) fail_msg("%s", std::string(msg).c_str());    \
+  } while (0)
+
+// Debian's libsqlite3 lacks generate_series (only the shell has it):
+// rewrite generate_series(1,N) as a recursive CTE.
+std::string Expand(std::string sql) {
+  const std::string key = "generate_series(1,";
+  for (size_t at; (at = sql.find(key)) != std::string::npos;) {
+    size_t end = sql.find(')', at);
+    std::string n = sql.substr(at + key.size(), end - at - key.size());
+    sql.replace(at, end + 1 - at,
+                "(with recursive gs(value) as (select 1 union all select value+1 from gs where value<" + n +
+                    ") select value from gs)");
+  }
+  return sql;
+}
+
+void ExecOk(sqlite3* db, const std::string& sql0) {
+  std::string err;
+  std::string sql = Expand(sql0);
+  int rc = Exec(db, sql, &err);
+  if (rc != SQLITE_OK) fail_msg("%s: %s", sql.c_str(), err.c_str());
+}
+
+// Checks the whole spool against the oracle pages recorded per TXID (and the
+// primary's repl_checksum at each TXID against the record), then, after a
+// full checkpoint of the primary, the replayed file against the database
+// file byte for byte and repl_checksum against a from-scratch checksum.
+void CheckReplay(sqlite3* probe, const std::string& db_path, const std::string& dir,
+                 const std::vector<std::vector<uint64_t>>& want_at, const std::vector<std::string>& sum_at) {
+  std::vector<record::Txn> txns = ReadSpool(db_path);
+  CHECK_MSG(txns.size() + 1 == want_at.size(),
+            "spool has " + std::to_string(txns.size()) + " txns, expected " + std::to_string(want_at.size() - 1));
+  Replayer r(dir + "/replay.db");
+  for (const record::Txn& t : txns) {
+    std::string e = r.Apply(t);
+    CHECK_MSG(e.empty(), e);
+    CHECK_MSG(checksum::Hex(t.checksum_after) == sum_at[t.txid],
+              "txid " + std::to_string(t.txid) + ": record checksum " + checksum::Hex(t.checksum_after) +
+                  " but repl_checksum said " + sum_at[t.txid]);
+    std::vector<uint64_t> got = r.MaskedPageHashes();
+    std::string d = DiffPages(want_at[t.txid], got);
+    if (!d.empty()) {
+      std::string in_txn, differ;
+      for (const record::Page& p : t.pages) in_txn += " " + std::to_string(p.pgno);
+      for (size_t i = 0; i < got.size() && i < want_at[t.txid].size(); i++) {
+        if (got[i] != want_at[t.txid][i]) differ += " " + std::to_string(i + 1);
+      }
+      fail_msg("txid %llu: %s; pages in the record:%s; pages that differ:%s", (unsigned long long)t.txid, d.c_str(),
+               in_txn.c_str(), differ.c_str());
+    }
+  }
+  ExecOk(probe, "pragma wal_checkpoint(TRUNCATE)");
+  std::vector<uint64_t> file;
+  uint32_t ps = 0;
+  assert_true(checksum::HashFile(db_path, &file, &ps).ok());
+  std::string d = DiffPages(file, r.PageHashes());
+  CHECK_MSG(d.empty(), "after a full checkpoint, replay vs database file: " + d);
+  CHECK_MSG(QueryText(probe, "select repl_checksum()") == checksum::Hex(XorAll(file)),
+            "repl_checksum " + QueryText(probe, "select repl_checksum()") + " != from-scratch " +
+                checksum::Hex(XorAll(file)));
+}
+
+// Steps a workload: after each statement, the TXID must have advanced by 0
+// or 1, and the oracle is recorded at each new TXID.
+struct Tracker {
+  std::string db_path, dir;
+  sqlite3* probe;
+  std::vector<std::vector<uint64_t>> want_at{{}};  // index = txid; txid 0 = empty
+  std::vector<std::string> sum_at{checksum::Hex(0)};
+
+  void Step(sqlite3* db, const std::string& sql) {
+    if (std::getenv("LITEJET_VERBOSE")) std::printf("    step: %s\n", sql.c_str());
+    int64_t before = QueryInt(probe, "select repl_position()");
+    ExecOk(db, sql);
+    int64_t after = QueryInt(probe, "select repl_position()");
+    CHECK_MSG(after == before || after == before + 1,
+              "one statement moved the TXID from " + std::to_string(before) + " to " + std::to_string(after));
+    if (after == before) return;
+    uint32_t ps = 0;
+    want_at.push_back(OraclePages(db_path, dir, &ps));
+    sum_at.push_back(QueryText(probe, "select repl_checksum()"));
+    CHECK_MSG(size_t(after) + 1 == want_at.size(), "txid/oracle out of step");
+  }
+  void Check() { CheckReplay(probe, db_path, dir, want_at, sum_at); }
+};
+
+void capture_counts_each_commit_once(void**) {
+  TempDir d;
+  sqlite3* db = OpenReplicated(d / "a.db");
+  assert_string_equal(QueryText(db, "pragma journal_mode").c_str(), "wal");
+  Tracker t{d / "a.db", d.path(), db};
+  t.Step(db, "create table t(x integer primary key, y)");
+  t.Step(db, "insert into t(y) values('a')");
+  t.Step(db, "begin; insert into t(y) values('b'); insert into t(y) values('c'); commit");
+  t.Step(db, "delete from t where x > 100");  // changes nothing: no transaction
+  t.Step(db, "update t set y = y || y");
+  assert_int_equal(QueryInt(db, "select repl_position()"), 4);
+  t.Check();
+  sqlite3_close(db);
+}
+
+void capture_inplace_frame_rewrite(void**) {
+  // A tiny cache spills pages to the WAL mid-transaction; changing them again
+  // rewrites those frames in place. The record must carry the newest bytes.
+  TempDir d;
+  sqlite3* db = OpenReplicated(d / "a.db");
+  Tracker t{d / "a.db", d.path(), db};
+  ExecOk(db, "pragma cache_size=2");
+  t.Step(db, "create table t(x integer primary key, y)");
+  t.Step(db,
+         "begin;"
+         "insert into t(y) select randomblob(300) from generate_series(1,200);"
+         "update t set y = randomblob(300);"
+         "update t set y = zeroblob(310) where x % 3 = 0;"
+         "commit");
+  t.Check();
+  sqlite3_close(db);
+}
+
+void capture_spill_then_rollback(void**) {
+  TempDir d;
+  sqlite3* db = OpenReplicated(d / "a.db");
+  Tracker t{d / "a.db", d.path(), db};
+  ExecOk(db, "pragma cache_size=2");
+  t.Step(db, "create table t(x integer primary key, y)");
+  t.Step(db, "insert into t(y) values('keep')");
+  // Spilled frames of a rolled-back transaction stay in the WAL file.
+  t.Step(db, "begin; insert into t(y) select randomblob(500) from generate_series(1,300); rollback");
+  assert_int_equal(QueryInt(db, "select repl_position()"), 2);
+  // The next, smaller transaction overwrites some of them.
+  t.Step(db, "insert into t(y) values('after')");
+  t.Step(db, "begin; insert into t(y) select randomblob(100) from generate_series(1,20); commit");
+  t.Check();
+  sqlite3_close(db);
+}
+
+void capture_savepoint_rollbacks(void**) {
+  TempDir d;
+  sqlite3* db = OpenReplicated(d / "a.db");
+  Tracker t{d / "a.db", d.path(), db};
+  ExecOk(db, "pragma cache_size=3");
+  t.Step(db, "create table t(x integer primary key, y)");
+  t.Step(db,
+         "begin;"
+         "insert into t(y) select randomblob(400) from generate_series(1,50);"
+         "savepoint a;"
+         "insert into t(y) select randomblob(400) from generate_series(1,200);"
+         "rollback to a;"
+         "insert into t(y) values('x');"
+         "savepoint b; update t set y = 'z' where x < 10; release b;"
+         "savepoint c; delete from t where x > 20; rollback to c; release c;"
+         "commit");
+  assert_int_equal(QueryInt(db, "select count(*) from t"), 51);
+  t.Check();
+  sqlite3_close(db);
+}
+
+void capture_wal_restart_after_checkpoint(void**) {
+  TempDir d;
+  sqlite3* db = OpenReplicated(d / "a.db");
+  sqlite3* other = OpenReplicated(d / "a.db");
+  Tracker t{d / "a.db", d.path(), db};
+  t.Step(db, "create table t(x integer primary key, y)");
+  for (int round = 0; round < 4; round++) {
+    t.Step(db, "insert into t(y) select randomblob(200) from generate_series(1,30)");
+    ExecOk(other, round % 2 ? "pragma wal_checkpoint(TRUNCATE)" : "pragma wal_checkpoint(RESTART)");
+    // The next write starts the WAL again from frame 1 with new salts.
+    t.Step(other, "update t set y = randomblob(10) where x % 7 = " + std::to_string(round));
+  }
+  t.Check();
+  sqlite3_close(other);
+  sqlite3_close(db);
+}
+
+void capture_padding_frames(void**) {
+  // psow=0 with synchronous=FULL: SQLite pads the WAL to a sector boundary
+  // after each commit with copies of the commit frame.
+  TempDir d;
+  sqlite3* db = OpenReplicated(d / "a.db", "&psow=0");
+  Tracker t{d / "a.db", d.path(), db};
+  ExecOk(db, "pragma synchronous=FULL");
+  t.Step(db, "create table t(x integer primary key, y)");
+  for (int i = 0; i < 10; i++) t.Step(db, "insert into t(y) values(randomblob(" + std::to_string(50 * i) + "))");
+  assert_int_equal(QueryInt(db, "select repl_position()"), 11);
+  t.Check();
+  sqlite3_close(db);
+}
+
+void capture_shrinking_database(void**) {
+  TempDir d;
+  sqlite3* db = OpenReplicated(d / "a.db");
+  Tracker t{d / "a.db", d.path(), db};
+  t.Step(db, "create table t(x integer primary key, y)");
+  t.Step(db, "insert into t(y) select randomblob(1000) from generate_series(1,400)");
+  t.Step(db, "delete from t where x > 20");
+  int64_t pages_before = QueryInt(db, "pragma page_count");
+  t.Step(db, "vacuum");
+  CHECK_MSG(QueryInt(db, "pragma page_count") < pages_before, "vacuum did not shrink");
+  t.Check();
+  sqlite3_close(db);
+}
+
+void capture_incremental_vacuum(void**) {
+  TempDir d;
+  sqlite3* db = OpenReplicated(d / "a.db", "");
+  Tracker t{d / "a.db", d.path(), db};
+  // auto_vacuum must be set before the first table; the connection init
+  // already switched to WAL, which is fine for auto_vacuum.
+  // auto_vacuum takes effect on a database with page 1 written only
+  // through VACUUM.
+  t.Step(db, "pragma auto_vacuum=INCREMENTAL");
+  t.Step(db, "vacuum");
+  assert_int_equal(QueryInt(db, "pragma auto_vacuum"), 2);
+  t.Step(db, "create table t(x integer primary key, y)");
+  t.Step(db, "insert into t(y) select randomblob(2000) from generate_series(1,300)");
+  t.Step(db, "delete from t where x % 2 = 0 or x > 100");
+  int64_t free_before = QueryInt(db, "pragma freelist_count");
+  CHECK_MSG(free_before > 10, "expected free pages");
+  t.Step(db, "pragma incremental_vacuum(10)");
+  t.Step(db, "pragma incremental_vacuum");
+  assert_int_equal(QueryInt(db, "pragma freelist_count"), 0);
+  t.Check();
+  sqlite3_close(db);
+}
+
+void capture_refuses_leaving_wal(void**) {
+  TempDir d;
+  sqlite3* db = OpenReplicated(d / "a.db");
+  ExecOk(db, "create table t(x)");
+  std::string err;
+  assert_int_equal(Exec(db, "pragma journal_mode=DELETE", &err), SQLITE_ERROR);
+  assert_string_equal(err.c_str(),
+                      "litejet: journal_mode=DELETE is not allowed on replicated database \"a\": replication "
+                      "captures the WAL, so the database must stay in WAL mode");
+  assert_int_equal(Exec(db, "pragma locking_mode=EXCLUSIVE", &err), SQLITE_ERROR);
+  assert_string_equal(err.c_str(),
+                      "litejet: locking_mode=EXCLUSIVE is not allowed on replicated database \"a\": it keeps "
+                      "the wal-index in private memory, out of replication's sight");
+  assert_int_equal(Exec(db, "pragma journal_mode=wal", &err), SQLITE_OK);
+  assert_int_equal(Exec(db, "pragma locking_mode=normal", &err), SQLITE_OK);
+  assert_string_equal(QueryText(db, "pragma journal_mode").c_str(), "wal");
+  // Nothing was lost or half-done: the table is there and writes go on.
+  ExecOk(db, "insert into t values(1)");
+  assert_int_equal(QueryInt(db, "select repl_position()"), 2);
+  sqlite3_close(db);
+}
+
+void capture_existing_rollback_db_becomes_wal(void**) {
+  TempDir d;
+  sqlite3* plain = OpenPlain(d / "a.db");
+  ExecOk(plain, "create table t(x); insert into t values(1),(2),(3)");
+  assert_string_equal(QueryText(plain, "pragma journal_mode").c_str(), "delete");
+  sqlite3_close(plain);
+  uint64_t sum_plain = 0;
+  assert_true(checksum::OfFile(d / "a.db", &sum_plain).ok());
+
+  sqlite3* db = OpenReplicated(d / "a.db");
+  assert_string_equal(QueryText(db, "pragma journal_mode").c_str(), "wal");
+  assert_int_equal(QueryInt(db, "select repl_position()"), 0);
+  // The base checksum is the database's own (the switch to WAL changed the
+  // header's version bytes, so recompute after it).
+  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  uint64_t sum_now = 0;
+  assert_true(checksum::OfFile(d / "a.db", &sum_now).ok());
+  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(sum_now).c_str());
+  ExecOk(db, "insert into t values(4)");
+  assert_int_equal(QueryInt(db, "select repl_position()"), 1);
+  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  assert_true(checksum::OfFile(d / "a.db", &sum_now).ok());
+  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(sum_now).c_str());
+  sqlite3_close(db);
+}
+
+void capture_txid_survives_restart(void**) {
+  TempDir d;
+  sqlite3* db = OpenReplicated(d / "a.db");
+  ExecOk(db, "create table t(x)");
+  for (int i = 0; i < 5; i++) ExecOk(db, "insert into t values(" + std::to_string(i) + ")");
+  std::string sum = QueryText(db, "select repl_checksum()");
+  sqlite3_close(db);
+  db = OpenReplicated(d / "a.db");
+  assert_int_equal(QueryInt(db, "select repl_position()"), 6);
+  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), sum.c_str());
+  ExecOk(db, "insert into t values(99)");
+  assert_int_equal(QueryInt(db, "select repl_position()"), 7);
+  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  uint64_t s = 0;
+  assert_true(checksum::OfFile(d / "a.db", &s).ok());
+  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(s).c_str());
+  std::vector<record::Txn> txns = ReadSpool(d / "a.db");
+  assert_int_equal(txns.size(), 7);
+  for (size_t i = 0; i < txns.size(); i++) assert_int_equal(txns[i].txid, i + 1);
+  sqlite3_close(db);
+}
+
+void capture_several_processes(void**) {
+  // Writers in separate processes: TXIDs stay consecutive and the spool,
+  // replayed, equals the database.
+  TempDir d;
+  std::string path = d / "a.db";
+  {
+    sqlite3* db = OpenReplicated(path);
+    ExecOk(db, "create table t(p, i, y)");
+    sqlite3_close(db);
+  }
+  const int kProcs = 4, kTxns = 40;
+  std::vector<pid_t> kids;
+  for (int p = 0; p < kProcs; p++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      sqlite3* db = OpenReplicated(path);
+      ExecOk(db, "pragma cache_size=5");
+      for (int i = 0; i < kTxns; i++) {
+        std::string sql = "insert into t values(" + std::to_string(p) + "," + std::to_string(i) +
+                          ", randomblob(" + std::to_string(100 + 37 * i) + "))";
+        if (Exec(db, sql) != SQLITE_OK) _exit(3);
+        if (i % 9 == 0 && Exec(db, "pragma wal_checkpoint(PASSIVE)") != SQLITE_OK) _exit(4);
+      }
+      sqlite3_close(db);
+      _exit(0);
+    }
+    kids.push_back(pid);
+  }
+  for (pid_t k : kids) {
+    int st = 0;
+    waitpid(k, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  sqlite3* db = OpenReplicated(path);
+  assert_int_equal(QueryInt(db, "select count(*) from t"), kProcs * kTxns);
+  assert_int_equal(QueryInt(db, "select repl_position()"), 1 + kProcs * kTxns);
+  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  std::vector<uint64_t> want;
+  uint32_t ps = 0;
+  assert_true(checksum::HashFile(path, &want, &ps).ok());
+  std::vector<record::Txn> txns = ReadSpool(path);
+  assert_int_equal(txns.size(), 1 + kProcs * kTxns);
+  Replayer r(d / "replay.db");
+  for (const record::Txn& t : txns) {
+    std::string e = r.Apply(t);
+    CHECK_MSG(e.empty(), e);
+  }
+  std::string diff = DiffPages(want, r.PageHashes());
+  CHECK_MSG(diff.empty(), diff);
+  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(XorAll(want)).c_str());
+  sqlite3_close(db);
+}
+
+// ---- the randomized oracle --------------------------------------------------
+
+void RandomWorkload(uint64_t seed, int steps) {
+  std::mt19937_64 rng(seed);
+  auto pick = [&](int n) { return int(rng() % uint64_t(n)); };
+  TempDir d;
+  std::string path = d / "a.db";
+  std::vector<sqlite3*> conns;
+  int nconn = 1 + pick(3);
+  bool autovac = pick(2) == 0;
+  for (int i = 0; i < nconn; i++) {
+    std::string uri = pick(4) == 0 ? "&psow=0" : "";
+    std::string cache = "pragma cache_size=" + std::to_string(pick(2) ? 2 + pick(8) : 2000);
+    bool full = pick(3) == 0;
+    if (std::getenv("LITEJET_VERBOSE")) {
+      std::printf("    conn %d: %s %s%s\n", i, uri.c_str(), cache.c_str(), full ? " synchronous=FULL" : "");
+    }
+    conns.push_back(OpenReplicated(path, uri));
+    ExecOk(conns.back(), cache);
+    if (full) ExecOk(conns.back(), "pragma synchronous=FULL");
+  }
+  Tracker t{path, d.path(), conns[0]};
+  if (autovac) {
+    t.Step(conns[0], "pragma auto_vacuum=INCREMENTAL");
+    t.Step(conns[0], "vacuum");
+  }
+  t.Step(conns[0], "begin; create table t(k integer primary key, v blob); create index ti on t(length(v)); commit");
+  for (int s = 0; s < steps; s++) {
+    int ci = pick(nconn);
+    sqlite3* c = conns[size_t(ci)];
+    if (std::getenv("LITEJET_VERBOSE")) std::printf("    on conn %d\n", ci);
+    int op = pick(12);
+    std::string n = std::to_string(1 + pick(60));
+    std::string sz = std::to_string(pick(5) == 0 ? 1000 + pick(9000) : pick(400));
+    switch (op) {
+      case 0:
+      case 1:
+        t.Step(c, "insert into t(v) select randomblob(" + sz + ") from generate_series(1," + n + ")");
+        break;
+      case 2:
+        t.Step(c, "update t set v = randomblob(" + sz + ") where k % " + std::to_string(2 + pick(9)) + " = 0");
+        break;
+      case 3:
+        t.Step(c, "delete from t where k % " + std::to_string(2 + pick(5)) + " = " + std::to_string(pick(2)));
+        break;
+      case 4:
+        t.Step(c, "begin; insert into t(v) select randomblob(" + sz + ") from generate_series(1," + n +
+                      "); update t set v = zeroblob(7) where k < 30; rollback");
+        break;
+      case 5:
+        t.Step(c, "begin; insert into t(v) select randomblob(" + sz + ") from generate_series(1," + n +
+                      "); savepoint s1; update t set v = randomblob(64); rollback to s1; "
+                      "delete from t where k % 11 = 0; release s1; commit");
+        break;
+      case 6:
+        ExecOk(c, std::string("pragma wal_checkpoint(") +
+                      (const char*[]){"PASSIVE", "FULL", "RESTART", "TRUNCATE"}[pick(4)] + ")");
+        break;
+      case 7:
+        if (pick(4) == 0) t.Step(c, "vacuum");
+        break;
+      case 8:
+        if (autovac) t.Step(c, "pragma incremental_vacuum(" + std::to_string(pick(20)) + ")");
+        break;
+      case 9:
+        t.Step(c, "begin; update t set v = randomblob(" + sz + ") where k in (select k from t order by random() limit " +
+                      n + "); update t set v = randomblob(3) where k in (select k from t order by random() limit 5); "
+                      "commit");
+        break;
+      case 10:
+        t.Step(c, "create table if not exists u" + std::to_string(pick(4)) + "(a, b)");
+        break;
+      default:
+        t.Step(c, "insert into t(v) values(randomblob(" + sz + "))");
+        break;
+    }
+  }
+  t.Check();
+  for (sqlite3* c : conns) sqlite3_close(c);
+}
+
+void capture_oracle_random(void**) {
+  uint64_t base = SeedFromEnv("capture_oracle_random");
+  const char* n = std::getenv("LITEJET_SEEDS");
+  int seeds = n ? std::atoi(n) : 8;
+  const char* st = std::getenv("LITEJET_STEPS");
+  int steps = st ? std::atoi(st) : 120;
+  for (int i = 0; i < seeds; i++) {
+    std::printf("  workload seed %llu\n", (unsigned long long)(base + uint64_t(i)));
+    std::fflush(stdout);
+    RandomWorkload(base + uint64_t(i), steps);
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(sqlite3_litejet_init));
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(capture_counts_each_commit_once),
+      cmocka_unit_test(capture_inplace_frame_rewrite),
+      cmocka_unit_test(capture_spill_then_rollback),
+      cmocka_unit_test(capture_savepoint_rollbacks),
+      cmocka_unit_test(capture_wal_restart_after_checkpoint),
+      cmocka_unit_test(capture_padding_frames),
+      cmocka_unit_test(capture_shrinking_database),
+      cmocka_unit_test(capture_incremental_vacuum),
+      cmocka_unit_test(capture_refuses_leaving_wal),
+      cmocka_unit_test(capture_existing_rollback_db_becomes_wal),
+      cmocka_unit_test(capture_txid_survives_restart),
+      cmocka_unit_test(capture_several_processes),
+      cmocka_unit_test(capture_oracle_random),
+  };
+  if (const char* f = std::getenv("LITEJET_TEST_FILTER")) cmocka_set_test_filter(f);
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
