@@ -1,0 +1,53 @@
+// WalWriter: appends a transaction to a database's WAL and wal-index exactly
+// as SQLite's own writer does (wal.c: walRestartLog, walIndexAppend,
+// walIndexWriteHdr), from outside SQLite. Readers that began earlier keep
+// their snapshot; readers that begin after Append returns see the
+// transaction; no reader lock is ever waited for.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/sqlite.h"
+#include "common/status.h"
+#include "wal-capture/record.h"
+
+namespace litejet::apply {
+
+class WalWriter {
+ public:
+  WalWriter() = default;
+  ~WalWriter();
+  WalWriter(const WalWriter&) = delete;
+  WalWriter& operator=(const WalWriter&) = delete;
+
+  // Opens the database file and its -wal through the "unix" VFS (so its shm
+  // is the one every connection of the host shares).
+  Status Open(const std::string& db_path);
+
+  // Appends one committed transaction. Takes WAL_WRITE_LOCK, waiting at most
+  // lock_timeout_ms (SQLITE_BUSY otherwise). The wal-index must be valid
+  // (some connection has read the database since the shm was created), or
+  // the WAL must be empty; otherwise SQLITE_BUSY_RECOVERY asks the caller to
+  // let SQLite recover it (run a read) and retry.
+  Status Append(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages,
+                int64_t lock_timeout_ms);
+
+  // Frames in the WAL now (wal-index mxFrame), for bounding the WAL.
+  uint32_t wal_frames() const { return last_mx_frame_; }
+
+ private:
+  Status Lock(int64_t timeout_ms);
+  void Unlock();
+  Status MapRegion(int region, volatile char** out);
+
+  sqlite3_vfs* vfs_ = nullptr;
+  sqlite3_file* db_ = nullptr;
+  sqlite3_file* wal_ = nullptr;
+  std::string path_;
+  sqlite3_filename filename_ = nullptr;
+  uint32_t last_mx_frame_ = 0;
+};
+
+}  // namespace litejet::apply
