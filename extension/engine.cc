@@ -98,6 +98,7 @@ std::shared_ptr<Engine> Engine::Find(const std::string& db_path) {
 Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move(path)) {}
 
 Engine::~Engine() {
+  StopAgent();
   std::lock_guard<std::mutex> g(g_registry_mu);
   auto& reg = Registry();
   auto it = reg.find(path_);
@@ -110,10 +111,17 @@ Status Engine::Open() {
   if (!s.ok()) return s;
   s = spool_.Open(path_ + "-litejet-log");
   if (!s.ok()) return s;
-  return Prepare(created);
+  s = Prepare(created);
+  if (!s.ok()) return s;
+  StartAgent();
+  return Status::OK();
 }
 
 void Engine::SetError(const std::string& msg) { last_error_ = msg; }
+void Engine::ClearError() {
+  std::lock_guard<std::mutex> g(mu_);
+  last_error_.clear();
+}
 
 std::string Engine::LastError() const {
   std::lock_guard<std::mutex> g(mu_);
@@ -136,6 +144,13 @@ Status Engine::Prepare(bool sidecar_created) {
     std::fclose(f);
   }
   const bool is_wal = size >= 100 && hdr[18] == 2 && hdr[19] == 2;
+  if (cfg_.role != Role::kPrimary) {
+    // A replica's pages come from the log: a new one stays empty until its
+    // first transaction arrives (and gets the primary's page size).
+    if (size == 0 || is_wal) return Status::OK();
+    return Status::Error("litejet: replica \"" + path_ +
+                         "\" is not in WAL mode: a replica is built from the log; start from an empty file");
+  }
   const bool needs_hashes = sidecar_created && size > 0;
   if (is_wal && !needs_hashes) return Status::OK();
 
@@ -190,9 +205,13 @@ Status Engine::Prepare(bool sidecar_created) {
   return Status::OK();
 }
 
-bool Engine::IsPrimary() const { return cfg_.role == Role::kPrimary; }
+bool Engine::IsPrimary() const { return cfg_.role == Role::kPrimary && !fenced_; }
 
-std::string Engine::Primary() const { return IsPrimary() ? cfg_.advertise : std::string(); }
+std::string Engine::Primary() const {
+  if (IsPrimary()) return fenced_ ? std::string() : cfg_.advertise;
+  std::lock_guard<std::mutex> g(mu_);
+  return primary_seen_;
+}
 
 std::string Engine::RoleName() const {
   switch (cfg_.role) {
@@ -210,6 +229,17 @@ std::string Engine::StatusJson() const {
   std::string err = LastError();
   std::string prim = Primary();
   uint64_t lag = IsPrimary() && p.txid > p.acked_txid ? p.txid - p.acked_txid : 0;
+  uint64_t lag_ms = 0;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto& [txid, at] : unacked_) {
+      if (txid > p.acked_txid) {
+        uint64_t now = NowMicros();
+        lag_ms = now > at ? (now - at) / 1000 : 0;
+        break;
+      }
+    }
+  }
   std::string j = "{";
   j += "\"name\":" + JsonString(cfg_.name);
   j += ",\"node\":" + JsonString(cfg_.node);
@@ -220,8 +250,9 @@ std::string Engine::StatusJson() const {
   j += ",\"primary\":" + (prim.empty() ? std::string("null") : JsonString(prim));
   j += ",\"epoch\":" + std::to_string(p.epoch);
   j += ",\"lag_txns\":" + std::to_string(lag);
-  j += ",\"lag_ms\":0";
-  j += ",\"connected\":false";
+  j += ",\"lag_ms\":" + std::to_string(lag_ms);
+  j += ",\"connected\":" + std::string(connected_ ? "true" : "false");
+  j += ",\"log_seq\":" + std::to_string(p.log_seq);
   j += ",\"last_error\":" + (err.empty() ? std::string("null") : JsonString(err));
   j += ",\"durability\":" + JsonString(DurabilityName(cfg_.durability));
   j += ",\"db_pages\":" + std::to_string(p.db_pages);
@@ -245,14 +276,77 @@ bool Engine::StepDown() { return false; }
 
 // ---- capture ---------------------------------------------------------------
 
-void Engine::OnShmLock(int offset, int n, int flags) {
-  if (!(offset <= wal::WAL_WRITE_LOCK && wal::WAL_WRITE_LOCK < offset + n)) return;
+namespace {
+bool Covers(int offset, int n, int slot) { return offset <= slot && slot < offset + n; }
+
+// True when the wal-index header in the shm is initialised and its two copies
+// agree, i.e. a lock on WAL_WRITE_LOCK now is for writing, not for recovery.
+bool WalIndexValid(sqlite3_file* main) {
+  void volatile* p = nullptr;
+  if (main->pMethods->xShmMap(main, 0, 32768, 0, &p) != SQLITE_OK || p == nullptr) return false;
+  unsigned char a[48], b[48];
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  std::memcpy(a, const_cast<void*>(p), 48);
+  std::memcpy(b, const_cast<const char*>(static_cast<const volatile char*>(p)) + 48, 48);
+  return a[12] == 1 && std::memcmp(a, b, 48) == 0;
+}
+}  // namespace
+
+int Engine::BeforeShmLock(sqlite3_file* main, int offset, int n, int flags) {
+  if (!((flags & SQLITE_SHM_LOCK) && (flags & SQLITE_SHM_EXCLUSIVE) && Covers(offset, n, wal::WAL_WRITE_LOCK))) {
+    return SQLITE_OK;
+  }
   std::lock_guard<std::mutex> g(mu_);
-  if ((flags & SQLITE_SHM_LOCK) && (flags & SQLITE_SHM_EXCLUSIVE)) {
+  bool in_checkpoint = std::find(ckpt_holders_.begin(), ckpt_holders_.end(), main) != ckpt_holders_.end();
+  if (in_checkpoint) return SQLITE_OK;
+  if (cfg_.role != Role::kPrimary || fenced_) {
+    // Recovery of the wal-index also takes WAL_WRITE_LOCK; only a writer
+    // finds the index valid.
+    if (!WalIndexValid(main)) return SQLITE_OK;
+    std::string prim = cfg_.role != Role::kPrimary ? primary_seen_ : std::string();
+    SetError("litejet: database \"" + cfg_.name + "\" is " +
+             (cfg_.role != Role::kPrimary ? "a replica" : "no longer primary (fenced)") +
+             ": write on the primary" + (prim.empty() ? std::string(" (none known yet)") : " " + prim));
+    return SQLITE_READONLY;
+  }
+  if (cfg_.max_lag_ms > 0) {
+    uint64_t acked = sidecar_.Read().acked_txid;
+    for (auto& [txid, at] : unacked_) {
+      if (txid <= acked) continue;
+      uint64_t now = NowMicros();
+      if (now > at && (now - at) / 1000 > uint64_t(cfg_.max_lag_ms)) {
+        SetError("litejet: database \"" + cfg_.name + "\": transaction " + std::to_string(txid) +
+                 " is unacknowledged for more than max_lag_ms=" + std::to_string(cfg_.max_lag_ms) +
+                 "; refusing new writes until JetStream catches up");
+        return SQLITE_BUSY;
+      }
+      break;
+    }
+  }
+  return SQLITE_OK;
+}
+
+void Engine::OnShmLock(sqlite3_file* main, int offset, int n, int flags) {
+  std::lock_guard<std::mutex> g(mu_);
+  const bool lock = (flags & SQLITE_SHM_LOCK) && (flags & SQLITE_SHM_EXCLUSIVE);
+  if (Covers(offset, n, wal::WAL_CKPT_LOCK)) {
+    if (lock) {
+      ckpt_holders_.push_back(main);
+    } else if (flags & SQLITE_SHM_UNLOCK) {
+      ckpt_holders_.erase(std::remove(ckpt_holders_.begin(), ckpt_holders_.end(), main), ckpt_holders_.end());
+    }
+  }
+  if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return;
+  if (lock) {
     collector_.BeginWrite();
   } else if (flags & SQLITE_SHM_UNLOCK) {
     collector_.EndWrite();
   }
+}
+
+void Engine::OnClose(sqlite3_file* main) {
+  std::lock_guard<std::mutex> g(mu_);
+  ckpt_holders_.erase(std::remove(ckpt_holders_.begin(), ckpt_holders_.end(), main), ckpt_holders_.end());
 }
 
 int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off) {
@@ -290,6 +384,37 @@ void Engine::OnWalTruncate(sqlite3_int64 size) {
   collector_.OnTruncate(size);
 }
 
+Engine::Update Engine::ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
+                                     const std::vector<record::Page>& pages) {
+  Update u;
+  u.pos = before;
+  u.pos.txid = before.txid + 1;
+  u.pos.page_size = page_size;
+  u.pos.db_pages = db_pages;
+  uint64_t sum = before.checksum;
+  // Pages cut off by a shrink leave the checksum.
+  for (uint32_t pg = db_pages + 1; pg <= before.db_pages; pg++) sum ^= sidecar_.Hash(pg);
+  // Changed pages: the old hash out, the new one in.
+  u.hashes.reserve(pages.size());
+  for (const record::Page& pg : pages) {
+    uint64_t h = checksum::PageHash(pg.data.data(), page_size, pg.pgno);
+    if (pg.pgno <= before.db_pages) sum ^= sidecar_.Hash(pg.pgno);
+    sum ^= h;
+    u.hashes.emplace_back(pg.pgno, h);
+  }
+  // Pages the database grew over without writing them read as zeros.
+  size_t i = 0;
+  for (uint32_t pg = before.db_pages + 1; pg <= db_pages; pg++) {
+    while (i < pages.size() && pages[i].pgno < pg) i++;
+    if (i < pages.size() && pages[i].pgno == pg) continue;
+    uint64_t h = checksum::ZeroPageHash(page_size, pg);
+    sum ^= h;
+    u.hashes.emplace_back(pg, h);
+  }
+  u.pos.checksum = sum;
+  return u;
+}
+
 // Called with mu_ held and WAL_WRITE_LOCK held by this process.
 Status Engine::PrepareCommit(capture::Captured&& c) {
   sidecar::Position before = sidecar_.Read();
@@ -298,45 +423,22 @@ Status Engine::PrepareCommit(capture::Captured&& c) {
                          std::to_string(c.page_size) + " on a replicated database");
   }
   Pending p;
-  p.pos = before;
-  p.pos.txid = before.txid + 1;
-  p.pos.page_size = c.page_size;
-  p.pos.db_pages = c.db_pages;
-  uint64_t sum = before.checksum;
-  // Pages cut off by a shrink leave the checksum.
-  for (uint32_t pg = c.db_pages + 1; pg <= before.db_pages; pg++) sum ^= sidecar_.Hash(pg);
-  // Changed pages: the old hash out, the new one in.
-  size_t i = 0;
-  for (const record::Page& pg : c.pages) {
-    uint64_t h = checksum::PageHash(pg.data.data(), c.page_size, pg.pgno);
-    if (pg.pgno <= before.db_pages) sum ^= sidecar_.Hash(pg.pgno);
-    sum ^= h;
-    p.hashes.emplace_back(pg.pgno, h);
-  }
-  // Pages the database grew over without writing them read as zeros.
-  for (uint32_t pg = before.db_pages + 1; pg <= c.db_pages; pg++) {
-    while (i < c.pages.size() && c.pages[i].pgno < pg) i++;
-    if (i < c.pages.size() && c.pages[i].pgno == pg) continue;
-    uint64_t h = checksum::ZeroPageHash(c.page_size, pg);
-    sum ^= h;
-    p.hashes.emplace_back(pg, h);
-  }
-  p.pos.checksum = sum;
+  p.up = ComputeUpdate(before, c.page_size, c.db_pages, c.pages);
 
   record::Txn t;
-  t.txid = p.pos.txid;
+  t.txid = p.up.pos.txid;
   t.epoch = before.epoch;
   t.timestamp_us = NowMicros();
   t.node = cfg_.node;
   t.page_size = c.page_size;
   t.db_pages = c.db_pages;
   t.checksum_before = before.checksum;
-  t.checksum_after = sum;
+  t.checksum_after = p.up.pos.checksum;
   t.pages = std::move(c.pages);
   std::string rec;
   Status s = record::Encode(t, record::Compression::kNone, &rec);
   if (!s.ok()) return s;
-  s = sidecar_.BeginUpdate(p.pos.txid, std::max(before.db_pages, c.db_pages));
+  s = sidecar_.BeginUpdate(t.txid, std::max(before.db_pages, c.db_pages));
   if (!s.ok()) return s;
   p.spool_end_before = spool_.Size();
   s = spool_.Append(rec);
@@ -346,13 +448,20 @@ Status Engine::PrepareCommit(capture::Captured&& c) {
   }
   p.active = true;
   pending_ = std::move(p);
+  unacked_.emplace_back(t.txid, t.timestamp_us);
   return Status::OK();
 }
 
 void Engine::FinishCommit(bool ok) {
   if (ok) {
-    for (auto& [pgno, h] : pending_.hashes) sidecar_.SetHash(pgno, h);
-    sidecar_.CommitUpdate(pending_.pos);
+    for (auto& [pgno, h] : pending_.up.hashes) sidecar_.SetHash(pgno, h);
+    sidecar_.CommitUpdate(pending_.up.pos);
+    // Forget acknowledged commits; keep the list short.
+    uint64_t acked = sidecar_.Read().acked_txid;
+    size_t drop = 0;
+    while (drop < unacked_.size() && unacked_[drop].first <= acked) drop++;
+    if (drop > 0) unacked_.erase(unacked_.begin(), unacked_.begin() + long(drop));
+    agent_cv_.notify_all();
   } else {
     // The commit frame did not reach the WAL: the transaction did not
     // happen, so it leaves the spool again.
@@ -360,6 +469,7 @@ void Engine::FinishCommit(bool ok) {
     if (!s.ok()) SetError(s.message());
     sidecar::Position back = sidecar_.Read();
     sidecar_.CommitUpdate(back);
+    if (!unacked_.empty() && unacked_.back().first == pending_.up.pos.txid) unacked_.pop_back();
   }
   pending_ = Pending();
 }

@@ -1,18 +1,25 @@
 // Engine: the replication state of one replicated database in this process,
 // shared by all its connections. It is the VFS's DbHooks (capture on the
-// primary) and what the SQL functions ask.
+// primary, write refusal on a replica), runs the agent (shipping on the
+// primary, applying on a replica) when this process holds the host's agent
+// lock, and is what the SQL functions ask.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/sqlite.h"
 #include "common/status.h"
 #include "extension/config.h"
+#include "transport/log.h"
 #include "vfs/vfs.h"
+#include "wal-capture/apply.h"
 #include "wal-capture/capture.h"
 #include "wal-capture/sidecar.h"
 #include "wal-capture/spool.h"
@@ -38,43 +45,79 @@ class Engine : public vfs::DbHooks {
   std::string RoleName() const;
   std::string StatusJson() const;
   std::string LastError() const;
-  // Waits until the position (replica) / acknowledged position (primary)
-  // reaches txid. Returns false on timeout.
+  // Primary: until JetStream acknowledged txid. Replica: until txid is
+  // applied and visible to reads that start afterwards. False on timeout.
   bool Wait(uint64_t txid, int64_t timeout_ms) const;
   bool StepDown();
+  // Stops the agent thread (atexit: threads must not outlive the process's
+  // static state).
+  void StopAgentAtExit();
 
   // --- DbHooks -------------------------------------------------------------
-  void OnShmLock(int offset, int n, int flags) override;
+  int BeforeShmLock(sqlite3_file* main, int offset, int n, int flags) override;
+  void OnShmLock(sqlite3_file* main, int offset, int n, int flags) override;
   int BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off) override;
   void AfterWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off, int rc) override;
   void OnWalTruncate(sqlite3_int64 size) override;
   int OnPragma(const char* name, const char* value, char** errmsg) override;
   int OnOpenRollbackJournal() override;
+  void OnClose(sqlite3_file* main) override;
 
  private:
   Engine(const Config& cfg, std::string path);
   Status Open();
   Status Prepare(bool sidecar_created);
   void SetError(const std::string& msg);
+  void ClearError();
+
+  // The new position and page hashes after a transaction (pages sorted).
+  struct Update {
+    sidecar::Position pos;
+    std::vector<std::pair<uint32_t, uint64_t>> hashes;  // pgno, new hash
+  };
+  Update ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
+                       const std::vector<record::Page>& pages);
+
   // Commit preparation (before the commit frame's data reaches the WAL) and
-  // completion (after it did).
+  // completion (after it did). mu_ held.
   Status PrepareCommit(capture::Captured&& c);
   void FinishCommit(bool ok);
+
+  // --- the agent (extension/agent.cc) ---------------------------------------
+  void StartAgent();
+  void StopAgent();
+  Status ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq);
+  void AgentMain();
+  bool TakeHostLock();
+  void RunPrimary(transport::Log& log);
+  void RunReplica(transport::Log& log);
+  bool Sleep(int64_t ms);  // false when stopping
 
   Config cfg_;
   std::string path_;
   sidecar::Sidecar sidecar_;
   spool::Spool spool_;
 
-  mutable std::mutex mu_;  // guards everything below
+  mutable std::mutex mu_;  // guards the capture state and last_error_
   capture::Collector collector_;
   std::string last_error_;
+  std::string primary_seen_;  // replica: node that wrote the last applied record
   struct Pending {
     bool active = false;
-    sidecar::Position pos;
-    std::vector<std::pair<uint32_t, uint64_t>> hashes;  // pgno, new hash
+    Update up;
     uint64_t spool_end_before = 0;
   } pending_;
+  std::vector<sqlite3_file*> ckpt_holders_;  // connections inside a checkpoint
+  std::vector<std::pair<uint64_t, uint64_t>> unacked_;  // primary: (txid, commit time us) of own commits
+
+  // Agent state.
+  std::thread agent_;
+  std::mutex agent_mu_;
+  std::condition_variable agent_cv_;
+  bool stopping_ = false;
+  int host_lock_fd_ = -1;
+  std::atomic<bool> connected_{false};
+  std::atomic<bool> fenced_{false};
 };
 
 }  // namespace litejet

@@ -45,6 +45,7 @@ inline bool Poisoned(sqlite3_file* f) { return !St(f)->open_error.empty(); }
 
 int xClose(sqlite3_file* f) {
   sqlite3_file* r = Real(f);
+  if (St(f)->kind == Kind::kMain && St(f)->hooks) St(f)->hooks->OnClose(r);
   int rc = r->pMethods ? r->pMethods->xClose(r) : SQLITE_OK;
   delete St(f);
   reinterpret_cast<LjFile*>(f)->st = nullptr;
@@ -148,11 +149,13 @@ int xShmLock(sqlite3_file* f, int offset, int n, int flags) {
   FileState* st = St(f);
   if (!st->hooks) return r->pMethods->xShmLock(r, offset, n, flags);
   if (flags & SQLITE_SHM_UNLOCK) {
-    st->hooks->OnShmLock(offset, n, flags);
+    st->hooks->OnShmLock(r, offset, n, flags);
     return r->pMethods->xShmLock(r, offset, n, flags);
   }
-  int rc = r->pMethods->xShmLock(r, offset, n, flags);
-  if (rc == SQLITE_OK) st->hooks->OnShmLock(offset, n, flags);
+  int rc = st->hooks->BeforeShmLock(r, offset, n, flags);
+  if (rc != SQLITE_OK) return rc;
+  rc = r->pMethods->xShmLock(r, offset, n, flags);
+  if (rc == SQLITE_OK) st->hooks->OnShmLock(r, offset, n, flags);
   return rc;
 }
 

@@ -17,9 +17,13 @@ namespace litejet::vfs {
 class DbHooks {
  public:
   virtual ~DbHooks() = default;
-  // xShmLock on the main file. For a lock, called after the lock was granted;
-  // for an unlock, called before the lock is released.
-  virtual void OnShmLock(int offset, int n, int flags) = 0;
+  // xShmLock on the main file. Before: may refuse a lock (returns an SQLite
+  // code). On: for a lock, called after the lock was granted; for an unlock,
+  // called before the lock is released.
+  virtual int BeforeShmLock(sqlite3_file* main, int offset, int n, int flags) = 0;
+  virtual void OnShmLock(sqlite3_file* main, int offset, int n, int flags) = 0;
+  // A main file of this database is closing (identified by its real file).
+  virtual void OnClose(sqlite3_file* main) = 0;
   // A write to the -wal file. Before: may refuse the write (returns an SQLite
   // code). After: told the result of the real write.
   // wal is the real (unix) -wal file, for reading its header when needed.

@@ -43,6 +43,7 @@ struct Sidecar::Header {
   uint64_t acked_txid;
   uint64_t pending_txid;  // non-zero between BeginUpdate and CommitUpdate
   uint64_t capacity;      // page-hash slots in the file
+  uint64_t log_seq;
 };
 
 
@@ -116,6 +117,7 @@ Position Sidecar::Read() const {
     p.page_size = Load(&h->page_size);
     p.epoch = Load(&h->epoch);
     p.acked_txid = Load(&h->acked_txid);
+    p.log_seq = Load(&h->log_seq);
     if (Load(&h->seq) == s1 || spins >= 100000) return p;
   }
 }
@@ -169,10 +171,11 @@ Status Sidecar::Reset(const Position& p) {
   return Status::OK();
 }
 
-void Sidecar::SetAcked(uint64_t txid) {
+void Sidecar::SetAcked(uint64_t txid, uint64_t log_seq) {
   Header* h = hdr();
   Store(&h->seq, Load(&h->seq) + 1);
   Store(&h->acked_txid, txid);
+  Store(&h->log_seq, log_seq);
   Store(&h->seq, Load(&h->seq) + 1);
 }
 

@@ -19,6 +19,7 @@ struct Position {
   uint32_t page_size = 0;
   uint64_t epoch = 0;
   uint64_t acked_txid = 0;
+  uint64_t log_seq = 0;  // stream sequence of the last chunk shipped (primary) / applied (replica)
 };
 
 class Sidecar {
@@ -49,7 +50,7 @@ class Sidecar {
   // Overwrite everything (initialisation from a database file, or recovery).
   Status Reset(const Position& p);
 
-  void SetAcked(uint64_t txid);
+  void SetAcked(uint64_t txid, uint64_t log_seq);
   void SetEpoch(uint64_t epoch);
 
  private:

@@ -1,0 +1,380 @@
+// The agent of a replicated database: at most one per host (an flock on
+// "<db>-litejet-agent" decides). On the primary it ships the spool to
+// JetStream with ExpectLastSubjectSeq fencing; on a replica it reads the log
+// and applies each transaction to the WAL and wal-index (WalWriter).
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "extension/engine.h"
+#include "wal-capture/apply.h"
+#include "wal-capture/checksum.h"
+#include "wal-capture/record.h"
+
+namespace litejet {
+
+namespace {
+
+std::mutex g_all_mu;
+std::vector<Engine*>& AllAgents() {
+  static auto* v = new std::vector<Engine*>;
+  return *v;
+}
+
+uint64_t ChunkTxid(const std::string& chunk) {
+  uint64_t v = 0;
+  if (chunk.size() >= record::kChunkHeaderSize) {
+    for (int i = 7; i >= 0; i--) v = (v << 8) | uint8_t(chunk[size_t(8 + i)]);
+  }
+  return v;
+}
+
+bool ChunkIsLast(const std::string& chunk) {
+  if (chunk.size() < record::kChunkHeaderSize) return false;
+  auto u32 = [&](size_t o) {
+    return uint32_t(uint8_t(chunk[o])) | (uint32_t(uint8_t(chunk[o + 1])) << 8) |
+           (uint32_t(uint8_t(chunk[o + 2])) << 16) | (uint32_t(uint8_t(chunk[o + 3])) << 24);
+  };
+  return u32(16) + 1 == u32(20);
+}
+
+// Reads the spool entry at *off; false when none is complete yet.
+bool ReadSpoolEntry(int fd, uint64_t* off, std::string* rec) {
+  struct stat sb;
+  if (::fstat(fd, &sb) != 0) return false;
+  uint64_t size = uint64_t(sb.st_size);
+  if (size < *off) *off = 0;  // rotated
+  if (*off + 4 > size) return false;
+  unsigned char len[4];
+  if (::pread(fd, len, 4, off_t(*off)) != 4) return false;
+  uint32_t n = uint32_t(len[0]) | (uint32_t(len[1]) << 8) | (uint32_t(len[2]) << 16) | (uint32_t(len[3]) << 24);
+  if (*off + 4 + n > size) return false;
+  rec->resize(n);
+  if (n > 0 && ::pread(fd, &(*rec)[0], n, off_t(*off + 4)) != ssize_t(n)) return false;
+  *off += 4 + n;
+  return true;
+}
+
+void StopAllAgents() {
+  std::vector<Engine*> all;
+  {
+    std::lock_guard<std::mutex> g(g_all_mu);
+    all = AllAgents();
+  }
+  for (Engine* e : all) e->StopAgentAtExit();
+}
+
+}  // namespace
+
+void Engine::StartAgent() {
+  {
+    std::lock_guard<std::mutex> g(g_all_mu);
+    static bool registered = false;
+    if (!registered) {
+      std::atexit(StopAllAgents);
+      registered = true;
+    }
+    AllAgents().push_back(this);
+  }
+  agent_ = std::thread([this] { AgentMain(); });
+}
+
+void Engine::StopAgentAtExit() { StopAgent(); }
+
+void Engine::StopAgent() {
+  {
+    std::lock_guard<std::mutex> g(g_all_mu);
+    auto& v = AllAgents();
+    v.erase(std::remove(v.begin(), v.end(), this), v.end());
+  }
+  {
+    std::lock_guard<std::mutex> g(agent_mu_);
+    stopping_ = true;
+  }
+  agent_cv_.notify_all();
+  if (agent_.joinable()) agent_.join();
+  if (host_lock_fd_ >= 0) {
+    ::close(host_lock_fd_);
+    host_lock_fd_ = -1;
+  }
+}
+
+bool Engine::Sleep(int64_t ms) {
+  std::unique_lock<std::mutex> l(agent_mu_);
+  agent_cv_.wait_for(l, std::chrono::milliseconds(ms), [&] { return stopping_; });
+  return !stopping_;
+}
+
+bool Engine::TakeHostLock() {
+  if (host_lock_fd_ < 0) {
+    host_lock_fd_ = ::open((path_ + "-litejet-agent").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (host_lock_fd_ < 0) return false;
+  }
+  return ::flock(host_lock_fd_, LOCK_EX | LOCK_NB) == 0;
+}
+
+void Engine::AgentMain() {
+  // Another process on this host may be the agent; take over when it goes.
+  while (!TakeHostLock()) {
+    if (!Sleep(500)) return;
+  }
+  transport::Options o;
+  o.urls = cfg_.nats_urls;
+  o.user = cfg_.user;
+  o.password = cfg_.password;
+  o.token = cfg_.token;
+  o.creds = cfg_.creds;
+  o.tls_ca = cfg_.tls_ca;
+  o.tls_cert = cfg_.tls_cert;
+  o.tls_key = cfg_.tls_key;
+  o.prefix = cfg_.prefix;
+  o.name = cfg_.name;
+  o.stream_replicas = cfg_.stream_replicas;
+  o.client_name = "litejet:" + cfg_.node + ":" + cfg_.name;
+  std::unique_ptr<transport::Log> log;
+  Status s = transport::OpenNats(o, &log);
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> g(mu_);
+    SetError(s.message());
+    return;
+  }
+  if (cfg_.role == Role::kPrimary) {
+    RunPrimary(*log);
+  } else {
+    RunReplica(*log);
+  }
+}
+
+// Retries op until it succeeds or the agent stops; records errors.
+#define LITEJET_RETRY(expr)                        \
+  for (;;) {                                       \
+    Status rs_ = (expr);                           \
+    if (rs_.ok()) break;                           \
+    connected_ = false;                            \
+    {                                              \
+      std::lock_guard<std::mutex> g_(mu_);         \
+      SetError(rs_.message());                     \
+    }                                              \
+    if (!Sleep(250)) return;                       \
+  }
+
+void Engine::RunPrimary(transport::Log& log) {
+  LITEJET_RETRY(log.Ensure(5000));
+  transport::Message last;
+  bool found = false;
+  LITEJET_RETRY(log.Last(5000, &last, &found));
+  connected_ = true;
+  ClearError();
+  uint64_t seq = found ? last.seq : 0;
+  // A record whose last chunk never made it counts as not shipped: publish
+  // it again from its first chunk.
+  uint64_t log_txid = found ? ChunkTxid(last.data) - (ChunkIsLast(last.data) ? 0 : 1) : 0;
+  sidecar::Position pos = sidecar_.Read();
+  if (log_txid > pos.txid) {
+    std::lock_guard<std::mutex> g(mu_);
+    fenced_ = true;
+    SetError("litejet: the log of \"" + cfg_.name + "\" is at TXID " + std::to_string(log_txid) +
+             " but this database is at " + std::to_string(pos.txid) +
+             ": another node has been primary; this node does not write");
+    return;
+  }
+  sidecar_.SetAcked(std::max(pos.acked_txid, log_txid), seq);
+  agent_cv_.notify_all();
+
+  int fd = ::open(spool_.path().c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    std::lock_guard<std::mutex> g(mu_);
+    SetError("litejet: cannot read the log spool " + spool_.path());
+    return;
+  }
+  uint64_t off = 0;
+  std::string raw, zrec;
+  std::vector<std::string> chunks;
+  size_t max_chunk = std::max<size_t>(log.MaxPayload(), 64 * 1024) - 1024;
+  while (!stopping_) {
+    if (!ReadSpoolEntry(fd, &off, &raw)) {
+      if (!Sleep(2)) break;
+      continue;
+    }
+    record::Txn t;
+    Status s = record::Decode(raw.data(), raw.size(), &t);
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> g(mu_);
+      SetError("litejet: log spool " + spool_.path() + ": " + s.message());
+      break;
+    }
+    if (t.txid <= sidecar_.Read().acked_txid) continue;
+    zrec.clear();
+    s = record::Encode(t, record::Compression::kZstd, &zrec);
+    if (s.ok()) s = record::Split(zrec, t.txid, max_chunk, &chunks);
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> g(mu_);
+      SetError(s.message());
+      break;
+    }
+    for (size_t i = 0; i < chunks.size() && !stopping_; i++) {
+      std::string id = cfg_.name + ":" + std::to_string(t.epoch) + ":" + std::to_string(t.txid) + ":" +
+                       std::to_string(i);
+      for (;;) {
+        uint64_t nseq = 0;
+        s = log.Publish(chunks[i], seq, id, 5000, &nseq);
+        if (s.ok()) {
+          seq = nseq;
+          break;
+        }
+        connected_ = false;
+        {
+          std::lock_guard<std::mutex> g(mu_);
+          SetError(s.message());
+        }
+        if (s.code() == transport::kFenced) {
+          std::lock_guard<std::mutex> g(mu_);
+          fenced_ = true;
+          SetError("litejet: fenced: another node appended to the log of \"" + cfg_.name +
+                   "\"; this node stopped writing");
+          ::close(fd);
+          return;
+        }
+        if (!Sleep(200)) {
+          ::close(fd);
+          return;
+        }
+      }
+    }
+    if (stopping_) break;
+    sidecar_.SetAcked(t.txid, seq);
+    if (!connected_) {
+      connected_ = true;
+      ClearError();
+    }
+  }
+  ::close(fd);
+}
+
+void Engine::RunReplica(transport::Log& log) {
+  LITEJET_RETRY(log.Ensure(5000));
+  connected_ = true;
+  apply::WalWriter writer;
+  Status s = writer.Open(path_);
+  sqlite3* db = nullptr;
+  if (s.ok() && sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") != SQLITE_OK) {
+    s = Status::Error("litejet: agent cannot open " + path_ + ": " + (db ? sqlite3_errmsg(db) : "?"));
+  }
+  if (!s.ok()) {
+    sqlite3_close(db);
+    std::lock_guard<std::mutex> g(mu_);
+    SetError(s.message());
+    return;
+  }
+  sqlite3_busy_timeout(db, 1000);
+  record::Reassembler ra;
+  uint64_t from = sidecar_.Read().log_seq + 1;
+  uint64_t record_start = from;
+  bool fatal = false;
+  std::string rec;
+  while (!stopping_ && !fatal) {
+    Status rs = log.Read(from, 500, [&](const transport::Message& m) {
+      if (stopping_) return false;
+      bool complete = false;
+      uint64_t txid = 0;
+      if (!ra.pending()) record_start = m.seq;
+      Status a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);
+      if (!a.ok()) {
+        // A retried publish starts the record again at chunk 0.
+        record_start = m.seq;
+        a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);
+      }
+      from = m.seq + 1;
+      if (!a.ok()) {
+        std::lock_guard<std::mutex> g(mu_);
+        SetError("litejet: log of \"" + cfg_.name + "\" at sequence " + std::to_string(m.seq) + ": " + a.message());
+        return true;  // skip it; continuity checks catch a real gap
+      }
+      if (!complete) return true;
+      record::Txn t;
+      a = record::Decode(rec.data(), rec.size(), &t);
+      if (a.ok()) a = ApplyRecord(writer, db, t, m.seq);
+      if (!a.ok()) {
+        std::lock_guard<std::mutex> g(mu_);
+        SetError(a.message());
+        if (a.code() == SQLITE_BUSY) {
+          from = record_start;  // try this record again
+          ra.Reset();
+        } else {
+          fatal = true;
+        }
+        return false;
+      }
+      return true;
+    });
+    if (!rs.ok()) {
+      connected_ = false;
+      std::lock_guard<std::mutex> g(mu_);
+      SetError(rs.message());
+    } else if (!connected_) {
+      connected_ = true;
+      ClearError();
+    }
+    // Keep the WAL bounded: checkpoint (readers permitting); the next append
+    // restarts the WAL once everything is backfilled.
+    if (writer.wal_frames() > 1000) sqlite3_exec(db, "PRAGMA wal_checkpoint(PASSIVE)", nullptr, nullptr, nullptr);
+    if (rs.ok() == false && !Sleep(250)) break;
+  }
+  sqlite3_close(db);
+}
+
+Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq) {
+  sidecar::Position pos = sidecar_.Read();
+  if (t.txid <= pos.txid) {
+    sidecar_.SetAcked(pos.txid, seq);  // already applied (a restart re-read it)
+    return Status::OK();
+  }
+  if (t.txid != pos.txid + 1) {
+    return Status::Error("litejet: log of \"" + cfg_.name + "\" jumps from TXID " + std::to_string(pos.txid) +
+                         " to " + std::to_string(t.txid) + ": this replica needs a snapshot", SQLITE_CORRUPT);
+  }
+  if (t.checksum_before != pos.checksum) {
+    return Status::Error("litejet: replica \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+                         " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
+                         checksum::Hex(t.checksum_before), SQLITE_CORRUPT);
+  }
+  if (pos.page_size != 0 && pos.db_pages != 0 && pos.page_size != t.page_size) {
+    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " has page size " +
+                         std::to_string(t.page_size) + ", the replica " + std::to_string(pos.page_size), SQLITE_CORRUPT);
+  }
+  Update u = ComputeUpdate(pos, t.page_size, t.db_pages, t.pages);
+  if (u.pos.checksum != t.checksum_after) {
+    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " does not produce its checksum (" +
+                         checksum::Hex(u.pos.checksum) + " != " + checksum::Hex(t.checksum_after) + ")",
+                         SQLITE_CORRUPT);
+  }
+  Status s = sidecar_.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
+  if (!s.ok()) return s;
+  for (int attempt = 0;; attempt++) {
+    s = writer.Append(t.page_size, t.db_pages, t.pages, 2000);
+    if (s.ok()) break;
+    if (s.code() == SQLITE_BUSY_RECOVERY) {
+      // Let SQLite rebuild the wal-index from the WAL, then try again.
+      sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+    }
+    if (stopping_ || attempt > 20) {
+      sidecar_.CommitUpdate(pos);  // clears the pending mark: nothing applied
+      return Status::Error(s.message(), SQLITE_BUSY);
+    }
+  }
+  for (auto& [pgno, h] : u.hashes) sidecar_.SetHash(pgno, h);
+  sidecar_.CommitUpdate(u.pos);
+  sidecar_.SetAcked(t.txid, seq);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    primary_seen_ = t.node;
+  }
+  return Status::OK();
+}
+
+}  // namespace litejet

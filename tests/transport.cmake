@@ -1,0 +1,4 @@
+# transport/: the JetStream log (transport/log.h) and its in-memory fake.
+# Included from tests/CMakeLists.txt after the litejet_* helpers.
+litejet_unit(test_memory_log)
+litejet_integration(test_nats_log)

@@ -1,0 +1,86 @@
+// transport/log.h: the door of the transport layer. A Log is the ordered,
+// fenced, deduplicated record log of one database: JetStream or an in-memory fake.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace litejet::transport {
+
+// Status codes (Status::code()) beyond SQLite's, so callers can branch on them.
+constexpr int kFenced = 1001;       // ExpectLastSubjectSeq failed: someone else appended; stop writing
+constexpr int kUnavailable = 1002;  // not connected / timeout / no responders: retry (same msg_id)
+constexpr int kTruncated = 1003;    // Read: a message at or after `from` is no longer in the log
+constexpr int kTooLarge = 1004;     // Publish: data larger than MaxPayload()
+
+struct Options {
+  std::vector<std::string> urls;  // already validated
+  std::string user, password, token, creds, tls_ca, tls_cert, tls_key;
+  std::string prefix = "litejet", name;  // stream "<prefix>_<name>", subject "<prefix>.<name>.log"
+  int stream_replicas = 1;
+  std::string client_name;  // connection name in server monitoring, e.g. "litejet:<node>:<name>"
+};
+
+struct Message {
+  uint64_t seq = 0;
+  std::string data;
+};
+
+// The JetStream log of one database. Thread-safe; Read calls are serialized.
+class Log {
+ public:
+  virtual ~Log() = default;
+
+  // Creates the stream if missing (file storage, stream_replicas, the subject).
+  // OK if a compatible stream exists; idempotent and safe to race between nodes.
+  virtual Status Ensure(int64_t timeout_ms) = 0;
+
+  // The last message on the subject; *found = false when the log is empty.
+  virtual Status Last(int64_t timeout_ms, Message* out, bool* found) = 0;
+
+  // Appends one message if the subject's last seq is still expect_last (0 = empty).
+  // msg_id (<= 256 bytes, may be empty) deduplicates a retry within the stream's
+  // duplicate window (2 min): a retry of a stored msg_id returns its original seq.
+  // kFenced: someone else appended. kUnavailable: the message may or may not be
+  // stored; retry with the same msg_id and expect_last. kTooLarge: data > MaxPayload().
+  virtual Status Publish(const std::string& data, uint64_t expect_last, const std::string& msg_id, int64_t timeout_ms,
+                         uint64_t* seq) = 0;
+
+  // Delivers messages with seq >= from (0 counts as 1) to fn strictly in order,
+  // without gaps or duplicates, until fn returns false or no message arrived for
+  // wait_ms. Returns OK then, or kUnavailable if the log was unreachable the whole
+  // wait, or kTruncated if the next message is gone (retention, deletion). A call
+  // whose `from` continues where the previous one stopped reuses its consumer.
+  virtual Status Read(uint64_t from, int64_t wait_ms, const std::function<bool(const Message&)>& fn) = 0;
+
+  virtual bool Connected() const = 0;
+  // Largest `data` Publish accepts: the server's max payload minus room for the
+  // headers litejet adds (kHeaderReserve), so records can be chunked to it.
+  virtual size_t MaxPayload() const = 0;
+  // The most recent error (failed call or connection event), "" if none.
+  virtual std::string LastError() const = 0;
+};
+
+// Bytes of a server's max payload kept free for the Nats-Msg-Id and
+// Nats-Expected-Last-Subject-Sequence headers.
+constexpr size_t kHeaderReserve = 512;
+
+// Opens the JetStream log. Does not fail when no server is reachable: it keeps
+// connecting in the background and calls fail with kUnavailable until then.
+// A malformed option (unreadable tls_ca/creds file, ...) fails with a Status naming it.
+Status OpenNats(const Options& o, std::unique_ptr<Log>* out);
+
+// In-memory fake with the same semantics (fencing, dedupe, ordered reads) for
+// engine tests. Logs opened on the same store share one log, like two nodes.
+struct MemoryStore;
+std::shared_ptr<MemoryStore> NewMemoryStore(size_t max_payload = 1 << 20);  // max_payload = MaxPayload()
+std::unique_ptr<Log> NewMemoryLog(std::shared_ptr<MemoryStore> store);
+void SetMemoryAvailable(MemoryStore& store, bool up);  // false: calls fail with kUnavailable
+
+}  // namespace litejet::transport

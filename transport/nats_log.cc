@@ -1,0 +1,538 @@
+// transport/nats_log.cc: the Log on NATS JetStream (nats.c). One stream per
+// database, fenced appends with ExpectLastSubjectSeq + Nats-Msg-Id, reads through an ordered consumer.
+#include <nats/nats.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include "transport/log.h"
+
+namespace litejet::transport {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kReconnectWaitMs = 100;
+constexpr int kConnectTimeoutMs = 2000;
+constexpr int64_t kHeartbeatNs = 1000LL * 1000 * 1000;  // ordered consumer: missed after 2 s -> nats.c recreates it
+constexpr int64_t kDuplicateWindowNs = 120LL * 1000 * 1000 * 1000;
+constexpr int64_t kMinApiWaitMs = 2000;  // consumer creation etc. when the caller's wait is shorter
+constexpr size_t kMaxMsgId = 256;
+constexpr size_t kDefaultServerMaxPayload = 1 << 20;
+constexpr int kStreamOfflineErr = 10118;  // JSStreamOfflineErr, newer than nats.c 3.4's enum
+
+// Connection events. nats.c may run a callback after natsConnection_Destroy
+// returns, so callbacks get an id, not a pointer, and look the live object up.
+struct Events {
+  std::mutex mu;
+  std::condition_variable cv;  // connection state changed
+  std::string last_error;
+
+  void Note(std::string e) {
+    std::lock_guard<std::mutex> l(mu);
+    last_error = std::move(e);
+    cv.notify_all();
+  }
+  void Wake() {
+    std::lock_guard<std::mutex> l(mu);
+    cv.notify_all();
+  }
+};
+
+class Registry {
+ public:
+  static Registry& Get() {
+    static Registry* r = new Registry;  // never destroyed: callbacks may run during exit
+    return *r;
+  }
+  void* Add(const std::shared_ptr<Events>& e) {
+    std::lock_guard<std::mutex> l(mu_);
+    uint64_t id = next_++;
+    map_[id] = e;
+    return reinterpret_cast<void*>(static_cast<uintptr_t>(id));
+  }
+  void Remove(void* closure) {
+    std::lock_guard<std::mutex> l(mu_);
+    map_.erase(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(closure)));
+  }
+  std::shared_ptr<Events> Find(void* closure) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = map_.find(static_cast<uint64_t>(reinterpret_cast<uintptr_t>(closure)));
+    return it == map_.end() ? nullptr : it->second.lock();
+  }
+
+ private:
+  std::mutex mu_;
+  uint64_t next_ = 1;
+  std::unordered_map<uint64_t, std::weak_ptr<Events>> map_;
+};
+
+// nats.c callbacks: C boundary, nothing may escape.
+void OnStateChange(natsConnection*, void* closure) {
+  try {
+    if (auto e = Registry::Get().Find(closure)) e->Wake();
+  } catch (...) {
+  }
+}
+void OnDisconnected(natsConnection*, void* closure) {
+  try {
+    if (auto e = Registry::Get().Find(closure)) e->Note("litejet: nats: disconnected, reconnecting");
+  } catch (...) {
+  }
+}
+void OnClosed(natsConnection*, void* closure) {
+  try {
+    if (auto e = Registry::Get().Find(closure)) e->Note("litejet: nats: connection closed");
+  } catch (...) {
+  }
+}
+void OnAsyncError(natsConnection*, natsSubscription*, natsStatus err, void* closure) {
+  try {
+    if (auto e = Registry::Get().Find(closure)) {
+      e->Note(std::string("litejet: nats: asynchronous error: ") + natsStatus_GetText(err));
+    }
+  } catch (...) {
+  }
+}
+
+bool IsUnavailable(natsStatus s, int jerr) {
+  if (jerr == JSClusterNotAvailErr || jerr == JSClusterNotLeaderErr || jerr == kStreamOfflineErr) return true;
+  switch (s) {
+    case NATS_TIMEOUT:
+    case NATS_NO_RESPONDERS:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NOT_YET_CONNECTED:
+    case NATS_IO_ERROR:
+    case NATS_STALE_CONNECTION:
+    case NATS_NO_SERVER:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The cause of the last nats.c failure on this thread, in words.
+std::string Cause(natsStatus s, int jerr) {
+  std::string cause;
+  if (s == NATS_TIMEOUT) {
+    cause = "timeout";
+  } else if (s == NATS_NO_RESPONDERS) {
+    cause = "no responders (JetStream not ready or stream unavailable)";
+  } else {
+    const char* last = nats_GetLastError(nullptr);
+    cause = (last && *last) ? last : natsStatus_GetText(s);
+  }
+  if (jerr != 0) cause += " (JetStream error " + std::to_string(jerr) + ")";
+  return cause;
+}
+
+int64_t MsLeft(Clock::time_point deadline) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+}
+
+class NatsLog final : public Log {
+ public:
+  NatsLog(const Options& o)
+      : stream_(o.prefix + "_" + o.name),
+        subject_(o.prefix + "." + o.name + ".log"),
+        replicas_(o.stream_replicas < 1 ? 1 : o.stream_replicas),
+        events_(std::make_shared<Events>()) {
+    for (const auto& u : o.urls) servers_ += (servers_.empty() ? "" : ",") + u;
+    closure_ = Registry::Get().Add(events_);
+  }
+
+  ~NatsLog() override {
+    {
+      std::lock_guard<std::mutex> l(read_mu_);
+      CloseSub();
+    }
+    if (js_) jsCtx_Destroy(js_);
+    if (nc_) natsConnection_Destroy(nc_);
+    Registry::Get().Remove(closure_);
+  }
+
+  Status Connect(const Options& o);
+
+  Status Ensure(int64_t timeout_ms) override;
+  Status Last(int64_t timeout_ms, Message* out, bool* found) override;
+  Status Publish(const std::string& data, uint64_t expect_last, const std::string& msg_id, int64_t timeout_ms,
+                 uint64_t* seq) override;
+  Status Read(uint64_t from, int64_t wait_ms, const std::function<bool(const Message&)>& fn) override;
+
+  bool Connected() const override { return nc_ && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
+  size_t MaxPayload() const override {
+    int64_t server = nc_ ? natsConnection_GetMaxPayload(nc_) : 0;  // 0 until the first connect
+    size_t max = server > 0 ? static_cast<size_t>(server) : kDefaultServerMaxPayload;
+    return max > kHeaderReserve ? max - kHeaderReserve : 0;
+  }
+  std::string LastError() const override {
+    std::lock_guard<std::mutex> l(events_->mu);
+    return events_->last_error;
+  }
+
+ private:
+  Status Fail(Status s) {
+    events_->Note(s.message());
+    return s;
+  }
+  Status Fail(const std::string& what, natsStatus s, int jerr) {
+    int code = jerr == JSStreamWrongLastSequenceErr ? kFenced : IsUnavailable(s, jerr) ? kUnavailable : 1;
+    return Fail(Status::Error("litejet: nats: " + what + " failed: " + Cause(s, jerr), code));
+  }
+  Status NotConnected(const std::string& what) {
+    return Fail(Status::Error("litejet: nats: " + what + " failed: not connected to " + servers_, kUnavailable));
+  }
+  bool WaitConnected(Clock::time_point deadline) const;
+  Status CheckCompatible(const jsStreamInfo* si);
+  bool StoredWithId(uint64_t seq, const std::string& msg_id, int64_t timeout_ms);
+  Status Subscribe(uint64_t from, int64_t timeout_ms);
+  Status Missing(uint64_t want, uint64_t got);
+  void CloseSub() {
+    if (sub_) natsSubscription_Destroy(sub_);  // no consumer delete: the server drops it when interest goes
+    sub_ = nullptr;
+  }
+
+  const std::string stream_, subject_;
+  const int replicas_;
+  std::string servers_;
+  std::shared_ptr<Events> events_;
+  void* closure_ = nullptr;
+  natsConnection* nc_ = nullptr;
+  jsCtx* js_ = nullptr;
+
+  std::mutex read_mu_;               // one Read at a time; guards the fields below
+  natsSubscription* sub_ = nullptr;  // ordered consumer of the last Read
+  uint64_t next_ = 0;                // seq sub_ delivers next
+  uint64_t gap_retried_ = 0;         // next_ for which a gap already recreated sub_
+};
+
+Status NatsLog::Connect(const Options& o) {
+  if (o.urls.empty()) return Status::Error("litejet: nats: no server URL (option nats)");
+  if (!o.tls_cert.empty() != !o.tls_key.empty()) {
+    return Status::Error("litejet: nats options tls_cert and tls_key must be given together");
+  }
+  if (!o.creds.empty() && access(o.creds.c_str(), R_OK) != 0) {
+    return Status::Error("litejet: nats option creds: cannot read \"" + o.creds + "\": " + std::strerror(errno));
+  }
+
+  natsOptions* opts = nullptr;
+  if (natsOptions_Create(&opts) != NATS_OK) return Status::Error("litejet: nats: cannot create options");
+  std::unique_ptr<natsOptions, void (*)(natsOptions*)> owner(opts, natsOptions_Destroy);
+  auto bad = [&](const std::string& option, natsStatus s) {
+    return Status::Error("litejet: nats option " + option + ": " + Cause(s, 0));
+  };
+  natsStatus s;
+
+  std::vector<const char*> servers;
+  for (const auto& u : o.urls) servers.push_back(u.c_str());
+  if ((s = natsOptions_SetServers(opts, servers.data(), static_cast<int>(servers.size()))) != NATS_OK) {
+    return bad("nats (server URLs)", s);
+  }
+  if (!o.client_name.empty() && (s = natsOptions_SetName(opts, o.client_name.c_str())) != NATS_OK) {
+    return bad("client name", s);
+  }
+  if (!o.user.empty() || !o.password.empty()) {
+    if ((s = natsOptions_SetUserInfo(opts, o.user.c_str(), o.password.c_str())) != NATS_OK) return bad("user", s);
+  }
+  if (!o.token.empty() && (s = natsOptions_SetToken(opts, o.token.c_str())) != NATS_OK) return bad("token", s);
+  if (!o.creds.empty() && (s = natsOptions_SetUserCredentialsFromFiles(opts, o.creds.c_str(), nullptr)) != NATS_OK) {
+    return bad("creds", s);
+  }
+  if (!o.tls_ca.empty() || !o.tls_cert.empty()) {
+    if ((s = natsOptions_SetSecure(opts, true)) != NATS_OK) return bad("tls_ca (TLS support in nats.c)", s);
+  }
+  if (!o.tls_ca.empty() && (s = natsOptions_LoadCATrustedCertificates(opts, o.tls_ca.c_str())) != NATS_OK) {
+    return bad("tls_ca \"" + o.tls_ca + "\"", s);
+  }
+  if (!o.tls_cert.empty() &&
+      (s = natsOptions_LoadCertificatesChain(opts, o.tls_cert.c_str(), o.tls_key.c_str())) != NATS_OK) {
+    return bad("tls_cert/tls_key \"" + o.tls_cert + "\", \"" + o.tls_key + "\"", s);
+  }
+
+  // Keep connecting forever in the background; pending requests fail at once
+  // on a disconnect instead of waiting for their timeout.
+  s = natsOptions_SetMaxReconnect(opts, -1);
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, kReconnectWaitMs);
+  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, kConnectTimeoutMs);
+  if (s == NATS_OK) s = natsOptions_SetPingInterval(opts, 5000);
+  if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(opts, 3);
+  if (s == NATS_OK) s = natsOptions_SetFailRequestsOnDisconnect(opts, true);
+  if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(opts, true, OnStateChange, closure_);
+  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts, OnStateChange, closure_);
+  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts, OnDisconnected, closure_);
+  if (s == NATS_OK) s = natsOptions_SetClosedCB(opts, OnClosed, closure_);
+  if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, OnAsyncError, closure_);
+  if (s != NATS_OK) return Status::Error("litejet: nats: cannot set connection options: " + Cause(s, 0));
+
+  s = natsConnection_Connect(&nc_, opts);
+  if (s == NATS_NOT_YET_CONNECTED) {
+    events_->Note("litejet: nats: not connected to " + servers_ + " yet, retrying");
+  } else if (s != NATS_OK) {
+    return Status::Error("litejet: nats: connect to " + servers_ + " failed: " + Cause(s, 0));
+  }
+  if ((s = natsConnection_JetStream(&js_, nc_, nullptr)) != NATS_OK) {
+    return Status::Error("litejet: nats: JetStream context failed: " + Cause(s, 0));
+  }
+  return Status::OK();
+}
+
+bool NatsLog::WaitConnected(Clock::time_point deadline) const {
+  std::unique_lock<std::mutex> l(events_->mu);
+  while (!Connected()) {
+    auto now = Clock::now();
+    if (now >= deadline) return false;
+    // The callbacks wake us; the poll bound covers a state change they do not report.
+    events_->cv.wait_until(l, std::min(deadline, now + std::chrono::milliseconds(50)));
+  }
+  return true;
+}
+
+Status NatsLog::CheckCompatible(const jsStreamInfo* si) {
+  const jsStreamConfig* c = si->Config;
+  bool has_subject = false;
+  for (int i = 0; c && i < c->SubjectsLen; i++) has_subject |= subject_ == c->Subjects[i];
+  if (!c || !has_subject) {
+    return Fail(Status::Error("litejet: nats: stream " + stream_ + " exists but does not hold subject " + subject_));
+  }
+  if (c->Storage != js_FileStorage) {
+    return Fail(Status::Error("litejet: nats: stream " + stream_ + " exists with memory storage: litejet needs file"));
+  }
+  // A different replica count is accepted: an operator may have scaled the stream.
+  return Status::OK();
+}
+
+Status NatsLog::Ensure(int64_t timeout_ms) {
+  const std::string what = "ensure stream " + stream_;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (!WaitConnected(deadline)) return NotConnected(what);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = std::max<int64_t>(MsLeft(deadline), 1);
+
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, &jerr);
+  if (s == NATS_OK) {
+    Status st = CheckCompatible(si);
+    jsStreamInfo_Destroy(si);
+    return st;
+  }
+  if (s != NATS_NOT_FOUND) return Fail(what, s, jerr);
+
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  const char* subjects[] = {subject_.c_str()};
+  cfg.Name = stream_.c_str();
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  cfg.Storage = js_FileStorage;
+  cfg.Replicas = replicas_;
+  cfg.Duplicates = kDuplicateWindowNs;
+  jerr = static_cast<jsErrCode>(0);
+  s = js_AddStream(&si, js_, &cfg, &jo, &jerr);
+  if (s == NATS_OK) {
+    jsStreamInfo_Destroy(si);
+    return Status::OK();
+  }
+  if (jerr != JSStreamNameExistErr) return Fail(what, s, jerr);
+  // Another node created it first (possibly with another config): check it.
+  jerr = static_cast<jsErrCode>(0);
+  s = js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, &jerr);
+  if (s != NATS_OK) return Fail(what, s, jerr);
+  Status st = CheckCompatible(si);
+  jsStreamInfo_Destroy(si);
+  return st;
+}
+
+Status NatsLog::Last(int64_t timeout_ms, Message* out, bool* found) {
+  const std::string what = "last message of " + subject_;
+  *found = false;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (!WaitConnected(deadline)) return NotConnected(what);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = std::max<int64_t>(MsLeft(deadline), 1);
+  natsMsg* m = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetLastMsg(&m, js_, stream_.c_str(), subject_.c_str(), &jo, &jerr);
+  if (s == NATS_NOT_FOUND && jerr == JSNoMessageFoundErr) return Status::OK();
+  if (s != NATS_OK) return Fail(what, s, jerr);
+  out->seq = natsMsg_GetSequence(m);
+  out->data.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+  natsMsg_Destroy(m);
+  *found = true;
+  return Status::OK();
+}
+
+// True if the message at seq carries Nats-Msg-Id msg_id.
+bool NatsLog::StoredWithId(uint64_t seq, const std::string& msg_id, int64_t timeout_ms) {
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = std::max<int64_t>(timeout_ms, 1);
+  natsMsg* m = nullptr;
+  if (js_GetMsg(&m, js_, stream_.c_str(), seq, &jo, nullptr) != NATS_OK) return false;
+  const char* id = nullptr;
+  bool same = natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id && msg_id == id &&
+              std::strcmp(natsMsg_GetSubject(m), subject_.c_str()) == 0;
+  natsMsg_Destroy(m);
+  return same;
+}
+
+Status NatsLog::Publish(const std::string& data, uint64_t expect_last, const std::string& msg_id, int64_t timeout_ms,
+                        uint64_t* seq) {
+  const std::string what = "publish to " + subject_;
+  if (msg_id.size() > kMaxMsgId) {
+    return Fail(Status::Error("litejet: nats: " + what + " failed: msg_id longer than " + std::to_string(kMaxMsgId)));
+  }
+  if (data.size() > MaxPayload()) {
+    return Fail(Status::Error("litejet: nats: " + what + " failed: message of " + std::to_string(data.size()) +
+                                  " bytes exceeds max payload " + std::to_string(MaxPayload()),
+                              kTooLarge));
+  }
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  // Never hand a publish to nats.c while disconnected: it would sit in the
+  // reconnect buffer and reach the server long after we reported it failed.
+  if (!WaitConnected(deadline)) return NotConnected(what);
+
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = std::max<int64_t>(MsLeft(deadline), 1);
+  if (!msg_id.empty()) po.MsgId = msg_id.c_str();
+  if (expect_last == 0) {
+    po.ExpectNoMessage = true;  // ExpectLastSubjectSeq = 0 means "unset" to nats.c
+  } else {
+    po.ExpectLastSubjectSeq = expect_last;
+  }
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_Publish(&ack, js_, subject_.c_str(), data.data(), static_cast<int>(data.size()), &po, &jerr);
+  if (s == NATS_OK) {
+    *seq = ack->Sequence;
+    jsPubAck_Destroy(ack);
+    return Status::OK();
+  }
+  Status st = Fail(what, s, jerr);
+  // A clustered nats-server 2.9 checks ExpectLastSubjectSeq before the msg-id
+  // dedupe, so a retry of a stored message is "fenced" by itself: look.
+  if (st.code() == kFenced && !msg_id.empty() &&
+      StoredWithId(expect_last + 1, msg_id, std::max<int64_t>(MsLeft(deadline), 500))) {
+    *seq = expect_last + 1;
+    return Status::OK();
+  }
+  return st;
+}
+
+Status NatsLog::Subscribe(uint64_t from, int64_t timeout_ms) {
+  CloseSub();
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = std::max(timeout_ms, kMinApiWaitMs);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream_.c_str();
+  so.Ordered = true;
+  so.Config.DeliverPolicy = js_DeliverByStartSequence;
+  so.Config.OptStartSeq = from;
+  so.Config.Heartbeat = kHeartbeatNs;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_SubscribeSync(&sub_, js_, subject_.c_str(), &jo, &so, &jerr);
+  if (s != NATS_OK) {
+    sub_ = nullptr;
+    return Fail("read " + subject_ + " from seq " + std::to_string(from) + ": create consumer", s, jerr);
+  }
+  next_ = from;
+  return Status::OK();
+}
+
+// The consumer skipped from `want` to `got`: the log no longer has `want`.
+Status NatsLog::Missing(uint64_t want, uint64_t got) {
+  std::string why = "message " + std::to_string(want) + " is no longer in the log (next is " + std::to_string(got);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = kMinApiWaitMs;
+  jsStreamInfo* si = nullptr;
+  if (js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, nullptr) == NATS_OK) {
+    why += ", first is " + std::to_string(si->State.FirstSeq);
+    jsStreamInfo_Destroy(si);
+  }
+  return Fail(Status::Error("litejet: nats: read " + subject_ + " failed: " + why + ")", kTruncated));
+}
+
+Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(const Message&)>& fn) {
+  std::lock_guard<std::mutex> l(read_mu_);
+  if (from == 0) from = 1;
+  if (wait_ms < 1) wait_ms = 1;
+  if (!sub_ || from != next_) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
+    if (!WaitConnected(deadline)) return NotConnected("read " + subject_);
+    Status st = Subscribe(from, wait_ms);
+    if (!st.ok()) return st;
+  }
+  for (;;) {
+    natsMsg* m = nullptr;
+    natsStatus s = natsSubscription_NextMsg(&m, sub_, wait_ms);
+    if (s == NATS_TIMEOUT) {
+      // Keep sub_ either way: nats.c resubscribes and recreates the ordered
+      // consumer (missed heartbeats) once the server is back.
+      if (!Connected()) return NotConnected("read " + subject_);
+      return Status::OK();
+    }
+    if (s == NATS_SLOW_CONSUMER) continue;  // dropped messages: the ordered consumer resets itself
+    if (s != NATS_OK) {
+      Status st = Fail("read " + subject_, s, 0);
+      CloseSub();
+      return st;
+    }
+    jsMsgMetaData* meta = nullptr;
+    s = natsMsg_GetMetaData(&meta, m);
+    if (s != NATS_OK) {
+      Status st = Fail("read " + subject_ + ": message metadata", s, 0);
+      natsMsg_Destroy(m);
+      CloseSub();
+      return st;
+    }
+    uint64_t seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+    if (seq < next_) {  // redelivered around a consumer reset
+      natsMsg_Destroy(m);
+      continue;
+    }
+    if (seq > next_) {
+      // Either the consumer misbehaved around a reset (recreate it once) or
+      // the message is gone from the stream.
+      natsMsg_Destroy(m);
+      if (gap_retried_ == next_) return Missing(next_, seq);
+      gap_retried_ = next_;
+      Status st = Subscribe(next_, wait_ms);
+      if (!st.ok()) return st;
+      continue;
+    }
+    Message msg;
+    msg.seq = seq;
+    msg.data.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+    natsMsg_Destroy(m);
+    next_ = seq + 1;
+    if (!fn(msg)) return Status::OK();
+  }
+}
+
+}  // namespace
+
+Status OpenNats(const Options& o, std::unique_ptr<Log>* out) {
+  auto log = std::make_unique<NatsLog>(o);
+  Status st = log->Connect(o);
+  if (!st.ok()) return st;
+  *out = std::move(log);
+  return Status::OK();
+}
+
+}  // namespace litejet::transport
