@@ -164,10 +164,10 @@ void Engine::AgentMain() {
   }
 
 void Engine::RunPrimary(transport::Log& log) {
-  LITEJET_RETRY(log.Ensure(5000));
+  LITEJET_RETRY(log.Ensure(500));
   transport::Message last;
   bool found = false;
-  LITEJET_RETRY(log.Last(5000, &last, &found));
+  LITEJET_RETRY(log.Last(1000, &last, &found));
   connected_ = true;
   ClearError();
   uint64_t seq = found ? last.seq : 0;
@@ -222,7 +222,8 @@ void Engine::RunPrimary(transport::Log& log) {
                        std::to_string(i);
       for (;;) {
         uint64_t nseq = 0;
-        s = log.Publish(chunks[i], seq, id, 5000, &nseq);
+        // Short waits while disconnected, so stopping never waits long.
+        s = log.Publish(chunks[i], seq, id, log.Connected() ? 5000 : 200, &nseq);
         if (s.ok()) {
           seq = nseq;
           break;
@@ -257,7 +258,7 @@ void Engine::RunPrimary(transport::Log& log) {
 }
 
 void Engine::RunReplica(transport::Log& log) {
-  LITEJET_RETRY(log.Ensure(5000));
+  LITEJET_RETRY(log.Ensure(500));
   connected_ = true;
   apply::WalWriter writer;
   Status s = writer.Open(path_);

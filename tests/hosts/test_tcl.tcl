@@ -84,7 +84,7 @@ expect_error "journal_mode=delete refused" \
     {litejet: journal_mode=delete is not allowed on replicated database "a": replication captures the WAL, so the database must stay in WAL mode} \
     {db eval {pragma journal_mode=delete}}
 db close
-expect_eq "sidecar and spool" {a.db-litejet a.db-litejet-log} \
+expect_eq "sidecar, agent lock and spool" {a.db-litejet a.db-litejet-agent a.db-litejet-log} \
     [lsort [glob -nocomplain -tails -directory $work a.db-litejet*]]
 
 # A second process-lifetime connection sees the same position and checksum.

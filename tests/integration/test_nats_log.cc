@@ -9,6 +9,7 @@ extern "C" {
 #include <cmocka.h>
 }
 #include <nats/nats.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
