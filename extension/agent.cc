@@ -20,6 +20,9 @@ namespace litejet {
 
 namespace {
 
+// The spool is cut back once this much of it has been shipped.
+constexpr uint64_t kSpoolRotateBytes = 16u << 20;
+
 std::mutex g_all_mu;
 std::vector<Engine*>& AllAgents() {
   static auto* v = new std::vector<Engine*>;
@@ -253,8 +256,25 @@ void Engine::RunPrimary(transport::Log& log) {
       connected_ = true;
       ClearError();
     }
+    if (off >= kSpoolRotateBytes) RotateSpool(fd, &off);
   }
   ::close(fd);
+}
+
+// Everything read from the spool is acknowledged: cut it back to empty, under
+// WAL_WRITE_LOCK so that no commit appends meanwhile.
+void Engine::RotateSpool(int fd, uint64_t* off) {
+  if (!spool_locker_) {
+    spool_locker_ = std::make_unique<apply::WalWriter>();
+    if (!spool_locker_->Open(path_).ok()) {
+      spool_locker_.reset();
+      return;
+    }
+  }
+  spool_locker_->WithWriteLock(100, [&] {
+    struct stat sb;
+    if (::fstat(fd, &sb) == 0 && uint64_t(sb.st_size) == *off && spool_.Truncate(0).ok()) *off = 0;
+  });
 }
 
 void Engine::RunReplica(transport::Log& log) {

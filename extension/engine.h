@@ -91,6 +91,7 @@ class Engine : public vfs::DbHooks {
   bool TakeHostLock();
   void RunPrimary(transport::Log& log);
   void RunReplica(transport::Log& log);
+  void RotateSpool(int fd, uint64_t* off);
   bool Sleep(int64_t ms);  // false when stopping
 
   Config cfg_;
@@ -118,6 +119,7 @@ class Engine : public vfs::DbHooks {
   int host_lock_fd_ = -1;
   std::atomic<bool> connected_{false};
   std::atomic<bool> fenced_{false};
+  std::unique_ptr<apply::WalWriter> spool_locker_;  // primary agent: takes WAL_WRITE_LOCK to rotate the spool
 };
 
 }  // namespace litejet

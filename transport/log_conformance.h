@@ -68,12 +68,13 @@ inline std::function<std::string(const Message&)> ExpectPayload(size_t pad = 0) 
 // Publishes Payload(seq) for seq = last+1 .. n, retrying kUnavailable with the
 // same msg_id and expectation until `deadline`.
 inline Status PublishRetrying(Log& log, uint64_t n, Clock::time_point deadline, std::atomic<uint64_t>* done = nullptr,
-                              size_t pad = 0) {
+                              size_t pad = 0, std::atomic<uint64_t>* retries = nullptr, int pace_us = 0) {
   uint64_t last = done ? done->load() : 0;
   while (last < n) {
     uint64_t want = last + 1, seq = 0;
     Status st = log.Publish(Payload(want, pad), last, "conf-" + std::to_string(want), 1000, &seq);
     if (st.code() == kUnavailable && Clock::now() < deadline) {
+      if (retries) ++*retries;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       continue;
     }
@@ -81,6 +82,7 @@ inline Status PublishRetrying(Log& log, uint64_t n, Clock::time_point deadline, 
     LITEJET_CONF_CHECK(seq == want, "publish returned seq " + std::to_string(seq) + ", want " + std::to_string(want));
     last = seq;
     if (done) done->store(last);
+    if (pace_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pace_us));
   }
   return Status::OK();
 }
@@ -303,34 +305,58 @@ inline Status LargeMessage(const Opener& open, size_t size) {
                    [&](const Message& msg) { return msg.data == big ? "" : std::string("read differs"); });
 }
 
-// Publishing and reading through an outage (disrupt() runs once a third is
-// published): the reader sees 1..n exactly once with the right data.
-inline Status SurvivesOutage(const Opener& open, uint64_t n, const std::function<void()>& disrupt) {
+struct OutageStats {
+  uint64_t published_before = 0;  // messages published when disrupt() was called
+  uint64_t publish_retries = 0;   // kUnavailable answers the writer retried
+  uint64_t read_unavailable = 0;  // kUnavailable answers of Read
+  double max_stall_s = 0;         // longest time between two successful publishes
+};
+
+// Publishing (one message per pace_us) and reading through an outage:
+// disrupt() runs once a third is published. The reader must see 1..n exactly
+// once with the right data, and the log must hold exactly n messages.
+inline Status SurvivesOutage(const Opener& open, uint64_t n, int pace_us, const std::function<void()>& disrupt,
+                             OutageStats* stats) {
   auto w = open(), r = open();
   LITEJET_CONF_OK(w->Ensure(5000));
-  std::atomic<uint64_t> published{0};
-  std::atomic<bool> writer_done{false};
-  Status wst;
+  std::atomic<uint64_t> published{0}, retries{0};
+  std::atomic<bool> writer_done{false}, reader_done{false};
+  Status wst, rst;
+  std::atomic<double> max_stall{0};
+  std::thread watch([&] {  // samples the writer's progress
+    auto since = Clock::now();
+    uint64_t seen = 0;
+    while (!writer_done) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (published.load() != seen) {
+        seen = published.load();
+        since = Clock::now();
+      } else {
+        max_stall = std::max(max_stall.load(), Seconds(since));
+      }
+    }
+  });
   std::thread writer([&] {
-    wst = PublishRetrying(*w, n, Clock::now() + std::chrono::seconds(40), &published);
+    wst = PublishRetrying(*w, n, Clock::now() + std::chrono::seconds(40), &published, 0, &retries, pace_us);
     writer_done = true;
   });
-  std::atomic<bool> reader_done{false};
-  uint64_t next = 1;
+  uint64_t next = 1, unavailable = 0;
   std::string bad;
-  Status rst;
   std::thread reader([&] {
     auto deadline = Clock::now() + std::chrono::seconds(45);
     while (next <= n && bad.empty() && Clock::now() < deadline) {
       Status st = r->Read(next, 300, [&](const Message& m) {
-        if (m.seq != next)
+        if (m.seq != next) {
           bad = "got seq " + std::to_string(m.seq) + ", want " + std::to_string(next);
-        else if (m.data != Payload(m.seq))
+        } else if (m.data != Payload(m.seq)) {
           bad = "seq " + std::to_string(m.seq) + " has wrong data";
+        }
         next++;
         return bad.empty() && next <= n;
       });
-      if (!st.ok() && st.code() != kUnavailable) {
+      if (st.code() == kUnavailable) {
+        unavailable++;
+      } else if (!st.ok()) {
         rst = st;
         break;
       }
@@ -339,11 +365,16 @@ inline Status SurvivesOutage(const Opener& open, uint64_t n, const std::function
   });
   auto deadline = Clock::now() + std::chrono::seconds(20);
   while (published.load() < n / 3 && !writer_done && !reader_done && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  stats->published_before = published.load();
   disrupt();
   writer.join();
   reader.join();
+  watch.join();
+  stats->max_stall_s = max_stall.load();
+  stats->publish_retries = retries.load();
+  stats->read_unavailable = unavailable;
   LITEJET_CONF_OK(wst);
   LITEJET_CONF_OK(rst);
   LITEJET_CONF_CHECK(bad.empty(), bad);

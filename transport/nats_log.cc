@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "transport/log.h"
@@ -24,7 +25,8 @@ constexpr int kReconnectWaitMs = 100;
 constexpr int kConnectTimeoutMs = 2000;
 constexpr int64_t kHeartbeatNs = 1000LL * 1000 * 1000;  // ordered consumer: missed after 2 s -> nats.c recreates it
 constexpr int64_t kDuplicateWindowNs = 120LL * 1000 * 1000 * 1000;
-constexpr int64_t kMinApiWaitMs = 2000;  // consumer creation etc. when the caller's wait is shorter
+constexpr int64_t kMinApiWaitMs = 2000;       // consumer creation etc. when the caller's wait is shorter
+constexpr int64_t kConsumerAttemptMs = 1500;  // one consumer-create request; also nats.c's own recreations
 constexpr size_t kMaxMsgId = 256;
 constexpr size_t kDefaultServerMaxPayload = 1 << 20;
 constexpr int kStreamOfflineErr = 10118;  // JSStreamOfflineErr, newer than nats.c 3.4's enum
@@ -130,6 +132,11 @@ std::string Cause(natsStatus s, int jerr) {
   } else {
     const char* last = nats_GetLastError(nullptr);
     cause = (last && *last) ? last : natsStatus_GetText(s);
+    // nats.c prefixes "(file.c:123): ": not for users.
+    if (cause.size() > 2 && cause[0] == '(') {
+      size_t end = cause.find("): ");
+      if (end != std::string::npos && cause.find(".c:") < end) cause.erase(0, end + 3);
+    }
   }
   if (jerr != 0) cause += " (JetStream error " + std::to_string(jerr) + ")";
   return cause;
@@ -220,8 +227,15 @@ Status NatsLog::Connect(const Options& o) {
   if (!o.tls_cert.empty() != !o.tls_key.empty()) {
     return Status::Error("litejet: nats options tls_cert and tls_key must be given together");
   }
-  if (!o.creds.empty() && access(o.creds.c_str(), R_OK) != 0) {
-    return Status::Error("litejet: nats option creds: cannot read \"" + o.creds + "\": " + std::strerror(errno));
+  // nats.c reads creds only when connecting (and then retries forever): check up front.
+  for (auto [option, path] : {std::pair<const char*, const std::string*>{"creds", &o.creds},
+                              {"tls_ca", &o.tls_ca},
+                              {"tls_cert", &o.tls_cert},
+                              {"tls_key", &o.tls_key}}) {
+    if (!path->empty() && access(path->c_str(), R_OK) != 0) {
+      return Status::Error(std::string("litejet: nats option ") + option + ": cannot read \"" + *path +
+                           "\": " + std::strerror(errno));
+    }
   }
 
   natsOptions* opts = nullptr;
@@ -279,7 +293,10 @@ Status NatsLog::Connect(const Options& o) {
   } else if (s != NATS_OK) {
     return Status::Error("litejet: nats: connect to " + servers_ + " failed: " + Cause(s, 0));
   }
-  if ((s = natsConnection_JetStream(&js_, nc_, nullptr)) != NATS_OK) {
+  jsOptions jo;  // the default wait of requests nats.c makes by itself (ordered consumer recreation)
+  jsOptions_Init(&jo);
+  jo.Wait = kConsumerAttemptMs;
+  if ((s = natsConnection_JetStream(&js_, nc_, &jo)) != NATS_OK) {
     return Status::Error("litejet: nats: JetStream context failed: " + Cause(s, 0));
   }
   return Status::OK();
@@ -431,23 +448,32 @@ Status NatsLog::Publish(const std::string& data, uint64_t expect_last, const std
   return st;
 }
 
+// Opens an ordered consumer from `from`. A clustered nats-server 2.9 places
+// the R1 consumer on a random stream peer, an offline one included, and then
+// never answers: so creation is retried with short attempts until the budget ends.
 Status NatsLog::Subscribe(uint64_t from, int64_t timeout_ms) {
   CloseSub();
-  jsOptions jo;
-  jsOptions_Init(&jo);
-  jo.Wait = std::max(timeout_ms, kMinApiWaitMs);
-  jsSubOptions so;
-  jsSubOptions_Init(&so);
-  so.Stream = stream_.c_str();
-  so.Ordered = true;
-  so.Config.DeliverPolicy = js_DeliverByStartSequence;
-  so.Config.OptStartSeq = from;
-  so.Config.Heartbeat = kHeartbeatNs;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_SubscribeSync(&sub_, js_, subject_.c_str(), &jo, &so, &jerr);
-  if (s != NATS_OK) {
+  auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, kMinApiWaitMs));
+  const std::string what = "read " + subject_ + " from seq " + std::to_string(from) + ": create consumer";
+  for (;;) {
+    if (!WaitConnected(deadline)) return NotConnected(what);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = std::clamp<int64_t>(MsLeft(deadline), 1, kConsumerAttemptMs);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream_.c_str();
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = from;
+    so.Config.Heartbeat = kHeartbeatNs;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_SubscribeSync(&sub_, js_, subject_.c_str(), &jo, &so, &jerr);
+    if (s == NATS_OK) break;
     sub_ = nullptr;
-    return Fail("read " + subject_ + " from seq " + std::to_string(from) + ": create consumer", s, jerr);
+    Status st = Fail(what, s, jerr);
+    if (st.code() != kUnavailable || MsLeft(deadline) <= 0) return st;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   next_ = from;
   return Status::OK();

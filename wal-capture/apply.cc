@@ -176,6 +176,17 @@ Status WalWriter::MapRegion(int region, volatile char** out) {
   return Status::OK();
 }
 
+Status WalWriter::WithWriteLock(int64_t timeout_ms, const std::function<void()>& fn) {
+  volatile char* shm0 = nullptr;
+  Status s = MapRegion(0, &shm0);
+  if (!s.ok()) return s;
+  s = Lock(timeout_ms);
+  if (!s.ok()) return s;
+  fn();
+  Unlock();
+  return Status::OK();
+}
+
 Status WalWriter::Append(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages,
                          int64_t lock_timeout_ms) {
   if (pages.empty()) return Status::Error("litejet: apply: a transaction without pages", SQLITE_CORRUPT);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ class WalWriter {
   // let SQLite recover it (run a read) and retry.
   Status Append(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages,
                 int64_t lock_timeout_ms);
+
+  // Runs fn while holding WAL_WRITE_LOCK, as a writer would (no writer can
+  // commit meanwhile), waiting at most timeout_ms for the lock.
+  Status WithWriteLock(int64_t timeout_ms, const std::function<void()>& fn);
 
   // Frames in the WAL now (wal-index mxFrame), for bounding the WAL.
   uint32_t wal_frames() const { return last_mx_frame_; }

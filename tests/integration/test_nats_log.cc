@@ -179,14 +179,47 @@ void ensure_rejects_an_incompatible_stream(void** state) {
 // --- server restart while publishing and reading ----------------------------------
 void restart_loses_and_duplicates_nothing(void** state) {
   NatsServer& srv = *F(state).server;
+  const pid_t old_pid = srv.pid();
   auto t0 = conf::Clock::now();
-  litejet::Status st = conf::SurvivesOutage(Single(state), 3000, [&] {
-    std::string err;
-    bool ok = srv.Restart(&err);
-    if (!ok) print_error("Restart: %s\n", err.c_str());
-  });
-  print_message("3000 messages through a server restart in %.2f s\n", conf::Seconds(t0));
+  conf::OutageStats stats;
+  litejet::Status st = conf::SurvivesOutage(
+      Single(state), 3000, 300,
+      [&] {
+        std::string err;
+        if (!srv.Restart(&err)) print_error("Restart: %s\n", err.c_str());
+      },
+      &stats);
+  print_message(
+      "3000 messages through a restart after %llu in %.2f s: writer stalled %.2f s, %llu publish retries, "
+      "%llu unavailable reads\n",
+      static_cast<unsigned long long>(stats.published_before), conf::Seconds(t0), stats.max_stall_s,
+      static_cast<unsigned long long>(stats.publish_retries), static_cast<unsigned long long>(stats.read_unavailable));
   AssertOk(st);
+  assert_true(srv.pid() > 0 && srv.pid() != old_pid);
+  assert_true(stats.published_before < 3000);
+  assert_true(stats.max_stall_s > 0.05);  // the writer really went through the outage
+}
+
+void crash_loses_and_duplicates_nothing(void** state) {
+  NatsServer& srv = *F(state).server;
+  conf::OutageStats stats;
+  litejet::Status st = conf::SurvivesOutage(
+      Single(state), 3000, 300,
+      [&] {
+        srv.Kill();  // SIGKILL: no goodbye to clients, consumers lost
+        std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+        std::string err;
+        if (!srv.Restart(&err)) print_error("Restart: %s\n", err.c_str());
+      },
+      &stats);
+  print_message(
+      "3000 messages through a kill -9 after %llu: writer stalled %.2f s, %llu publish retries, "
+      "%llu unavailable reads\n",
+      static_cast<unsigned long long>(stats.published_before), stats.max_stall_s,
+      static_cast<unsigned long long>(stats.publish_retries), static_cast<unsigned long long>(stats.read_unavailable));
+  AssertOk(st);
+  assert_true(stats.publish_retries > 0);
+  assert_true(stats.read_unavailable > 0);
 }
 
 // --- open while the server is down -------------------------------------------
@@ -330,6 +363,7 @@ int main() {
   };
   const struct CMUnitTest own_servers[] = {
       cmocka_unit_test_setup_teardown(restart_loses_and_duplicates_nothing, StartServer, Teardown),
+      cmocka_unit_test_setup_teardown(crash_loses_and_duplicates_nothing, StartServer, Teardown),
       cmocka_unit_test_setup_teardown(open_succeeds_while_server_is_down, StartServer, Teardown),
       cmocka_unit_test_setup_teardown(bad_options_name_the_option, NoFixture, Teardown),
       cmocka_unit_test_setup_teardown(r3_stream_survives_losing_its_leader, StartCluster, Teardown),

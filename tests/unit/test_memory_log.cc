@@ -49,11 +49,21 @@ void large_message_round_trips(void**) { AssertOk(conf::LargeMessage(OpenerFor(l
 
 void outage_loses_and_duplicates_nothing(void**) {
   auto store = lt::NewMemoryStore();
-  AssertOk(conf::SurvivesOutage(OpenerFor(store), 3000, [&] {
-    lt::SetMemoryAvailable(*store, false);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    lt::SetMemoryAvailable(*store, true);
-  }));
+  conf::OutageStats stats;
+  AssertOk(conf::SurvivesOutage(
+      OpenerFor(store), 3000, 100,
+      [&] {
+        lt::SetMemoryAvailable(*store, false);
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        lt::SetMemoryAvailable(*store, true);
+      },
+      &stats));
+  print_message("outage after %llu messages: %llu publish retries, %llu unavailable reads\n",
+                static_cast<unsigned long long>(stats.published_before),
+                static_cast<unsigned long long>(stats.publish_retries),
+                static_cast<unsigned long long>(stats.read_unavailable));
+  assert_true(stats.published_before < 3000);
+  assert_true(stats.publish_retries > 0);
 }
 
 void calls_fail_unavailable_during_outage(void**) {

@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+# One SQLite host process for the end-to-end tests: loads litejet, then serves
+# JSON requests (one per line) from the test over a pipe: open/sql/py/close.
+# The protocol uses the original stdout; fd 1 is pointed at stderr so that
+# nothing else printed by the process can corrupt it.
+import json
+import os
+import sqlite3
+import sys
+import time
+import traceback
+
+proto = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+sys.stdout = sys.stderr
+
+NAME = sys.argv[1] if len(sys.argv) > 1 else "worker"
+EXT = os.path.join(os.environ["LITEJET_BUILD"], "litejet")
+
+cons = {}
+
+
+def load_extension():
+    c = sqlite3.connect(":memory:")
+    c.enable_load_extension(True)
+    c.load_extension(EXT)
+    c.close()
+
+
+def jsonable(v):
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return {"hex": bytes(v).hex()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    return v
+
+
+def connect(uri, timeout=5.0):
+    # Autocommit: every statement outside BEGIN is its own transaction.
+    return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout, check_same_thread=False)
+
+
+def handle(req):
+    op = req["op"]
+    key = req.get("key", "main")
+    if op == "open":
+        cons[key] = connect(req["uri"], req.get("busy_timeout", 5.0))
+        return None
+    if op == "sql":
+        cur = cons[key].execute(req["sql"], req.get("params", []))
+        return cur.fetchall()
+    if op == "script":
+        cons[key].executescript(req["sql"])
+        return None
+    if op == "close":
+        c = cons.pop(key, None)
+        if c is not None:
+            c.close()
+        return None
+    if op == "py":
+        ns = {"cons": cons, "con": cons.get(key), "args": req.get("args", {}), "sqlite3": sqlite3,
+              "time": time, "os": os, "connect": connect, "result": None}
+        exec(req["code"], ns)
+        return ns["result"]
+    if op == "exit":
+        for c in list(cons.values()):
+            c.close()
+        cons.clear()
+        return None
+    raise ValueError("unknown op %r" % op)
+
+
+def main():
+    try:
+        load_extension()
+        proto.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        proto.write(json.dumps({"ready": False, "error": str(e)}) + "\n")
+        return 1
+    for line in sys.stdin:
+        req = json.loads(line)
+        rep = {"id": req.get("id")}
+        try:
+            rep["result"] = jsonable(handle(req))
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            rep["error"] = str(e)
+            rep["type"] = type(e).__name__
+            rep["trace"] = traceback.format_exc()
+        proto.write(json.dumps(rep) + "\n")
+        if req["op"] == "exit":
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
