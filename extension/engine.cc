@@ -285,7 +285,7 @@ bool WalIndexValid(sqlite3_file* main) {
   void volatile* p = nullptr;
   if (main->pMethods->xShmMap(main, 0, 32768, 0, &p) != SQLITE_OK || p == nullptr) return false;
   unsigned char a[48], b[48];
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  main->pMethods->xShmBarrier(main);
   std::memcpy(a, const_cast<void*>(p), 48);
   std::memcpy(b, const_cast<const char*>(static_cast<const volatile char*>(p)) + 48, 48);
   return a[12] == 1 && std::memcmp(a, b, 48) == 0;

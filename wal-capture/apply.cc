@@ -94,8 +94,8 @@ bool HdrValid(const WalIndexHdr& h) {
   return h.isInit && h.iVersion == wal::WAL_MAX_VERSION && c.aCksum[0] == h.aCksum[0] && c.aCksum[1] == h.aCksum[1];
 }
 
-void ReadHdr(volatile char* shm, WalIndexHdr* h1, WalIndexHdr* h2) {
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+void ReadHdr(sqlite3_file* db, volatile char* shm, WalIndexHdr* h1, WalIndexHdr* h2) {
+  db->pMethods->xShmBarrier(db);
   std::memcpy(h1, const_cast<char*>(shm), sizeof *h1);
   std::memcpy(h2, const_cast<char*>(shm) + sizeof(WalIndexHdr), sizeof *h2);
 }
@@ -202,7 +202,7 @@ Status WalWriter::Append(uint32_t page_size, uint32_t db_pages, const std::vecto
   } unlocker{this};
 
   WalIndexHdr h1, h2;
-  ReadHdr(shm0, &h1, &h2);
+  ReadHdr(db_, shm0, &h1, &h2);
   const bool valid = std::memcmp(&h1, &h2, sizeof h1) == 0 && HdrValid(h1);
   sqlite3_int64 wal_size = 0;
   wal_->pMethods->xFileSize(wal_, &wal_size);

@@ -37,6 +37,19 @@ def jsonable(v):
     return v
 
 
+def dbhash(con):
+    """sha256 over every table's rows in rowid order (a logical content hash)."""
+    import hashlib
+    h = hashlib.sha256()
+    tables = [r[0] for r in con.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    for t in tables:
+        h.update(("table %s\n" % t).encode())
+        for row in con.execute('SELECT * FROM "%s" ORDER BY rowid' % t):
+            h.update(repr(row).encode())
+    return h.hexdigest()
+
+
 def connect(uri, timeout=5.0):
     # Autocommit: every statement outside BEGIN is its own transaction.
     return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout, check_same_thread=False)
@@ -61,7 +74,7 @@ def handle(req):
         return None
     if op == "py":
         ns = {"cons": cons, "con": cons.get(key), "args": req.get("args", {}), "sqlite3": sqlite3,
-              "time": time, "os": os, "connect": connect, "result": None}
+              "time": time, "os": os, "connect": connect, "dbhash": dbhash, "result": None}
         exec(req["code"], ns)
         return ns["result"]
     if op == "exit":
