@@ -105,6 +105,7 @@ inline sqlite3* OpenPlain(const std::string& path) {
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "unix") != SQLITE_OK) {
     Die("open %s: %s", path.c_str(), db ? sqlite3_errmsg(db) : "?");
   }
+  sqlite3_busy_timeout(db, 10000);
   Exec(db, "PRAGMA journal_mode=WAL");
   Exec(db, "PRAGMA synchronous=NORMAL");
   return db;
@@ -119,6 +120,8 @@ inline sqlite3* OpenLitejet(const std::string& path, const std::string& query, b
   int rc = sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI,
                            LITEJET_VFS_NAME);
   if (rc != SQLITE_OK) Die("open %s: %s", uri.c_str(), db ? sqlite3_errmsg(db) : "?");
+  // The primary's agent may briefly take the write lock (spool rotation).
+  sqlite3_busy_timeout(db, 10000);
   if (wal) Exec(db, "PRAGMA journal_mode=WAL");
   Exec(db, "PRAGMA synchronous=NORMAL");
   return db;

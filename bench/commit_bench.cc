@@ -184,7 +184,8 @@ int main(int argc, char** argv) {
   std::printf("commit_bench: %d rounds x %d txns per mode, synchronous=NORMAL, WAL, dir %s\n", o.rounds, o.txns,
               o.dir.c_str());
   std::string md;
-  md += Fmt("### Commit throughput (%d rounds x %d transactions per mode, alternating)\n\n", o.rounds, o.txns);
+  md += Fmt("### Commit throughput (%d rounds x %d transactions per mode, alternating; SQLite %s)\n\n", o.rounds,
+            o.txns, sqlite3_libversion());
   md += "| rows/txn |";
   for (auto& m : o.modes) md += " " + m + " txns/s |";
   for (auto& m : o.modes) {

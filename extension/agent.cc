@@ -109,8 +109,17 @@ void Engine::StopAgent() {
 
 bool Engine::Sleep(int64_t ms) {
   std::unique_lock<std::mutex> l(agent_mu_);
-  agent_cv_.wait_for(l, std::chrono::milliseconds(ms), [&] { return stopping_; });
+  uint64_t k = kicks_;
+  agent_cv_.wait_for(l, std::chrono::milliseconds(ms), [&] { return stopping_ || kicks_ != k; });
   return !stopping_;
+}
+
+void Engine::Kick() {
+  {
+    std::lock_guard<std::mutex> g(agent_mu_);
+    kicks_++;
+  }
+  agent_cv_.notify_all();
 }
 
 bool Engine::TakeHostLock() {

@@ -18,6 +18,7 @@ namespace litejet {
 
 namespace {
 
+constexpr int64_t kSyncTimeoutMs = 5000;
 std::mutex g_registry_mu;
 std::map<std::string, std::weak_ptr<Engine>>& Registry() {
   static auto* m = new std::map<std::string, std::weak_ptr<Engine>>;  // never freed: outlives atexit
@@ -57,6 +58,9 @@ std::string JsonString(const std::string& s) {
 }  // namespace
 
 Status Engine::Get(const Config& cfg, const std::string& db_path, std::shared_ptr<Engine>* out) {
+  // An engine that fails to open is destroyed after the registry lock is
+  // released (its destructor takes that lock).
+  std::shared_ptr<Engine> failed;
   std::lock_guard<std::mutex> g(g_registry_mu);
   auto& reg = Registry();
   auto it = reg.find(db_path);
@@ -82,7 +86,10 @@ Status Engine::Get(const Config& cfg, const std::string& db_path, std::shared_pt
   }
   std::shared_ptr<Engine> e(new Engine(cfg, db_path));
   Status s = e->Open();
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    failed = std::move(e);
+    return s;
+  }
   reg[db_path] = e;
   *out = e;
   return Status::OK();
@@ -350,7 +357,7 @@ void Engine::OnClose(sqlite3_file* main) {
 }
 
 int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off) {
-  std::lock_guard<std::mutex> g(mu_);
+  std::unique_lock<std::mutex> g(mu_);
   if (collector_.page_size() == 0 && off >= wal::WAL_HDRSIZE) {
     // The WAL was begun by another connection or process: learn its page
     // size and salts from the header on disk.
@@ -359,14 +366,30 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
   }
   bool committed = false;
   Status s = collector_.OnWrite(buf, amt, off, &committed);
-  if (!s.ok()) {
-    SetError(s.message());
-    sqlite3_log(SQLITE_IOERR, "%s", s.message().c_str());
-    return SQLITE_IOERR_WRITE;
+  if (s.ok() && committed) s = PrepareCommit(collector_.Take());
+  if (s.ok() && committed && cfg_.durability == Durability::kSync) {
+    // Ship inside the commit: the commit frame reaches the WAL only after
+    // JetStream acknowledged the record. Wait without mu_ (the agent needs it).
+    uint64_t txid = pending_.up.pos.txid;
+    g.unlock();
+    Kick();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kSyncTimeoutMs);
+    while (sidecar_.Read().acked_txid < txid && !fenced_ && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    g.lock();
+    if (sidecar_.Read().acked_txid < txid) {
+      // The outcome is unknown (the record may still reach the log): stop
+      // writing rather than risk a log the database does not match.
+      fenced_ = true;
+      s = Status::Error("litejet: sync commit of TXID " + std::to_string(txid) + " on \"" + cfg_.name +
+                            "\" was not acknowledged by JetStream within " + std::to_string(kSyncTimeoutMs) +
+                            " ms; this node stopped writing",
+                        SQLITE_IOERR);
+    }
   }
-  if (!committed) return SQLITE_OK;
-  s = PrepareCommit(collector_.Take());
   if (!s.ok()) {
+    if (pending_.active) FinishCommit(false);
     SetError(s.message());
     sqlite3_log(SQLITE_IOERR, "%s", s.message().c_str());
     return SQLITE_IOERR_WRITE;  // the commit frame never reaches the WAL
@@ -461,7 +484,7 @@ void Engine::FinishCommit(bool ok) {
     size_t drop = 0;
     while (drop < unacked_.size() && unacked_[drop].first <= acked) drop++;
     if (drop > 0) unacked_.erase(unacked_.begin(), unacked_.begin() + long(drop));
-    agent_cv_.notify_all();
+    Kick();
   } else {
     // The commit frame did not reach the WAL: the transaction did not
     // happen, so it leaves the spool again.

@@ -92,7 +92,8 @@ class Engine : public vfs::DbHooks {
   void RunPrimary(transport::Log& log);
   void RunReplica(transport::Log& log);
   void RotateSpool(int fd, uint64_t* off);
-  bool Sleep(int64_t ms);  // false when stopping
+  bool Sleep(int64_t ms);  // false when stopping; returns early on Kick()
+  void Kick();             // a commit is in the spool: wake the agent
 
   Config cfg_;
   std::string path_;
@@ -116,6 +117,7 @@ class Engine : public vfs::DbHooks {
   std::mutex agent_mu_;
   std::condition_variable agent_cv_;
   bool stopping_ = false;
+  uint64_t kicks_ = 0;
   int host_lock_fd_ = -1;
   std::atomic<bool> connected_{false};
   std::atomic<bool> fenced_{false};

@@ -1,0 +1,25 @@
+# End-to-end tests: a primary and replicas as separate OS processes (Python
+# workers and the sqlite3 shell) over a real nats-server. Included from
+# tests/CMakeLists.txt after litejet_script and LITEJET_HOST_ENV; each script
+# prints "ok"/"FAIL" lines and "N passed, M failed", exits non-zero on failure.
+set(LITEJET_E2E_TESTS
+    10k_identical
+    reader_keeps_snapshot
+    invariant
+    50mb_txn
+    replica_resume
+    replica_before_primary
+    two_processes_one_replica
+    shell_clients
+    async_outage
+    primary_killed)
+
+foreach(t IN LISTS LITEJET_E2E_TESTS)
+  if(PYTHON3)
+    litejet_script(e2e_${t} ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_${t}.py)
+    # Each finishes in well under a minute; the scripts' own watchdog is 150 s.
+    set_tests_properties(e2e_${t} PROPERTIES TIMEOUT 180)
+  else()
+    litejet_script(e2e_${t} sh -c "echo 'e2e_${t}: /usr/bin/python3 not found: install python3' >&2 && false")
+  endif()
+endforeach()

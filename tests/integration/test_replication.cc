@@ -1,0 +1,176 @@
+// Replication semantics with a real nats-server, in one process: sync
+// durability, the max_lag_ms bound, fencing of a second primary, a replica's
+// refusal to write, and repl_wait on both sides.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+extern "C" {
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+}
+
+#include "include/litejet.h"
+#include "tests/harness/nats_server.h"
+#include "tests/util/testdb.h"
+
+using namespace litejet;
+using namespace litejet::test;
+
+namespace {
+
+struct Fixture {
+  std::unique_ptr<NatsServer> server;
+  std::unique_ptr<TempDir> dir;
+};
+
+int Setup(void** state) {
+  auto* f = new Fixture;
+  std::string err;
+  f->server = NatsServer::Start(&err);
+  if (!f->server) {
+    std::fprintf(stderr, "nats-server: %s\n", err.c_str());
+    delete f;
+    return -1;
+  }
+  f->dir = std::make_unique<TempDir>();
+  *state = f;
+  return 0;
+}
+
+int Teardown(void** state) {
+  delete static_cast<Fixture*>(*state);
+  return 0;
+}
+
+sqlite3* Open(const std::string& path, const std::string& query) {
+  sqlite3* db = nullptr;
+  std::string uri = "file:" + path + "?" + query;
+  if (sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, nullptr) !=
+      SQLITE_OK) {
+    fail_msg("open %s: %s", uri.c_str(), sqlite3_errmsg(db));
+  }
+  sqlite3_busy_timeout(db, 2000);
+  return db;
+}
+
+std::string LastError(sqlite3* db) { return QueryText(db, "select json_extract(repl_status(), '$.last_error')"); }
+
+void sync_commit_is_acknowledged_or_fails(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  std::string q = "nats=" + f->server->url() + "&role=primary&node=p1&durability=sync&name=sync1";
+  sqlite3* db = Open(*f->dir / "sync.db", q);
+  assert_int_equal(Exec(db, "create table t(x)"), SQLITE_OK);
+  for (int i = 0; i < 20; i++) {
+    assert_int_equal(Exec(db, "insert into t values(" + std::to_string(i) + ")"), SQLITE_OK);
+    // Returned success: JetStream has it already, no waiting needed.
+    int64_t pos = QueryInt(db, "select repl_position()");
+    assert_int_equal(QueryInt(db, "select json_extract(repl_status(), '$.acked_txid')"), pos);
+  }
+  f->server->Stop();
+  std::string err;
+  assert_int_equal(Exec(db, "insert into t values(-1)", &err) & 0xff, SQLITE_IOERR);
+  assert_int_equal(QueryInt(db, "select count(*) from t"), 20);
+  assert_int_equal(QueryInt(db, "select repl_position()"), 21);
+  assert_string_equal(LastError(db).c_str(),
+                      "litejet: sync commit of TXID 22 on \"sync1\" was not acknowledged by JetStream within 5000 ms; "
+                      "this node stopped writing");
+  assert_int_equal(QueryInt(db, "select repl_is_primary()"), 0);
+  assert_int_equal(Exec(db, "insert into t values(-2)", &err), SQLITE_READONLY);
+  sqlite3_close(db);
+}
+
+void max_lag_refuses_writes_while_unacknowledged(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  std::string q = "nats=" + f->server->url() + "&role=primary&node=p1&max_lag_ms=300&name=lag1";
+  sqlite3* db = Open(*f->dir / "lag.db", q);
+  assert_int_equal(Exec(db, "create table t(x)"), SQLITE_OK);
+  assert_int_equal(QueryInt(db, "select repl_wait(1, 5000)"), 1);
+  f->server->Stop();
+  assert_int_equal(Exec(db, "insert into t values(1)"), SQLITE_OK);  // async: returns at once
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  sqlite3_busy_timeout(db, 0);
+  std::string err;
+  assert_int_equal(Exec(db, "insert into t values(2)", &err), SQLITE_BUSY);
+  assert_string_equal(LastError(db).c_str(),
+                      "litejet: database \"lag1\": transaction 2 is unacknowledged for more than max_lag_ms=300; "
+                      "refusing new writes until JetStream catches up");
+  // Reads go on.
+  assert_int_equal(QueryInt(db, "select count(*) from t"), 1);
+  std::string rerr;
+  assert_true(f->server->Restart(&rerr));
+  assert_int_equal(QueryInt(db, "select repl_wait(2, 10000)"), 1);
+  assert_int_equal(Exec(db, "insert into t values(3)", &err), SQLITE_OK);
+  sqlite3_close(db);
+}
+
+void second_primary_is_fenced(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  std::string q1 = "nats=" + f->server->url() + "&role=primary&node=p1&name=fence1";
+  std::string q2 = "nats=" + f->server->url() + "&role=primary&node=p2&name=fence1";
+  sqlite3* a = Open(*f->dir / "fa.db", q1);
+  assert_int_equal(Exec(a, "create table t(x); insert into t values(1)"), SQLITE_OK);
+  assert_int_equal(QueryInt(a, "select repl_wait(2, 5000)"), 1);
+  // Another node claims to be primary of the same log with a database that
+  // is behind it: it must not append.
+  sqlite3* b = Open(*f->dir / "fb.db", q2);
+  assert_int_equal(Exec(b, "create table t(x)"), SQLITE_OK);  // committed locally before the agent looked
+  for (int i = 0; i < 200 && QueryInt(b, "select repl_is_primary()") == 1; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  assert_int_equal(QueryInt(b, "select repl_is_primary()"), 0);
+  std::string err;
+  assert_int_equal(Exec(b, "insert into t values(2)", &err), SQLITE_READONLY);
+  // The first primary goes on appending.
+  assert_int_equal(Exec(a, "insert into t values(3)"), SQLITE_OK);
+  assert_int_equal(QueryInt(a, "select repl_wait(3, 5000)"), 1);
+  sqlite3_close(b);
+  sqlite3_close(a);
+}
+
+void replica_refuses_writes_and_names_the_primary(void** state) {
+  auto* f = static_cast<Fixture*>(*state);
+  std::string base = "nats=" + f->server->url() + "&name=ro1";
+  sqlite3* p = Open(*f->dir / "rop.db", base + "&role=primary&node=prim-7&advertise=http://prim-7:8080");
+  assert_int_equal(Exec(p, "create table t(x); insert into t values(42)"), SQLITE_OK);
+  assert_string_equal(QueryText(p, "select repl_primary()").c_str(), "http://prim-7:8080");
+  sqlite3* r = Open(*f->dir / "ror.db", base + "&role=replica&node=rep-1");
+  assert_int_equal(QueryInt(r, "select repl_wait(2, 10000)"), 1);
+  assert_int_equal(QueryInt(r, "select x from t"), 42);
+  assert_int_equal(QueryInt(r, "select repl_is_primary()"), 0);
+  assert_string_equal(QueryText(r, "select repl_checksum()").c_str(), QueryText(p, "select repl_checksum()").c_str());
+  std::string err;
+  assert_int_equal(Exec(r, "insert into t values(1)", &err), SQLITE_READONLY);
+  assert_string_equal(err.c_str(), "attempt to write a readonly database");
+  assert_string_equal(LastError(r).c_str(), "litejet: database \"ro1\" is a replica: write on the primary prim-7");
+  // A checkpoint on the replica is allowed.
+  assert_int_equal(Exec(r, "pragma wal_checkpoint(TRUNCATE)", &err), SQLITE_OK);
+  assert_int_equal(QueryInt(r, "select repl_wait(2, 0)"), 1);
+  assert_int_equal(QueryInt(r, "select repl_wait(3, 100)"), 0);
+  sqlite3_close(r);
+  sqlite3_close(p);
+}
+
+}  // namespace
+
+int main() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(sqlite3_litejet_init));
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(sync_commit_is_acknowledged_or_fails, Setup, Teardown),
+      cmocka_unit_test_setup_teardown(max_lag_refuses_writes_while_unacknowledged, Setup, Teardown),
+      cmocka_unit_test_setup_teardown(second_primary_is_fenced, Setup, Teardown),
+      cmocka_unit_test_setup_teardown(replica_refuses_writes_and_names_the_primary, Setup, Teardown),
+  };
+  if (const char* f = std::getenv("LITEJET_TEST_FILTER")) cmocka_set_test_filter(f);
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
