@@ -12,7 +12,8 @@ set(LITEJET_E2E_TESTS
     two_processes_one_replica
     shell_clients
     async_outage
-    primary_killed)
+    primary_killed
+    position_while_growing)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

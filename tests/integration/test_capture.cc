@@ -3,6 +3,7 @@
 // ("Primary") has a test; the randomized oracle replays the spool into an
 // empty file and compares it page for page with SQLite's own view at every
 // TXID.
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,7 +29,11 @@ extern "C" {
 using namespace litejet;
 using namespace litejet::test;
 
+extern char** environ;
+
 namespace {
+
+const char* g_self = nullptr;
 
 #define CHECK_MSG(cond, msg)                                  \
   do {                                                        \
@@ -341,19 +346,13 @@ void capture_several_processes(void**) {
   const int kProcs = 4, kTxns = 40;
   std::vector<pid_t> kids;
   for (int p = 0; p < kProcs; p++) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      sqlite3* db = OpenReplicated(path);
-      ExecOk(db, "pragma cache_size=5");
-      for (int i = 0; i < kTxns; i++) {
-        std::string sql = "insert into t values(" + std::to_string(p) + "," + std::to_string(i) +
-                          ", randomblob(" + std::to_string(100 + 37 * i) + "))";
-        if (Exec(db, sql) != SQLITE_OK) _exit(3);
-        if (i % 9 == 0 && Exec(db, "pragma wal_checkpoint(PASSIVE)") != SQLITE_OK) _exit(4);
-      }
-      sqlite3_close(db);
-      _exit(0);
-    }
+    // A fresh process image (this binary in writer mode), not a bare fork:
+    // this process already runs threads.
+    std::string ps = std::to_string(p), ns = std::to_string(kTxns);
+    char* argv[] = {const_cast<char*>(g_self), const_cast<char*>("--writer"), const_cast<char*>(path.c_str()),
+                    const_cast<char*>(ps.c_str()), const_cast<char*>(ns.c_str()), nullptr};
+    pid_t pid = 0;
+    assert_int_equal(posix_spawn(&pid, g_self, nullptr, nullptr, argv, environ), 0);
     kids.push_back(pid);
   }
   for (pid_t k : kids) {
@@ -477,9 +476,25 @@ void capture_oracle_random(void**) {
 
 }  // namespace
 
-int main() {
+// Writer mode for capture_several_processes: PATH PROC TXNS.
+int WriterMain(const char* path, int p, int txns) {
+  sqlite3* db = OpenReplicated(path);
+  if (Exec(db, "pragma cache_size=5") != SQLITE_OK) return 2;
+  for (int i = 0; i < txns; i++) {
+    std::string sql = "insert into t values(" + std::to_string(p) + "," + std::to_string(i) + ", randomblob(" +
+                      std::to_string(100 + 37 * i) + "))";
+    if (Exec(db, sql) != SQLITE_OK) return 3;
+    if (i % 9 == 0 && Exec(db, "pragma wal_checkpoint(PASSIVE)") != SQLITE_OK) return 4;
+  }
+  sqlite3_close(db);
+  return 0;
+}
+
+int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(sqlite3_litejet_init));
+  g_self = "/proc/self/exe";
+  if (argc == 5 && std::string(argv[1]) == "--writer") return WriterMain(argv[2], std::atoi(argv[3]), std::atoi(argv[4]));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(capture_counts_each_commit_once),
       cmocka_unit_test(capture_inplace_frame_rewrite),

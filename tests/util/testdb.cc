@@ -2,6 +2,7 @@
 #include "tests/util/testdb.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,8 +38,18 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
   if (std::getenv("LITEJET_KEEP_TMP")) return;
-  std::string cmd = "rm -rf '" + path_ + "'";
-  if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "warning: could not remove %s\n", path_.c_str());
+  // No fork/exec of rm: ThreadSanitizer forbids starting threads after a
+  // multi-threaded fork.
+  auto rm = [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); };
+  if (::nftw(path_.c_str(), rm, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+    std::fprintf(stderr, "warning: could not remove %s\n", path_.c_str());
+  }
+}
+
+void CopyFile(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  out << in.rdbuf();
 }
 
 sqlite3* OpenReplicated(const std::string& path, const std::string& extra) {

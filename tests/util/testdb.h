@@ -25,6 +25,9 @@ class TempDir {
   std::string path_;
 };
 
+// Copies a file (no subprocess).
+void CopyFile(const std::string& from, const std::string& to);
+
 // Opens path through the litejet VFS as a replicated primary (no server is
 // needed for capture). extra is appended to the URI query ("&a=b").
 sqlite3* OpenReplicated(const std::string& path, const std::string& extra = "");
