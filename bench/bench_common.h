@@ -52,6 +52,13 @@ inline int64_t MonoNs() {
   return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+// CPU time (user + system) of the calling thread, in nanoseconds.
+inline int64_t ThreadCpuNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
 inline void SleepUntilMonoNs(int64_t t) {
   struct timespec ts;
   ts.tv_sec = time_t(t / 1000000000);

@@ -38,6 +38,7 @@ struct Options {
 
 struct RunResult {
   double txns_per_s = 0;
+  double cpu_us = 0;  // CPU time of the committing thread per transaction (user + system)
   double shipped_per_s = 0;  // live: txns / (first commit .. last acknowledged)
   double drain_ms = 0;       // live: last commit -> last acknowledged
 };
@@ -101,11 +102,14 @@ RunResult RunOne(const Options& o, const std::string& mode, int rows, int round,
       Die("live: warm-up not acknowledged in 20 s (is nats-server up at %s?)", url.c_str());
     }
   }
+  int64_t c0 = ThreadCpuNs();
   int64_t t0 = MonoNs();
   for (int i = 0; i < o.txns; i++) txn();
   int64_t t1 = MonoNs();
+  int64_t c1 = ThreadCpuNs();
   RunResult r;
   r.txns_per_s = double(o.txns) / (double(t1 - t0) / 1e9);
+  r.cpu_us = double(c1 - c0) / 1e3 / o.txns;
   if (mode == "live") {
     int64_t last = QueryInt(db, "SELECT repl_position()");
     if (last != warm_pos + o.txns) Die("live: position %" PRId64 ", expected %" PRId64, last, warm_pos + o.txns);
@@ -200,17 +204,31 @@ int main(int argc, char** argv) {
   if (want_live) md += "---:|---:|";
   md += "\n";
 
+  // Second table: CPU time of the committing thread per transaction. Less
+  // sensitive to other jobs on the machine than wall time (it leaves out time
+  // spent waiting for a core, and the checkpoints' fsync waits).
+  std::string cpu_md = "\nCPU time of the committing thread (user + system), µs per transaction, median over rounds; "
+                       "ratio = plain CPU / mode CPU, per round, median (min–max):\n\n| rows/txn |";
+  for (auto& m : o.modes) cpu_md += " " + m + " µs |";
+  for (auto& m : o.modes) {
+    if (m != "plain") cpu_md += " " + m + "/plain |";
+  }
+  cpu_md += "\n|---:|";
+  for (auto& m : o.modes) cpu_md += m != "plain" ? "---:|---:|" : "---:|";
+  cpu_md += "\n";
+
   for (int rows : o.rows) {
     std::map<std::string, std::vector<RunResult>> res;
-    std::map<std::string, std::vector<double>> ratio;
+    std::map<std::string, std::vector<double>> ratio, cpu_ratio;
     for (int round = 0; round < o.rounds; round++) {
       std::printf("  rows=%d round %d:", rows, round + 1);
-      std::map<std::string, double> this_round;
+      std::map<std::string, double> this_round, this_cpu;
       for (size_t k = 0; k < o.modes.size(); k++) {
         const std::string& m = o.modes[(k + size_t(round)) % o.modes.size()];
         RunResult r = RunOne(o, m, rows, round, url);
         res[m].push_back(r);
         this_round[m] = r.txns_per_s;
+        this_cpu[m] = r.cpu_us;
         std::printf(" %s=%.0f", m.c_str(), r.txns_per_s);
         if (m == "live") std::printf(" (shipped %.0f/s)", r.shipped_per_s);
         std::fflush(stdout);
@@ -218,6 +236,7 @@ int main(int argc, char** argv) {
       std::printf("\n");
       if (this_round.count("plain")) {
         for (auto& [m, v] : this_round) ratio[m].push_back(v / this_round["plain"]);
+        for (auto& [m, v] : this_cpu) cpu_ratio[m].push_back(this_cpu["plain"] / v);
       }
     }
     std::printf("  rows=%d median:", rows);
@@ -245,10 +264,26 @@ int main(int argc, char** argv) {
       std::printf(" live-shipped=%.0f/s drain=%.0fms", Median(s), Median(d));
       md += Fmt(" %.0f | %.0f |", Median(s), Median(d));
     }
+    std::printf("\n  rows=%d CPU us/txn:", rows);
+    cpu_md += Fmt("| %d |", rows);
+    for (auto& m : o.modes) {
+      std::vector<double> v;
+      for (auto& r : res[m]) v.push_back(r.cpu_us);
+      std::printf(" %s=%.1f", m.c_str(), Median(v));
+      cpu_md += Fmt(" %.1f |", Median(v));
+    }
+    for (auto& m : o.modes) {
+      if (m == "plain" || !cpu_ratio.count(m)) continue;
+      auto& v = cpu_ratio[m];
+      double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+      std::printf(" %s/plain=%.2f [%.2f..%.2f]", m.c_str(), Median(v), lo, hi);
+      cpu_md += Fmt(" %.2f (%.2f–%.2f) |", Median(v), lo, hi);
+    }
     std::printf("\n");
     md += "\n";
+    cpu_md += "\n";
   }
-  md += "\n";
+  md += cpu_md + "\n";
   AppendFile(o.md, md);
   if (server) server->Stop();
   return 0;

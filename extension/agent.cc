@@ -209,6 +209,7 @@ void Engine::RunPrimary(transport::Log& log) {
   std::vector<std::string> chunks;
   size_t max_chunk = std::max<size_t>(log.MaxPayload(), 64 * 1024) - 1024;
   while (!stopping_) {
+    uint64_t entry_off = off;
     if (!ReadSpoolEntry(fd, &off, &raw)) {
       if (!Sleep(2)) break;
       continue;
@@ -220,7 +221,19 @@ void Engine::RunPrimary(transport::Log& log) {
       SetError("litejet: log spool " + spool_.path() + ": " + s.message());
       break;
     }
-    if (t.txid <= sidecar_.Read().acked_txid) continue;
+    sidecar::Position now = sidecar_.Read();
+    if (t.txid <= now.acked_txid) continue;
+    const bool sync_waiting = cfg_.durability == Durability::kSync && t.txid == now.txid + 1 &&
+                              sidecar_.pending_txid() == t.txid;
+    if (t.txid > now.txid && !sync_waiting) {
+      // Appended but not (yet) committed: an async primary never ships a
+      // transaction the database may not have (its committer may have died
+      // before the commit frame). A sync committer waits for exactly this
+      // ship before it writes the commit frame. Read it again later.
+      off = entry_off;
+      if (!Sleep(2)) break;
+      continue;
+    }
     zrec.clear();
     s = record::Encode(t, record::Compression::kZstd, &zrec);
     if (s.ok()) s = record::Split(zrec, t.txid, max_chunk, &chunks);

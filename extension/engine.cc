@@ -3,9 +3,11 @@
 #include "extension/engine.h"
 
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -102,7 +104,16 @@ std::shared_ptr<Engine> Engine::Find(const std::string& db_path) {
   return it == reg.end() ? nullptr : it->second.lock();
 }
 
-Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move(path)) {}
+Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move(path)) {
+  // Fault injection for the crash tests: LITEJET_TEST_CRASH=after_spool or
+  // after_commit_frame, LITEJET_TEST_CRASH_TXID=N kills the process there.
+  const char* point = std::getenv("LITEJET_TEST_CRASH");
+  const char* txid = std::getenv("LITEJET_TEST_CRASH_TXID");
+  if (point && txid) {
+    crash_point_ = std::strcmp(point, "after_spool") == 0 ? 1 : std::strcmp(point, "after_commit_frame") == 0 ? 2 : 0;
+    crash_txid_ = std::strtoull(txid, nullptr, 10);
+  }
+}
 
 Engine::~Engine() {
   StopAgent();
@@ -345,10 +356,49 @@ void Engine::OnShmLock(sqlite3_file* main, int offset, int n, int flags) {
   }
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return;
   if (lock) {
+    if (cfg_.role == Role::kPrimary && sidecar_.pending_txid() != 0) ResolveDeadCommit(main);
     collector_.BeginWrite();
   } else if (flags & SQLITE_SHM_UNLOCK) {
     collector_.EndWrite();
   }
+}
+
+// A committer died between announcing a commit (sidecar pending, spool entry)
+// and finishing it. Holding WAL_WRITE_LOCK now, decide from the wal-index
+// whether its commit frame became part of the database: then finish its
+// sidecar update; else cut its spool entry off. mu_ held.
+void Engine::ResolveDeadCommit(sqlite3_file* main) {
+  if (!WalIndexValid(main)) return;  // a recovery: the next writer decides
+  void volatile* p = nullptr;
+  if (main->pMethods->xShmMap(main, 0, 32768, 0, &p) != SQLITE_OK || p == nullptr) return;
+  unsigned char h[48];
+  std::memcpy(h, const_cast<void*>(p), sizeof h);
+  uint32_t mx_frame = 0;
+  std::memcpy(&mx_frame, h + 16, 4);
+  const uint32_t salt1 = wal::Get4(h + 32), salt2 = wal::Get4(h + 36);
+  const uint64_t txid = sidecar_.pending_txid();
+  sidecar::PendingCommit where = sidecar_.pending_commit();
+  sidecar::Position pos = sidecar_.Read();
+  const bool committed = salt1 == where.salt1 && salt2 == where.salt2 && mx_frame >= where.commit_frame;
+  record::Txn t;
+  bool have = false;
+  if (committed && txid == pos.txid + 1) {
+    Status s = spool::Scan(spool_.path(), [&](const std::string& rec, uint64_t off) {
+      if (off == where.spool_offset) have = record::Decode(rec.data(), rec.size(), &t).ok() && t.txid == txid;
+      return Status::OK();
+    });
+    (void)s;
+  }
+  if (have) {
+    Update u = ComputeUpdate(pos, t.page_size, t.db_pages, t.pages);
+    for (auto& [pgno, hash] : u.hashes) sidecar_.SetHash(pgno, hash);
+    sidecar_.CommitUpdate(u.pos);
+  } else {
+    if (spool_.Size() > where.spool_offset) spool_.Truncate(where.spool_offset);
+    sidecar_.CommitUpdate(pos);
+  }
+  sqlite3_log(SQLITE_NOTICE, "litejet: %s: a committer died during TXID %llu; it %s", cfg_.name.c_str(),
+              (unsigned long long)txid, have ? "committed (position completed)" : "did not commit (spool entry removed)");
 }
 
 void Engine::OnClose(sqlite3_file* main) {
@@ -399,6 +449,7 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
 
 void Engine::AfterWalWrite(sqlite3_file*, const void*, int, sqlite3_int64, int rc) {
   std::lock_guard<std::mutex> g(mu_);
+  if (pending_.active && crash_txid_ == pending_.up.pos.txid && crash_point_ == 2) _exit(9);
   if (pending_.active) FinishCommit(rc == SQLITE_OK);
 }
 
@@ -461,9 +512,14 @@ Status Engine::PrepareCommit(capture::Captured&& c) {
   std::string rec;
   Status s = record::Encode(t, record::Compression::kNone, &rec);
   if (!s.ok()) return s;
-  s = sidecar_.BeginUpdate(t.txid, std::max(before.db_pages, c.db_pages));
-  if (!s.ok()) return s;
   p.spool_end_before = spool_.Size();
+  sidecar::PendingCommit where;
+  where.salt1 = c.salt1;
+  where.salt2 = c.salt2;
+  where.commit_frame = c.commit_frame;
+  where.spool_offset = p.spool_end_before;
+  s = sidecar_.BeginUpdate(t.txid, std::max(before.db_pages, c.db_pages), where);
+  if (!s.ok()) return s;
   s = spool_.Append(rec);
   if (!s.ok()) {
     sidecar_.CommitUpdate(before);  // clears the pending mark, nothing changed
@@ -472,6 +528,7 @@ Status Engine::PrepareCommit(capture::Captured&& c) {
   p.active = true;
   pending_ = std::move(p);
   unacked_.emplace_back(t.txid, t.timestamp_us);
+  if (crash_txid_ == t.txid && crash_point_ == 1) _exit(9);
   return Status::OK();
 }
 

@@ -81,6 +81,7 @@ class Engine : public vfs::DbHooks {
   // Commit preparation (before the commit frame's data reaches the WAL) and
   // completion (after it did). mu_ held.
   Status PrepareCommit(capture::Captured&& c);
+  void ResolveDeadCommit(sqlite3_file* main);
   void FinishCommit(bool ok);
 
   // --- the agent (extension/agent.cc) ---------------------------------------
@@ -121,7 +122,9 @@ class Engine : public vfs::DbHooks {
   int host_lock_fd_ = -1;
   std::atomic<bool> connected_{false};
   std::atomic<bool> fenced_{false};
-  std::unique_ptr<apply::WalWriter> spool_locker_;  // primary agent: takes WAL_WRITE_LOCK to rotate the spool
+  std::unique_ptr<apply::WalWriter> spool_locker_;
+  int crash_point_ = 0;  // fault injection (tests): 1 after the spool append, 2 after the commit frame
+  uint64_t crash_txid_ = 0;  // primary agent: takes WAL_WRITE_LOCK to rotate the spool
 };
 
 }  // namespace litejet

@@ -158,12 +158,13 @@ class NatsLog final : public Log {
   }
 
   ~NatsLog() override {
-    {
-      std::lock_guard<std::mutex> l(read_mu_);
-      CloseSub();
-    }
-    if (js_) jsCtx_Destroy(js_);
+    // The connection goes first: once its reader thread is joined, no inbound
+    // message can touch a subscription we free (see CloseSub()).
     if (nc_) natsConnection_Destroy(nc_);
+    std::lock_guard<std::mutex> l(read_mu_);
+    if (sub_) natsSubscription_Destroy(sub_);
+    for (auto& r : retired_) natsSubscription_Destroy(r.first);
+    if (js_) jsCtx_Destroy(js_);
     Registry::Get().Remove(closure_);
   }
 
@@ -203,8 +204,20 @@ class NatsLog final : public Log {
   bool StoredWithId(uint64_t seq, const std::string& msg_id, int64_t timeout_ms);
   Status Subscribe(uint64_t from, int64_t timeout_ms);
   Status Missing(uint64_t want, uint64_t got);
+  // nats.c 3.4.1 looks a subscription up for an inbound message and uses it
+  // without a reference (fixed upstream in 0a7dd28b): freeing one while its
+  // messages arrive is a use-after-free, seen as a hang in Destroy. So a
+  // subscription is unsubscribed now (which also deletes its consumer) and
+  // freed only seconds later, or after the connection is gone.
   void CloseSub() {
-    if (sub_) natsSubscription_Destroy(sub_);  // no consumer delete: the server drops it when interest goes
+    auto now = Clock::now();
+    while (!retired_.empty() && now - retired_.front().second > std::chrono::seconds(5)) {
+      natsSubscription_Destroy(retired_.front().first);
+      retired_.erase(retired_.begin());
+    }
+    if (!sub_) return;
+    natsSubscription_Unsubscribe(sub_);
+    retired_.emplace_back(sub_, now);
     sub_ = nullptr;
   }
 
@@ -220,6 +233,7 @@ class NatsLog final : public Log {
   natsSubscription* sub_ = nullptr;  // ordered consumer of the last Read
   uint64_t next_ = 0;                // seq sub_ delivers next
   uint64_t gap_retried_ = 0;         // next_ for which a gap already recreated sub_
+  std::vector<std::pair<natsSubscription*, Clock::time_point>> retired_;  // unsubscribed, freed later
 };
 
 Status NatsLog::Connect(const Options& o) {

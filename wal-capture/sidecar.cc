@@ -44,6 +44,8 @@ struct Sidecar::Header {
   uint64_t pending_txid;  // non-zero between BeginUpdate and CommitUpdate
   uint64_t capacity;      // page-hash slots in the file
   uint64_t log_seq;
+  uint32_t pending_salt1, pending_salt2, pending_frame, unused;
+  uint64_t pending_spool_offset;
 };
 
 
@@ -131,7 +133,16 @@ uint64_t Sidecar::Hash(uint32_t pgno) {
   return hashes()[pgno - 1];
 }
 
-Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno) {
+PendingCommit Sidecar::pending_commit() const {
+  PendingCommit p;
+  p.salt1 = Load(&hdr()->pending_salt1);
+  p.salt2 = Load(&hdr()->pending_salt2);
+  p.commit_frame = Load(&hdr()->pending_frame);
+  p.spool_offset = Load(&hdr()->pending_spool_offset);
+  return p;
+}
+
+Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommit& where) {
   uint64_t cap = Load(&hdr()->capacity);
   if (max_pgno > cap) {
     while (cap < max_pgno) cap *= 2;
@@ -144,6 +155,10 @@ Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno) {
     Status s = Map(cap);
     if (!s.ok()) return s;
   }
+  Store(&hdr()->pending_salt1, where.salt1);
+  Store(&hdr()->pending_salt2, where.salt2);
+  Store(&hdr()->pending_frame, where.commit_frame);
+  Store(&hdr()->pending_spool_offset, where.spool_offset);
   Store(&hdr()->pending_txid, txid);
   return Status::OK();
 }

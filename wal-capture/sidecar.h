@@ -22,6 +22,14 @@ struct Position {
   uint64_t log_seq = 0;  // stream sequence of the last chunk shipped (primary) / applied (replica)
 };
 
+// Where a primary's pending commit was going: its commit frame in the WAL and
+// its entry in the spool, so that a later writer can tell whether a committer
+// that died in the middle committed.
+struct PendingCommit {
+  uint32_t salt1 = 0, salt2 = 0, commit_frame = 0;
+  uint64_t spool_offset = 0;
+};
+
 class Sidecar {
  public:
   Sidecar() = default;
@@ -41,8 +49,9 @@ class Sidecar {
   // Page hash of pgno (1-based); 0 when beyond the recorded database.
   uint64_t Hash(uint32_t pgno);
   // Begin an update: marks the sidecar as being changed (pending_txid), so a
-  // crash in the middle is detected on the next open.
-  Status BeginUpdate(uint64_t txid, uint32_t max_pgno);
+  // crash in the middle is detected later.
+  Status BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommit& where = PendingCommit());
+  PendingCommit pending_commit() const;
   void SetHash(uint32_t pgno, uint64_t h);
   void CommitUpdate(const Position& p);
   // True when a previous process died between BeginUpdate and CommitUpdate.

@@ -380,6 +380,57 @@ void capture_several_processes(void**) {
   sqlite3_close(db);
 }
 
+// A committer killed between announcing its commit (spool, sidecar pending)
+// and finishing it: the next writer decides from the wal-index whether the
+// commit happened, and the spool and position agree with the database.
+void DeadCommitter(const char* point, int64_t want_position_after_resolve) {
+  TempDir d;
+  std::string path = d / "a.db";
+  {
+    sqlite3* db = OpenReplicated(path);
+    ExecOk(db, "create table t(p, i, y)");
+    sqlite3_close(db);
+  }
+  std::string crash = std::string("LITEJET_TEST_CRASH=") + point;
+  std::vector<std::string> env_s = {crash, "LITEJET_TEST_CRASH_TXID=3"};
+  std::vector<char*> envp;
+  for (char** e = environ; *e; e++) envp.push_back(*e);
+  for (auto& e : env_s) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  char* argv[] = {const_cast<char*>(g_self), const_cast<char*>("--writer"), const_cast<char*>(path.c_str()),
+                  const_cast<char*>("0"), const_cast<char*>("5"), nullptr};
+  pid_t pid = 0;
+  assert_int_equal(posix_spawn(&pid, g_self, nullptr, nullptr, argv, envp.data()), 0);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 9);  // died inside TXID 3
+
+  sqlite3* db = OpenReplicated(path);
+  ExecOk(db, "insert into t(y) values('after')");
+  std::printf("  %s: position %lld after the next write\n", point, (long long)QueryInt(db, "select repl_position()"));
+  assert_int_equal(QueryInt(db, "select repl_position()"), want_position_after_resolve);
+  assert_int_equal(QueryInt(db, "select count(*) from t"), want_position_after_resolve - 1);
+  std::vector<record::Txn> txns = ReadSpool(path);
+  assert_int_equal(txns.size(), want_position_after_resolve);
+  Replayer r(d / "replay.db");
+  for (const record::Txn& t : txns) {
+    std::string e = r.Apply(t);
+    CHECK_MSG(e.empty(), e);
+  }
+  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  std::vector<uint64_t> file;
+  uint32_t ps = 0;
+  assert_true(checksum::HashFile(path, &file, &ps).ok());
+  std::string diff = DiffPages(file, r.PageHashes());
+  CHECK_MSG(diff.empty(), diff);
+  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(XorAll(file)).c_str());
+  sqlite3_close(db);
+}
+
+void capture_committer_killed_before_commit_frame(void**) { DeadCommitter("after_spool", 3); }
+void capture_committer_killed_after_commit_frame(void**) { DeadCommitter("after_commit_frame", 4); }
+
 // ---- the randomized oracle --------------------------------------------------
 
 void RandomWorkload(uint64_t seed, int steps) {
@@ -508,6 +559,8 @@ int main(int argc, char** argv) {
       cmocka_unit_test(capture_existing_rollback_db_becomes_wal),
       cmocka_unit_test(capture_txid_survives_restart),
       cmocka_unit_test(capture_several_processes),
+      cmocka_unit_test(capture_committer_killed_before_commit_frame),
+      cmocka_unit_test(capture_committer_killed_after_commit_frame),
       cmocka_unit_test(capture_oracle_random),
   };
   if (const char* f = std::getenv("LITEJET_TEST_FILTER")) cmocka_set_test_filter(f);
