@@ -117,7 +117,7 @@ class Engine : public vfs::DbHooks {
   std::thread agent_;
   std::mutex agent_mu_;
   std::condition_variable agent_cv_;
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};
   uint64_t kicks_ = 0;
   int host_lock_fd_ = -1;
   std::atomic<bool> connected_{false};

@@ -438,10 +438,17 @@ Status NatsLog::Publish(const std::string& data, uint64_t expect_last, const std
   jsPubOptions_Init(&po);
   po.MaxWait = std::max<int64_t>(MsLeft(deadline), 1);
   if (!msg_id.empty()) po.MsgId = msg_id.c_str();
+  // The fence. The stream holds only our subject, so its last seq is the
+  // subject's. ExpectLastSeq, not ExpectLastSubjectSeq: a clustered
+  // nats-server 2.9 checks the per-subject expectation only before proposing,
+  // against a store that lags in-flight proposals, so two racing writers can
+  // both win (seen in ~20% of rounds on R3); the stream-level one is checked
+  // when the entry is applied, in raft order. Both fail with 10071. For an
+  // empty log, "subject seq 0" is also checked at apply time.
   if (expect_last == 0) {
-    po.ExpectNoMessage = true;  // ExpectLastSubjectSeq = 0 means "unset" to nats.c
+    po.ExpectNoMessage = true;  // ExpectLastSeq = 0 means "unset" to nats.c
   } else {
-    po.ExpectLastSubjectSeq = expect_last;
+    po.ExpectLastSeq = expect_last;
   }
   jsPubAck* ack = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);

@@ -53,7 +53,9 @@ void CopyFile(const std::string& from, const std::string& to) {
 }
 
 sqlite3* OpenReplicated(const std::string& path, const std::string& extra) {
-  std::string uri = "file:" + path + "?nats=nats://127.0.0.1:9&role=primary&node=test-node" + extra;
+  // No server listens there: max_lag_ms=0, or the primary would refuse writes
+  // once its first commit is 10 s unacknowledged (slow sanitizer runs).
+  std::string uri = "file:" + path + "?nats=nats://127.0.0.1:9&role=primary&node=test-node&max_lag_ms=0" + extra;
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, nullptr);
   if (rc != SQLITE_OK) Fail("open " + uri + ": " + (db ? sqlite3_errmsg(db) : "?"));

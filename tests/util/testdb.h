@@ -29,7 +29,7 @@ class TempDir {
 void CopyFile(const std::string& from, const std::string& to);
 
 // Opens path through the litejet VFS as a replicated primary (no server is
-// needed for capture). extra is appended to the URI query ("&a=b").
+// needed for capture; max_lag_ms=0 so the missing server never refuses writes). extra is appended to the URI query ("&a=b").
 sqlite3* OpenReplicated(const std::string& path, const std::string& extra = "");
 // Opens path with the plain unix VFS.
 sqlite3* OpenPlain(const std::string& path, int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
