@@ -283,8 +283,9 @@ void Engine::RunPrimary(transport::Log& log) {
   ::close(fd);
 }
 
-// Everything read from the spool is acknowledged: cut it back to empty, under
-// WAL_WRITE_LOCK so that no commit appends meanwhile.
+// What was read from the spool is acknowledged: move the unread tail (often
+// empty) to the front and cut the file there, under WAL_WRITE_LOCK so that no
+// commit appends meanwhile (appenders use O_APPEND and follow the new end).
 void Engine::RotateSpool(int fd, uint64_t* off) {
   if (!spool_locker_) {
     spool_locker_ = std::make_unique<apply::WalWriter>();
@@ -295,13 +296,23 @@ void Engine::RotateSpool(int fd, uint64_t* off) {
   }
   spool_locker_->WithWriteLock(100, [&] {
     struct stat sb;
-    if (::fstat(fd, &sb) == 0 && uint64_t(sb.st_size) == *off && spool_.Truncate(0).ok()) *off = 0;
+    if (sidecar_.pending_txid() != 0 || ::fstat(fd, &sb) != 0 || uint64_t(sb.st_size) < *off) return;
+    uint64_t tail = uint64_t(sb.st_size) - *off;
+    if (tail > kSpoolRotateBytes / 4) return;  // a long backlog: keep the lock hold short, try later
+    std::string buf(tail, '\0');
+    if (tail > 0 && ::pread(fd, &buf[0], tail, off_t(*off)) != ssize_t(tail)) return;
+    int wfd = ::open(spool_.path().c_str(), O_WRONLY | O_CLOEXEC);  // not O_APPEND: pwrite at 0
+    if (wfd < 0) return;
+    bool ok = tail == 0 || ::pwrite(wfd, buf.data(), tail, 0) == ssize_t(tail);
+    ::close(wfd);
+    if (ok && spool_.Truncate(tail).ok()) *off = 0;
   });
 }
 
 void Engine::RunReplica(transport::Log& log) {
   LITEJET_RETRY(log.Ensure(500));
   connected_ = true;
+  ClearError();
   apply::WalWriter writer;
   Status s = writer.Open(path_);
   sqlite3* db = nullptr;
@@ -323,6 +334,11 @@ void Engine::RunReplica(transport::Log& log) {
   while (!stopping_ && !fatal) {
     Status rs = log.Read(from, 500, [&](const transport::Message& m) {
       if (stopping_) return false;
+      if (!connected_) {
+        // Messages flow again: the outage is over.
+        connected_ = true;
+        ClearError();
+      }
       bool complete = false;
       uint64_t txid = 0;
       if (!ra.pending()) record_start = m.seq;

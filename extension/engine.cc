@@ -318,9 +318,12 @@ int Engine::BeforeShmLock(sqlite3_file* main, int offset, int n, int flags) {
   bool in_checkpoint = std::find(ckpt_holders_.begin(), ckpt_holders_.end(), main) != ckpt_holders_.end();
   if (in_checkpoint) return SQLITE_OK;
   if (cfg_.role != Role::kPrimary || fenced_) {
-    // Recovery of the wal-index also takes WAL_WRITE_LOCK; only a writer
-    // finds the index valid.
-    if (!WalIndexValid(main)) return SQLITE_OK;
+    // Only a writer takes WAL_WRITE_LOCK while holding a read lock (its read
+    // transaction). A reader re-checking a torn wal-index header, or
+    // recovering it, takes it before any read lock: let those through.
+    bool reading = false;
+    for (auto& [f, mask] : read_locks_) reading |= (f == main && mask != 0);
+    if (!reading) return SQLITE_OK;
     std::string prim = cfg_.role != Role::kPrimary ? primary_seen_ : std::string();
     SetError("litejet: database \"" + cfg_.name + "\" is " +
              (cfg_.role != Role::kPrimary ? "a replica" : "no longer primary (fenced)") +
@@ -353,6 +356,26 @@ void Engine::OnShmLock(sqlite3_file* main, int offset, int n, int flags) {
     } else if (flags & SQLITE_SHM_UNLOCK) {
       ckpt_holders_.erase(std::remove(ckpt_holders_.begin(), ckpt_holders_.end(), main), ckpt_holders_.end());
     }
+  }
+  if (!(flags & SQLITE_SHM_EXCLUSIVE)) {
+    // Shared locks are read locks (slots WAL_READ_LOCK0..): remember which
+    // connection holds one.
+    unsigned bits = 0;
+    for (int i = offset; i < offset + n; i++) {
+      if (i >= wal::WAL_READ_LOCK0) bits |= 1u << i;
+    }
+    auto it = std::find_if(read_locks_.begin(), read_locks_.end(), [&](auto& e) { return e.first == main; });
+    if (flags & SQLITE_SHM_LOCK) {
+      if (it == read_locks_.end()) {
+        read_locks_.emplace_back(main, bits);
+      } else {
+        it->second |= bits;
+      }
+    } else if (it != read_locks_.end()) {
+      it->second &= ~bits;
+      if (it->second == 0) read_locks_.erase(it);
+    }
+    return;
   }
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return;
   if (lock) {
@@ -404,6 +427,8 @@ void Engine::ResolveDeadCommit(sqlite3_file* main) {
 void Engine::OnClose(sqlite3_file* main) {
   std::lock_guard<std::mutex> g(mu_);
   ckpt_holders_.erase(std::remove(ckpt_holders_.begin(), ckpt_holders_.end(), main), ckpt_holders_.end());
+  read_locks_.erase(std::remove_if(read_locks_.begin(), read_locks_.end(), [&](auto& e) { return e.first == main; }),
+                    read_locks_.end());
 }
 
 int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off) {

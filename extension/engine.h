@@ -111,6 +111,7 @@ class Engine : public vfs::DbHooks {
     uint64_t spool_end_before = 0;
   } pending_;
   std::vector<sqlite3_file*> ckpt_holders_;  // connections inside a checkpoint
+  std::vector<std::pair<sqlite3_file*, unsigned>> read_locks_;  // connections holding read locks (bit per slot)
   std::vector<std::pair<uint64_t, uint64_t>> unacked_;  // primary: (txid, commit time us) of own commits
 
   // Agent state.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -268,6 +269,60 @@ inline Status RacingWriters(const Opener& open, int writers, int attempts) {
   return ReadRange(*a, 1, wins.size(), 2000, [&](const Message& m) {
     return m.data == wins[m.seq - 1].second ? std::string() : "seq " + std::to_string(m.seq) + " is " + m.data;
   });
+}
+
+// Writers released together, all with the same expect_last, round after
+// round: exactly one wins each round (the fence holds under a true race).
+inline Status SimultaneousWriters(const Opener& open, int writers, int rounds) {
+  std::vector<std::unique_ptr<Log>> logs;
+  for (int w = 0; w < writers; w++) logs.push_back(open());
+  LITEJET_CONF_OK(logs[0]->Ensure(5000));
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0, generation = 0;
+  auto barrier = [&] {
+    std::unique_lock<std::mutex> l(mu);
+    int gen = generation;
+    if (++arrived == writers) {
+      arrived = 0;
+      generation++;
+      cv.notify_all();
+    } else {
+      cv.wait(l, [&] { return generation != gen; });
+    }
+  };
+  std::vector<int> winners(static_cast<size_t>(rounds));
+  std::vector<std::string> errors;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; w++) {
+    threads.emplace_back([&, w] {
+      for (int r = 0; r < rounds; r++) {
+        barrier();
+        uint64_t seq = 0;
+        std::string id = "r" + std::to_string(r) + "w" + std::to_string(w);
+        Status st = logs[static_cast<size_t>(w)]->Publish(id, static_cast<uint64_t>(r), id, 5000, &seq);
+        std::lock_guard<std::mutex> l(mu);
+        if (st.ok()) {
+          winners[static_cast<size_t>(r)]++;
+          if (seq != static_cast<uint64_t>(r) + 1) errors.push_back(id + " got seq " + std::to_string(seq));
+        } else if (st.code() != kFenced) {
+          errors.push_back(st.message());
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  LITEJET_CONF_CHECK(errors.empty(), errors.empty() ? "" : errors.front());
+  for (int r = 0; r < rounds; r++) {
+    LITEJET_CONF_CHECK(
+        winners[static_cast<size_t>(r)] == 1,
+        "round " + std::to_string(r) + " had " + std::to_string(winners[static_cast<size_t>(r)]) + " winners");
+  }
+  Message m;
+  bool found = false;
+  LITEJET_CONF_OK(logs[0]->Last(5000, &m, &found));
+  LITEJET_CONF_CHECK(found && m.seq == static_cast<uint64_t>(rounds), "log has " + std::to_string(m.seq) + " messages");
+  return Status::OK();
 }
 
 // n small messages: published, then read back in order; rates in messages/s.

@@ -94,13 +94,19 @@ Status Sidecar::Open(const std::string& path, bool* created) {
   return s;
 }
 
+// The mapping is made once, as large as the largest possible database
+// (2^32 pages), and never moved: other threads read through it at any time,
+// so growing the file (ftruncate) is all that growth takes. Slots past the
+// file's end are never touched: capacity is published only after the file
+// grew.
 Status Sidecar::Map(uint64_t capacity) {
-  size_t want = kHeaderBytes + size_t(capacity) * 8;
-  void* p = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-  if (p == MAP_FAILED) return Status::Error("litejet: cannot map sidecar " + path_ + ": " + std::strerror(errno), 10);
-  if (base_) ::munmap(base_, mapped_);
-  base_ = p;
-  mapped_ = want;
+  if (base_ == nullptr) {
+    size_t want = kHeaderBytes + (size_t(1) << 32) * 8;
+    void* p = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd_, 0);
+    if (p == MAP_FAILED) return Status::Error("litejet: cannot map sidecar " + path_ + ": " + std::strerror(errno), 10);
+    base_ = p;
+    mapped_ = want;
+  }
   capacity_ = capacity;
   return Status::OK();
 }

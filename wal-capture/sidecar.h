@@ -5,6 +5,7 @@
 // position use a seqlock, so they never wait.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
@@ -72,7 +73,7 @@ class Sidecar {
   int fd_ = -1;
   void* base_ = nullptr;
   size_t mapped_ = 0;
-  uint64_t capacity_ = 0;  // page slots mapped
+  std::atomic<uint64_t> capacity_{0};  // page slots known to exist in the file
 };
 
 }  // namespace litejet::sidecar

@@ -4,7 +4,7 @@
 # with it), on the primary and on the replica; neither process may crash and
 # both end identical. Each round uses a fresh database so that it grows
 # past 1024, 2048 and 4096 pages.
-from util import Suite, Worker, log, primary_uri, replica_uri, same_state
+from util import Suite, Worker, primary_uri, replica_uri, same_state
 
 ROUNDS = 6
 

@@ -3,7 +3,7 @@
 # is the host's agent, the other reads the sidecar); after repl_wait both
 # report the same repl_position()/repl_checksum() and content. When the agent
 # process exits, the other one takes over applying.
-from util import Suite, Worker, log, primary_uri, replica_uri, same_state
+from util import Suite, Worker, primary_uri, replica_uri, same_state
 
 INSERTS = r"""
 for i in range(args["n"]):

@@ -34,7 +34,7 @@ os.environ["LITEJET_BUILD"] = BUILD
 os.environ["LITEJET_SOURCE"] = SOURCE
 
 __all__ = ["NatsServer", "Suite", "Worker", "WorkerError", "uri", "primary_uri", "replica_uri",
-           "sha256_file", "wait_until", "run_shell", "EXT", "SQLITE3_SHELL", "log"]
+           "sha256_file", "wait_until", "run_shell", "same_state", "EXT", "SQLITE3_SHELL", "log"]
 
 _T0 = time.monotonic()
 

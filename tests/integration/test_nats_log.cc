@@ -134,6 +134,9 @@ void concurrent_reader_sees_every_message_once(void** state) {
   AssertOk(conf::ConcurrentReadWrite(Single(state), 2000));
 }
 void racing_writers_have_one_winner_per_seq(void** state) { AssertOk(conf::RacingWriters(Single(state), 4, 100)); }
+void simultaneous_writers_have_one_winner_per_round(void** state) {
+  AssertOk(conf::SimultaneousWriters(Single(state), 4, 200));
+}
 void bulk_messages_read_back_in_order(void** state) {
   double pub = 0, read = 0;
   AssertOk(conf::Bulk(Single(state), 20000, &pub, &read));
@@ -312,6 +315,11 @@ void r3_stream_survives_losing_its_leader(void** state) {
   AssertOk(conf::PublishRetrying(w, 200, conf::Clock::now() + std::chrono::seconds(10), &done));
   AssertOk(conf::ReadRange(r, 2, 200, 5000, conf::ExpectPayload()));
 
+  // The fence holds under a true race on R3 (with ExpectLastSubjectSeq it did not).
+  // Before the kill: creating a new R3 stream with a node down may time out.
+  lt::Options race = OptionsFor(Split(cl.urls()), 3);
+  AssertOk(conf::SimultaneousWriters(OpenerFor(race), 4, 100));
+
   // Kill the node leading the stream.
   natsConnection* nc = nullptr;
   jsCtx* js = nullptr;
@@ -357,6 +365,7 @@ int main() {
       cmocka_unit_test(read_from_any_position_in_order),
       cmocka_unit_test(concurrent_reader_sees_every_message_once),
       cmocka_unit_test(racing_writers_have_one_winner_per_seq),
+      cmocka_unit_test(simultaneous_writers_have_one_winner_per_round),
       cmocka_unit_test(bulk_messages_read_back_in_order),
       cmocka_unit_test(large_message_round_trips),
       cmocka_unit_test(ensure_rejects_an_incompatible_stream),

@@ -40,6 +40,9 @@ void concurrent_reader_sees_every_message_once(void**) {
 void racing_writers_have_one_winner_per_seq(void**) {
   AssertOk(conf::RacingWriters(OpenerFor(lt::NewMemoryStore()), 4, 200));
 }
+void simultaneous_writers_have_one_winner_per_round(void**) {
+  AssertOk(conf::SimultaneousWriters(OpenerFor(lt::NewMemoryStore()), 4, 300));
+}
 void bulk_messages_read_back_in_order(void**) {
   double pub = 0, read = 0;
   AssertOk(conf::Bulk(OpenerFor(lt::NewMemoryStore()), 20000, &pub, &read));
@@ -136,6 +139,7 @@ int main() {
       cmocka_unit_test(read_from_any_position_in_order),
       cmocka_unit_test(concurrent_reader_sees_every_message_once),
       cmocka_unit_test(racing_writers_have_one_winner_per_seq),
+      cmocka_unit_test(simultaneous_writers_have_one_winner_per_round),
       cmocka_unit_test(bulk_messages_read_back_in_order),
       cmocka_unit_test(large_message_round_trips),
       cmocka_unit_test(outage_loses_and_duplicates_nothing),
