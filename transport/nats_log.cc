@@ -26,6 +26,7 @@ constexpr int kConnectTimeoutMs = 2000;
 constexpr int64_t kHeartbeatNs = 1000LL * 1000 * 1000;  // ordered consumer: missed after 2 s -> nats.c recreates it
 constexpr int64_t kDuplicateWindowNs = 120LL * 1000 * 1000 * 1000;
 constexpr int64_t kMinApiWaitMs = 2000;       // consumer creation etc. when the caller's wait is shorter
+constexpr int64_t kStallCheckMs = 2000;       // a silent consumer with messages waiting this long is recreated
 constexpr int64_t kConsumerAttemptMs = 1500;  // one consumer-create request; also nats.c's own recreations
 constexpr size_t kMaxMsgId = 256;
 constexpr size_t kDefaultServerMaxPayload = 1 << 20;
@@ -204,6 +205,7 @@ class NatsLog final : public Log {
   bool StoredWithId(uint64_t seq, const std::string& msg_id, int64_t timeout_ms);
   Status Subscribe(uint64_t from, int64_t timeout_ms);
   Status Missing(uint64_t want, uint64_t got);
+  Status CheckStalled();
   // nats.c 3.4.1 looks a subscription up for an inbound message and uses it
   // without a reference (fixed upstream in 0a7dd28b): freeing one while its
   // messages arrive is a use-after-free, seen as a hang in Destroy. So a
@@ -234,6 +236,8 @@ class NatsLog final : public Log {
   uint64_t next_ = 0;                // seq sub_ delivers next
   uint64_t gap_retried_ = 0;         // next_ for which a gap already recreated sub_
   std::vector<std::pair<natsSubscription*, Clock::time_point>> retired_;  // unsubscribed, freed later
+  Clock::time_point sub_heard_;                                           // sub_ created or last delivered a message
+  Clock::time_point stall_checked_;                                       // last CheckStalled() query
 };
 
 Status NatsLog::Connect(const Options& o) {
@@ -497,7 +501,31 @@ Status NatsLog::Subscribe(uint64_t from, int64_t timeout_ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   next_ = from;
+  sub_heard_ = Clock::now();
   return Status::OK();
+}
+
+// The ordered consumer can die without nats.c noticing for good: its
+// recreation lands on an offline peer (see Subscribe()) or fails while the
+// server restarts. When sub_ has been silent for kStallCheckMs although the
+// stream holds message next_, recreate it.
+Status NatsLog::CheckStalled() {
+  auto now = Clock::now();
+  auto quiet = std::chrono::milliseconds(kStallCheckMs);
+  if (!Connected() || now - sub_heard_ < quiet || now - stall_checked_ < quiet) return Status::OK();
+  stall_checked_ = now;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = kConsumerAttemptMs;
+  jsStreamInfo* si = nullptr;
+  if (js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, nullptr) != NATS_OK) return Status::OK();
+  uint64_t last = si->State.LastSeq;
+  jsStreamInfo_Destroy(si);
+  if (last < next_) return Status::OK();  // nothing to deliver: idle, not stalled
+  Fail(Status::Error("litejet: nats: read " + subject_ + ": consumer silent with messages " + std::to_string(next_) +
+                         ".." + std::to_string(last) + " waiting, recreating it",
+                     kUnavailable));
+  return Subscribe(next_, kMinApiWaitMs);
 }
 
 // The consumer skipped from `want` to `got`: the log no longer has `want`.
@@ -524,14 +552,21 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
     Status st = Subscribe(from, wait_ms);
     if (!st.ok()) return st;
   }
+  auto idle_since = Clock::now();
   for (;;) {
-    natsMsg* m = nullptr;
-    natsStatus s = natsSubscription_NextMsg(&m, sub_, wait_ms);
-    if (s == NATS_TIMEOUT) {
+    int64_t left = wait_ms - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - idle_since).count();
+    if (left <= 0) {
       // Keep sub_ either way: nats.c resubscribes and recreates the ordered
       // consumer (missed heartbeats) once the server is back.
       if (!Connected()) return NotConnected("read " + subject_);
       return Status::OK();
+    }
+    natsMsg* m = nullptr;
+    natsStatus s = natsSubscription_NextMsg(&m, sub_, std::min(left, kStallCheckMs));
+    if (s == NATS_TIMEOUT) {
+      Status st = CheckStalled();
+      if (!st.ok()) return st;
+      continue;
     }
     if (s == NATS_SLOW_CONSUMER) continue;  // dropped messages: the ordered consumer resets itself
     if (s != NATS_OK) {
@@ -549,6 +584,7 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
     }
     uint64_t seq = meta->Sequence.Stream;
     jsMsgMetaData_Destroy(meta);
+    idle_since = sub_heard_ = Clock::now();
     if (seq < next_) {  // redelivered around a consumer reset
       natsMsg_Destroy(m);
       continue;
