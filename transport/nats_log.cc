@@ -1,5 +1,6 @@
 // transport/nats_log.cc: the Log on NATS JetStream (nats.c). One stream per
-// database, fenced appends with ExpectLastSubjectSeq + Nats-Msg-Id, reads through an ordered consumer.
+// database, appends fenced by the expected last sequence and deduplicated by Nats-Msg-Id, reads through an
+// ordered consumer.
 #include <nats/nats.h>
 #include <unistd.h>
 
@@ -242,6 +243,7 @@ class NatsLog final : public Log {
 
 Status NatsLog::Connect(const Options& o) {
   if (o.urls.empty()) return Status::Error("litejet: nats: no server URL (option nats)");
+  if (o.name.empty() || o.prefix.empty()) return Status::Error("litejet: nats: empty name or prefix");
   if (!o.tls_cert.empty() != !o.tls_key.empty()) {
     return Status::Error("litejet: nats options tls_cert and tls_key must be given together");
   }
@@ -463,8 +465,10 @@ Status NatsLog::Publish(const std::string& data, uint64_t expect_last, const std
     return Status::OK();
   }
   Status st = Fail(what, s, jerr);
-  // A clustered nats-server 2.9 checks ExpectLastSubjectSeq before the msg-id
-  // dedupe, so a retry of a stored message is "fenced" by itself: look.
+  // The server answers a retry of a stored message from its dedupe table
+  // before checking the expectation; past the duplicate window (or with a
+  // server that checks the other way round) the retry is "fenced" by its own
+  // original: look at the message after expect_last.
   if (st.code() == kFenced && !msg_id.empty() &&
       StoredWithId(expect_last + 1, msg_id, std::max<int64_t>(MsLeft(deadline), 500))) {
     *seq = expect_last + 1;
