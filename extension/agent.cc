@@ -9,12 +9,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 
 #include "extension/engine.h"
 #include "wal-capture/apply.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/record.h"
+#include "wal-capture/spool.h"
 
 namespace litejet {
 
@@ -44,23 +47,6 @@ bool ChunkIsLast(const std::string& chunk) {
            (uint32_t(uint8_t(chunk[o + 2])) << 16) | (uint32_t(uint8_t(chunk[o + 3])) << 24);
   };
   return u32(16) + 1 == u32(20);
-}
-
-// Reads the spool entry at *off; false when none is complete yet.
-bool ReadSpoolEntry(int fd, uint64_t* off, std::string* rec) {
-  struct stat sb;
-  if (::fstat(fd, &sb) != 0) return false;
-  uint64_t size = uint64_t(sb.st_size);
-  if (size < *off) *off = 0;  // rotated
-  if (*off + 4 > size) return false;
-  unsigned char len[4];
-  if (::pread(fd, len, 4, off_t(*off)) != 4) return false;
-  uint32_t n = uint32_t(len[0]) | (uint32_t(len[1]) << 8) | (uint32_t(len[2]) << 16) | (uint32_t(len[3]) << 24);
-  if (*off + 4 + n > size) return false;
-  rec->resize(n);
-  if (n > 0 && ::pread(fd, &(*rec)[0], n, off_t(*off + 4)) != ssize_t(n)) return false;
-  *off += 4 + n;
-  return true;
 }
 
 void StopAllAgents() {
@@ -210,21 +196,35 @@ void Engine::RunPrimary(transport::Log& log) {
   size_t max_chunk = std::max<size_t>(log.MaxPayload(), 64 * 1024) - 1024;
   while (!stopping_) {
     uint64_t entry_off = off;
-    if (!ReadSpoolEntry(fd, &off, &raw)) {
-      if (!Sleep(2)) break;
+    sidecar::Position now = sidecar_.Read();
+    // Committed entries end at the sidecar's spool end. A sync committer's
+    // entry lies just past it while it waits for exactly this ship.
+    const bool sync_pending = cfg_.durability == Durability::kSync && sidecar_.pending_txid() == now.txid + 1;
+    uint64_t limit = sync_pending ? UINT64_MAX : now.spool_end;
+    if (sync_pending) {
+      struct stat sb;
+      limit = ::fstat(fd, &sb) == 0 ? uint64_t(sb.st_size) : now.spool_end;
+    }
+    if (!spool::ReadEntry(fd, limit, &off, &raw)) {
+      if (!Sleep(1)) break;
       continue;
     }
     record::Txn t;
     Status s = record::Decode(raw.data(), raw.size(), &t);
+    if (entry_off >= now.spool_end && (!s.ok() || t.txid != now.txid + 1)) {
+      // Past the committed end: the sync committer's entry is not written
+      // yet (or these are old bytes of the reused file). Look again later.
+      off = entry_off;
+      if (!Sleep(1)) break;
+      continue;
+    }
     if (!s.ok()) {
       std::lock_guard<std::mutex> g(mu_);
       SetError("litejet: log spool " + spool_.path() + ": " + s.message());
       break;
     }
-    sidecar::Position now = sidecar_.Read();
     if (t.txid <= now.acked_txid) continue;
-    const bool sync_waiting = cfg_.durability == Durability::kSync && t.txid == now.txid + 1 &&
-                              sidecar_.pending_txid() == t.txid;
+    const bool sync_waiting = sync_pending && t.txid == now.txid + 1;
     if (t.txid > now.txid && !sync_waiting) {
       // Appended but not (yet) committed: an async primary never ships a
       // transaction the database may not have (its committer may have died
@@ -284,8 +284,9 @@ void Engine::RunPrimary(transport::Log& log) {
 }
 
 // What was read from the spool is acknowledged: move the unread tail (often
-// empty) to the front and cut the file there, under WAL_WRITE_LOCK so that no
-// commit appends meanwhile (appenders use O_APPEND and follow the new end).
+// empty) to the front and make the spool end point after it, under
+// WAL_WRITE_LOCK so that no commit writes meanwhile. The file keeps its size:
+// its blocks are reused.
 void Engine::RotateSpool(int fd, uint64_t* off) {
   if (!spool_locker_) {
     spool_locker_ = std::make_unique<apply::WalWriter>();
@@ -294,18 +295,16 @@ void Engine::RotateSpool(int fd, uint64_t* off) {
       return;
     }
   }
+  (void)fd;
   spool_locker_->WithWriteLock(100, [&] {
-    struct stat sb;
-    if (sidecar_.pending_txid() != 0 || ::fstat(fd, &sb) != 0 || uint64_t(sb.st_size) < *off) return;
-    uint64_t tail = uint64_t(sb.st_size) - *off;
+    sidecar::Position pos = sidecar_.Read();
+    if (sidecar_.pending_txid() != 0 || pos.spool_end < *off) return;
+    uint64_t tail = pos.spool_end - *off;
     if (tail > kSpoolRotateBytes / 4) return;  // a long backlog: keep the lock hold short, try later
-    std::string buf(tail, '\0');
-    if (tail > 0 && ::pread(fd, &buf[0], tail, off_t(*off)) != ssize_t(tail)) return;
-    int wfd = ::open(spool_.path().c_str(), O_WRONLY | O_CLOEXEC);  // not O_APPEND: pwrite at 0
-    if (wfd < 0) return;
-    bool ok = tail == 0 || ::pwrite(wfd, buf.data(), tail, 0) == ssize_t(tail);
-    ::close(wfd);
-    if (ok && spool_.Truncate(tail).ok()) *off = 0;
+    if (spool_.Compact(*off, pos.spool_end).ok()) {
+      sidecar_.SetSpoolEnd(tail);
+      *off = 0;
+    }
   });
 }
 

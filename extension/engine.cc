@@ -2,11 +2,14 @@
 // spool), and the state the SQL functions report.
 #include "extension/engine.h"
 
+#include <fcntl.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -405,23 +408,25 @@ void Engine::ResolveDeadCommit(sqlite3_file* main) {
   const bool committed = salt1 == where.salt1 && salt2 == where.salt2 && mx_frame >= where.commit_frame;
   record::Txn t;
   bool have = false;
-  if (committed && txid == pos.txid + 1) {
-    Status s = spool::Scan(spool_.path(), [&](const std::string& rec, uint64_t off) {
-      if (off == where.spool_offset) have = record::Decode(rec.data(), rec.size(), &t).ok() && t.txid == txid;
-      return Status::OK();
-    });
-    (void)s;
+  uint64_t entry_end = where.spool_offset;
+  if (committed && txid == pos.txid + 1 && where.spool_offset == pos.spool_end) {
+    int fd = ::open(spool_.path().c_str(), O_RDONLY | O_CLOEXEC);
+    std::string rec;
+    if (fd >= 0 && spool::ReadEntry(fd, UINT64_MAX, &entry_end, &rec)) {
+      have = record::Decode(rec.data(), rec.size(), &t).ok() && t.txid == txid;
+    }
+    if (fd >= 0) ::close(fd);
   }
   if (have) {
     Update u = ComputeUpdate(pos, t.page_size, t.db_pages, t.pages);
+    u.pos.spool_end = entry_end;
     for (auto& [pgno, hash] : u.hashes) sidecar_.SetHash(pgno, hash);
     sidecar_.CommitUpdate(u.pos);
   } else {
-    if (spool_.Size() > where.spool_offset) spool_.Truncate(where.spool_offset);
-    sidecar_.CommitUpdate(pos);
+    sidecar_.CommitUpdate(pos);  // the spool end stays: the entry is overwritten later
   }
   sqlite3_log(SQLITE_NOTICE, "litejet: %s: a committer died during TXID %llu; it %s", cfg_.name.c_str(),
-              (unsigned long long)txid, have ? "committed (position completed)" : "did not commit (spool entry removed)");
+              (unsigned long long)txid, have ? "committed (position completed)" : "did not commit (spool entry dropped)");
 }
 
 void Engine::OnClose(sqlite3_file* main) {
@@ -537,15 +542,14 @@ Status Engine::PrepareCommit(capture::Captured&& c) {
   std::string rec;
   Status s = record::Encode(t, record::Compression::kNone, &rec);
   if (!s.ok()) return s;
-  p.spool_end_before = spool_.Size();
   sidecar::PendingCommit where;
   where.salt1 = c.salt1;
   where.salt2 = c.salt2;
   where.commit_frame = c.commit_frame;
-  where.spool_offset = p.spool_end_before;
+  where.spool_offset = before.spool_end;
   s = sidecar_.BeginUpdate(t.txid, std::max(before.db_pages, c.db_pages), where);
   if (!s.ok()) return s;
-  s = spool_.Append(rec);
+  s = spool_.Write(rec, before.spool_end, &p.up.pos.spool_end);
   if (!s.ok()) {
     sidecar_.CommitUpdate(before);  // clears the pending mark, nothing changed
     return s;
@@ -566,12 +570,11 @@ void Engine::FinishCommit(bool ok) {
     size_t drop = 0;
     while (drop < unacked_.size() && unacked_[drop].first <= acked) drop++;
     if (drop > 0) unacked_.erase(unacked_.begin(), unacked_.begin() + long(drop));
-    Kick();
+    // Async: no wake-up on the commit path (a futex wake and a context switch
+    // cost more than the commit itself); the agent polls the spool every ms.
   } else {
     // The commit frame did not reach the WAL: the transaction did not
-    // happen, so it leaves the spool again.
-    Status s = spool_.Truncate(pending_.spool_end_before);
-    if (!s.ok()) SetError(s.message());
+    // happen. The spool end stays, so its entry will be overwritten.
     sidecar::Position back = sidecar_.Read();
     sidecar_.CommitUpdate(back);
     if (!unacked_.empty() && unacked_.back().first == pending_.up.pos.txid) unacked_.pop_back();

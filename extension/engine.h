@@ -108,7 +108,6 @@ class Engine : public vfs::DbHooks {
   struct Pending {
     bool active = false;
     Update up;
-    uint64_t spool_end_before = 0;
   } pending_;
   std::vector<sqlite3_file*> ckpt_holders_;  // connections inside a checkpoint
   std::vector<std::pair<sqlite3_file*, unsigned>> read_locks_;  // connections holding read locks (bit per slot)

@@ -70,8 +70,18 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
     int64_t within = o % fsz;
     int64_t n = std::min<int64_t>(left, fsz - within);
     Frame& f = frames_[iframe];
-    if (f.bytes.size() != size_t(fsz)) f.bytes.assign(size_t(fsz), '\0');
-    std::memcpy(&f.bytes[size_t(within)], p, size_t(n));
+    int64_t i = 0;
+    for (; i < n && within + i < wal::WAL_FRAME_HDRSIZE; i++) f.hdr[within + i] = uint8_t(p[i]);
+    if (i < n) {
+      size_t at = size_t(within + i - wal::WAL_FRAME_HDRSIZE);
+      size_t len = size_t(n - i);
+      if (at == 0 && len == page_size_) {
+        f.data.assign(p + i, len);  // the usual case: a whole page in one write
+      } else {
+        if (f.data.size() != page_size_) f.data.resize(page_size_);
+        std::memcpy(&f.data[at], p + i, len);
+      }
+    }
     p += n;
     o += n;
     left -= n;
@@ -79,7 +89,7 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
   if (o % fsz != 0) return Status::OK();
   uint32_t last = uint32_t(o / fsz);
   auto it = frames_.find(last);
-  wal::FrameHeader fh = wal::ParseFrameHeader(it->second.bytes.data());
+  wal::FrameHeader fh = wal::ParseFrameHeader(it->second.hdr);
   if (!fh.is_commit()) return Status::OK();
 
   // The commit frame's data is written: the transaction is the frames from
@@ -91,14 +101,15 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
   c.commit_frame = last;
   c.salt1 = salt1_;
   c.salt2 = salt2_;
-  std::map<uint32_t, const std::string*> newest;
+  std::map<uint32_t, Frame*> newest;
   for (auto f = frames_.begin(); f != frames_.end() && f->first <= last; ++f) {
-    uint32_t pgno = wal::Get4(f->second.bytes.data());
-    if (pgno >= 1 && pgno <= c.db_pages) newest[pgno] = &f->second.bytes;
+    uint32_t pgno = wal::Get4(f->second.hdr);
+    if (pgno >= 1 && pgno <= c.db_pages) newest[pgno] = &f->second;
   }
   c.pages.reserve(newest.size());
-  for (auto& [pgno, bytes] : newest) {
-    c.pages.push_back(record::Page{pgno, bytes->substr(wal::WAL_FRAME_HDRSIZE)});
+  for (auto& [pgno, frame] : newest) {
+    if (frame->data.size() != page_size_) frame->data.resize(page_size_);
+    c.pages.push_back(record::Page{pgno, std::move(frame->data)});
   }
   ready_ = std::move(c);
   committed_ = true;

@@ -43,7 +43,8 @@ class Collector {
 
  private:
   struct Frame {
-    std::string bytes;  // 24-byte header + page data
+    unsigned char hdr[24] = {0};  // the frame header as last written
+    std::string data;             // page data (page_size bytes once written)
   };
   bool writing_ = false;
   bool committed_ = false;  // a commit happened under this write lock

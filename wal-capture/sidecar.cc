@@ -46,6 +46,7 @@ struct Sidecar::Header {
   uint64_t log_seq;
   uint32_t pending_salt1, pending_salt2, pending_frame, unused;
   uint64_t pending_spool_offset;
+  uint64_t spool_end;
 };
 
 
@@ -126,6 +127,7 @@ Position Sidecar::Read() const {
     p.epoch = Load(&h->epoch);
     p.acked_txid = Load(&h->acked_txid);
     p.log_seq = Load(&h->log_seq);
+    p.spool_end = Load(&h->spool_end);
     if (Load(&h->seq) == s1 || spins >= 100000) return p;
   }
 }
@@ -178,6 +180,7 @@ void Sidecar::CommitUpdate(const Position& p) {
   Store(&h->checksum, p.checksum);
   Store(&h->db_pages, p.db_pages);
   Store(&h->page_size, p.page_size);
+  Store(&h->spool_end, p.spool_end);
   Store(&h->seq, Load(&h->seq) + 1);
   Store(&h->pending_txid, uint64_t(0));
 }
@@ -197,6 +200,13 @@ void Sidecar::SetAcked(uint64_t txid, uint64_t log_seq) {
   Store(&h->seq, Load(&h->seq) + 1);
   Store(&h->acked_txid, txid);
   Store(&h->log_seq, log_seq);
+  Store(&h->seq, Load(&h->seq) + 1);
+}
+
+void Sidecar::SetSpoolEnd(uint64_t end) {
+  Header* h = hdr();
+  Store(&h->seq, Load(&h->seq) + 1);
+  Store(&h->spool_end, end);
   Store(&h->seq, Load(&h->seq) + 1);
 }
 

@@ -21,6 +21,7 @@ struct Position {
   uint64_t epoch = 0;
   uint64_t acked_txid = 0;
   uint64_t log_seq = 0;  // stream sequence of the last chunk shipped (primary) / applied (replica)
+  uint64_t spool_end = 0;  // primary: where the spool's committed entries end
 };
 
 // Where a primary's pending commit was going: its commit frame in the WAL and
@@ -62,6 +63,7 @@ class Sidecar {
 
   void SetAcked(uint64_t txid, uint64_t log_seq);
   void SetEpoch(uint64_t epoch);
+  void SetSpoolEnd(uint64_t end);
 
  private:
   Status Map(uint64_t capacity);

@@ -1,8 +1,13 @@
-// The spool "<db>-litejet-log": the local, append-only log of captured
-// transactions, written in the committing process while it holds
-// WAL_WRITE_LOCK. It is what the shipper sends and what survives a crash of
-// the process before shipping. Each entry: u32 little-endian length, then one
-// uncompressed log record (which carries its own hashes).
+// The spool "<db>-litejet-log": the local log of captured transactions,
+// written in the committing process while it holds WAL_WRITE_LOCK. It is what
+// the shipper sends and what survives a crash of the process before
+// shipping. Each entry: u32 little-endian length, then one uncompressed log
+// record (which carries its own hashes).
+//
+// The file is preallocated and reused: where the valid entries end is not
+// the file's size but the spool end kept in the sidecar (advanced only when a
+// commit completes), so an entry of a commit that failed or whose process
+// died is simply overwritten by the next one.
 #pragma once
 
 #include <cstdint>
@@ -21,21 +26,28 @@ class Spool {
   Spool& operator=(const Spool&) = delete;
 
   Status Open(const std::string& path);
-  Status Append(const std::string& record);
-  // Current size, and cutting an entry back off (its commit failed).
-  uint64_t Size() const;
-  Status Truncate(uint64_t size);
+  // Writes one entry at offset at (the current spool end); *end is set to the
+  // offset after it. Grows the file in large steps so that commits rarely
+  // allocate.
+  Status Write(const std::string& record, uint64_t at, uint64_t* end);
+  // Moves [from, end) to the front (the shipped entries before it are
+  // dropped). Call under WAL_WRITE_LOCK, with from >= end - from.
+  Status Compact(uint64_t from, uint64_t end);
   const std::string& path() const { return path_; }
 
  private:
   std::string path_;
   int fd_ = -1;
+  uint64_t allocated_ = 0;  // file size as last seen
 };
 
-// Calls fn(record, offset_of_entry) for every complete entry, in order. A
-// truncated last entry (a torn append) ends the scan without error and sets
-// *valid_end to where it starts; anything else malformed is an error.
-Status Scan(const std::string& path, const std::function<Status(const std::string&, uint64_t)>& fn,
-            uint64_t* valid_end = nullptr);
+// Reads the entry at *off if it ends at or before end; advances *off.
+// Returns false (no error) when no complete entry is there.
+bool ReadEntry(int fd, uint64_t end, uint64_t* off, std::string* rec);
+
+// Calls fn(record, offset_of_entry) for every entry in [0, end), in order.
+// end = UINT64_MAX: up to the file's size, stopping at a torn entry.
+Status Scan(const std::string& path, uint64_t end,
+            const std::function<Status(const std::string&, uint64_t)>& fn);
 
 }  // namespace litejet::spool

@@ -69,6 +69,12 @@ void sync_commit_is_acknowledged_or_fails(void** state) {
   auto* f = static_cast<Fixture*>(*state);
   std::string q = "nats=" + f->server->url() + "&role=primary&node=p1&durability=sync&name=sync1";
   sqlite3* db = Open(*f->dir / "sync.db", q);
+  // The agent connects in the background; a sync commit before that would
+  // spend its timeout waiting (slow sanitizer builds).
+  for (int i = 0; i < 400 && QueryInt(db, "select json_extract(repl_status(), '$.connected')") == 0; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  assert_int_equal(QueryInt(db, "select json_extract(repl_status(), '$.connected')"), 1);
   assert_int_equal(Exec(db, "create table t(x)"), SQLITE_OK);
   for (int i = 0; i < 20; i++) {
     assert_int_equal(Exec(db, "insert into t values(" + std::to_string(i) + ")"), SQLITE_OK);

@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "wal-capture/checksum.h"
+#include "wal-capture/sidecar.h"
 #include "wal-capture/spool.h"
 
 namespace litejet::test {
@@ -102,7 +103,11 @@ std::string QueryText(sqlite3* db, const std::string& sql) {
 
 std::vector<record::Txn> ReadSpool(const std::string& db_path) {
   std::vector<record::Txn> out;
-  Status s = spool::Scan(db_path + "-litejet-log", [&](const std::string& rec, uint64_t off) {
+  // Committed entries end where the sidecar says (the file is preallocated).
+  sidecar::Sidecar sc;
+  bool created = false;
+  if (!sc.Open(db_path + "-litejet", &created).ok()) Fail("open sidecar of " + db_path);
+  Status s = spool::Scan(db_path + "-litejet-log", sc.Read().spool_end, [&](const std::string& rec, uint64_t off) {
     record::Txn t;
     Status d = record::Decode(rec.data(), rec.size(), &t);
     if (!d.ok()) return Status::Error(d.message() + " at spool offset " + std::to_string(off));
