@@ -49,6 +49,11 @@ bool ChunkIsLast(const std::string& chunk) {
   return u32(16) + 1 == u32(20);
 }
 
+Engine::LogFactory& LogFactoryRef() {
+  static auto* f = new Engine::LogFactory;
+  return *f;
+}
+
 void StopAllAgents() {
   std::vector<Engine*> all;
   {
@@ -59,6 +64,8 @@ void StopAllAgents() {
 }
 
 }  // namespace
+
+void Engine::SetLogFactoryForTesting(LogFactory f) { LogFactoryRef() = std::move(f); }
 
 void Engine::StartAgent() {
   {
@@ -135,7 +142,7 @@ void Engine::AgentMain() {
   o.stream_replicas = cfg_.stream_replicas;
   o.client_name = "litejet:" + cfg_.node + ":" + cfg_.name;
   std::unique_ptr<transport::Log> log;
-  Status s = transport::OpenNats(o, &log);
+  Status s = LogFactoryRef() ? LogFactoryRef()(o, &log) : transport::OpenNats(o, &log);
   if (!s.ok()) {
     std::lock_guard<std::mutex> g(mu_);
     SetError(s.message());

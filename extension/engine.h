@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +32,11 @@ class Engine : public vfs::DbHooks {
   // The engine of db_path, created on first use. Connections of the process
   // share it.
   static Status Get(const Config& cfg, const std::string& db_path, std::shared_ptr<Engine>* out);
+  // How agents reach the log: transport::OpenNats unless a test installs an
+  // in-memory log (transport::NewMemoryLog). Set before opening databases.
+  using LogFactory = std::function<Status(const transport::Options&, std::unique_ptr<transport::Log>*)>;
+  static void SetLogFactoryForTesting(LogFactory f);
+
   // The engine of an open database, or null.
   static std::shared_ptr<Engine> Find(const std::string& db_path);
   ~Engine() override;
