@@ -44,7 +44,10 @@ class Log {
   // The last message on the subject; *found = false when the log is empty.
   virtual Status Last(int64_t timeout_ms, Message* out, bool* found) = 0;
 
-  // Appends one message if the subject's last seq is still expect_last (0 = empty).
+  // Appends one message if the log's last seq is still expect_last (0 = empty).
+  // On NATS the check is the stream's last sequence (the stream holds only the
+  // log subject): nats-server 2.9 does not enforce the per-subject one against
+  // racing writers on a cluster.
   // msg_id (<= 256 bytes, may be empty) deduplicates a retry within the stream's
   // duplicate window (2 min): a retry of a stored msg_id returns its original seq.
   // kFenced: someone else appended. kUnavailable: the message may or may not be

@@ -206,7 +206,7 @@ class NatsLog final : public Log {
   bool StoredWithId(uint64_t seq, const std::string& msg_id, int64_t timeout_ms);
   Status Subscribe(uint64_t from, int64_t timeout_ms);
   Status Missing(uint64_t want, uint64_t got);
-  Status CheckStalled();
+  bool Stalled();
   // nats.c 3.4.1 looks a subscription up for an inbound message and uses it
   // without a reference (fixed upstream in 0a7dd28b): freeing one while its
   // messages arrive is a use-after-free, seen as a hang in Destroy. So a
@@ -238,7 +238,7 @@ class NatsLog final : public Log {
   uint64_t gap_retried_ = 0;         // next_ for which a gap already recreated sub_
   std::vector<std::pair<natsSubscription*, Clock::time_point>> retired_;  // unsubscribed, freed later
   Clock::time_point sub_heard_;                                           // sub_ created or last delivered a message
-  Clock::time_point stall_checked_;                                       // last CheckStalled() query
+  Clock::time_point stall_checked_;                                       // last Stalled() query
 };
 
 Status NatsLog::Connect(const Options& o) {
@@ -511,25 +511,25 @@ Status NatsLog::Subscribe(uint64_t from, int64_t timeout_ms) {
 
 // The ordered consumer can die without nats.c noticing for good: its
 // recreation lands on an offline peer (see Subscribe()) or fails while the
-// server restarts. When sub_ has been silent for kStallCheckMs although the
-// stream holds message next_, recreate it.
-Status NatsLog::CheckStalled() {
+// server restarts. True when sub_ has been silent for kStallCheckMs although
+// the stream holds message next_.
+bool NatsLog::Stalled() {
   auto now = Clock::now();
   auto quiet = std::chrono::milliseconds(kStallCheckMs);
-  if (!Connected() || now - sub_heard_ < quiet || now - stall_checked_ < quiet) return Status::OK();
+  if (!Connected() || now - sub_heard_ < quiet || now - stall_checked_ < quiet) return false;
   stall_checked_ = now;
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = kConsumerAttemptMs;
   jsStreamInfo* si = nullptr;
-  if (js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, nullptr) != NATS_OK) return Status::OK();
+  if (js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, nullptr) != NATS_OK) return false;
   uint64_t last = si->State.LastSeq;
   jsStreamInfo_Destroy(si);
-  if (last < next_) return Status::OK();  // nothing to deliver: idle, not stalled
+  if (last < next_) return false;  // nothing to deliver: idle, not stalled
   Fail(Status::Error("litejet: nats: read " + subject_ + ": consumer silent with messages " + std::to_string(next_) +
                          ".." + std::to_string(last) + " waiting, recreating it",
                      kUnavailable));
-  return Subscribe(next_, kMinApiWaitMs);
+  return true;
 }
 
 // The consumer skipped from `want` to `got`: the log no longer has `want`.
@@ -550,11 +550,9 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
   std::lock_guard<std::mutex> l(read_mu_);
   if (from == 0) from = 1;
   if (wait_ms < 1) wait_ms = 1;
-  if (!sub_ || from != next_) {
-    auto deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
-    if (!WaitConnected(deadline)) return NotConnected("read " + subject_);
-    Status st = Subscribe(from, wait_ms);
-    if (!st.ok()) return st;
+  if (from != next_) {
+    CloseSub();
+    next_ = from;
   }
   auto idle_since = Clock::now();
   for (;;) {
@@ -565,11 +563,15 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
       if (!Connected()) return NotConnected("read " + subject_);
       return Status::OK();
     }
+    if (!sub_) {
+      Status st = Subscribe(next_, left);
+      if (!st.ok() && st.code() != kUnavailable) return st;
+      continue;  // on kUnavailable, again until the wait is over
+    }
     natsMsg* m = nullptr;
     natsStatus s = natsSubscription_NextMsg(&m, sub_, std::min(left, kStallCheckMs));
     if (s == NATS_TIMEOUT) {
-      Status st = CheckStalled();
-      if (!st.ok()) return st;
+      if (Stalled()) CloseSub();
       continue;
     }
     if (s == NATS_SLOW_CONSUMER) continue;  // dropped messages: the ordered consumer resets itself
@@ -599,8 +601,7 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
       natsMsg_Destroy(m);
       if (gap_retried_ == next_) return Missing(next_, seq);
       gap_retried_ = next_;
-      Status st = Subscribe(next_, wait_ms);
-      if (!st.ok()) return st;
+      CloseSub();
       continue;
     }
     Message msg;
