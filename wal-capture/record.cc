@@ -97,8 +97,11 @@ Status CompressPayload(const Txn& txn, uint64_t raw_len, int level, std::string*
     return Status::Error(std::string("litejet: record: zstd ") + what + ": " +
                          ZSTD_getErrorName(r));
   };
-  std::unique_ptr<ZSTD_CCtx, ZstdFree> cctx(ZSTD_createCCtx());
+  // One context per thread, reused: creating one per record was half of the
+  // shipper's compression time (docs/performance.md).
+  thread_local std::unique_ptr<ZSTD_CCtx, ZstdFree> cctx(ZSTD_createCCtx());
   if (!cctx) return Status::Error("litejet: record: out of memory creating a zstd context", 7);
+  ZSTD_CCtx_reset(cctx.get(), ZSTD_reset_session_and_parameters);
   size_t r = ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level);
   if (ZSTD_isError(r)) return fail("level", r);
   r = ZSTD_CCtx_setPledgedSrcSize(cctx.get(), raw_len);
