@@ -11,6 +11,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -108,12 +109,16 @@ std::shared_ptr<Engine> Engine::Find(const std::string& db_path) {
 }
 
 Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move(path)) {
-  // Fault injection for the crash tests: LITEJET_TEST_CRASH=after_spool or
-  // after_commit_frame, LITEJET_TEST_CRASH_TXID=N kills the process there.
+  // Fault injection for the crash tests: LITEJET_TEST_CRASH=after_spool,
+  // after_commit_frame or after_publish (wal-index header written, sidecar
+  // not yet), LITEJET_TEST_CRASH_TXID=N kills the process there.
   const char* point = std::getenv("LITEJET_TEST_CRASH");
   const char* txid = std::getenv("LITEJET_TEST_CRASH_TXID");
   if (point && txid) {
-    crash_point_ = std::strcmp(point, "after_spool") == 0 ? 1 : std::strcmp(point, "after_commit_frame") == 0 ? 2 : 0;
+    crash_point_ = std::strcmp(point, "after_spool") == 0          ? 1
+                   : std::strcmp(point, "after_commit_frame") == 0 ? 2
+                   : std::strcmp(point, "after_publish") == 0      ? 3
+                                                                   : 0;
     crash_txid_ = std::strtoull(txid, nullptr, 10);
   }
 }
@@ -320,13 +325,13 @@ int Engine::BeforeShmLock(sqlite3_file* main, int offset, int n, int flags) {
   std::lock_guard<std::mutex> g(mu_);
   bool in_checkpoint = std::find(ckpt_holders_.begin(), ckpt_holders_.end(), main) != ckpt_holders_.end();
   if (in_checkpoint) return SQLITE_OK;
+  // Only a writer takes WAL_WRITE_LOCK while holding a read lock (its read
+  // transaction). A reader re-checking a torn wal-index header, or recovering
+  // it, takes it before any read lock: those are never refused.
+  bool reading = false;
+  for (auto& [f, mask] : read_locks_) reading |= (f == main && mask != 0);
+  if (!reading) return SQLITE_OK;
   if (cfg_.role != Role::kPrimary || fenced_) {
-    // Only a writer takes WAL_WRITE_LOCK while holding a read lock (its read
-    // transaction). A reader re-checking a torn wal-index header, or
-    // recovering it, takes it before any read lock: let those through.
-    bool reading = false;
-    for (auto& [f, mask] : read_locks_) reading |= (f == main && mask != 0);
-    if (!reading) return SQLITE_OK;
     std::string prim = cfg_.role != Role::kPrimary ? primary_seen_ : std::string();
     SetError("litejet: database \"" + cfg_.name + "\" is " +
              (cfg_.role != Role::kPrimary ? "a replica" : "no longer primary (fenced)") +
@@ -385,8 +390,25 @@ void Engine::OnShmLock(sqlite3_file* main, int offset, int n, int flags) {
     if (cfg_.role == Role::kPrimary && sidecar_.pending_txid() != 0) ResolveDeadCommit(main);
     collector_.BeginWrite();
   } else if (flags & SQLITE_SHM_UNLOCK) {
+    if (pending_.active) {
+      // The writer is done: its transaction committed if and only if the
+      // wal-index header it published covers the commit frame.
+      if (crash_txid_ == pending_.up.pos.txid && crash_point_ == 3) _exit(9);
+      FinishCommit(CommitPublished(main, pending_.where));
+    }
     collector_.EndWrite();
   }
+}
+
+bool Engine::CommitPublished(sqlite3_file* main, const sidecar::PendingCommit& where) {
+  if (!WalIndexValid(main)) return false;
+  void volatile* p = nullptr;
+  if (main->pMethods->xShmMap(main, 0, 32768, 0, &p) != SQLITE_OK || p == nullptr) return false;
+  unsigned char h[48];
+  std::memcpy(h, const_cast<void*>(p), sizeof h);
+  uint32_t mx_frame = 0;
+  std::memcpy(&mx_frame, h + 16, 4);
+  return wal::Get4(h + 32) == where.salt1 && wal::Get4(h + 36) == where.salt2 && mx_frame >= where.commit_frame;
 }
 
 // A committer died between announcing a commit (sidecar pending, spool entry)
@@ -395,17 +417,10 @@ void Engine::OnShmLock(sqlite3_file* main, int offset, int n, int flags) {
 // sidecar update; else cut its spool entry off. mu_ held.
 void Engine::ResolveDeadCommit(sqlite3_file* main) {
   if (!WalIndexValid(main)) return;  // a recovery: the next writer decides
-  void volatile* p = nullptr;
-  if (main->pMethods->xShmMap(main, 0, 32768, 0, &p) != SQLITE_OK || p == nullptr) return;
-  unsigned char h[48];
-  std::memcpy(h, const_cast<void*>(p), sizeof h);
-  uint32_t mx_frame = 0;
-  std::memcpy(&mx_frame, h + 16, 4);
-  const uint32_t salt1 = wal::Get4(h + 32), salt2 = wal::Get4(h + 36);
   const uint64_t txid = sidecar_.pending_txid();
   sidecar::PendingCommit where = sidecar_.pending_commit();
   sidecar::Position pos = sidecar_.Read();
-  const bool committed = salt1 == where.salt1 && salt2 == where.salt2 && mx_frame >= where.commit_frame;
+  const bool committed = CommitPublished(main, where);
   record::Txn t;
   bool have = false;
   uint64_t entry_end = where.spool_offset;
@@ -418,7 +433,10 @@ void Engine::ResolveDeadCommit(sqlite3_file* main) {
     if (fd >= 0) ::close(fd);
   }
   if (have) {
+    // The dead committer may have stored some of the new page hashes already:
+    // the checksum comes from its record, not from the sidecar's hashes.
     Update u = ComputeUpdate(pos, t.page_size, t.db_pages, t.pages);
+    u.pos.checksum = t.checksum_after;
     u.pos.spool_end = entry_end;
     for (auto& [pgno, hash] : u.hashes) sidecar_.SetHash(pgno, hash);
     sidecar_.CommitUpdate(u.pos);
@@ -446,7 +464,16 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
   }
   bool committed = false;
   Status s = collector_.OnWrite(buf, amt, off, &committed);
-  if (s.ok() && committed) s = PrepareCommit(collector_.Take());
+  if (s.ok() && committed) {
+    capture::Captured c = collector_.Take();
+    // The generation's salts, from the WAL header on disk.
+    unsigned char hdr[wal::WAL_HDRSIZE];
+    if (wal->pMethods->xRead(wal, hdr, sizeof hdr, 0) == SQLITE_OK) {
+      c.salt1 = wal::Get4(hdr + 16);
+      c.salt2 = wal::Get4(hdr + 20);
+    }
+    s = PrepareCommit(std::move(c));
+  }
   if (s.ok() && committed && cfg_.durability == Durability::kSync) {
     // Ship inside the commit: the commit frame reaches the WAL only after
     // JetStream acknowledged the record. Wait without mu_ (the agent needs it).
@@ -480,7 +507,10 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
 void Engine::AfterWalWrite(sqlite3_file*, const void*, int, sqlite3_int64, int rc) {
   std::lock_guard<std::mutex> g(mu_);
   if (pending_.active && crash_txid_ == pending_.up.pos.txid && crash_point_ == 2) _exit(9);
-  if (pending_.active) FinishCommit(rc == SQLITE_OK);
+  // The commit is not done yet: SQLite still rewrites checksums, pads, syncs
+  // and publishes the wal-index header. It is judged when WAL_WRITE_LOCK is
+  // released (OnShmLock). A failed write is a failed commit right away.
+  if (pending_.active && rc != SQLITE_OK) FinishCommit(false);
 }
 
 void Engine::OnWalTruncate(sqlite3_int64 size) {
@@ -549,6 +579,7 @@ Status Engine::PrepareCommit(capture::Captured&& c) {
   where.spool_offset = before.spool_end;
   s = sidecar_.BeginUpdate(t.txid, std::max(before.db_pages, c.db_pages), where);
   if (!s.ok()) return s;
+  p.where = where;
   s = spool_.Write(rec, before.spool_end, &p.up.pos.spool_end);
   if (!s.ok()) {
     sidecar_.CommitUpdate(before);  // clears the pending mark, nothing changed

@@ -88,6 +88,8 @@ class Engine : public vfs::DbHooks {
   // completion (after it did). mu_ held.
   Status PrepareCommit(capture::Captured&& c);
   void ResolveDeadCommit(sqlite3_file* main);
+  // True when the wal-index header in main's shm covers the commit frame.
+  bool CommitPublished(sqlite3_file* main, const sidecar::PendingCommit& where);
   void FinishCommit(bool ok);
 
   // --- the agent (extension/agent.cc) ---------------------------------------
@@ -114,6 +116,7 @@ class Engine : public vfs::DbHooks {
   struct Pending {
     bool active = false;
     Update up;
+    sidecar::PendingCommit where;
   } pending_;
   std::vector<sqlite3_file*> ckpt_holders_;  // connections inside a checkpoint
   std::vector<std::pair<sqlite3_file*, unsigned>> read_locks_;  // connections holding read locks (bit per slot)

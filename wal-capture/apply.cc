@@ -121,6 +121,7 @@ WalWriter::~WalWriter() {
   }
   if (db_) {
     if (db_->pMethods) {
+      db_->pMethods->xUnlock(db_, SQLITE_LOCK_NONE);
       db_->pMethods->xShmUnmap(db_, 0);
       db_->pMethods->xClose(db_);
     }
@@ -147,6 +148,11 @@ Status WalWriter::Open(const std::string& db_path) {
   rc = vfs_->xOpen(vfs_, sqlite3_filename_wal(filename_), wal_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_WAL,
                    &out);
   if (rc != SQLITE_OK) return Status::Error("litejet: apply: cannot open " + walname, rc);
+  // Like any open WAL-mode connection, hold SHARED on the database file: the
+  // last connection to close takes EXCLUSIVE to checkpoint and delete the
+  // WAL and shm, which must never happen under a writer.
+  rc = db_->pMethods->xLock(db_, SQLITE_LOCK_SHARED);
+  if (rc != SQLITE_OK) return Status::Error("litejet: apply: cannot take a shared lock on " + path_, rc);
   return Status::OK();
 }
 
@@ -279,7 +285,7 @@ Status WalWriter::Append(uint32_t page_size, uint32_t db_pages, const std::vecto
     if (wal_size >= wal::WAL_HDRSIZE && wal_->pMethods->xRead(wal_, old, sizeof old, 0) == SQLITE_OK) {
       ckpt_seq = Get4(old + 12) + 1;
     }
-    if (!valid) {
+    if (!valid || (hdr.aSalt[0] == 0 && hdr.aSalt[1] == 0)) {
       std::random_device rd;
       uint32_t a = rd(), b = rd();
       std::memcpy(&hdr.aSalt[0], &a, 4);

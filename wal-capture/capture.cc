@@ -99,6 +99,9 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
   c.page_size = page_size_;
   c.db_pages = fh.db_size_after_commit;
   c.commit_frame = last;
+  // Salts as this process last saw them; the engine replaces them with the
+  // WAL header's on disk (another process may have restarted the WAL, and
+  // frame headers carry zero salts until walRewriteChecksums fills them in).
   c.salt1 = salt1_;
   c.salt2 = salt2_;
   std::map<uint32_t, Frame*> newest;

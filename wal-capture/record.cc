@@ -471,4 +471,51 @@ Status Reassembler::AddChunk(const void* chunk, size_t n, bool* complete, std::s
   return Status::OK();
 }
 
+Status EncodeBatch(const std::vector<std::string>& records, std::string* out) {
+  if (records.empty()) return Status::Error("litejet: batch: no records");
+  std::string b;
+  size_t total = 12 + 8;
+  for (const std::string& r : records) total += 4 + r.size();
+  b.reserve(total);
+  Put32(&b, kBatchMagic);
+  Put16(&b, kBatchVersion);
+  Put16(&b, 0);
+  Put32(&b, static_cast<uint32_t>(records.size()));
+  for (const std::string& r : records) {
+    if (r.size() > 0xFFFFFFFFu) return Status::Error("litejet: batch: record too large");
+    Put32(&b, static_cast<uint32_t>(r.size()));
+    b.append(r);
+  }
+  Put64(&b, XXH3_64bits(b.data(), b.size()));
+  out->swap(b);
+  return Status::OK();
+}
+
+bool IsBatch(const void* data, size_t n) { return n >= 4 && Load32(Bytes(data)) == kBatchMagic; }
+
+Status DecodeBatch(const void* data, size_t n, std::vector<std::string>* records) {
+  const unsigned char* p = Bytes(data);
+  auto bad = [](const std::string& m) { return Status::Error("litejet: batch: " + m, kCorrupt); };
+  if (n < 12 + 8) return bad("truncated (" + Str(n) + " bytes)");
+  if (Load32(p) != kBatchMagic) return bad("bad magic");
+  if (Load16(p + 4) != kBatchVersion) return bad("unsupported version " + Str(Load16(p + 4)));
+  if (XXH3_64bits(p, n - 8) != Load64(p + n - 8)) return bad("checksum mismatch");
+  const uint32_t count = Load32(p + 8);
+  if (count == 0) return bad("no records");
+  std::vector<std::string> out;
+  size_t off = 12;
+  const size_t end = n - 8;
+  for (uint32_t i = 0; i < count; i++) {
+    if (end - off < 4) return bad("record " + Str(i) + " truncated");
+    const uint32_t len = Load32(p + off);
+    off += 4;
+    if (end - off < len) return bad("record " + Str(i) + " runs past the end");
+    out.emplace_back(reinterpret_cast<const char*>(p + off), len);
+    off += len;
+  }
+  if (off != end) return bad("trailing bytes");
+  records->swap(out);
+  return Status::OK();
+}
+
 }  // namespace litejet::record

@@ -89,6 +89,20 @@ Status PeekHeader(const void* data, size_t n, Header* out, size_t* header_len);
 //       36     8  XXH3_64bits of the data seeded with XXH3_64bits of bytes [0, 36),
 //                 so a damaged chunk header is caught as well as damaged data
 //       44        data
+// A batch: several encoded records in one log message, so that a backlog of
+// small transactions ships in one publish. Layout (little-endian): magic
+// "LJBT" u32, version u16 (1), reserved u16 (0), count u32 (>= 1), then count
+// times {u32 length, record bytes}, then XXH3_64bits of all bytes before it.
+// The records keep their own hashes; the batch hash catches a damaged frame.
+constexpr uint32_t kBatchMagic = 0x54424A4C;  // "LJBT" little-endian
+constexpr uint16_t kBatchVersion = 1;
+Status EncodeBatch(const std::vector<std::string>& records, std::string* out);
+// *records gets the encoded records, in order; every malformed input (bad
+// magic/version/hash, zero count, a length past the end, trailing bytes) is
+// SQLITE_CORRUPT with a message.
+Status DecodeBatch(const void* data, size_t n, std::vector<std::string>* records);
+bool IsBatch(const void* data, size_t n);
+
 constexpr uint32_t kChunkMagic = 0x4B434A4C;  // "LJCK" little-endian
 constexpr uint16_t kChunkVersion = 1;
 constexpr size_t kChunkHeaderSize = 44;

@@ -116,6 +116,13 @@ void FuzzSplitRoundtrip(const uint8_t* data, size_t size) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzDecode(data, size);
+  {
+    std::vector<std::string> recs;
+    if (litejet::record::DecodeBatch(data, size, &recs).ok()) {
+      std::string again;
+      if (!litejet::record::EncodeBatch(recs, &again).ok() || again.size() != size) __builtin_trap();
+    }
+  }
   FuzzDecodeResealed(data, size);
   FuzzReassemble(data, size);
   FuzzSplitRoundtrip(data, size);

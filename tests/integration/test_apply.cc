@@ -3,6 +3,9 @@
 // replica. Pages equal the primary's at every TXID, readers keep their
 // snapshot, the WAL restarts after checkpoints, and the WAL on disk is one
 // SQLite can recover.
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -25,6 +28,8 @@ extern "C" {
 
 using namespace litejet;
 using namespace litejet::test;
+
+extern char** environ;
 
 namespace {
 
@@ -200,15 +205,55 @@ void apply_same_record_twice_is_idempotent(void**) {
   }
 }
 
+// Other processes open and close the replica between applies. The last one to
+// close would checkpoint and delete the WAL and shm unless the writer holds a
+// SHARED lock like any connection: then every transaction must stay visible.
+void apply_survives_other_processes_closing(void**) {
+  TempDir d;
+  std::string prim = d / "p.db", repl = d / "r.db";
+  {
+    sqlite3* db = OpenReplicated(prim);
+    ExecOk(db, "create table t(x)");
+    for (int i = 0; i < 4; i++) ExecOk(db, "insert into t values(" + std::to_string(i) + ")");
+    sqlite3_close(db);
+  }
+  std::vector<record::Txn> txns = ReadSpool(prim);
+  apply::WalWriter w;
+  assert_true(w.Open(repl).ok());
+  for (size_t i = 0; i < txns.size(); i++) {
+    assert_true(w.Append(txns[i].page_size, txns[i].db_pages, txns[i].pages, 5000).ok());
+    if (i == 0) continue;
+    char* argv[] = {const_cast<char*>("/proc/self/exe"), const_cast<char*>("--count"),
+                    const_cast<char*>(repl.c_str()), nullptr};
+    pid_t pid = 0;
+    assert_int_equal(posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, environ), 0);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), int(i));  // rows after txn i+1 (the first made the table)
+  }
+}
+
 }  // namespace
 
-int main() {
+// --count PATH: exit status = rows in t, read by a fresh connection that then
+// closes (the "last connection" path).
+int CountMain(const char* path) {
+  sqlite3* db = OpenPlain(path, SQLITE_OPEN_READWRITE);  // read-write: its close may checkpoint
+  int64_t n = QueryInt(db, "select count(*) from t");
+  sqlite3_close(db);
+  return int(n);
+}
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--count") return CountMain(argv[2]);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(sqlite3_litejet_init));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(apply_matches_primary_at_every_txid),
       cmocka_unit_test(apply_reader_keeps_snapshot),
       cmocka_unit_test(apply_same_record_twice_is_idempotent),
+      cmocka_unit_test(apply_survives_other_processes_closing),
   };
   if (const char* f = std::getenv("LITEJET_TEST_FILTER")) cmocka_set_test_filter(f);
   return cmocka_run_group_tests(tests, nullptr, nullptr);

@@ -430,6 +430,7 @@ void DeadCommitter(const char* point, int64_t want_position_after_resolve) {
 
 void capture_committer_killed_before_commit_frame(void**) { DeadCommitter("after_spool", 3); }
 void capture_committer_killed_after_commit_frame(void**) { DeadCommitter("after_commit_frame", 4); }
+void capture_committer_killed_after_publish(void**) { DeadCommitter("after_publish", 4); }
 
 // ---- the randomized oracle --------------------------------------------------
 
@@ -561,6 +562,7 @@ int main(int argc, char** argv) {
       cmocka_unit_test(capture_several_processes),
       cmocka_unit_test(capture_committer_killed_before_commit_frame),
       cmocka_unit_test(capture_committer_killed_after_commit_frame),
+      cmocka_unit_test(capture_committer_killed_after_publish),
       cmocka_unit_test(capture_oracle_random),
   };
   if (const char* f = std::getenv("LITEJET_TEST_FILTER")) cmocka_set_test_filter(f);

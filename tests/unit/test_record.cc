@@ -604,6 +604,28 @@ void reassembler_rejects_every_corrupted_byte(void**) {
 
 }  // namespace
 
+// Batches: several records in one message.
+static void batch_roundtrip_and_rejects_damage(void** state) {
+  (void)state;
+  std::vector<std::string> recs = {"first", std::string(1000, 'x'), "third"};
+  std::string b;
+  assert_true(litejet::record::EncodeBatch(recs, &b).ok());
+  assert_true(litejet::record::IsBatch(b.data(), b.size()));
+  std::vector<std::string> back;
+  assert_true(litejet::record::DecodeBatch(b.data(), b.size(), &back).ok());
+  assert_true(back == recs);
+  // Every truncation and every single-byte change is rejected.
+  for (size_t n = 0; n < b.size(); n++) assert_false(litejet::record::DecodeBatch(b.data(), n, &back).ok());
+  for (size_t i = 0; i < b.size(); i++) {
+    std::string c = b;
+    c[i] = static_cast<char>(c[i] ^ 0x20);
+    assert_false(litejet::record::DecodeBatch(c.data(), c.size(), &back).ok());
+  }
+  litejet::Status s = litejet::record::DecodeBatch("LJBT", 4, &back);
+  assert_string_equal(s.message().c_str(), "litejet: batch: truncated (4 bytes)");
+  assert_false(litejet::record::EncodeBatch({}, &b).ok());
+}
+
 int main() {
   if (const char* env = std::getenv("LITEJET_TEST_SEED")) g_seed = std::strtoull(env, nullptr, 0);
   std::printf("test_record: seed 0x%" PRIx64 " (set LITEJET_TEST_SEED to replay)\n", g_seed);
@@ -636,6 +658,7 @@ int main() {
       cmocka_unit_test(reassembler_rejects_totals_that_disagree),
       cmocka_unit_test(reassembler_rejects_chunks_that_miss_their_total),
       cmocka_unit_test(reassembler_rejects_every_corrupted_byte),
+      cmocka_unit_test(batch_roundtrip_and_rejects_damage),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
