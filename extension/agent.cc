@@ -198,60 +198,87 @@ void Engine::RunPrimary(transport::Log& log) {
     return;
   }
   uint64_t off = 0;
-  std::string raw, zrec;
-  std::vector<std::string> chunks;
+  std::string raw, zrec, blob;
+  std::vector<std::string> chunks, batch;
   size_t max_chunk = std::max<size_t>(log.MaxPayload(), 64 * 1024) - 1024;
-  while (!stopping_) {
-    uint64_t entry_off = off;
-    sidecar::Position now = sidecar_.Read();
-    // Committed entries end at the sidecar's spool end. A sync committer's
-    // entry lies just past it while it waits for exactly this ship.
-    const bool sync_pending = cfg_.durability == Durability::kSync && sidecar_.pending_txid() == now.txid + 1;
-    uint64_t limit = sync_pending ? UINT64_MAX : now.spool_end;
-    if (sync_pending) {
-      struct stat sb;
-      limit = ::fstat(fd, &sb) == 0 ? uint64_t(sb.st_size) : now.spool_end;
+  bool fatal = false;
+  while (!stopping_ && !fatal) {
+    // Gather what is ready: one record, or a backlog of small ones packed
+    // into one message (one publish, one round trip).
+    batch.clear();
+    size_t bytes = 0;
+    uint64_t first_txid = 0, last_txid = 0, epoch = 0;
+    for (;;) {
+      uint64_t entry_off = off;
+      sidecar::Position now = sidecar_.Read();
+      // Committed entries end at the sidecar's spool end. A sync committer's
+      // entry lies just past it while it waits for exactly this ship.
+      const bool sync_pending = cfg_.durability == Durability::kSync && sidecar_.pending_txid() == now.txid + 1;
+      uint64_t limit = now.spool_end;
+      if (sync_pending) {
+        struct stat sb;
+        limit = ::fstat(fd, &sb) == 0 ? uint64_t(sb.st_size) : now.spool_end;
+      }
+      if (!spool::ReadEntry(fd, limit, &off, &raw)) break;
+      record::Txn t;
+      Status s = record::Decode(raw.data(), raw.size(), &t);
+      if (entry_off >= now.spool_end && (!s.ok() || t.txid != now.txid + 1)) {
+        // Past the committed end: the sync committer's entry is not written
+        // yet (or these are old bytes of the reused file). Look again later.
+        off = entry_off;
+        break;
+      }
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> g(mu_);
+        SetError("litejet: log spool " + spool_.path() + ": " + s.message());
+        fatal = true;
+        break;
+      }
+      if (t.txid <= now.acked_txid) continue;
+      const bool sync_waiting = sync_pending && t.txid == now.txid + 1;
+      if (t.txid > now.txid && !sync_waiting) {
+        // Appended but not (yet) committed: an async primary never ships a
+        // transaction the database may not have (its committer may have died
+        // before the commit frame). Read it again later.
+        off = entry_off;
+        break;
+      }
+      zrec.clear();
+      s = record::Encode(t, record::Compression::kZstd, &zrec);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> g(mu_);
+        SetError(s.message());
+        fatal = true;
+        break;
+      }
+      if (!batch.empty() && (bytes + zrec.size() + 64 > max_chunk || batch.size() >= 1024)) {
+        off = entry_off;  // does not fit: it opens the next message
+        break;
+      }
+      if (batch.empty()) {
+        first_txid = t.txid;
+        epoch = t.epoch;
+      }
+      last_txid = t.txid;
+      bytes += zrec.size() + 4;
+      batch.push_back(std::move(zrec));
+      if (sync_waiting) break;  // a committer is waiting for this one
     }
-    if (!spool::ReadEntry(fd, limit, &off, &raw)) {
+    if (fatal) break;
+    if (batch.empty()) {
       if (!Sleep(1)) break;
       continue;
     }
-    record::Txn t;
-    Status s = record::Decode(raw.data(), raw.size(), &t);
-    if (entry_off >= now.spool_end && (!s.ok() || t.txid != now.txid + 1)) {
-      // Past the committed end: the sync committer's entry is not written
-      // yet (or these are old bytes of the reused file). Look again later.
-      off = entry_off;
-      if (!Sleep(1)) break;
-      continue;
-    }
-    if (!s.ok()) {
-      std::lock_guard<std::mutex> g(mu_);
-      SetError("litejet: log spool " + spool_.path() + ": " + s.message());
-      break;
-    }
-    if (t.txid <= now.acked_txid) continue;
-    const bool sync_waiting = sync_pending && t.txid == now.txid + 1;
-    if (t.txid > now.txid && !sync_waiting) {
-      // Appended but not (yet) committed: an async primary never ships a
-      // transaction the database may not have (its committer may have died
-      // before the commit frame). A sync committer waits for exactly this
-      // ship before it writes the commit frame. Read it again later.
-      off = entry_off;
-      if (!Sleep(2)) break;
-      continue;
-    }
-    zrec.clear();
-    s = record::Encode(t, record::Compression::kZstd, &zrec);
-    if (s.ok()) s = record::Split(zrec, t.txid, max_chunk, &chunks);
+    Status s = batch.size() == 1 ? Status::OK() : record::EncodeBatch(batch, &blob);
+    if (s.ok()) s = record::Split(batch.size() == 1 ? batch[0] : blob, last_txid, max_chunk, &chunks);
     if (!s.ok()) {
       std::lock_guard<std::mutex> g(mu_);
       SetError(s.message());
       break;
     }
     for (size_t i = 0; i < chunks.size() && !stopping_; i++) {
-      std::string id = cfg_.name + ":" + std::to_string(t.epoch) + ":" + std::to_string(t.txid) + ":" +
-                       std::to_string(i);
+      std::string id = cfg_.name + ":" + std::to_string(epoch) + ":" + std::to_string(first_txid) + "-" +
+                       std::to_string(last_txid) + ":" + std::to_string(i);
       for (;;) {
         uint64_t nseq = 0;
         // Short waits while disconnected, so stopping never waits long.
@@ -280,7 +307,7 @@ void Engine::RunPrimary(transport::Log& log) {
       }
     }
     if (stopping_) break;
-    sidecar_.SetAcked(t.txid, seq);
+    sidecar_.SetAcked(last_txid, seq);
     if (!connected_) {
       connected_ = true;
       ClearError();
@@ -361,9 +388,19 @@ void Engine::RunReplica(transport::Log& log) {
         return true;  // skip it; continuity checks catch a real gap
       }
       if (!complete) return true;
-      record::Txn t;
-      a = record::Decode(rec.data(), rec.size(), &t);
-      if (a.ok()) a = ApplyRecord(writer, db, t, m.seq);
+      std::vector<std::string> recs;
+      if (record::IsBatch(rec.data(), rec.size())) {
+        a = record::DecodeBatch(rec.data(), rec.size(), &recs);
+      } else {
+        recs.push_back(std::move(rec));
+      }
+      for (size_t i = 0; a.ok() && i < recs.size(); i++) {
+        record::Txn t;
+        a = record::Decode(recs[i].data(), recs[i].size(), &t);
+        // Inside a batch, a restart must read the whole message again (the
+        // records already applied are skipped): resume before its first chunk.
+        if (a.ok()) a = ApplyRecord(writer, db, t, i + 1 == recs.size() ? m.seq : record_start - 1);
+      }
       if (!a.ok()) {
         std::lock_guard<std::mutex> g(mu_);
         SetError(a.message());
