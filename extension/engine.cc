@@ -307,14 +307,21 @@ bool Covers(int offset, int n, int slot) { return offset <= slot && slot < offse
 
 // True when the wal-index header in the shm is initialised and its two copies
 // agree, i.e. a lock on WAL_WRITE_LOCK now is for writing, not for recovery.
-bool WalIndexValid(sqlite3_file* main) {
+// Copies the first wal-index header out of main's shm; true when it is
+// initialised and both copies agree.
+bool ReadWalIndexHeader(sqlite3_file* main, unsigned char (&a)[48]) {
   void volatile* p = nullptr;
   if (main->pMethods->xShmMap(main, 0, 32768, 0, &p) != SQLITE_OK || p == nullptr) return false;
-  unsigned char a[48], b[48];
+  unsigned char b[48];
   main->pMethods->xShmBarrier(main);
   std::memcpy(a, const_cast<void*>(p), 48);
   std::memcpy(b, const_cast<const char*>(static_cast<const volatile char*>(p)) + 48, 48);
   return a[12] == 1 && std::memcmp(a, b, 48) == 0;
+}
+
+bool WalIndexValid(sqlite3_file* main) {
+  unsigned char h[48];
+  return ReadWalIndexHeader(main, h);
 }
 }  // namespace
 
@@ -401,12 +408,9 @@ void Engine::OnShmLock(sqlite3_file* main, int offset, int n, int flags) {
 }
 
 bool Engine::CommitPublished(sqlite3_file* main, const sidecar::PendingCommit& where) {
-  if (!WalIndexValid(main)) return false;
-  void volatile* p = nullptr;
-  if (main->pMethods->xShmMap(main, 0, 32768, 0, &p) != SQLITE_OK || p == nullptr) return false;
   unsigned char h[48];
-  std::memcpy(h, const_cast<void*>(p), sizeof h);
-  uint32_t mx_frame = 0;
+  if (!ReadWalIndexHeader(main, h)) return false;
+  uint32_t mx_frame = 0;  // WalIndexHdr.mxFrame, machine byte order
   std::memcpy(&mx_frame, h + 16, 4);
   return wal::Get4(h + 32) == where.salt1 && wal::Get4(h + 36) == where.salt2 && mx_frame >= where.commit_frame;
 }
