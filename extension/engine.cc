@@ -470,7 +470,10 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
   Status s = collector_.OnWrite(buf, amt, off, &committed);
   if (s.ok() && committed) {
     capture::Captured c = collector_.Take();
-    // The generation's salts, from the WAL header on disk.
+    // The generation's salts, from the WAL header on disk. Not from the
+    // wal-index header: a new WAL's first writer picks its salts and writes
+    // them into the WAL header, but into the wal-index only at its commit
+    // (capture_counts_each_commit_once fails that way).
     unsigned char hdr[wal::WAL_HDRSIZE];
     if (wal->pMethods->xRead(wal, hdr, sizeof hdr, 0) == SQLITE_OK) {
       c.salt1 = wal::Get4(hdr + 16);
