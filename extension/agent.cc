@@ -141,6 +141,7 @@ void Engine::AgentMain() {
   o.name = cfg_.name;
   o.stream_replicas = cfg_.stream_replicas;
   o.client_name = "litejet:" + cfg_.node + ":" + cfg_.name;
+  if (cfg_.role == Role::kPrimary) o.advertise = cfg_.advertise;
   std::unique_ptr<transport::Log> log;
   Status s = LogFactoryRef() ? LogFactoryRef()(o, &log) : transport::OpenNats(o, &log);
   if (!s.ok()) {
@@ -400,6 +401,10 @@ void Engine::RunReplica(transport::Log& log) {
         // Inside a batch, a restart must read the whole message again (the
         // records already applied are skipped): resume before its first chunk.
         if (a.ok()) a = ApplyRecord(writer, db, t, i + 1 == recs.size() ? m.seq : record_start - 1);
+      }
+      if (a.ok() && !m.advertise.empty()) {
+        std::lock_guard<std::mutex> g(mu_);
+        primary_seen_ = m.advertise;  // the writer's advertise address, as repl_primary() promises
       }
       if (!a.ok()) {
         std::lock_guard<std::mutex> g(mu_);

@@ -25,11 +25,15 @@ struct Options {
   std::string prefix = "litejet", name;  // stream "<prefix>_<name>", subject "<prefix>.<name>.log"
   int stream_replicas = 1;
   std::string client_name;  // connection name in server monitoring, e.g. "litejet:<node>:<name>"
+  std::string advertise;    // sent as header Litejet-Advertise on every publish (empty: none)
 };
+
+constexpr const char* kAdvertiseHeader = "Litejet-Advertise";
 
 struct Message {
   uint64_t seq = 0;
   std::string data;
+  std::string advertise;  // the publisher's Litejet-Advertise header, if any
 };
 
 // The JetStream log of one database. Thread-safe; Read calls are serialized.

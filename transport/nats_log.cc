@@ -153,6 +153,7 @@ class NatsLog final : public Log {
   NatsLog(const Options& o)
       : stream_(o.prefix + "_" + o.name),
         subject_(o.prefix + "." + o.name + ".log"),
+        advertise_(o.advertise),
         replicas_(o.stream_replicas < 1 ? 1 : o.stream_replicas),
         events_(std::make_shared<Events>()) {
     for (const auto& u : o.urls) servers_ += (servers_.empty() ? "" : ",") + u;
@@ -225,6 +226,7 @@ class NatsLog final : public Log {
   }
 
   const std::string stream_, subject_;
+  const std::string advertise_;
   const int replicas_;
   std::string servers_;
   std::shared_ptr<Events> events_;
@@ -458,7 +460,18 @@ Status NatsLog::Publish(const std::string& data, uint64_t expect_last, const std
   }
   jsPubAck* ack = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_Publish(&ack, js_, subject_.c_str(), data.data(), static_cast<int>(data.size()), &po, &jerr);
+  natsStatus s;
+  if (advertise_.empty()) {
+    s = js_Publish(&ack, js_, subject_.c_str(), data.data(), static_cast<int>(data.size()), &po, &jerr);
+  } else {
+    // With the publisher's advertise address as a header, so that replicas can
+    // name the primary (repl_primary()).
+    natsMsg* msg = nullptr;
+    s = natsMsg_Create(&msg, subject_.c_str(), nullptr, data.data(), static_cast<int>(data.size()));
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, kAdvertiseHeader, advertise_.c_str());
+    if (s == NATS_OK) s = js_PublishMsg(&ack, js_, msg, &po, &jerr);
+    natsMsg_Destroy(msg);
+  }
   if (s == NATS_OK) {
     *seq = ack->Sequence;
     jsPubAck_Destroy(ack);
@@ -607,6 +620,8 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
     Message msg;
     msg.seq = seq;
     msg.data.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+    const char* adv = nullptr;
+    if (natsMsgHeader_Get(m, kAdvertiseHeader, &adv) == NATS_OK && adv) msg.advertise = adv;
     natsMsg_Destroy(m);
     next_ = seq + 1;
     if (!fn(msg)) return Status::OK();

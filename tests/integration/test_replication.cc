@@ -153,11 +153,14 @@ void replica_refuses_writes_and_names_the_primary(void** state) {
   assert_int_equal(QueryInt(r, "select repl_wait(2, 10000)"), 1);
   assert_int_equal(QueryInt(r, "select x from t"), 42);
   assert_int_equal(QueryInt(r, "select repl_is_primary()"), 0);
+  // The replica names the primary by its advertise value (carried in a header).
+  assert_string_equal(QueryText(r, "select repl_primary()").c_str(), "http://prim-7:8080");
   assert_string_equal(QueryText(r, "select repl_checksum()").c_str(), QueryText(p, "select repl_checksum()").c_str());
   std::string err;
   assert_int_equal(Exec(r, "insert into t values(1)", &err), SQLITE_READONLY);
   assert_string_equal(err.c_str(), "attempt to write a readonly database");
-  assert_string_equal(LastError(r).c_str(), "litejet: database \"ro1\" is a replica: write on the primary prim-7");
+  assert_string_equal(LastError(r).c_str(),
+                      "litejet: database \"ro1\" is a replica: write on the primary http://prim-7:8080");
   // A checkpoint on the replica is allowed.
   assert_int_equal(Exec(r, "pragma wal_checkpoint(TRUNCATE)", &err), SQLITE_OK);
   assert_int_equal(QueryInt(r, "select repl_wait(2, 0)"), 1);
