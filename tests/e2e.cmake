@@ -13,7 +13,8 @@ set(LITEJET_E2E_TESTS
     shell_clients
     async_outage
     primary_killed
-    position_while_growing)
+    position_while_growing
+    auth)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

@@ -200,7 +200,12 @@ class NatsLog final : public Log {
     return Fail(Status::Error("litejet: nats: " + what + " failed: " + Cause(s, jerr), code));
   }
   Status NotConnected(const std::string& what) {
-    return Fail(Status::Error("litejet: nats: " + what + " failed: not connected to " + servers_, kUnavailable));
+    // Say why, when nats.c knows (e.g. "Authorization Violation").
+    std::string why;
+    const char* last = nullptr;
+    if (nc_ && natsConnection_GetLastError(nc_, &last) != NATS_OK && last && *last) why = std::string(" (") + last + ")";
+    return Fail(
+        Status::Error("litejet: nats: " + what + " failed: not connected to " + servers_ + why, kUnavailable));
   }
   bool WaitConnected(Clock::time_point deadline) const;
   Status CheckCompatible(const jsStreamInfo* si);
