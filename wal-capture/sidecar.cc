@@ -187,14 +187,6 @@ void Sidecar::CommitUpdate(const Position& p) {
 
 uint64_t Sidecar::pending_txid() const { return Load(&hdr()->pending_txid); }
 
-Status Sidecar::Reset(const Position& p) {
-  Status s = BeginUpdate(p.txid, p.db_pages);
-  if (!s.ok()) return s;
-  CommitUpdate(p);
-  SetEpoch(p.epoch);
-  return Status::OK();
-}
-
 void Sidecar::SetAcked(uint64_t txid, uint64_t log_seq) {
   Header* h = hdr();
   Store(&h->seq, Load(&h->seq) + 1);

@@ -58,8 +58,6 @@ class Sidecar {
   void CommitUpdate(const Position& p);
   // True when a previous process died between BeginUpdate and CommitUpdate.
   uint64_t pending_txid() const;
-  // Overwrite everything (initialisation from a database file, or recovery).
-  Status Reset(const Position& p);
 
   void SetAcked(uint64_t txid, uint64_t log_seq);
   void SetEpoch(uint64_t epoch);
