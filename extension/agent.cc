@@ -32,23 +32,6 @@ std::vector<Engine*>& AllAgents() {
   return *v;
 }
 
-uint64_t ChunkTxid(const std::string& chunk) {
-  uint64_t v = 0;
-  if (chunk.size() >= record::kChunkHeaderSize) {
-    for (int i = 7; i >= 0; i--) v = (v << 8) | uint8_t(chunk[size_t(8 + i)]);
-  }
-  return v;
-}
-
-bool ChunkIsLast(const std::string& chunk) {
-  if (chunk.size() < record::kChunkHeaderSize) return false;
-  auto u32 = [&](size_t o) {
-    return uint32_t(uint8_t(chunk[o])) | (uint32_t(uint8_t(chunk[o + 1])) << 8) |
-           (uint32_t(uint8_t(chunk[o + 2])) << 16) | (uint32_t(uint8_t(chunk[o + 3])) << 24);
-  };
-  return u32(16) + 1 == u32(20);
-}
-
 Engine::LogFactory& LogFactoryRef() {
   static auto* f = new Engine::LogFactory;
   return *f;
@@ -179,7 +162,11 @@ void Engine::RunPrimary(transport::Log& log) {
   uint64_t seq = found ? last.seq : 0;
   // A record whose last chunk never made it counts as not shipped: publish
   // it again from its first chunk.
-  uint64_t log_txid = found ? ChunkTxid(last.data) - (ChunkIsLast(last.data) ? 0 : 1) : 0;
+  uint64_t log_txid = 0;
+  if (found) {
+    record::ChunkInfo ci;
+    if (record::PeekChunk(last.data.data(), last.data.size(), &ci)) log_txid = ci.txid - (ci.index + 1 == ci.count ? 0 : 1);
+  }
   sidecar::Position pos = sidecar_.Read();
   if (log_txid > pos.txid) {
     std::lock_guard<std::mutex> g(mu_);
@@ -479,8 +466,7 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
       return Status::Error(s.message(), SQLITE_BUSY);
     }
   }
-  for (auto& [pgno, h] : u.hashes) sidecar_.SetHash(pgno, h);
-  sidecar_.CommitUpdate(u.pos);
+  StoreUpdate(u);
   sidecar_.SetAcked(t.txid, seq);
   {
     std::lock_guard<std::mutex> g(mu_);

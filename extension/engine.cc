@@ -442,8 +442,7 @@ void Engine::ResolveDeadCommit(sqlite3_file* main) {
     Update u = ComputeUpdate(pos, t.page_size, t.db_pages, t.pages);
     u.pos.checksum = t.checksum_after;
     u.pos.spool_end = entry_end;
-    for (auto& [pgno, hash] : u.hashes) sidecar_.SetHash(pgno, hash);
-    sidecar_.CommitUpdate(u.pos);
+    StoreUpdate(u);
   } else {
     sidecar_.CommitUpdate(pos);  // the spool end stays: the entry is overwritten later
   }
@@ -556,6 +555,11 @@ Engine::Update Engine::ComputeUpdate(const sidecar::Position& before, uint32_t p
   return u;
 }
 
+void Engine::StoreUpdate(const Update& u) {
+  for (auto& [pgno, h] : u.hashes) sidecar_.SetHash(pgno, h);
+  sidecar_.CommitUpdate(u.pos);
+}
+
 // Called with mu_ held and WAL_WRITE_LOCK held by this process.
 Status Engine::PrepareCommit(capture::Captured&& c) {
   sidecar::Position before = sidecar_.Read();
@@ -601,8 +605,7 @@ Status Engine::PrepareCommit(capture::Captured&& c) {
 
 void Engine::FinishCommit(bool ok) {
   if (ok) {
-    for (auto& [pgno, h] : pending_.up.hashes) sidecar_.SetHash(pgno, h);
-    sidecar_.CommitUpdate(pending_.up.pos);
+    StoreUpdate(pending_.up);
     // Forget acknowledged commits; keep the list short.
     uint64_t acked = sidecar_.Read().acked_txid;
     size_t drop = 0;

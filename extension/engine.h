@@ -83,6 +83,8 @@ class Engine : public vfs::DbHooks {
   };
   Update ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
                        const std::vector<record::Page>& pages);
+  // Stores the page hashes, then the position (which clears the pending mark).
+  void StoreUpdate(const Update& u);
 
   // Commit preparation (before the commit frame's data reaches the WAL) and
   // completion (after it did). mu_ held.

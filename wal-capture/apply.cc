@@ -112,6 +112,15 @@ volatile WalCkptInfo* CkptInfo(volatile char* shm) {
   return reinterpret_cast<volatile WalCkptInfo*>(shm + 2 * sizeof(WalIndexHdr));
 }
 
+// The checkpoint-info resets of walRestartHdr: nothing backfilled, reader 1
+// may use the (empty) WAL, readers 2.. unused.
+void ResetCkptInfo(volatile WalCkptInfo* info) {
+  info->nBackfill = 0;
+  info->nBackfillAttempted = 0;
+  info->aReadMark[1] = 0;
+  for (int i = 2; i < wal::WAL_NREADER; i++) info->aReadMark[i] = READMARK_NOT_USED;
+}
+
 }  // namespace
 
 WalWriter::~WalWriter() {
@@ -222,11 +231,8 @@ Status WalWriter::Append(uint32_t page_size, uint32_t db_pages, const std::vecto
       return Status::Error("litejet: apply: the wal-index needs recovery", SQLITE_BUSY_RECOVERY);
     }
     std::memset(&hdr, 0, sizeof hdr);
-    info->nBackfill = 0;
-    info->nBackfillAttempted = 0;
     info->aReadMark[0] = 0;
-    info->aReadMark[1] = 0;
-    for (int i = 2; i < wal::WAL_NREADER; i++) info->aReadMark[i] = READMARK_NOT_USED;
+    ResetCkptInfo(info);
   } else if (hdr.mxFrame > 0) {
     uint32_t ps = (hdr.szPage & 0xfe00) + ((hdr.szPage & 0x0001) << 16);
     if (ps != page_size) {
@@ -265,10 +271,7 @@ Status WalWriter::Append(uint32_t page_size, uint32_t db_pages, const std::vecto
       hdr.mxFrame = 0;
       HdrChecksum(&hdr);
       WriteHdr(db_, shm0, hdr);
-      info->nBackfill = 0;
-      info->nBackfillAttempted = 0;
-      info->aReadMark[1] = 0;
-      for (int i = 2; i < wal::WAL_NREADER; i++) info->aReadMark[i] = READMARK_NOT_USED;
+      ResetCkptInfo(info);
       db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0 + 1, wal::WAL_NREADER - 1,
                               SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
     }

@@ -518,4 +518,13 @@ Status DecodeBatch(const void* data, size_t n, std::vector<std::string>* records
   return Status::OK();
 }
 
+bool PeekChunk(const void* data, size_t n, ChunkInfo* out) {
+  const unsigned char* p = Bytes(data);
+  if (n < kChunkHeaderSize || Load32(p) != kChunkMagic) return false;
+  out->txid = Load64(p + 8);
+  out->index = Load32(p + 16);
+  out->count = Load32(p + 20);
+  return true;
+}
+
 }  // namespace litejet::record

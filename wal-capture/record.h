@@ -112,6 +112,14 @@ constexpr size_t kChunkHeaderSize = 44;
 Status Split(const std::string& record, uint64_t txid, size_t max_chunk,
              std::vector<std::string>* chunks);
 
+// The header fields of a chunk (no hash check): which transaction, which
+// piece. False when data is too short or not a chunk.
+struct ChunkInfo {
+  uint64_t txid = 0;
+  uint32_t index = 0, count = 0;
+};
+bool PeekChunk(const void* data, size_t n, ChunkInfo* out);
+
 // Rebuilds a record from its chunks fed in order. A chunk of another txid, a duplicate or
 // out-of-order index, a bad hash or totals that disagree with chunk 0 give SQLITE_CORRUPT and
 // reset the reassembler; a caller that wants to start over from the offending chunk (say, chunk 0

@@ -604,6 +604,25 @@ void reassembler_rejects_every_corrupted_byte(void**) {
 
 }  // namespace
 
+// PeekChunk reads a chunk's txid, index and count as Split wrote them.
+static void peek_chunk_reads_split_headers(void** state) {
+  (void)state;
+  std::string rec(10000, 'r');
+  std::vector<std::string> chunks;
+  assert_true(litejet::record::Split(rec, 77, 4096, &chunks).ok());
+  assert_true(chunks.size() > 2);
+  for (size_t i = 0; i < chunks.size(); i++) {
+    litejet::record::ChunkInfo ci;
+    assert_true(litejet::record::PeekChunk(chunks[i].data(), chunks[i].size(), &ci));
+    assert_int_equal(ci.txid, 77);
+    assert_int_equal(ci.index, i);
+    assert_int_equal(ci.count, chunks.size());
+  }
+  litejet::record::ChunkInfo ci;
+  assert_false(litejet::record::PeekChunk(rec.data(), rec.size(), &ci));
+  assert_false(litejet::record::PeekChunk(chunks[0].data(), 10, &ci));
+}
+
 // Batches: several records in one message.
 static void batch_roundtrip_and_rejects_damage(void** state) {
   (void)state;
@@ -659,6 +678,7 @@ int main() {
       cmocka_unit_test(reassembler_rejects_chunks_that_miss_their_total),
       cmocka_unit_test(reassembler_rejects_every_corrupted_byte),
       cmocka_unit_test(batch_roundtrip_and_rejects_damage),
+      cmocka_unit_test(peek_chunk_reads_split_headers),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
