@@ -17,14 +17,12 @@
 #include "wal-capture/apply.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/record.h"
+#include "wal-capture/local_log.h"
 #include "wal-capture/spool.h"
 
 namespace litejet {
 
 namespace {
-
-// The spool is cut back once this much of it has been shipped.
-constexpr uint64_t kSpoolRotateBytes = 16u << 20;
 
 std::mutex g_all_mu;
 std::vector<Engine*>& AllAgents() {
@@ -179,70 +177,70 @@ void Engine::RunPrimary(transport::Log& log) {
   sidecar_.SetAcked(std::max(pos.acked_txid, log_txid), seq);
   agent_cv_.notify_all();
 
-  int fd = ::open(spool_.path().c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  locallog::Reader reader;
+  Status s = reader.Open(path_, &sidecar_);
+  if (!s.ok()) {
     std::lock_guard<std::mutex> g(mu_);
-    SetError("litejet: cannot read the log spool " + spool_.path());
+    SetError(s.message());
     return;
   }
-  uint64_t off = 0;
-  std::string raw, zrec, blob;
+  uint64_t next = sidecar_.Read().acked_txid + 1;
+  int spool_fd = ::open(spool_.path().c_str(), O_RDONLY | O_CLOEXEC);
+  // A private reader on the plain VFS, opened only when the wal-index needs
+  // recovery. It never deletes the WAL on close: the reader above holds a
+  // SHARED lock on the database for as long as it lives.
+  sqlite3* recovery_db = nullptr;
+  struct Closer {
+    sqlite3** db;
+    ~Closer() { sqlite3_close(*db); }
+  } closer{&recovery_db};
+  std::vector<record::Txn> txns;
+  std::string zrec, blob;
   std::vector<std::string> chunks, batch;
   size_t max_chunk = std::max<size_t>(log.MaxPayload(), 64 * 1024) - 1024;
-  bool fatal = false;
-  while (!stopping_ && !fatal) {
-    // Gather what is ready: one record, or a backlog of small ones packed
-    // into one message (one publish, one round trip).
+  while (!stopping_) {
+    // Gather what is committed and not shipped: one record, or a backlog of
+    // small ones packed into one message (one publish, one round trip).
+    sidecar::Position now = sidecar_.Read();
+    // A sync committer's record lies just past the spool's committed end
+    // while it waits for exactly this ship.
+    const bool sync_pending = cfg_.durability == Durability::kSync && sidecar_.pending_txid() == now.txid + 1;
+    uint64_t last = sync_pending ? now.txid + 1 : now.txid;
+    uint64_t spool_limit = now.spool_end;
+    if (sync_pending && spool_fd >= 0) {
+      struct stat sb;
+      if (::fstat(spool_fd, &sb) == 0) spool_limit = uint64_t(sb.st_size);
+    }
+    if (!sync_pending && reader.spool_offset() > now.spool_end) reader.set_spool_offset(now.spool_end);
+    txns.clear();
+    const uint64_t spool_off0 = reader.spool_offset();
+    s = next <= last ? reader.Read(next, last, now.spool_end, spool_limit, 1024, max_chunk * 4, cfg_.node, &txns)
+                     : Status::OK();
+    if (!s.ok()) {
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        SetError(s.message());
+      }
+      if (s.code() == SQLITE_BUSY_RECOVERY) {
+        // No connection has read the database since the shm was created
+        // (a restart after a crash): let SQLite rebuild the wal-index.
+        if (!recovery_db) sqlite3_open_v2(path_.c_str(), &recovery_db, SQLITE_OPEN_READWRITE, "unix");
+        if (recovery_db) sqlite3_exec(recovery_db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+      }
+      if (s.code() == SQLITE_BUSY || s.code() == SQLITE_BUSY_RECOVERY) {
+        if (!Sleep(5)) break;
+        continue;
+      }
+      break;  // the local log is damaged: nothing more can be shipped in order
+    }
     batch.clear();
     size_t bytes = 0;
     uint64_t first_txid = 0, last_txid = 0, epoch = 0;
-    for (;;) {
-      uint64_t entry_off = off;
-      sidecar::Position now = sidecar_.Read();
-      // Committed entries end at the sidecar's spool end. A sync committer's
-      // entry lies just past it while it waits for exactly this ship.
-      const bool sync_pending = cfg_.durability == Durability::kSync && sidecar_.pending_txid() == now.txid + 1;
-      uint64_t limit = now.spool_end;
-      if (sync_pending) {
-        struct stat sb;
-        limit = ::fstat(fd, &sb) == 0 ? uint64_t(sb.st_size) : now.spool_end;
-      }
-      if (!spool::ReadEntry(fd, limit, &off, &raw)) break;
-      record::Txn t;
-      Status s = record::Decode(raw.data(), raw.size(), &t);
-      if (entry_off >= now.spool_end && (!s.ok() || t.txid != now.txid + 1)) {
-        // Past the committed end: the sync committer's entry is not written
-        // yet (or these are old bytes of the reused file). Look again later.
-        off = entry_off;
-        break;
-      }
-      if (!s.ok()) {
-        std::lock_guard<std::mutex> g(mu_);
-        SetError("litejet: log spool " + spool_.path() + ": " + s.message());
-        fatal = true;
-        break;
-      }
-      if (t.txid <= now.acked_txid) continue;
-      const bool sync_waiting = sync_pending && t.txid == now.txid + 1;
-      if (t.txid > now.txid && !sync_waiting) {
-        // Appended but not (yet) committed: an async primary never ships a
-        // transaction the database may not have (its committer may have died
-        // before the commit frame). Read it again later.
-        off = entry_off;
-        break;
-      }
+    for (const record::Txn& t : txns) {
       zrec.clear();
       s = record::Encode(t, record::Compression::kZstd, &zrec);
-      if (!s.ok()) {
-        std::lock_guard<std::mutex> g(mu_);
-        SetError(s.message());
-        fatal = true;
-        break;
-      }
-      if (!batch.empty() && (bytes + zrec.size() + 64 > max_chunk || batch.size() >= 1024)) {
-        off = entry_off;  // does not fit: it opens the next message
-        break;
-      }
+      if (!s.ok()) break;
+      if (!batch.empty() && bytes + zrec.size() + 64 > max_chunk) break;  // the rest goes in the next message
       if (batch.empty()) {
         first_txid = t.txid;
         epoch = t.epoch;
@@ -250,14 +248,21 @@ void Engine::RunPrimary(transport::Log& log) {
       last_txid = t.txid;
       bytes += zrec.size() + 4;
       batch.push_back(std::move(zrec));
-      if (sync_waiting) break;  // a committer is waiting for this one
     }
-    if (fatal) break;
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> g(mu_);
+      SetError(s.message());
+      break;
+    }
+    // What did not fit is read again next time (from the spool too: rewind;
+    // entries before next are skipped).
+    if (batch.size() < txns.size()) reader.set_spool_offset(spool_off0);
     if (batch.empty()) {
+      if (now.spool_end > 0 && !sync_pending && ResetSpool()) reader.set_spool_offset(0);
       if (!Sleep(1)) break;
       continue;
     }
-    Status s = batch.size() == 1 ? Status::OK() : record::EncodeBatch(batch, &blob);
+    s = batch.size() == 1 ? Status::OK() : record::EncodeBatch(batch, &blob);
     if (s.ok()) s = record::Split(batch.size() == 1 ? batch[0] : blob, last_txid, max_chunk, &chunks);
     if (!s.ok()) {
       std::lock_guard<std::mutex> g(mu_);
@@ -285,49 +290,46 @@ void Engine::RunPrimary(transport::Log& log) {
           fenced_ = true;
           SetError("litejet: fenced: another node appended to the log of \"" + cfg_.name +
                    "\"; this node stopped writing");
-          ::close(fd);
+          if (spool_fd >= 0) ::close(spool_fd);
           return;
         }
         if (!Sleep(200)) {
-          ::close(fd);
+          if (spool_fd >= 0) ::close(spool_fd);
           return;
         }
       }
     }
     if (stopping_) break;
     sidecar_.SetAcked(last_txid, seq);
-    if (!connected_) {
-      connected_ = true;
-      ClearError();
-    }
-    if (off >= kSpoolRotateBytes) RotateSpool(fd, &off);
+    next = last_txid + 1;
+    connected_ = true;
+    ClearError();
   }
-  ::close(fd);
+  if (spool_fd >= 0) ::close(spool_fd);
+  (void)reader;
 }
 
-// What was read from the spool is acknowledged: move the unread tail (often
-// empty) to the front and make the spool end point after it, under
-// WAL_WRITE_LOCK so that no commit writes meanwhile. The file keeps its size:
-// its blocks are reused.
-void Engine::RotateSpool(int fd, uint64_t* off) {
+// Everything in the spool is shipped: start it over at offset 0, under
+// WAL_WRITE_LOCK so that no hand-off or sync commit writes meanwhile (the
+// file keeps its size: its blocks are reused).
+bool Engine::ResetSpool() {
+  sidecar::Position p = sidecar_.Read();
+  if (p.acked_txid < p.spooled_txid) return false;
   if (!spool_locker_) {
     spool_locker_ = std::make_unique<apply::WalWriter>();
     if (!spool_locker_->Open(path_).ok()) {
       spool_locker_.reset();
-      return;
+      return false;
     }
   }
-  (void)fd;
+  bool done = false;
   spool_locker_->WithWriteLock(100, [&] {
     sidecar::Position pos = sidecar_.Read();
-    if (sidecar_.pending_txid() != 0 || pos.spool_end < *off) return;
-    uint64_t tail = pos.spool_end - *off;
-    if (tail > kSpoolRotateBytes / 4) return;  // a long backlog: keep the lock hold short, try later
-    if (spool_.Compact(*off, pos.spool_end).ok()) {
-      sidecar_.SetSpoolEnd(tail);
-      *off = 0;
-    }
+    if (sidecar_.pending_txid() != 0 || pos.acked_txid < pos.spooled_txid) return;
+    sidecar_.SetSpooled(pos.spooled_txid, 0);
+    done = true;
   });
+  return done;
 }
 
 void Engine::RunReplica(transport::Log& log) {
@@ -441,7 +443,7 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
     return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " has page size " +
                          std::to_string(t.page_size) + ", the replica " + std::to_string(pos.page_size), SQLITE_CORRUPT);
   }
-  Update u = ComputeUpdate(pos, t.page_size, t.db_pages, t.pages);
+  Update u = ComputeUpdate(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size));
   // A previous attempt that died while storing page hashes leaves some of
   // them new: then the record's checksum (whose before-value matched the
   // committed position above) is the truth, not a sum over mixed hashes.

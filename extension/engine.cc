@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "wal-capture/checksum.h"
+#include "wal-capture/local_log.h"
 #include "wal-capture/record.h"
 #include "wal-capture/wal_format.h"
 
@@ -109,13 +110,14 @@ std::shared_ptr<Engine> Engine::Find(const std::string& db_path) {
 }
 
 Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move(path)) {
-  // Fault injection for the crash tests: LITEJET_TEST_CRASH=after_spool,
-  // after_commit_frame or after_publish (wal-index header written, sidecar
-  // not yet), LITEJET_TEST_CRASH_TXID=N kills the process there.
+  // Fault injection for the crash tests: LITEJET_TEST_CRASH=before_commit_frame
+  // (commit recorded in the ring and marked pending), after_commit_frame or
+  // after_publish (wal-index header written, sidecar not yet),
+  // LITEJET_TEST_CRASH_TXID=N kills the process there.
   const char* point = std::getenv("LITEJET_TEST_CRASH");
   const char* txid = std::getenv("LITEJET_TEST_CRASH_TXID");
   if (point && txid) {
-    crash_point_ = std::strcmp(point, "after_spool") == 0          ? 1
+    crash_point_ = std::strcmp(point, "before_commit_frame") == 0  ? 1
                    : std::strcmp(point, "after_commit_frame") == 0 ? 2
                    : std::strcmp(point, "after_publish") == 0      ? 3
                                                                    : 0;
@@ -132,6 +134,7 @@ Engine::~Engine() {
 }
 
 Status Engine::Open() {
+  collector_.set_keep_pages(cfg_.durability == Durability::kSync);
   bool created = false;
   Status s = sidecar_.Open(path_ + "-litejet", &created);
   if (!s.ok()) return s;
@@ -326,9 +329,19 @@ bool WalIndexValid(sqlite3_file* main) {
 }  // namespace
 
 int Engine::BeforeShmLock(sqlite3_file* main, int offset, int n, int flags) {
-  if (!((flags & SQLITE_SHM_LOCK) && (flags & SQLITE_SHM_EXCLUSIVE) && Covers(offset, n, wal::WAL_WRITE_LOCK))) {
-    return SQLITE_OK;
+  if (!((flags & SQLITE_SHM_LOCK) && (flags & SQLITE_SHM_EXCLUSIVE))) return SQLITE_OK;
+  if (offset == wal::WAL_READ_LOCK0 + 1 && n == wal::WAL_NREADER - 1) {
+    // All of read locks 1..N at once: a writer about to restart the WAL, or a
+    // RESTART/TRUNCATE checkpoint. The frames of unshipped commits go to the
+    // spool first; if that fails, the WAL stays as it is (SQLite takes BUSY
+    // here as "not now": the writer appends, the checkpoint reports busy).
+    if (cfg_.role != Role::kPrimary) return SQLITE_OK;
+    std::lock_guard<std::mutex> g(mu_);
+    if (!HasUnspooledBacklog()) return SQLITE_OK;
+    if (writer_ != main) return SQLITE_BUSY;  // not under WAL_WRITE_LOCK: never seen from SQLite
+    return HandOffLocked("the WAL restarts") == SQLITE_OK ? SQLITE_OK : SQLITE_BUSY;
   }
+  if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return SQLITE_OK;
   std::lock_guard<std::mutex> g(mu_);
   bool in_checkpoint = std::find(ckpt_holders_.begin(), ckpt_holders_.end(), main) != ckpt_holders_.end();
   if (in_checkpoint) return SQLITE_OK;
@@ -394,7 +407,17 @@ void Engine::OnShmLock(sqlite3_file* main, int offset, int n, int flags) {
   }
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return;
   if (lock) {
+    writer_ = main;
     if (cfg_.role == Role::kPrimary && sidecar_.pending_txid() != 0) ResolveDeadCommit(main);
+    // The WAL generation the writer starts in: the live wal-index header
+    // (nobody can change it while we hold the lock). If this transaction
+    // restarts the WAL, the Collector sees the new header being written.
+    unsigned char h[48];
+    base_valid_ = ReadWalIndexHeader(main, h);
+    if (base_valid_) {
+      base_salt1_ = wal::Get4(h + 32);
+      base_salt2_ = wal::Get4(h + 36);
+    }
     collector_.BeginWrite();
   } else if (flags & SQLITE_SHM_UNLOCK) {
     if (pending_.active) {
@@ -404,6 +427,7 @@ void Engine::OnShmLock(sqlite3_file* main, int offset, int n, int flags) {
       FinishCommit(CommitPublished(main, pending_.where));
     }
     collector_.EndWrite();
+    writer_ = nullptr;
   }
 }
 
@@ -415,39 +439,52 @@ bool Engine::CommitPublished(sqlite3_file* main, const sidecar::PendingCommit& w
   return wal::Get4(h + 32) == where.salt1 && wal::Get4(h + 36) == where.salt2 && mx_frame >= where.commit_frame;
 }
 
-// A committer died between announcing a commit (sidecar pending, spool entry)
+// A committer died between announcing a commit (ring entry, sidecar pending)
 // and finishing it. Holding WAL_WRITE_LOCK now, decide from the wal-index
 // whether its commit frame became part of the database: then finish its
-// sidecar update; else cut its spool entry off. mu_ held.
+// sidecar update from its frames in the WAL; else forget it. mu_ held.
 void Engine::ResolveDeadCommit(sqlite3_file* main) {
   if (!WalIndexValid(main)) return;  // a recovery: the next writer decides
   const uint64_t txid = sidecar_.pending_txid();
   sidecar::PendingCommit where = sidecar_.pending_commit();
   sidecar::Position pos = sidecar_.Read();
   const bool committed = CommitPublished(main, where);
-  record::Txn t;
-  bool have = false;
-  uint64_t entry_end = where.spool_offset;
-  if (committed && txid == pos.txid + 1 && where.spool_offset == pos.spool_end) {
-    int fd = ::open(spool_.path().c_str(), O_RDONLY | O_CLOEXEC);
-    std::string rec;
-    if (fd >= 0 && spool::ReadEntry(fd, UINT64_MAX, &entry_end, &rec)) {
-      have = record::Decode(rec.data(), rec.size(), &t).ok() && t.txid == txid;
+  bool done = false;
+  std::string why;
+  sidecar::CommitEntry e;
+  if (committed && txid == pos.txid + 1 && sidecar_.GetCommit(txid, &e)) {
+    record::Txn t;
+    Status s = locallog::ReadCommit(path_ + "-wal", e, pos.epoch, cfg_.node, &t);
+    if (s.ok()) {
+      // The dead committer may have stored some of the new page hashes
+      // already: the checksum is the one it recorded, not a sum over them.
+      Update u = ComputeUpdate(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size));
+      u.pos.checksum = e.checksum_after;
+      // A sync commit's record sits in the spool at where.spool_offset.
+      uint64_t off = where.spool_offset;
+      std::string rec;
+      record::Txn st;
+      int fd = ::open(spool_.path().c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0 && off == pos.spool_end && spool::ReadEntry(fd, UINT64_MAX, &off, &rec) &&
+          record::Decode(rec.data(), rec.size(), &st).ok() && st.txid == txid) {
+        u.pos.spool_end = off;
+        u.pos.spooled_txid = txid;
+      }
+      if (fd >= 0) ::close(fd);
+      StoreUpdate(u);
+      done = true;
+    } else {
+      why = " (" + s.message() + ")";
     }
-    if (fd >= 0) ::close(fd);
   }
-  if (have) {
-    // The dead committer may have stored some of the new page hashes already:
-    // the checksum comes from its record, not from the sidecar's hashes.
-    Update u = ComputeUpdate(pos, t.page_size, t.db_pages, t.pages);
-    u.pos.checksum = t.checksum_after;
-    u.pos.spool_end = entry_end;
-    StoreUpdate(u);
-  } else {
-    sidecar_.CommitUpdate(pos);  // the spool end stays: the entry is overwritten later
+  if (!done) sidecar_.CommitUpdate(pos);  // clears the pending mark
+  if (committed && !done) {
+    SetError("litejet: a committer died during TXID " + std::to_string(txid) +
+             " after committing, and its frames cannot be read" + why);
+    fenced_ = true;  // the position no longer matches the database: stop writing
   }
   sqlite3_log(SQLITE_NOTICE, "litejet: %s: a committer died during TXID %llu; it %s", cfg_.name.c_str(),
-              (unsigned long long)txid, have ? "committed (position completed)" : "did not commit (spool entry dropped)");
+              (unsigned long long)txid, done ? "committed (position completed)" : committed ? "committed, but its frames are unreadable" : "did not commit");
 }
 
 void Engine::OnClose(sqlite3_file* main) {
@@ -467,19 +504,7 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
   }
   bool committed = false;
   Status s = collector_.OnWrite(buf, amt, off, &committed);
-  if (s.ok() && committed) {
-    capture::Captured c = collector_.Take();
-    // The generation's salts, from the WAL header on disk. Not from the
-    // wal-index header: a new WAL's first writer picks its salts and writes
-    // them into the WAL header, but into the wal-index only at its commit
-    // (capture_counts_each_commit_once fails that way).
-    unsigned char hdr[wal::WAL_HDRSIZE];
-    if (wal->pMethods->xRead(wal, hdr, sizeof hdr, 0) == SQLITE_OK) {
-      c.salt1 = wal::Get4(hdr + 16);
-      c.salt2 = wal::Get4(hdr + 20);
-    }
-    s = PrepareCommit(std::move(c));
-  }
+  if (s.ok() && committed) s = PrepareCommit(wal, collector_.Take());
   if (s.ok() && committed && cfg_.durability == Durability::kSync) {
     // Ship inside the commit: the commit frame reaches the WAL only after
     // JetStream acknowledged the record. Wait without mu_ (the agent needs it).
@@ -519,13 +544,50 @@ void Engine::AfterWalWrite(sqlite3_file*, const void*, int, sqlite3_int64, int r
   if (pending_.active && rc != SQLITE_OK) FinishCommit(false);
 }
 
+bool Engine::HasUnspooledBacklog() const {
+  sidecar::Position p = sidecar_.Read();
+  return p.txid > std::max(p.acked_txid, p.spooled_txid);
+}
+
+int Engine::HandOffLocked(const char* why) {
+  int copied = 0;
+  Status s = locallog::HandOff(sidecar_, spool_, path_ + "-wal", cfg_.node, &copied);
+  if (!s.ok()) {
+    SetError(s.message() + " (while " + why + ")");
+    sqlite3_log(SQLITE_IOERR, "%s", last_error_.c_str());
+    return SQLITE_IOERR;
+  }
+  return SQLITE_OK;
+}
+
+int Engine::BeforeWalTruncate(sqlite3_int64) {
+  if (cfg_.role != Role::kPrimary) return SQLITE_OK;
+  std::lock_guard<std::mutex> g(mu_);
+  if (!HasUnspooledBacklog()) return SQLITE_OK;
+  return HandOffLocked("the WAL is truncated") == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_TRUNCATE;
+}
+
+int Engine::BeforeWalDelete() {
+  if (cfg_.role != Role::kPrimary) return SQLITE_OK;
+  std::lock_guard<std::mutex> g(mu_);
+  if (!HasUnspooledBacklog()) return SQLITE_OK;
+  return HandOffLocked("the WAL is deleted") == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_DELETE;
+}
+
 void Engine::OnWalTruncate(sqlite3_int64 size) {
   std::lock_guard<std::mutex> g(mu_);
   collector_.OnTruncate(size);
 }
 
+Engine::PageHashes Engine::HashesOf(const std::vector<record::Page>& pages, uint32_t page_size) {
+  PageHashes h;
+  h.reserve(pages.size());
+  for (const record::Page& pg : pages) h.emplace_back(pg.pgno, checksum::PageHash(pg.data.data(), page_size, pg.pgno));
+  return h;
+}
+
 Engine::Update Engine::ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
-                                     const std::vector<record::Page>& pages) {
+                                     const PageHashes& changed) {
   Update u;
   u.pos = before;
   u.pos.txid = before.txid + 1;
@@ -535,18 +597,17 @@ Engine::Update Engine::ComputeUpdate(const sidecar::Position& before, uint32_t p
   // Pages cut off by a shrink leave the checksum.
   for (uint32_t pg = db_pages + 1; pg <= before.db_pages; pg++) sum ^= sidecar_.Hash(pg);
   // Changed pages: the old hash out, the new one in.
-  u.hashes.reserve(pages.size());
-  for (const record::Page& pg : pages) {
-    uint64_t h = checksum::PageHash(pg.data.data(), page_size, pg.pgno);
-    if (pg.pgno <= before.db_pages) sum ^= sidecar_.Hash(pg.pgno);
+  u.hashes.reserve(changed.size());
+  for (const auto& [pgno, h] : changed) {
+    if (pgno <= before.db_pages) sum ^= sidecar_.Hash(pgno);
     sum ^= h;
-    u.hashes.emplace_back(pg.pgno, h);
+    u.hashes.emplace_back(pgno, h);
   }
   // Pages the database grew over without writing them read as zeros.
   size_t i = 0;
   for (uint32_t pg = before.db_pages + 1; pg <= db_pages; pg++) {
-    while (i < pages.size() && pages[i].pgno < pg) i++;
-    if (i < pages.size() && pages[i].pgno == pg) continue;
+    while (i < changed.size() && changed[i].first < pg) i++;
+    if (i < changed.size() && changed[i].first == pg) continue;
     uint64_t h = checksum::ZeroPageHash(page_size, pg);
     sum ^= h;
     u.hashes.emplace_back(pg, h);
@@ -560,51 +621,98 @@ void Engine::StoreUpdate(const Update& u) {
   sidecar_.CommitUpdate(u.pos);
 }
 
-// Called with mu_ held and WAL_WRITE_LOCK held by this process.
-Status Engine::PrepareCommit(capture::Captured&& c) {
+// Called with mu_ held and WAL_WRITE_LOCK held by this process, just before
+// the commit frame's data is written. Nothing here writes page data: the
+// pages are in the WAL; the ring entry says where.
+Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured&& c) {
+  if (!c.new_generation) {
+    if (base_valid_) {
+      c.salt1 = base_salt1_;
+      c.salt2 = base_salt2_;
+    } else {
+      // The wal-index header was not readable when the lock was taken: the
+      // WAL header on disk names the generation.
+      unsigned char hdr[wal::WAL_HDRSIZE];
+      if (wal->pMethods->xRead(wal, hdr, sizeof hdr, 0) != SQLITE_OK) {
+        return Status::Error("litejet: cannot read the WAL header of \"" + cfg_.name + "\"", SQLITE_IOERR);
+      }
+      c.salt1 = wal::Get4(hdr + 16);
+      c.salt2 = wal::Get4(hdr + 20);
+    }
+  }
   sidecar::Position before = sidecar_.Read();
   if (before.page_size != 0 && before.page_size != c.page_size && before.db_pages != 0) {
     return Status::Error("litejet: page size changed from " + std::to_string(before.page_size) + " to " +
                          std::to_string(c.page_size) + " on a replicated database");
   }
+  const uint64_t txid = before.txid + 1;
+  if (txid > sidecar::kRingSlots && txid - sidecar::kRingSlots > std::max(before.acked_txid, before.spooled_txid)) {
+    // The ring slot still holds an unshipped commit: move the backlog to the
+    // spool first (once per kRingSlots commits while shipping is stalled).
+    if (HandOffLocked("the commit ring is full") != SQLITE_OK) return Status::Error(last_error_, SQLITE_IOERR);
+    before = sidecar_.Read();
+  }
   Pending p;
-  p.up = ComputeUpdate(before, c.page_size, c.db_pages, c.pages);
-
-  record::Txn t;
-  t.txid = p.up.pos.txid;
-  t.epoch = before.epoch;
-  t.timestamp_us = NowMicros();
-  t.node = cfg_.node;
-  t.page_size = c.page_size;
-  t.db_pages = c.db_pages;
-  t.checksum_before = before.checksum;
-  t.checksum_after = p.up.pos.checksum;
-  t.pages = std::move(c.pages);
-  std::string rec;
-  Status s = record::Encode(t, record::Compression::kNone, &rec);
-  if (!s.ok()) return s;
+  p.up = ComputeUpdate(before, c.page_size, c.db_pages, c.hashes);
+  sidecar::CommitEntry e;
+  e.txid = txid;
+  e.checksum_before = before.checksum;
+  e.checksum_after = p.up.pos.checksum;
+  e.timestamp_us = NowMicros();
+  for (auto& [pgno, h] : c.hashes) e.delta ^= h;
+  e.salt1 = c.salt1;
+  e.salt2 = c.salt2;
+  e.first_frame = c.first_frame;
+  e.commit_frame = c.commit_frame;
+  e.db_pages = c.db_pages;
+  e.page_size = c.page_size;
   sidecar::PendingCommit where;
   where.salt1 = c.salt1;
   where.salt2 = c.salt2;
   where.commit_frame = c.commit_frame;
   where.spool_offset = before.spool_end;
-  s = sidecar_.BeginUpdate(t.txid, std::max(before.db_pages, c.db_pages), where);
+  Status s = sidecar_.BeginUpdate(txid, std::max(before.db_pages, c.db_pages), where);
   if (!s.ok()) return s;
-  p.where = where;
-  s = spool_.Write(rec, before.spool_end, &p.up.pos.spool_end);
-  if (!s.ok()) {
-    sidecar_.CommitUpdate(before);  // clears the pending mark, nothing changed
-    return s;
+  sidecar_.PutCommit(e);
+  if (cfg_.durability == Durability::kSync) {
+    // The record goes out before the commit frame exists, so it cannot be
+    // read from the WAL: put it in the spool, past the committed end, for
+    // the agent (which may be in another process).
+    record::Txn t;
+    t.txid = txid;
+    t.epoch = before.epoch;
+    t.timestamp_us = e.timestamp_us;
+    t.node = cfg_.node;
+    t.page_size = c.page_size;
+    t.db_pages = c.db_pages;
+    t.checksum_before = before.checksum;
+    t.checksum_after = p.up.pos.checksum;
+    t.pages = std::move(c.pages);
+    std::string rec;
+    s = record::Encode(t, record::Compression::kNone, &rec);
+    if (s.ok()) s = spool_.Write(rec, before.spool_end, &p.up.pos.spool_end);
+    if (!s.ok()) {
+      sidecar_.CommitUpdate(before);  // clears the pending mark, nothing changed
+      return s;
+    }
+    p.up.pos.spooled_txid = txid;
   }
   p.active = true;
+  p.where = where;
   pending_ = std::move(p);
-  unacked_.emplace_back(t.txid, t.timestamp_us);
-  if (crash_txid_ == t.txid && crash_point_ == 1) _exit(9);
+  unacked_.emplace_back(txid, e.timestamp_us);
+  if (crash_txid_ == txid && crash_point_ == 1) _exit(9);
   return Status::OK();
 }
 
 void Engine::FinishCommit(bool ok) {
   if (ok) {
+    if (cfg_.durability != Durability::kSync) {
+      // The spool is not this commit's business: keep what is there now.
+      sidecar::Position now = sidecar_.Read();
+      pending_.up.pos.spool_end = now.spool_end;
+      pending_.up.pos.spooled_txid = now.spooled_txid;
+    }
     StoreUpdate(pending_.up);
     // Forget acknowledged commits; keep the list short.
     uint64_t acked = sidecar_.Read().acked_txid;
@@ -615,7 +723,7 @@ void Engine::FinishCommit(bool ok) {
     // cost more than the commit itself); the agent polls the spool every ms.
   } else {
     // The commit frame did not reach the WAL: the transaction did not
-    // happen. The spool end stays, so its entry will be overwritten.
+    // happen. The spool end stays, so a sync record there is overwritten.
     sidecar::Position back = sidecar_.Read();
     sidecar_.CommitUpdate(back);
     if (!unacked_.empty() && unacked_.back().first == pending_.up.pos.txid) unacked_.pop_back();

@@ -64,6 +64,8 @@ class Engine : public vfs::DbHooks {
   void OnShmLock(sqlite3_file* main, int offset, int n, int flags) override;
   int BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off) override;
   void AfterWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off, int rc) override;
+  int BeforeWalTruncate(sqlite3_int64 size) override;
+  int BeforeWalDelete() override;
   void OnWalTruncate(sqlite3_int64 size) override;
   int OnPragma(const char* name, const char* value, char** errmsg) override;
   int OnOpenRollbackJournal() override;
@@ -76,20 +78,27 @@ class Engine : public vfs::DbHooks {
   void SetError(const std::string& msg);
   void ClearError();
 
-  // The new position and page hashes after a transaction (pages sorted).
+  // The new position and page hashes after a transaction.
+  using PageHashes = std::vector<std::pair<uint32_t, uint64_t>>;  // pgno, new hash; sorted, each pgno once
   struct Update {
     sidecar::Position pos;
-    std::vector<std::pair<uint32_t, uint64_t>> hashes;  // pgno, new hash
+    PageHashes hashes;
   };
   Update ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
-                       const std::vector<record::Page>& pages);
+                       const PageHashes& changed);
+  static PageHashes HashesOf(const std::vector<record::Page>& pages, uint32_t page_size);
   // Stores the page hashes, then the position (which clears the pending mark).
   void StoreUpdate(const Update& u);
 
   // Commit preparation (before the commit frame's data reaches the WAL) and
   // completion (after it did). mu_ held.
-  Status PrepareCommit(capture::Captured&& c);
+  Status PrepareCommit(sqlite3_file* wal, capture::Captured&& c);
   void ResolveDeadCommit(sqlite3_file* main);
+  // Before the WAL loses frames (restart, truncation, deletion): copy the
+  // unshipped commits still only in the WAL to the spool. mu_ held; the
+  // caller holds WAL_WRITE_LOCK or the database's EXCLUSIVE lock.
+  int HandOffLocked(const char* why);
+  bool HasUnspooledBacklog() const;
   // True when the wal-index header in main's shm covers the commit frame.
   bool CommitPublished(sqlite3_file* main, const sidecar::PendingCommit& where);
   void FinishCommit(bool ok);
@@ -102,7 +111,7 @@ class Engine : public vfs::DbHooks {
   bool TakeHostLock();
   void RunPrimary(transport::Log& log);
   void RunReplica(transport::Log& log);
-  void RotateSpool(int fd, uint64_t* off);
+  bool ResetSpool();  // true when the spool was emptied
   bool Sleep(int64_t ms);  // false when stopping; returns early on Kick()
   void Kick();             // a commit is in the spool: wake the agent
 
@@ -121,6 +130,10 @@ class Engine : public vfs::DbHooks {
     sidecar::PendingCommit where;
   } pending_;
   std::vector<sqlite3_file*> ckpt_holders_;  // connections inside a checkpoint
+  sqlite3_file* writer_ = nullptr;           // connection holding WAL_WRITE_LOCK
+  // The WAL generation when writer_ took the lock (from the wal-index header).
+  bool base_valid_ = false;
+  uint32_t base_salt1_ = 0, base_salt2_ = 0;
   std::vector<std::pair<sqlite3_file*, unsigned>> read_locks_;  // connections holding read locks (bit per slot)
   std::vector<std::pair<uint64_t, uint64_t>> unacked_;  // primary: (txid, commit time us) of own commits
 
@@ -133,9 +146,9 @@ class Engine : public vfs::DbHooks {
   int host_lock_fd_ = -1;
   std::atomic<bool> connected_{false};
   std::atomic<bool> fenced_{false};
-  std::unique_ptr<apply::WalWriter> spool_locker_;
-  int crash_point_ = 0;  // fault injection (tests): 1 after the spool append, 2 after the commit frame
-  uint64_t crash_txid_ = 0;  // primary agent: takes WAL_WRITE_LOCK to rotate the spool
+  std::unique_ptr<apply::WalWriter> spool_locker_;  // primary agent: takes WAL_WRITE_LOCK to reset the spool
+  int crash_point_ = 0;  // fault injection (tests): 1 before the commit frame, 2 after it, 3 after publishing
+  uint64_t crash_txid_ = 0;
 };
 
 }  // namespace litejet

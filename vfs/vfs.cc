@@ -72,8 +72,12 @@ int xWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
 int xTruncate(sqlite3_file* f, sqlite3_int64 size) {
   if (Poisoned(f)) return SQLITE_CANTOPEN;
   sqlite3_file* r = Real(f);
-  int rc = r->pMethods->xTruncate(r, size);
   FileState* st = St(f);
+  if (st->kind == Kind::kWal && st->hooks) {
+    int rc = st->hooks->BeforeWalTruncate(size);
+    if (rc != SQLITE_OK) return rc;
+  }
+  int rc = r->pMethods->xTruncate(r, size);
   if (rc == SQLITE_OK && st->kind == Kind::kWal && st->hooks) st->hooks->OnWalTruncate(size);
   return rc;
 }
@@ -255,7 +259,17 @@ int xOpen(sqlite3_vfs*, sqlite3_filename zName, sqlite3_file* f, int flags, int*
   return rc;
 }
 
-int xDelete(sqlite3_vfs*, const char* z, int syncDir) { return g_real->xDelete(g_real, z, syncDir); }
+int xDelete(sqlite3_vfs*, const char* z, int syncDir) {
+  // The -wal of a replicated database may still hold unshipped commits.
+  size_t n = z ? std::strlen(z) : 0;
+  if (g_host && n > 4 && std::strcmp(z + n - 4, "-wal") == 0) {
+    if (std::shared_ptr<DbHooks> h = g_host->Find(std::string(z, n - 4))) {
+      int rc = h->BeforeWalDelete();
+      if (rc != SQLITE_OK) return rc;
+    }
+  }
+  return g_real->xDelete(g_real, z, syncDir);
+}
 int xAccess(sqlite3_vfs*, const char* z, int flags, int* out) {
   return g_real->xAccess(g_real, z, flags, out);
 }

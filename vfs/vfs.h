@@ -29,6 +29,10 @@ class DbHooks {
   // wal is the real (unix) -wal file, for reading its header when needed.
   virtual int BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off) = 0;
   virtual void AfterWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off, int rc) = 0;
+  // The -wal file is about to be truncated / deleted: may refuse (returns an
+  // SQLite code), e.g. when it cannot first save what the WAL still holds.
+  virtual int BeforeWalTruncate(sqlite3_int64 size) = 0;
+  virtual int BeforeWalDelete() = 0;
   virtual void OnWalTruncate(sqlite3_int64 size) = 0;
   // SQLITE_FCNTL_PRAGMA on the main file: return SQLITE_NOTFOUND to let
   // SQLite handle it, or an error with *errmsg set (sqlite3_malloc'd).

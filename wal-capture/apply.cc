@@ -202,6 +202,56 @@ Status WalWriter::WithWriteLock(int64_t timeout_ms, const std::function<void()>&
   return Status::OK();
 }
 
+Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uint32_t last, uint32_t page_size,
+                             std::string* out, bool* gone) {
+  *gone = false;
+  if (first == 0 || last < first) return Status::Error("litejet: read frames: empty range", SQLITE_CORRUPT);
+  volatile char* shm0 = nullptr;
+  Status s = MapRegion(0, &shm0);
+  if (!s.ok()) return s;
+  int slot = -1;
+  for (int attempt = 0; attempt < 2000 && slot < 0; attempt++) {
+    for (int i = 1; i < wal::WAL_NREADER && slot < 0; i++) {
+      if (db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0 + i, 1, SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) == SQLITE_OK) {
+        slot = i;
+      }
+    }
+    if (slot < 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  if (slot < 0) return Status::Error("litejet: read frames: every WAL read lock is held exclusively", SQLITE_BUSY);
+  struct SlotUnlocker {
+    sqlite3_file* f;
+    int slot;
+    ~SlotUnlocker() { f->pMethods->xShmLock(f, wal::WAL_READ_LOCK0 + slot, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED); }
+  } unlock{db_, slot};
+  WalIndexHdr h1, h2;
+  // A writer publishing its header leaves the two copies different for an
+  // instant: look again.
+  for (int tries = 0;; tries++) {
+    ReadHdr(db_, shm0, &h1, &h2);
+    if (std::memcmp(&h1, &h2, sizeof h1) == 0 && HdrValid(h1)) break;
+    if (tries >= 1000) {
+      // Still torn or never written: SQLite must rebuild the wal-index from
+      // the WAL (the caller runs a read and retries).
+      return Status::Error("litejet: read frames: the wal-index needs recovery", SQLITE_BUSY_RECOVERY);
+    }
+    std::this_thread::yield();
+  }
+  if (Get4(&h1.aSalt[0]) != salt1 || Get4(&h1.aSalt[1]) != salt2) {
+    *gone = true;
+    return Status::OK();
+  }
+  if (h1.mxFrame < last) {
+    return Status::Error("litejet: read frames: frame " + std::to_string(last) + " is past the WAL's last commit (" +
+                         std::to_string(h1.mxFrame) + ")", SQLITE_CORRUPT);
+  }
+  const size_t fsz = wal::WAL_FRAME_HDRSIZE + page_size;
+  out->resize(size_t(last - first + 1) * fsz);
+  int rc = wal_->pMethods->xRead(wal_, &(*out)[0], int(out->size()), wal::FrameOffset(first, page_size));
+  if (rc != SQLITE_OK) return Status::Error("litejet: read frames: cannot read " + path_ + "-wal", rc);
+  return Status::OK();
+}
+
 Status WalWriter::Append(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages,
                          int64_t lock_timeout_ms) {
   if (pages.empty()) return Status::Error("litejet: apply: a transaction without pages", SQLITE_CORRUPT);

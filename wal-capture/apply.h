@@ -39,6 +39,13 @@ class WalWriter {
   // commit meanwhile), waiting at most timeout_ms for the lock.
   Status WithWriteLock(int64_t timeout_ms, const std::function<void()>& fn);
 
+  // Reads frames [first, last] of the WAL generation with these salts into
+  // *out, holding a shared lock on one of read locks 1..N meanwhile (so no
+  // writer can restart the WAL under the read, as it needs all of them).
+  // *gone: the WAL is in another generation now (nothing read).
+  Status ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uint32_t last, uint32_t page_size,
+                    std::string* out, bool* gone);
+
   // Frames in the WAL now (wal-index mxFrame), for bounding the WAL.
   uint32_t wal_frames() const { return last_mx_frame_; }
 

@@ -8,20 +8,30 @@
 #include <algorithm>
 #include <cstring>
 
+#include "wal-capture/checksum.h"
 #include "wal-capture/wal_format.h"
 
 namespace litejet::capture {
 
+void Collector::Reset() {
+  // clear() keeps the vector's capacity (and the frames' buffers go): no
+  // allocation per transaction in the usual case.
+  frames_.clear();
+  lo_ = 0;
+}
+
 void Collector::BeginWrite() {
   writing_ = true;
   committed_ = false;
-  frames_.clear();
+  new_generation_ = false;
+  Reset();
 }
 
 void Collector::EndWrite() {
   writing_ = false;
   committed_ = false;
-  frames_.clear();
+  new_generation_ = false;
+  Reset();
 }
 
 void Collector::SetWalHeader(const void* hdr32) {
@@ -37,6 +47,20 @@ void Collector::OnTruncate(int64_t size) {
   if (size < wal::WAL_HDRSIZE) page_size_ = 0;  // the next writer writes a new header
 }
 
+Collector::Frame& Collector::At(uint32_t iframe) {
+  if (frames_.empty()) {
+    lo_ = iframe;
+  } else if (iframe < lo_) {
+    // Not how SQLite writes (frames go up from the first), but harmless.
+    frames_.insert(frames_.begin(), lo_ - iframe, Frame());
+    lo_ = iframe;
+  }
+  size_t i = iframe - lo_;
+  if (i >= frames_.size()) frames_.resize(i + 1);
+  frames_[i].used = true;
+  return frames_[i];
+}
+
 Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed) {
   *committed = false;
   if (off < wal::WAL_HDRSIZE) {
@@ -49,7 +73,8 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
     page_size_ = h.page_size;
     salt1_ = h.salt1;
     salt2_ = h.salt2;
-    frames_.clear();
+    new_generation_ = true;
+    Reset();
     if (amt == wal::WAL_HDRSIZE) return Status::OK();
     buf = static_cast<const char*>(buf) + wal::WAL_HDRSIZE;
     amt -= wal::WAL_HDRSIZE;
@@ -69,17 +94,29 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
     uint32_t iframe = uint32_t(o / fsz) + 1;
     int64_t within = o % fsz;
     int64_t n = std::min<int64_t>(left, fsz - within);
-    Frame& f = frames_[iframe];
+    Frame& f = At(iframe);
+    const uint32_t old_pgno = wal::Get4(f.hdr);
     int64_t i = 0;
     for (; i < n && within + i < wal::WAL_FRAME_HDRSIZE; i++) f.hdr[within + i] = uint8_t(p[i]);
+    if (i > 0 && wal::Get4(f.hdr) != old_pgno) {
+      // A new frame in this slot (after ROLLBACK TO, SQLite reuses frames):
+      // its data follows; until then what is known of the slot is stale.
+      f.hashed = false;
+      f.data.clear();
+    }
     if (i < n) {
       size_t at = size_t(within + i - wal::WAL_FRAME_HDRSIZE);
       size_t len = size_t(n - i);
-      if (at == 0 && len == page_size_) {
-        f.data.assign(p + i, len);  // the usual case: a whole page in one write
+      if (at == 0 && len == page_size_ && !keep_pages_) {
+        // The usual case: a whole page in one write, its header (and so its
+        // page number) already written. Hash it where it is.
+        f.hash = checksum::PageHash(p + i, page_size_, wal::Get4(f.hdr));
+        f.hashed = true;
+        f.data.clear();
       } else {
         if (f.data.size() != page_size_) f.data.resize(page_size_);
         std::memcpy(&f.data[at], p + i, len);
+        f.hashed = false;
       }
     }
     p += n;
@@ -87,9 +124,9 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
     left -= n;
   }
   if (o % fsz != 0) return Status::OK();
-  uint32_t last = uint32_t(o / fsz);
-  auto it = frames_.find(last);
-  wal::FrameHeader fh = wal::ParseFrameHeader(it->second.hdr);
+  const uint32_t last = uint32_t(o / fsz);
+  const Frame& lf = frames_[last - lo_];
+  wal::FrameHeader fh = wal::ParseFrameHeader(lf.hdr);
   if (!fh.is_commit()) return Status::OK();
 
   // The commit frame's data is written: the transaction is the frames from
@@ -98,25 +135,37 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
   Captured c;
   c.page_size = page_size_;
   c.db_pages = fh.db_size_after_commit;
+  c.first_frame = lo_;
   c.commit_frame = last;
-  // Salts as this process last saw them; the engine replaces them with the
-  // WAL header's on disk (another process may have restarted the WAL, and
-  // frame headers carry zero salts until walRewriteChecksums fills them in).
+  c.new_generation = new_generation_;
   c.salt1 = salt1_;
   c.salt2 = salt2_;
-  std::map<uint32_t, Frame*> newest;
-  for (auto f = frames_.begin(); f != frames_.end() && f->first <= last; ++f) {
-    uint32_t pgno = wal::Get4(f->second.hdr);
-    if (pgno >= 1 && pgno <= c.db_pages) newest[pgno] = &f->second;
+  // Newest frame per page: walk the frames from the commit frame down.
+  std::vector<std::pair<uint32_t, uint32_t>> newest;  // pgno, frame index
+  newest.reserve(last - lo_ + 1);
+  for (uint32_t k = last - lo_ + 1; k-- > 0;) {
+    const Frame& f = frames_[k];
+    if (!f.used) continue;
+    uint32_t pgno = wal::Get4(f.hdr);
+    if (pgno >= 1 && pgno <= c.db_pages) newest.emplace_back(pgno, k);
   }
-  c.pages.reserve(newest.size());
-  for (auto& [pgno, frame] : newest) {
-    if (frame->data.size() != page_size_) frame->data.resize(page_size_);
-    c.pages.push_back(record::Page{pgno, std::move(frame->data)});
+  std::stable_sort(newest.begin(), newest.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  c.hashes.reserve(newest.size());
+  for (size_t j = 0; j < newest.size(); j++) {
+    if (j > 0 && newest[j].first == newest[j - 1].first) continue;  // an older frame of the same page
+    Frame& f = frames_[newest[j].second];
+    const uint32_t pgno = newest[j].first;
+    if (f.data.size() != page_size_ && !f.hashed) {
+      return Status::Error("litejet: capture: WAL frame " + std::to_string(lo_ + newest[j].second) +
+                           " of the commit has a header but no page data");
+    }
+    uint64_t h = f.hashed ? f.hash : checksum::PageHash(f.data.data(), page_size_, pgno);
+    c.hashes.emplace_back(pgno, h);
+    if (keep_pages_) c.pages.push_back(record::Page{pgno, std::move(f.data)});
   }
   ready_ = std::move(c);
   committed_ = true;
-  frames_.clear();
+  Reset();
   *committed = true;
   return Status::OK();
 }

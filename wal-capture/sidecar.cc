@@ -1,7 +1,8 @@
 // Sidecar file layout (little-endian, this machine's order; the file is local
 // and never shipped):
-//   [0, 4096)   Header
-//   [4096, ...) uint64 page hash for pgno 1, 2, ... (capacity slots)
+//   [0, 4096)           Header
+//   [4096, +64*slots)   commit ring: CommitEntry for TXID t in slot t % kRingSlots
+//   [..., ...)          uint64 page hash for pgno 1, 2, ... (capacity slots)
 #include "wal-capture/sidecar.h"
 
 #include <fcntl.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -17,8 +19,10 @@ namespace litejet::sidecar {
 
 namespace {
 constexpr uint32_t kMagic = 0x43534A4C;  // "LJSC"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr size_t kHeaderBytes = 4096;
+constexpr size_t kRingBytes = kRingSlots * sizeof(CommitEntry);
+constexpr size_t kFixedBytes = kHeaderBytes + kRingBytes;  // before the page hashes
 constexpr uint64_t kMinCapacity = 1024;
 
 template <typename T>
@@ -47,6 +51,7 @@ struct Sidecar::Header {
   uint32_t pending_salt1, pending_salt2, pending_frame, unused;
   uint64_t pending_spool_offset;
   uint64_t spool_end;
+  uint64_t spooled_txid;
 };
 
 
@@ -57,7 +62,11 @@ Sidecar::~Sidecar() {
 }
 
 uint64_t* Sidecar::hashes() const {
-  return reinterpret_cast<uint64_t*>(static_cast<char*>(base_) + kHeaderBytes);
+  return reinterpret_cast<uint64_t*>(static_cast<char*>(base_) + kFixedBytes);
+}
+
+CommitEntry* Sidecar::ring() const {
+  return reinterpret_cast<CommitEntry*>(static_cast<char*>(base_) + kHeaderBytes);
 }
 
 Status Sidecar::Open(const std::string& path, bool* created) {
@@ -73,7 +82,7 @@ Status Sidecar::Open(const std::string& path, bool* created) {
   Status s;
   if (sb.st_size < off_t(kHeaderBytes)) {
     uint64_t cap = kMinCapacity;
-    if (::ftruncate(fd_, off_t(kHeaderBytes + cap * 8)) != 0) {
+    if (::ftruncate(fd_, off_t(kFixedBytes + cap * 8)) != 0) {
       s = Status::Error("litejet: cannot size sidecar " + path + ": " + std::strerror(errno), 10);
     } else {
       s = Map(cap);
@@ -86,9 +95,14 @@ Status Sidecar::Open(const std::string& path, bool* created) {
       }
     }
   } else {
-    s = Map((uint64_t(sb.st_size) - kHeaderBytes) / 8);
-    if (s.ok() && (hdr()->magic != kMagic || hdr()->version != kVersion)) {
-      s = Status::Error("litejet: " + path + " is not a litejet sidecar of version 1", 26);
+    s = Map(sb.st_size >= off_t(kFixedBytes) ? (uint64_t(sb.st_size) - kFixedBytes) / 8 : 0);
+    if (s.ok() && hdr()->magic != kMagic) {
+      s = Status::Error("litejet: " + path + " is not a litejet sidecar", 26);
+    } else if (s.ok() && hdr()->version != kVersion) {
+      s = Status::Error("litejet: sidecar " + path + " has version " + std::to_string(hdr()->version) +
+                            ", this litejet reads version " + std::to_string(kVersion) +
+                            "; with the database closed everywhere, remove it (the page hashes are rebuilt)",
+                        26);
     }
   }
   ::flock(fd_, LOCK_UN);
@@ -102,7 +116,7 @@ Status Sidecar::Open(const std::string& path, bool* created) {
 // grew.
 Status Sidecar::Map(uint64_t capacity) {
   if (base_ == nullptr) {
-    size_t want = kHeaderBytes + (size_t(1) << 32) * 8;
+    size_t want = kFixedBytes + (size_t(1) << 32) * 8;
     void* p = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd_, 0);
     if (p == MAP_FAILED) return Status::Error("litejet: cannot map sidecar " + path_ + ": " + std::strerror(errno), 10);
     base_ = p;
@@ -128,6 +142,7 @@ Position Sidecar::Read() const {
     p.acked_txid = Load(&h->acked_txid);
     p.log_seq = Load(&h->log_seq);
     p.spool_end = Load(&h->spool_end);
+    p.spooled_txid = Load(&h->spooled_txid);
     if (Load(&h->seq) == s1 || spins >= 100000) return p;
   }
 }
@@ -154,7 +169,7 @@ Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommi
   uint64_t cap = Load(&hdr()->capacity);
   if (max_pgno > cap) {
     while (cap < max_pgno) cap *= 2;
-    if (::ftruncate(fd_, off_t(kHeaderBytes + cap * 8)) != 0) {
+    if (::ftruncate(fd_, off_t(kFixedBytes + cap * 8)) != 0) {
       return Status::Error("litejet: cannot grow sidecar " + path_ + ": " + std::strerror(errno), 10);
     }
     Store(&hdr()->capacity, cap);
@@ -181,6 +196,7 @@ void Sidecar::CommitUpdate(const Position& p) {
   Store(&h->db_pages, p.db_pages);
   Store(&h->page_size, p.page_size);
   Store(&h->spool_end, p.spool_end);
+  Store(&h->spooled_txid, p.spooled_txid);
   Store(&h->seq, Load(&h->seq) + 1);
   Store(&h->pending_txid, uint64_t(0));
 }
@@ -200,6 +216,40 @@ void Sidecar::SetSpoolEnd(uint64_t end) {
   Store(&h->seq, Load(&h->seq) + 1);
   Store(&h->spool_end, end);
   Store(&h->seq, Load(&h->seq) + 1);
+}
+
+void Sidecar::SetSpooled(uint64_t spooled_txid, uint64_t end) {
+  Header* h = hdr();
+  Store(&h->seq, Load(&h->seq) + 1);
+  Store(&h->spooled_txid, spooled_txid);
+  Store(&h->spool_end, end);
+  Store(&h->seq, Load(&h->seq) + 1);
+}
+
+// Word by word with atomic stores: the slot's txid is cleared first and set
+// last (release), so a reader that sees the txid it wants before and after
+// copying has a whole entry.
+void Sidecar::PutCommit(const CommitEntry& e) {
+  uint64_t* slot = reinterpret_cast<uint64_t*>(&ring()[e.txid % kRingSlots]);
+  uint64_t words[sizeof(CommitEntry) / 8];
+  std::memcpy(words, &e, sizeof words);
+  Store(&slot[0], uint64_t(0));
+  std::atomic_thread_fence(std::memory_order_release);
+  for (size_t i = 1; i < sizeof words / 8; i++) __atomic_store_n(&slot[i], words[i], __ATOMIC_RELAXED);
+  Store(&slot[0], e.txid);
+}
+
+bool Sidecar::GetCommit(uint64_t txid, CommitEntry* e) const {
+  if (txid == 0) return false;
+  const uint64_t* slot = reinterpret_cast<const uint64_t*>(&ring()[txid % kRingSlots]);
+  if (Load(&slot[0]) != txid) return false;
+  uint64_t words[sizeof(CommitEntry) / 8];
+  for (size_t i = 1; i < sizeof words / 8; i++) words[i] = __atomic_load_n(&slot[i], __ATOMIC_RELAXED);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (Load(&slot[0]) != txid) return false;
+  words[0] = txid;
+  std::memcpy(static_cast<void*>(e), words, sizeof words);
+  return true;
 }
 
 void Sidecar::SetEpoch(uint64_t epoch) {

@@ -1,8 +1,9 @@
 // The sidecar "<db>-litejet": replication state shared by every process that
 // opens the database and kept across restarts (mmap'd, like SQLite's -shm):
-// TXID, checksum, epoch, and the per-page hashes the checksum is built from.
-// Writers update it only while holding WAL_WRITE_LOCK; readers of the
-// position use a seqlock, so they never wait.
+// TXID, checksum, epoch, the per-page hashes the checksum is built from, and
+// (primary) the commit ring: where each recent commit's frames lie in the WAL,
+// which is what the shipper reads. Writers update it only while holding
+// WAL_WRITE_LOCK; readers of the position use a seqlock, so they never wait.
 #pragma once
 
 #include <atomic>
@@ -22,15 +23,36 @@ struct Position {
   uint64_t acked_txid = 0;
   uint64_t log_seq = 0;  // stream sequence of the last chunk shipped (primary) / applied (replica)
   uint64_t spool_end = 0;  // primary: where the spool's committed entries end
+  uint64_t spooled_txid = 0;  // primary: the newest TXID whose record was written to the spool
 };
 
+// One commit of the primary, as the committer recorded it (before its commit
+// frame was written): its frames are [first_frame, commit_frame] of the WAL
+// generation with these salts, and delta is the XOR of the new hashes of the
+// pages those frames carry (so a reader can tell it read the same bytes).
+struct CommitEntry {
+  uint64_t txid = 0;
+  uint64_t checksum_before = 0;
+  uint64_t checksum_after = 0;
+  uint64_t timestamp_us = 0;
+  uint64_t delta = 0;
+  uint32_t salt1 = 0, salt2 = 0;
+  uint32_t first_frame = 0, commit_frame = 0;
+  uint32_t db_pages = 0, page_size = 0;
+};
+static_assert(sizeof(CommitEntry) == 64, "ring entries are 64 bytes");
+
 // Where a primary's pending commit was going: its commit frame in the WAL and
-// its entry in the spool, so that a later writer can tell whether a committer
-// that died in the middle committed.
+// (sync durability) its record in the spool, so that a later writer can tell
+// whether a committer that died in the middle committed.
 struct PendingCommit {
   uint32_t salt1 = 0, salt2 = 0, commit_frame = 0;
   uint64_t spool_offset = 0;
 };
+
+// Commits the ring remembers; older unshipped ones are moved to the spool
+// before their slot is reused.
+constexpr uint64_t kRingSlots = 8192;
 
 class Sidecar {
  public:
@@ -62,12 +84,22 @@ class Sidecar {
   void SetAcked(uint64_t txid, uint64_t log_seq);
   void SetEpoch(uint64_t epoch);
   void SetSpoolEnd(uint64_t end);
+  // Records written to the spool up to spooled_txid, ending at end.
+  void SetSpooled(uint64_t spooled_txid, uint64_t end);
+
+  // --- commit ring (primary) ----------------------------------------------
+  // Writer (WAL_WRITE_LOCK held): the slot of e.txid.
+  void PutCommit(const CommitEntry& e);
+  // Anyone: the entry of txid, if its slot still holds it (false when it was
+  // never written or has been reused).
+  bool GetCommit(uint64_t txid, CommitEntry* e) const;
 
  private:
   Status Map(uint64_t capacity);
   struct Header;
   Header* hdr() const { return reinterpret_cast<Header*>(base_); }
   uint64_t* hashes() const;
+  CommitEntry* ring() const;
 
   std::string path_;
   int fd_ = -1;

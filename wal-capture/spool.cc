@@ -6,7 +6,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 namespace litejet::spool {
@@ -39,16 +41,22 @@ Status Spool::Open(const std::string& path) {
 }
 
 Status Spool::Write(const std::string& record, uint64_t at, uint64_t* end) {
-  if (record.size() > kMaxEntry) return Status::Error("litejet: transaction too large for the log spool", 18);
-  const uint64_t n = 4 + record.size();
-  if (at + n > allocated_) {
-    // Another process may have grown it meanwhile; then grow in big steps so
-    // that most commits write into blocks that already exist.
+  return WriteMany(std::vector<std::string>{record}, at, end);
+}
+
+Status Spool::WriteMany(const std::vector<std::string>& records, uint64_t at, uint64_t* end) {
+  uint64_t total = 0;
+  for (const std::string& r : records) {
+    if (r.size() > kMaxEntry) return Status::Error("litejet: transaction too large for the log spool", 18);
+    total += 4 + r.size();
+  }
+  if (at + total > allocated_) {
+    // Another process may have grown it meanwhile; then grow in big steps.
     struct stat sb;
     if (::fstat(fd_, &sb) != 0) return IoError("stat", path_);
     allocated_ = uint64_t(sb.st_size);
-    if (at + n > allocated_) {
-      uint64_t want = (at + n + kGrowStep - 1) / kGrowStep * kGrowStep;
+    if (at + total > allocated_) {
+      uint64_t want = (at + total + kGrowStep - 1) / kGrowStep * kGrowStep;
       int rc = ::posix_fallocate(fd_, off_t(allocated_), off_t(want - allocated_));
       if (rc != 0) {
         errno = rc;
@@ -57,24 +65,39 @@ Status Spool::Write(const std::string& record, uint64_t at, uint64_t* end) {
       allocated_ = want;
     }
   }
-  uint32_t len = uint32_t(record.size());
-  unsigned char lb[4] = {uint8_t(len), uint8_t(len >> 8), uint8_t(len >> 16), uint8_t(len >> 24)};
-  // Length prefix and record in one system call, without copying the record.
-  uint64_t done = 0;
-  while (done < n) {
-    struct iovec iov[2];
-    int cnt = 0;
-    if (done < 4) iov[cnt++] = {lb + done, size_t(4 - done)};
-    uint64_t rdone = done < 4 ? 0 : done - 4;
-    iov[cnt++] = {const_cast<char*>(record.data()) + rdone, record.size() - size_t(rdone)};
-    ssize_t w = ::pwritev(fd_, iov, cnt, off_t(at + done));
+  // Length prefixes and records gathered into few system calls, no copies.
+  std::vector<unsigned char> lens(records.size() * 4);
+  std::vector<struct iovec> iov;
+  iov.reserve(records.size() * 2);
+  for (size_t i = 0; i < records.size(); i++) {
+    uint32_t len = uint32_t(records[i].size());
+    unsigned char* lb = &lens[i * 4];
+    lb[0] = uint8_t(len);
+    lb[1] = uint8_t(len >> 8);
+    lb[2] = uint8_t(len >> 16);
+    lb[3] = uint8_t(len >> 24);
+    iov.push_back({lb, 4});
+    iov.push_back({const_cast<char*>(records[i].data()), records[i].size()});
+  }
+  uint64_t off = at;
+  size_t k = 0;
+  while (k < iov.size()) {
+    int cnt = int(std::min<size_t>(iov.size() - k, IOV_MAX));
+    ssize_t w = ::pwritev(fd_, &iov[k], cnt, off_t(off));
     if (w < 0) {
       if (errno == EINTR) continue;
       return IoError("write", path_);
     }
-    done += uint64_t(w);
+    off += uint64_t(w);
+    // Skip what was written; a partial write leaves the rest of one iovec.
+    size_t left = size_t(w);
+    while (k < iov.size() && left >= iov[k].iov_len) left -= iov[k++].iov_len;
+    if (left > 0) {
+      iov[k].iov_base = static_cast<char*>(iov[k].iov_base) + left;
+      iov[k].iov_len -= left;
+    }
   }
-  *end = at + n;
+  *end = at + total;
   return Status::OK();
 }
 

@@ -1,8 +1,8 @@
-// The spool "<db>-litejet-log": the local log of captured transactions,
-// written in the committing process while it holds WAL_WRITE_LOCK. It is what
-// the shipper sends and what survives a crash of the process before
-// shipping. Each entry: u32 little-endian length, then one uncompressed log
-// record (which carries its own hashes).
+// The spool "<db>-litejet-log": committed transactions that are not shipped
+// yet and that the WAL is about to lose (see local_log.h), and the record of
+// a sync commit being shipped before its commit frame is written. Written
+// while holding WAL_WRITE_LOCK. Each entry: u32 little-endian length, then one
+// uncompressed log record (which carries its own hashes).
 //
 // The file is preallocated and reused: where the valid entries end is not
 // the file's size but the spool end kept in the sidecar (advanced only when a
@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 
@@ -30,6 +31,8 @@ class Spool {
   // offset after it. Grows the file in large steps so that commits rarely
   // allocate.
   Status Write(const std::string& record, uint64_t at, uint64_t* end);
+  // Writes several entries at once, from offset at.
+  Status WriteMany(const std::vector<std::string>& records, uint64_t at, uint64_t* end);
   // Moves [from, end) to the front (the shipped entries before it are
   // dropped). Call under WAL_WRITE_LOCK, with from >= end - from.
   Status Compact(uint64_t from, uint64_t end);

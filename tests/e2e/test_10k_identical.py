@@ -82,7 +82,8 @@ def body(s):
     log("primary: %r" % res)
     want = N + 2  # CREATE TABLE, CREATE INDEX
     s.eq(res["txid"], want, "primary: repl_position() after schema + %d transactions" % N)
-    s.eq(primary.one("SELECT repl_wait(?, 60000)", (want,), timeout=90), 1, "primary: repl_wait(%d) acked" % want)
+    if not s.eq(primary.one("SELECT repl_wait(?, 60000)", (want,), timeout=90), 1, "primary: repl_wait(%d) acked" % want):
+        log("primary: repl_status() = %s" % primary.one("SELECT repl_status()"))
 
     log("replica: waiting for %d" % want)
     same_state(s, primary, replica, want, "after %d txns" % N, timeout_ms=90000)

@@ -93,7 +93,7 @@ void apply_matches_primary_at_every_txid(void**) {
   TempDir d;
   std::string prim = d / "p.db", repl = d / "r.db";
   auto want = PrimaryWorkload(prim, d.path(), seed, 150);
-  std::vector<record::Txn> txns = ReadSpool(prim);
+  std::vector<record::Txn> txns = ReadCaptured(prim);
   assert_int_equal(txns.size() + 1, want.size());
 
   apply::WalWriter w;
@@ -154,7 +154,7 @@ void apply_reader_keeps_snapshot(void**) {
     }
     sqlite3_close(db);
   }
-  std::vector<record::Txn> txns = ReadSpool(prim);
+  std::vector<record::Txn> txns = ReadCaptured(prim);
   apply::WalWriter w;
   assert_true(w.Open(repl).ok());
   for (size_t i = 0; i < 3; i++) assert_true(w.Append(txns[i].page_size, txns[i].db_pages, txns[i].pages, 5000).ok());
@@ -189,7 +189,7 @@ void apply_same_record_twice_is_idempotent(void**) {
   TempDir d;
   std::string prim = d / "p.db", repl = d / "r.db";
   auto want = PrimaryWorkload(prim, d.path(), seed, 60);
-  std::vector<record::Txn> txns = ReadSpool(prim);
+  std::vector<record::Txn> txns = ReadCaptured(prim);
   apply::WalWriter w;
   assert_true(w.Open(repl).ok());
   std::mt19937_64 rng(seed);
@@ -217,7 +217,7 @@ void apply_survives_other_processes_closing(void**) {
     for (int i = 0; i < 4; i++) ExecOk(db, "insert into t values(" + std::to_string(i) + ")");
     sqlite3_close(db);
   }
-  std::vector<record::Txn> txns = ReadSpool(prim);
+  std::vector<record::Txn> txns = ReadCaptured(prim);
   apply::WalWriter w;
   assert_true(w.Open(repl).ok());
   for (size_t i = 0; i < txns.size(); i++) {

@@ -67,9 +67,9 @@ void ExecOk(sqlite3* db, const std::string& sql0) {
 // file byte for byte and repl_checksum against a from-scratch checksum.
 void CheckReplay(sqlite3* probe, const std::string& db_path, const std::string& dir,
                  const std::vector<std::vector<uint64_t>>& want_at, const std::vector<std::string>& sum_at) {
-  std::vector<record::Txn> txns = ReadSpool(db_path);
+  std::vector<record::Txn> txns = ReadCaptured(db_path);
   CHECK_MSG(txns.size() + 1 == want_at.size(),
-            "spool has " + std::to_string(txns.size()) + " txns, expected " + std::to_string(want_at.size() - 1));
+            "local log has " + std::to_string(txns.size()) + " txns, expected " + std::to_string(want_at.size() - 1));
   Replayer r(dir + "/replay.db");
   for (const record::Txn& t : txns) {
     std::string e = r.Apply(t);
@@ -327,7 +327,7 @@ void capture_txid_survives_restart(void**) {
   uint64_t s = 0;
   assert_true(checksum::OfFile(d / "a.db", &s).ok());
   assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(s).c_str());
-  std::vector<record::Txn> txns = ReadSpool(d / "a.db");
+  std::vector<record::Txn> txns = ReadCaptured(d / "a.db");
   assert_int_equal(txns.size(), 7);
   for (size_t i = 0; i < txns.size(); i++) assert_int_equal(txns[i].txid, i + 1);
   sqlite3_close(db);
@@ -367,7 +367,7 @@ void capture_several_processes(void**) {
   std::vector<uint64_t> want;
   uint32_t ps = 0;
   assert_true(checksum::HashFile(path, &want, &ps).ok());
-  std::vector<record::Txn> txns = ReadSpool(path);
+  std::vector<record::Txn> txns = ReadCaptured(path);
   assert_int_equal(txns.size(), 1 + kProcs * kTxns);
   Replayer r(d / "replay.db");
   for (const record::Txn& t : txns) {
@@ -411,7 +411,7 @@ void DeadCommitter(const char* point, int64_t want_position_after_resolve) {
   std::printf("  %s: position %lld after the next write\n", point, (long long)QueryInt(db, "select repl_position()"));
   assert_int_equal(QueryInt(db, "select repl_position()"), want_position_after_resolve);
   assert_int_equal(QueryInt(db, "select count(*) from t"), want_position_after_resolve - 1);
-  std::vector<record::Txn> txns = ReadSpool(path);
+  std::vector<record::Txn> txns = ReadCaptured(path);
   assert_int_equal(txns.size(), want_position_after_resolve);
   Replayer r(d / "replay.db");
   for (const record::Txn& t : txns) {
@@ -428,7 +428,7 @@ void DeadCommitter(const char* point, int64_t want_position_after_resolve) {
   sqlite3_close(db);
 }
 
-void capture_committer_killed_before_commit_frame(void**) { DeadCommitter("after_spool", 3); }
+void capture_committer_killed_before_commit_frame(void**) { DeadCommitter("before_commit_frame", 3); }
 void capture_committer_killed_after_commit_frame(void**) { DeadCommitter("after_commit_frame", 4); }
 void capture_committer_killed_after_publish(void**) { DeadCommitter("after_publish", 4); }
 

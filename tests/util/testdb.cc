@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "wal-capture/checksum.h"
+#include "wal-capture/local_log.h"
 #include "wal-capture/sidecar.h"
 #include "wal-capture/spool.h"
 
@@ -101,20 +102,23 @@ std::string QueryText(sqlite3* db, const std::string& sql) {
   return v;
 }
 
-std::vector<record::Txn> ReadSpool(const std::string& db_path) {
-  std::vector<record::Txn> out;
-  // Committed entries end where the sidecar says (the file is preallocated).
+std::vector<record::Txn> ReadCaptured(const std::string& db_path) {
   sidecar::Sidecar sc;
   bool created = false;
   if (!sc.Open(db_path + "-litejet", &created).ok()) Fail("open sidecar of " + db_path);
-  Status s = spool::Scan(db_path + "-litejet-log", sc.Read().spool_end, [&](const std::string& rec, uint64_t off) {
-    record::Txn t;
-    Status d = record::Decode(rec.data(), rec.size(), &t);
-    if (!d.ok()) return Status::Error(d.message() + " at spool offset " + std::to_string(off));
-    out.push_back(std::move(t));
-    return Status::OK();
-  });
+  locallog::Reader reader;
+  Status s = reader.Open(db_path, &sc);
   if (!s.ok()) Fail(s.message());
+  std::vector<record::Txn> out;
+  sidecar::Position p = sc.Read();
+  uint64_t next = p.acked_txid + 1;
+  while (next <= p.txid) {
+    size_t before = out.size();
+    s = reader.Read(next, p.txid, p.spool_end, p.spool_end, 100000, SIZE_MAX / 2, "test", &out);
+    if (!s.ok()) Fail("reading the local log of " + db_path + ": " + s.message());
+    if (out.size() == before) Fail("the local log of " + db_path + " stops at TXID " + std::to_string(next - 1));
+    next += out.size() - before;
+  }
   return out;
 }
 

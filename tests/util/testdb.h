@@ -40,8 +40,10 @@ int Exec(sqlite3* db, const std::string& sql, std::string* err = nullptr);
 int64_t QueryInt(sqlite3* db, const std::string& sql);
 std::string QueryText(sqlite3* db, const std::string& sql);
 
-// Every record in the spool of db, decoded, in order.
-std::vector<record::Txn> ReadSpool(const std::string& db_path);
+// Every captured transaction of db that is still held locally (none shipped:
+// no server), decoded, in order: what the primary's agent would ship, read
+// from the spool and the WAL the same way (locallog::Reader).
+std::vector<record::Txn> ReadCaptured(const std::string& db_path);
 
 // The database's content as a reader of it sees it now, as page hashes with
 // page 1's change counter and version fields masked (see

@@ -1,0 +1,268 @@
+// The primary's local log: the WAL first, the spool for what the WAL lost.
+#include "wal-capture/local_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "wal-capture/checksum.h"
+#include "wal-capture/wal_format.h"
+
+namespace litejet::locallog {
+
+namespace {
+
+std::string TxidStr(uint64_t t) { return "TXID " + std::to_string(t); }
+
+// Reads frames [first, last] with pread.
+Status ReadRaw(int fd, const std::string& path, uint32_t first, uint32_t last, uint32_t page_size, std::string* out) {
+  const size_t fsz = wal::WAL_FRAME_HDRSIZE + page_size;
+  out->resize(size_t(last - first + 1) * fsz);
+  size_t done = 0;
+  const off_t base = off_t(wal::FrameOffset(first, page_size));
+  while (done < out->size()) {
+    ssize_t n = ::pread(fd, &(*out)[done], out->size() - done, base + off_t(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return Status::Error("litejet: cannot read frames " + std::to_string(first) + "-" +
+                               std::to_string(last) + " of " + path + (n < 0 ? ": " + std::string(std::strerror(errno)) : ": short file"),
+                           10);
+    }
+    done += size_t(n);
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status TxnFromFrames(const sidecar::CommitEntry& e, const char* frames, size_t n, uint64_t epoch,
+                     const std::string& node, record::Txn* t) {
+  const size_t fsz = wal::WAL_FRAME_HDRSIZE + e.page_size;
+  const uint32_t count = e.commit_frame - e.first_frame + 1;
+  if (e.page_size == 0 || e.commit_frame < e.first_frame || n != size_t(count) * fsz) {
+    return Status::Error("litejet: local log: " + TxidStr(e.txid) + " has an invalid frame range", 11);
+  }
+  // Newest frame per page: from the commit frame down.
+  std::vector<std::pair<uint32_t, uint32_t>> newest;  // pgno, index
+  newest.reserve(count);
+  for (uint32_t k = count; k-- > 0;) {
+    const unsigned char* h = reinterpret_cast<const unsigned char*>(frames + size_t(k) * fsz);
+    // Frames carry the generation's salts, or zeros: SQLite writes frames
+    // after an in-place rewrite with zero salts and checksums and fixes them
+    // only after the commit frame (walRewriteChecksums), and 3.40 can leave
+    // them so after ROLLBACK TO (docs/design.md). The page-hash check below
+    // is what proves the bytes are the committed ones.
+    const uint32_t s1 = wal::Get4(h + 8), s2 = wal::Get4(h + 12);
+    if ((s1 != e.salt1 || s2 != e.salt2) && (s1 != 0 || s2 != 0)) {
+      return Status::Error("litejet: local log: frame " + std::to_string(e.first_frame + k) + " of " +
+                               TxidStr(e.txid) + " belongs to another WAL generation: it was overwritten before it was shipped",
+                           11);
+    }
+    uint32_t pgno = wal::Get4(h);
+    if (pgno >= 1 && pgno <= e.db_pages) newest.emplace_back(pgno, k);
+  }
+  std::stable_sort(newest.begin(), newest.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  t->txid = e.txid;
+  t->epoch = epoch;
+  t->timestamp_us = e.timestamp_us;
+  t->node = node;
+  t->page_size = e.page_size;
+  t->db_pages = e.db_pages;
+  t->checksum_before = e.checksum_before;
+  t->checksum_after = e.checksum_after;
+  t->pages.clear();
+  t->pages.reserve(newest.size());
+  uint64_t delta = 0;
+  for (size_t j = 0; j < newest.size(); j++) {
+    if (j > 0 && newest[j].first == newest[j - 1].first) continue;
+    const char* data = frames + size_t(newest[j].second) * fsz + wal::WAL_FRAME_HDRSIZE;
+    delta ^= checksum::PageHash(data, e.page_size, newest[j].first);
+    t->pages.push_back(record::Page{newest[j].first, std::string(data, e.page_size)});
+  }
+  if (delta != e.delta) {
+    return Status::Error("litejet: local log: the WAL frames of " + TxidStr(e.txid) +
+                             " are not the pages that were committed (page hashes differ): the WAL was changed "
+                             "outside litejet before it was shipped",
+                         11);
+  }
+  return Status::OK();
+}
+
+Status ReadCommit(const std::string& wal_path, const sidecar::CommitEntry& e, uint64_t epoch, const std::string& node,
+                  record::Txn* t) {
+  int fd = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error("litejet: cannot open " + wal_path + ": " + std::strerror(errno), 14);
+  std::string frames;
+  Status s = ReadRaw(fd, wal_path, e.first_frame, e.commit_frame, e.page_size, &frames);
+  ::close(fd);
+  if (!s.ok()) return s;
+  return TxnFromFrames(e, frames.data(), frames.size(), epoch, node, t);
+}
+
+Status HandOff(sidecar::Sidecar& sc, spool::Spool& spool, const std::string& wal_path, const std::string& node,
+               int* copied) {
+  *copied = 0;
+  sidecar::Position pos = sc.Read();
+  uint64_t from = std::max(pos.acked_txid, pos.spooled_txid) + 1;
+  if (from > pos.txid) return Status::OK();
+  int fd = ::open(wal_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Status::Error("litejet: hand-off: cannot open " + wal_path + ": " + std::strerror(errno) + " (" +
+                             std::to_string(pos.txid - from + 1) + " unshipped transactions are in it)",
+                         10);
+  }
+  std::vector<std::string> recs;
+  std::string frames, rec;
+  Status s;
+  uint64_t t = from;
+  while (s.ok() && t <= pos.txid) {
+    // One read for the run of commits of one generation.
+    sidecar::CommitEntry first;
+    if (!sc.GetCommit(t, &first)) {
+      s = Status::Error("litejet: hand-off: the commit ring no longer holds " + TxidStr(t), 11);
+      break;
+    }
+    std::vector<sidecar::CommitEntry> run{first};
+    while (t + run.size() <= pos.txid && run.size() < 4096) {
+      sidecar::CommitEntry e;
+      if (!sc.GetCommit(t + run.size(), &e) || e.salt1 != first.salt1 || e.salt2 != first.salt2 ||
+          e.page_size != first.page_size || e.first_frame != run.back().commit_frame + 1) {
+        break;
+      }
+      run.push_back(e);
+    }
+    s = ReadRaw(fd, wal_path, first.first_frame, run.back().commit_frame, first.page_size, &frames);
+    const size_t fsz = wal::WAL_FRAME_HDRSIZE + first.page_size;
+    for (size_t i = 0; s.ok() && i < run.size(); i++) {
+      const sidecar::CommitEntry& e = run[i];
+      record::Txn txn;
+      s = TxnFromFrames(e, frames.data() + size_t(e.first_frame - first.first_frame) * fsz,
+                        size_t(e.commit_frame - e.first_frame + 1) * fsz, pos.epoch, node, &txn);
+      if (s.ok()) s = record::Encode(txn, record::Compression::kNone, &rec);
+      if (s.ok()) recs.push_back(std::move(rec));
+    }
+    t += run.size();
+  }
+  ::close(fd);
+  if (!s.ok()) return s;
+  uint64_t end = pos.spool_end;
+  s = spool.WriteMany(recs, pos.spool_end, &end);
+  if (!s.ok()) return s;
+  sc.SetSpooled(pos.txid, end);
+  *copied = int(recs.size());
+  return Status::OK();
+}
+
+Reader::~Reader() {
+  if (spool_fd_ >= 0) ::close(spool_fd_);
+}
+
+Status Reader::Open(const std::string& db_path, sidecar::Sidecar* sc) {
+  path_ = db_path;
+  sc_ = sc;
+  std::string sp = db_path + "-litejet-log";
+  spool_fd_ = ::open(sp.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (spool_fd_ < 0) return Status::Error("litejet: cannot open the log spool " + sp + ": " + std::strerror(errno), 14);
+  wal_ = std::make_unique<apply::WalWriter>();
+  return wal_->Open(db_path);
+}
+
+Status Reader::Read(uint64_t next, uint64_t last, uint64_t spool_end, uint64_t spool_limit, size_t max_txns,
+                    size_t max_bytes, const std::string& node, std::vector<record::Txn>* out) {
+  size_t bytes = 0;
+  std::string rec;
+  for (int rounds = 0; next <= last && out->size() < max_txns && bytes < max_bytes; rounds++) {
+    // The spool first: it holds what the WAL lost, always older than what the
+    // WAL holds.
+    bool took = false;
+    while (next <= last && out->size() < max_txns && bytes < max_bytes) {
+      uint64_t at = spool_off_;
+      if (!spool::ReadEntry(spool_fd_, spool_limit, &spool_off_, &rec)) break;
+      record::Txn t;
+      Status s = record::Decode(rec.data(), rec.size(), &t);
+      if (at >= spool_end && (!s.ok() || t.txid != next)) {
+        spool_off_ = at;  // past the committed end: not (yet) the record wanted
+        break;
+      }
+      if (!s.ok()) return Status::Error("litejet: log spool " + path_ + "-litejet-log at " + std::to_string(at) + ": " + s.message(), 11);
+      if (t.txid < next) continue;
+      if (t.txid > next) {
+        spool_off_ = at;  // later ones: next is in the WAL
+        break;
+      }
+      bytes += t.pages.size() * t.page_size;
+      out->push_back(std::move(t));
+      next++;
+      took = true;
+    }
+    if (next > last || out->size() >= max_txns || bytes >= max_bytes) break;
+    bool gone = false;
+    size_t before = out->size();
+    Status s = ReadFromWal(next, last, max_txns - out->size(), max_bytes - bytes, node, out, &gone);
+    if (!s.ok()) return s;
+    for (size_t i = before; i < out->size(); i++) bytes += (*out)[i].pages.size() * (*out)[i].page_size;
+    next += out->size() - before;
+    if (!gone) {
+      if (out->size() == before && !took) break;  // nothing more now
+      continue;
+    }
+    // The WAL moved on: a hand-off put next into the spool meanwhile.
+    sidecar::Position p = sc_->Read();
+    if (p.spooled_txid < next || rounds > 3) {
+      return Status::Error("litejet: " + TxidStr(next) + " of " + path_ +
+                               " was lost before it was shipped: it is neither in the WAL nor in the spool "
+                               "(was the WAL reset by a process without litejet?)",
+                           11);
+    }
+    spool_end = std::max(spool_end, p.spool_end);
+    spool_limit = std::max(spool_limit, p.spool_end);
+  }
+  return Status::OK();
+}
+
+Status Reader::ReadFromWal(uint64_t next, uint64_t last, size_t max_txns, size_t max_bytes, const std::string& node,
+                           std::vector<record::Txn>* out, bool* gone) {
+  *gone = false;
+  sidecar::CommitEntry first;
+  if (!sc_->GetCommit(next, &first)) {
+    *gone = true;  // the slot was reused: the entry went to the spool first
+    return Status::OK();
+  }
+  std::vector<sidecar::CommitEntry> run{first};
+  size_t bytes = size_t(first.commit_frame - first.first_frame + 1) * first.page_size;
+  while (next + run.size() <= last && run.size() < max_txns && bytes < max_bytes) {
+    sidecar::CommitEntry e;
+    if (!sc_->GetCommit(next + run.size(), &e) || e.salt1 != first.salt1 || e.salt2 != first.salt2 ||
+        e.page_size != first.page_size || e.first_frame != run.back().commit_frame + 1) {
+      break;
+    }
+    bytes += size_t(e.commit_frame - e.first_frame + 1) * e.page_size;
+    run.push_back(e);
+  }
+  Status s = wal_->ReadFrames(first.salt1, first.salt2, first.first_frame, run.back().commit_frame, first.page_size,
+                              &buf_, gone);
+  if (!s.ok() || *gone) return s;
+  const size_t fsz = wal::WAL_FRAME_HDRSIZE + first.page_size;
+  const uint64_t epoch = sc_->Read().epoch;
+  for (const sidecar::CommitEntry& e : run) {
+    record::Txn t;
+    s = TxnFromFrames(e, buf_.data() + size_t(e.first_frame - first.first_frame) * fsz,
+                      size_t(e.commit_frame - e.first_frame + 1) * fsz, epoch, node, &t);
+    if (!s.ok()) {
+      // Read while a hand-off and a restart overwrote it? Then it is in the
+      // spool now; otherwise the error stands.
+      if (sc_->Read().spooled_txid >= e.txid) {
+        *gone = true;
+        return Status::OK();
+      }
+      return s;
+    }
+    out->push_back(std::move(t));
+  }
+  return Status::OK();
+}
+
+}  // namespace litejet::locallog
