@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdint>
@@ -147,6 +148,10 @@ Status Engine::Open() {
 }
 
 void Engine::SetError(const std::string& msg) { last_error_ = msg; }
+void Engine::Fail(const std::string& msg) {
+  std::lock_guard<std::mutex> g(mu_);
+  last_error_ = msg;
+}
 void Engine::ClearError() {
   std::lock_guard<std::mutex> g(mu_);
   last_error_.clear();
@@ -258,17 +263,7 @@ std::string Engine::StatusJson() const {
   std::string err = LastError();
   std::string prim = Primary();
   uint64_t lag = IsPrimary() && p.txid > p.acked_txid ? p.txid - p.acked_txid : 0;
-  uint64_t lag_ms = 0;
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    for (auto& [txid, at] : unacked_) {
-      if (txid > p.acked_txid) {
-        uint64_t now = NowMicros();
-        lag_ms = now > at ? (now - at) / 1000 : 0;
-        break;
-      }
-    }
-  }
+  uint64_t lag_ms = IsPrimary() ? OldestUnackedAgeMs(p) : 0;
   std::string j = "{";
   j += "\"name\":" + JsonString(cfg_.name);
   j += ",\"node\":" + JsonString(cfg_.node);
@@ -308,132 +303,106 @@ bool Engine::StepDown() { return false; }
 namespace {
 bool Covers(int offset, int n, int slot) { return offset <= slot && slot < offset + n; }
 
-// True when the wal-index header in the shm is initialised and its two copies
-// agree, i.e. a lock on WAL_WRITE_LOCK now is for writing, not for recovery.
-// Copies the first wal-index header out of main's shm; true when it is
-// initialised and both copies agree.
-bool ReadWalIndexHeader(sqlite3_file* main, unsigned char (&a)[48]) {
-  void volatile* p = nullptr;
-  if (main->pMethods->xShmMap(main, 0, 32768, 0, &p) != SQLITE_OK || p == nullptr) return false;
+// Copies the first wal-index header out of main's shm (the region the VFS saw
+// SQLite map, else mapped here); true when it is initialised and both
+// copies agree.
+bool ReadWalIndexHeader(sqlite3_file* main, const vfs::ShmView& view, unsigned char (&a)[48]) {
+  void volatile* p = view.region0;
+  if (p == nullptr && (main->pMethods->xShmMap(main, 0, 32768, 0, &p) != SQLITE_OK || p == nullptr)) return false;
   unsigned char b[48];
-  main->pMethods->xShmBarrier(main);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   std::memcpy(a, const_cast<void*>(p), 48);
   std::memcpy(b, const_cast<const char*>(static_cast<const volatile char*>(p)) + 48, 48);
   return a[12] == 1 && std::memcmp(a, b, 48) == 0;
 }
-
-bool WalIndexValid(sqlite3_file* main) {
-  unsigned char h[48];
-  return ReadWalIndexHeader(main, h);
-}
 }  // namespace
 
-int Engine::BeforeShmLock(sqlite3_file* main, int offset, int n, int flags) {
-  if (!((flags & SQLITE_SHM_LOCK) && (flags & SQLITE_SHM_EXCLUSIVE))) return SQLITE_OK;
+// How long the oldest commit JetStream has not acknowledged has waited,
+// from the commit ring (all processes' commits). When its slot was reused (a
+// backlog of more than kRingSlots commits), the oldest entry still in the
+// ring gives a lower bound.
+uint64_t Engine::OldestUnackedAgeMs(const sidecar::Position& p) const {
+  if (p.txid <= p.acked_txid) return 0;
+  uint64_t t = p.acked_txid + 1;
+  if (p.txid >= sidecar::kRingSlots && t < p.txid - sidecar::kRingSlots + 1) t = p.txid - sidecar::kRingSlots + 1;
+  sidecar::CommitEntry e;
+  if (!sidecar_.GetCommit(t, &e)) return 0;
+  uint64_t now = NowMicros();
+  return now > e.timestamp_us ? (now - e.timestamp_us) / 1000 : 0;
+}
+
+// Called for exclusive shm locks only. No mutex here: WAL_WRITE_LOCK itself
+// serialises everything the commit path touches (one holder per host).
+int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int) {
   if (offset == wal::WAL_READ_LOCK0 + 1 && n == wal::WAL_NREADER - 1) {
     // All of read locks 1..N at once: a writer about to restart the WAL, or a
     // RESTART/TRUNCATE checkpoint. The frames of unshipped commits go to the
     // spool first; if that fails, the WAL stays as it is (SQLite takes BUSY
     // here as "not now": the writer appends, the checkpoint reports busy).
-    if (cfg_.role != Role::kPrimary) return SQLITE_OK;
-    std::lock_guard<std::mutex> g(mu_);
-    if (!HasUnspooledBacklog()) return SQLITE_OK;
+    if (cfg_.role != Role::kPrimary || !HasUnspooledBacklog()) return SQLITE_OK;
     if (writer_ != main) return SQLITE_BUSY;  // not under WAL_WRITE_LOCK: never seen from SQLite
-    return HandOffLocked("the WAL restarts") == SQLITE_OK ? SQLITE_OK : SQLITE_BUSY;
+    return HandOff("the WAL restarts") == SQLITE_OK ? SQLITE_OK : SQLITE_BUSY;
   }
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return SQLITE_OK;
-  std::lock_guard<std::mutex> g(mu_);
-  bool in_checkpoint = std::find(ckpt_holders_.begin(), ckpt_holders_.end(), main) != ckpt_holders_.end();
-  if (in_checkpoint) return SQLITE_OK;
-  // Only a writer takes WAL_WRITE_LOCK while holding a read lock (its read
-  // transaction). A reader re-checking a torn wal-index header, or recovering
-  // it, takes it before any read lock: those are never refused.
-  bool reading = false;
-  for (auto& [f, mask] : read_locks_) reading |= (f == main && mask != 0);
-  if (!reading) return SQLITE_OK;
+  // A checkpointer (RESTART/TRUNCATE) takes it too; so do readers
+  // re-checking a torn wal-index header or recovering it, before any read
+  // lock. Only a writer takes it while holding a read lock (its read
+  // transaction): only writers are refused.
+  if ((view.exclusive & (1u << wal::WAL_CKPT_LOCK)) || view.shared == 0) return SQLITE_OK;
   if (cfg_.role != Role::kPrimary || fenced_) {
-    std::string prim = cfg_.role != Role::kPrimary ? primary_seen_ : std::string();
-    SetError("litejet: database \"" + cfg_.name + "\" is " +
-             (cfg_.role != Role::kPrimary ? "a replica" : "no longer primary (fenced)") +
-             ": write on the primary" + (prim.empty() ? std::string(" (none known yet)") : " " + prim));
+    std::string prim;
+    if (cfg_.role != Role::kPrimary) {
+      std::lock_guard<std::mutex> g(mu_);
+      prim = primary_seen_;
+    }
+    Fail("litejet: database \"" + cfg_.name + "\" is " +
+         (cfg_.role != Role::kPrimary ? "a replica" : "no longer primary (fenced)") + ": write on the primary" +
+         (prim.empty() ? std::string(" (none known yet)") : " " + prim));
     return SQLITE_READONLY;
   }
   if (cfg_.max_lag_ms > 0) {
-    uint64_t acked = sidecar_.Read().acked_txid;
-    for (auto& [txid, at] : unacked_) {
-      if (txid <= acked) continue;
-      uint64_t now = NowMicros();
-      if (now > at && (now - at) / 1000 > uint64_t(cfg_.max_lag_ms)) {
-        SetError("litejet: database \"" + cfg_.name + "\": transaction " + std::to_string(txid) +
-                 " is unacknowledged for more than max_lag_ms=" + std::to_string(cfg_.max_lag_ms) +
-                 "; refusing new writes until JetStream catches up");
-        return SQLITE_BUSY;
-      }
-      break;
+    sidecar::Position p = sidecar_.Read();
+    uint64_t age = OldestUnackedAgeMs(p);
+    if (age > uint64_t(cfg_.max_lag_ms)) {
+      Fail("litejet: database \"" + cfg_.name + "\": transaction " + std::to_string(p.acked_txid + 1) +
+           " is unacknowledged for more than max_lag_ms=" + std::to_string(cfg_.max_lag_ms) +
+           "; refusing new writes until JetStream catches up");
+      return SQLITE_BUSY;
     }
   }
   return SQLITE_OK;
 }
 
-void Engine::OnShmLock(sqlite3_file* main, int offset, int n, int flags) {
-  std::lock_guard<std::mutex> g(mu_);
-  const bool lock = (flags & SQLITE_SHM_LOCK) && (flags & SQLITE_SHM_EXCLUSIVE);
-  if (Covers(offset, n, wal::WAL_CKPT_LOCK)) {
-    if (lock) {
-      ckpt_holders_.push_back(main);
-    } else if (flags & SQLITE_SHM_UNLOCK) {
-      ckpt_holders_.erase(std::remove(ckpt_holders_.begin(), ckpt_holders_.end(), main), ckpt_holders_.end());
-    }
-  }
-  if (!(flags & SQLITE_SHM_EXCLUSIVE)) {
-    // Shared locks are read locks (slots WAL_READ_LOCK0..): remember which
-    // connection holds one.
-    unsigned bits = 0;
-    for (int i = offset; i < offset + n; i++) {
-      if (i >= wal::WAL_READ_LOCK0) bits |= 1u << i;
-    }
-    auto it = std::find_if(read_locks_.begin(), read_locks_.end(), [&](auto& e) { return e.first == main; });
-    if (flags & SQLITE_SHM_LOCK) {
-      if (it == read_locks_.end()) {
-        read_locks_.emplace_back(main, bits);
-      } else {
-        it->second |= bits;
-      }
-    } else if (it != read_locks_.end()) {
-      it->second &= ~bits;
-      if (it->second == 0) read_locks_.erase(it);
-    }
-    return;
-  }
+void Engine::OnShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int flags) {
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return;
-  if (lock) {
+  if (flags & SQLITE_SHM_LOCK) {
     writer_ = main;
-    if (cfg_.role == Role::kPrimary && sidecar_.pending_txid() != 0) ResolveDeadCommit(main);
+    if (cfg_.role == Role::kPrimary && sidecar_.pending_txid() != 0) ResolveDeadCommit(main, view);
     // The WAL generation the writer starts in: the live wal-index header
     // (nobody can change it while we hold the lock). If this transaction
     // restarts the WAL, the Collector sees the new header being written.
     unsigned char h[48];
-    base_valid_ = ReadWalIndexHeader(main, h);
+    base_valid_ = ReadWalIndexHeader(main, view, h);
     if (base_valid_) {
       base_salt1_ = wal::Get4(h + 32);
       base_salt2_ = wal::Get4(h + 36);
     }
     collector_.BeginWrite();
-  } else if (flags & SQLITE_SHM_UNLOCK) {
+  } else {
     if (pending_.active) {
       // The writer is done: its transaction committed if and only if the
       // wal-index header it published covers the commit frame.
       if (crash_txid_ == pending_.up.pos.txid && crash_point_ == 3) _exit(9);
-      FinishCommit(CommitPublished(main, pending_.where));
+      FinishCommit(CommitPublished(main, view, pending_.where));
     }
     collector_.EndWrite();
     writer_ = nullptr;
   }
 }
 
-bool Engine::CommitPublished(sqlite3_file* main, const sidecar::PendingCommit& where) {
+bool Engine::CommitPublished(sqlite3_file* main, const vfs::ShmView& view, const sidecar::PendingCommit& where) {
   unsigned char h[48];
-  if (!ReadWalIndexHeader(main, h)) return false;
+  if (!ReadWalIndexHeader(main, view, h)) return false;
   uint32_t mx_frame = 0;  // WalIndexHdr.mxFrame, machine byte order
   std::memcpy(&mx_frame, h + 16, 4);
   return wal::Get4(h + 32) == where.salt1 && wal::Get4(h + 36) == where.salt2 && mx_frame >= where.commit_frame;
@@ -442,13 +411,14 @@ bool Engine::CommitPublished(sqlite3_file* main, const sidecar::PendingCommit& w
 // A committer died between announcing a commit (ring entry, sidecar pending)
 // and finishing it. Holding WAL_WRITE_LOCK now, decide from the wal-index
 // whether its commit frame became part of the database: then finish its
-// sidecar update from its frames in the WAL; else forget it. mu_ held.
-void Engine::ResolveDeadCommit(sqlite3_file* main) {
-  if (!WalIndexValid(main)) return;  // a recovery: the next writer decides
+// sidecar update from its frames in the WAL; else forget it.
+void Engine::ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view) {
+  unsigned char hdr[48];
+  if (!ReadWalIndexHeader(main, view, hdr)) return;  // a recovery: the next writer decides
   const uint64_t txid = sidecar_.pending_txid();
   sidecar::PendingCommit where = sidecar_.pending_commit();
   sidecar::Position pos = sidecar_.Read();
-  const bool committed = CommitPublished(main, where);
+  const bool committed = CommitPublished(main, view, where);
   bool done = false;
   std::string why;
   sidecar::CommitEntry e;
@@ -479,7 +449,7 @@ void Engine::ResolveDeadCommit(sqlite3_file* main) {
   }
   if (!done) sidecar_.CommitUpdate(pos);  // clears the pending mark
   if (committed && !done) {
-    SetError("litejet: a committer died during TXID " + std::to_string(txid) +
+    Fail("litejet: a committer died during TXID " + std::to_string(txid) +
              " after committing, and its frames cannot be read" + why);
     fenced_ = true;  // the position no longer matches the database: stop writing
   }
@@ -487,15 +457,10 @@ void Engine::ResolveDeadCommit(sqlite3_file* main) {
               (unsigned long long)txid, done ? "committed (position completed)" : committed ? "committed, but its frames are unreadable" : "did not commit");
 }
 
-void Engine::OnClose(sqlite3_file* main) {
-  std::lock_guard<std::mutex> g(mu_);
-  ckpt_holders_.erase(std::remove(ckpt_holders_.begin(), ckpt_holders_.end(), main), ckpt_holders_.end());
-  read_locks_.erase(std::remove_if(read_locks_.begin(), read_locks_.end(), [&](auto& e) { return e.first == main; }),
-                    read_locks_.end());
-}
+void Engine::OnClose(sqlite3_file*) {}
 
+// Only the holder of WAL_WRITE_LOCK writes the WAL: no mutex needed.
 int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off) {
-  std::unique_lock<std::mutex> g(mu_);
   if (collector_.page_size() == 0 && off >= wal::WAL_HDRSIZE) {
     // The WAL was begun by another connection or process: learn its page
     // size and salts from the header on disk.
@@ -507,15 +472,13 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
   if (s.ok() && committed) s = PrepareCommit(wal, collector_.Take());
   if (s.ok() && committed && cfg_.durability == Durability::kSync) {
     // Ship inside the commit: the commit frame reaches the WAL only after
-    // JetStream acknowledged the record. Wait without mu_ (the agent needs it).
+    // JetStream acknowledged the record.
     uint64_t txid = pending_.up.pos.txid;
-    g.unlock();
     Kick();
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kSyncTimeoutMs);
     while (sidecar_.Read().acked_txid < txid && !fenced_ && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    g.lock();
     if (sidecar_.Read().acked_txid < txid) {
       // The outcome is unknown (the record may still reach the log): stop
       // writing rather than risk a log the database does not match.
@@ -528,7 +491,7 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
   }
   if (!s.ok()) {
     if (pending_.active) FinishCommit(false);
-    SetError(s.message());
+    Fail(s.message());
     sqlite3_log(SQLITE_IOERR, "%s", s.message().c_str());
     return SQLITE_IOERR_WRITE;  // the commit frame never reaches the WAL
   }
@@ -536,12 +499,12 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
 }
 
 void Engine::AfterWalWrite(sqlite3_file*, const void*, int, sqlite3_int64, int rc) {
-  std::lock_guard<std::mutex> g(mu_);
-  if (pending_.active && crash_txid_ == pending_.up.pos.txid && crash_point_ == 2) _exit(9);
+  if (!pending_.active) return;
+  if (crash_txid_ == pending_.up.pos.txid && crash_point_ == 2) _exit(9);
   // The commit is not done yet: SQLite still rewrites checksums, pads, syncs
   // and publishes the wal-index header. It is judged when WAL_WRITE_LOCK is
   // released (OnShmLock). A failed write is a failed commit right away.
-  if (pending_.active && rc != SQLITE_OK) FinishCommit(false);
+  if (rc != SQLITE_OK) FinishCommit(false);
 }
 
 bool Engine::HasUnspooledBacklog() const {
@@ -549,35 +512,31 @@ bool Engine::HasUnspooledBacklog() const {
   return p.txid > std::max(p.acked_txid, p.spooled_txid);
 }
 
-int Engine::HandOffLocked(const char* why) {
+int Engine::HandOff(const char* why) {
   int copied = 0;
   Status s = locallog::HandOff(sidecar_, spool_, path_ + "-wal", cfg_.node, &copied);
   if (!s.ok()) {
-    SetError(s.message() + " (while " + why + ")");
-    sqlite3_log(SQLITE_IOERR, "%s", last_error_.c_str());
+    std::string m = s.message() + " (while " + why + ")";
+    Fail(m);
+    sqlite3_log(SQLITE_IOERR, "%s", m.c_str());
     return SQLITE_IOERR;
   }
   return SQLITE_OK;
 }
 
 int Engine::BeforeWalTruncate(sqlite3_int64) {
-  if (cfg_.role != Role::kPrimary) return SQLITE_OK;
-  std::lock_guard<std::mutex> g(mu_);
-  if (!HasUnspooledBacklog()) return SQLITE_OK;
-  return HandOffLocked("the WAL is truncated") == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_TRUNCATE;
+  if (cfg_.role != Role::kPrimary || !HasUnspooledBacklog()) return SQLITE_OK;
+  return HandOff("the WAL is truncated") == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_TRUNCATE;
 }
 
+// The last connection closing holds the database's EXCLUSIVE lock: nobody
+// commits meanwhile.
 int Engine::BeforeWalDelete() {
-  if (cfg_.role != Role::kPrimary) return SQLITE_OK;
-  std::lock_guard<std::mutex> g(mu_);
-  if (!HasUnspooledBacklog()) return SQLITE_OK;
-  return HandOffLocked("the WAL is deleted") == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_DELETE;
+  if (cfg_.role != Role::kPrimary || !HasUnspooledBacklog()) return SQLITE_OK;
+  return HandOff("the WAL is deleted") == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_DELETE;
 }
 
-void Engine::OnWalTruncate(sqlite3_int64 size) {
-  std::lock_guard<std::mutex> g(mu_);
-  collector_.OnTruncate(size);
-}
+void Engine::OnWalTruncate(sqlite3_int64 size) { collector_.OnTruncate(size); }
 
 Engine::PageHashes Engine::HashesOf(const std::vector<record::Page>& pages, uint32_t page_size) {
   PageHashes h;
@@ -621,7 +580,7 @@ void Engine::StoreUpdate(const Update& u) {
   sidecar_.CommitUpdate(u.pos);
 }
 
-// Called with mu_ held and WAL_WRITE_LOCK held by this process, just before
+// Called with WAL_WRITE_LOCK held by this connection, just before
 // the commit frame's data is written. Nothing here writes page data: the
 // pages are in the WAL; the ring entry says where.
 Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured&& c) {
@@ -649,7 +608,7 @@ Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured&& c) {
   if (txid > sidecar::kRingSlots && txid - sidecar::kRingSlots > std::max(before.acked_txid, before.spooled_txid)) {
     // The ring slot still holds an unshipped commit: move the backlog to the
     // spool first (once per kRingSlots commits while shipping is stalled).
-    if (HandOffLocked("the commit ring is full") != SQLITE_OK) return Status::Error(last_error_, SQLITE_IOERR);
+    if (HandOff("the commit ring is full") != SQLITE_OK) return Status::Error(LastError(), SQLITE_IOERR);
     before = sidecar_.Read();
   }
   Pending p;
@@ -700,7 +659,6 @@ Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured&& c) {
   p.active = true;
   p.where = where;
   pending_ = std::move(p);
-  unacked_.emplace_back(txid, e.timestamp_us);
   if (crash_txid_ == txid && crash_point_ == 1) _exit(9);
   return Status::OK();
 }
@@ -714,11 +672,6 @@ void Engine::FinishCommit(bool ok) {
       pending_.up.pos.spooled_txid = now.spooled_txid;
     }
     StoreUpdate(pending_.up);
-    // Forget acknowledged commits; keep the list short.
-    uint64_t acked = sidecar_.Read().acked_txid;
-    size_t drop = 0;
-    while (drop < unacked_.size() && unacked_[drop].first <= acked) drop++;
-    if (drop > 0) unacked_.erase(unacked_.begin(), unacked_.begin() + long(drop));
     // Async: no wake-up on the commit path (a futex wake and a context switch
     // cost more than the commit itself); the agent polls the spool every ms.
   } else {
@@ -726,7 +679,6 @@ void Engine::FinishCommit(bool ok) {
     // happen. The spool end stays, so a sync record there is overwritten.
     sidecar::Position back = sidecar_.Read();
     sidecar_.CommitUpdate(back);
-    if (!unacked_.empty() && unacked_.back().first == pending_.up.pos.txid) unacked_.pop_back();
   }
   pending_ = Pending();
 }
@@ -754,9 +706,9 @@ int Engine::OnOpenRollbackJournal() {
   // Prepare() put the database in WAL mode before any connection used it, so
   // a rollback journal now means the database is leaving WAL mode (e.g.
   // "PRAGMA journal_mode=DELETE" issued for all schemas).
-  std::lock_guard<std::mutex> g(mu_);
-  SetError("litejet: refused to open a rollback journal: the replicated database left WAL mode");
-  sqlite3_log(SQLITE_CANTOPEN, "%s", last_error_.c_str());
+  const char* m = "litejet: refused to open a rollback journal: the replicated database left WAL mode";
+  Fail(m);
+  sqlite3_log(SQLITE_CANTOPEN, "%s", m);
   return SQLITE_CANTOPEN;
 }
 

@@ -60,8 +60,8 @@ class Engine : public vfs::DbHooks {
   void StopAgentAtExit();
 
   // --- DbHooks -------------------------------------------------------------
-  int BeforeShmLock(sqlite3_file* main, int offset, int n, int flags) override;
-  void OnShmLock(sqlite3_file* main, int offset, int n, int flags) override;
+  int BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int flags) override;
+  void OnShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int flags) override;
   int BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off) override;
   void AfterWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_int64 off, int rc) override;
   int BeforeWalTruncate(sqlite3_int64 size) override;
@@ -75,7 +75,9 @@ class Engine : public vfs::DbHooks {
   Engine(const Config& cfg, std::string path);
   Status Open();
   Status Prepare(bool sidecar_created);
-  void SetError(const std::string& msg);
+  void SetError(const std::string& msg);  // mu_ held
+  void Fail(const std::string& msg);      // mu_ not held
+  uint64_t OldestUnackedAgeMs(const sidecar::Position& p) const;
   void ClearError();
 
   // The new position and page hashes after a transaction.
@@ -93,14 +95,14 @@ class Engine : public vfs::DbHooks {
   // Commit preparation (before the commit frame's data reaches the WAL) and
   // completion (after it did). mu_ held.
   Status PrepareCommit(sqlite3_file* wal, capture::Captured&& c);
-  void ResolveDeadCommit(sqlite3_file* main);
+  void ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view);
   // Before the WAL loses frames (restart, truncation, deletion): copy the
-  // unshipped commits still only in the WAL to the spool. mu_ held; the
-  // caller holds WAL_WRITE_LOCK or the database's EXCLUSIVE lock.
-  int HandOffLocked(const char* why);
+  // unshipped commits still only in the WAL to the spool. The caller holds
+  // WAL_WRITE_LOCK or the database's EXCLUSIVE lock.
+  int HandOff(const char* why);
   bool HasUnspooledBacklog() const;
   // True when the wal-index header in main's shm covers the commit frame.
-  bool CommitPublished(sqlite3_file* main, const sidecar::PendingCommit& where);
+  bool CommitPublished(sqlite3_file* main, const vfs::ShmView& view, const sidecar::PendingCommit& where);
   void FinishCommit(bool ok);
 
   // --- the agent (extension/agent.cc) ---------------------------------------
@@ -120,7 +122,9 @@ class Engine : public vfs::DbHooks {
   sidecar::Sidecar sidecar_;
   spool::Spool spool_;
 
-  mutable std::mutex mu_;  // guards the capture state and last_error_
+  mutable std::mutex mu_;  // guards last_error_ and primary_seen_
+  // The commit path's state: touched only by the connection holding
+  // WAL_WRITE_LOCK (one per host), hence without a mutex.
   capture::Collector collector_;
   std::string last_error_;
   std::string primary_seen_;  // replica: node that wrote the last applied record
@@ -129,13 +133,10 @@ class Engine : public vfs::DbHooks {
     Update up;
     sidecar::PendingCommit where;
   } pending_;
-  std::vector<sqlite3_file*> ckpt_holders_;  // connections inside a checkpoint
-  sqlite3_file* writer_ = nullptr;           // connection holding WAL_WRITE_LOCK
+  std::atomic<sqlite3_file*> writer_{nullptr};  // connection holding WAL_WRITE_LOCK
   // The WAL generation when writer_ took the lock (from the wal-index header).
   bool base_valid_ = false;
   uint32_t base_salt1_ = 0, base_salt2_ = 0;
-  std::vector<std::pair<sqlite3_file*, unsigned>> read_locks_;  // connections holding read locks (bit per slot)
-  std::vector<std::pair<uint64_t, uint64_t>> unacked_;  // primary: (txid, commit time us) of own commits
 
   // Agent state.
   std::thread agent_;

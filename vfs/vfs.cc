@@ -17,6 +17,7 @@ struct FileState {
   Kind kind = Kind::kOther;
   std::shared_ptr<DbHooks> hooks;  // null: pass-through
   std::string open_error;          // non-empty: poisoned
+  ShmView shm;                     // main file: this connection's shm locks and region 0
 };
 
 struct LjFile {
@@ -145,21 +146,34 @@ int xDeviceCharacteristics(sqlite3_file* f) {
 int xShmMap(sqlite3_file* f, int pg, int pgsz, int extend, void volatile** pp) {
   if (Poisoned(f)) return SQLITE_CANTOPEN;
   sqlite3_file* r = Real(f);
-  return r->pMethods->xShmMap(r, pg, pgsz, extend, pp);
+  int rc = r->pMethods->xShmMap(r, pg, pgsz, extend, pp);
+  if (rc == SQLITE_OK && pg == 0 && *pp) St(f)->shm.region0 = *pp;
+  return rc;
 }
 
+// Shared locks (read locks) are only recorded; exclusive ones are shown to
+// the hooks, before (may refuse) and after.
 int xShmLock(sqlite3_file* f, int offset, int n, int flags) {
   sqlite3_file* r = Real(f);
   FileState* st = St(f);
   if (!st->hooks) return r->pMethods->xShmLock(r, offset, n, flags);
+  const unsigned bits = ((1u << n) - 1) << offset;
+  const bool excl = (flags & SQLITE_SHM_EXCLUSIVE) != 0;
   if (flags & SQLITE_SHM_UNLOCK) {
-    st->hooks->OnShmLock(r, offset, n, flags);
-    return r->pMethods->xShmLock(r, offset, n, flags);
+    if (excl) st->hooks->OnShmLock(r, st->shm, offset, n, flags);
+    int rc = r->pMethods->xShmLock(r, offset, n, flags);
+    (excl ? st->shm.exclusive : st->shm.shared) &= ~bits;
+    return rc;
   }
-  int rc = st->hooks->BeforeShmLock(r, offset, n, flags);
-  if (rc != SQLITE_OK) return rc;
-  rc = r->pMethods->xShmLock(r, offset, n, flags);
-  if (rc == SQLITE_OK) st->hooks->OnShmLock(r, offset, n, flags);
+  if (excl) {
+    int rc = st->hooks->BeforeShmLock(r, st->shm, offset, n, flags);
+    if (rc != SQLITE_OK) return rc;
+  }
+  int rc = r->pMethods->xShmLock(r, offset, n, flags);
+  if (rc == SQLITE_OK) {
+    (excl ? st->shm.exclusive : st->shm.shared) |= bits;
+    if (excl) st->hooks->OnShmLock(r, st->shm, offset, n, flags);
+  }
   return rc;
 }
 
@@ -170,6 +184,7 @@ void xShmBarrier(sqlite3_file* f) {
 
 int xShmUnmap(sqlite3_file* f, int del) {
   sqlite3_file* r = Real(f);
+  St(f)->shm.region0 = nullptr;
   return r->pMethods->xShmUnmap(r, del);
 }
 

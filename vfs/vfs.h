@@ -11,17 +11,26 @@
 
 namespace litejet::vfs {
 
+// One connection's view of the shm: the lock slots it holds (bit i = slot i)
+// and the wal-index's first region as mapped for it (null until SQLite maps it).
+struct ShmView {
+  unsigned shared = 0;
+  unsigned exclusive = 0;
+  void volatile* region0 = nullptr;
+};
+
 // What a replicated database wants to see. One instance per database file in
 // the process, shared by every connection (like unixInodeInfo). Implemented by
 // the extension's engine; the VFS only calls it.
 class DbHooks {
  public:
   virtual ~DbHooks() = default;
-  // xShmLock on the main file. Before: may refuse a lock (returns an SQLite
-  // code). On: for a lock, called after the lock was granted; for an unlock,
-  // called before the lock is released.
-  virtual int BeforeShmLock(sqlite3_file* main, int offset, int n, int flags) = 0;
-  virtual void OnShmLock(sqlite3_file* main, int offset, int n, int flags) = 0;
+  // Exclusive xShmLock on the main file (shared ones are only recorded in
+  // the view). Before: may refuse a lock (returns an SQLite code). On: for a
+  // lock, called after the lock was granted; for an unlock, called before
+  // the lock is released. view: the connection's locks before this call.
+  virtual int BeforeShmLock(sqlite3_file* main, const ShmView& view, int offset, int n, int flags) = 0;
+  virtual void OnShmLock(sqlite3_file* main, const ShmView& view, int offset, int n, int flags) = 0;
   // A main file of this database is closing (identified by its real file).
   virtual void OnClose(sqlite3_file* main) = 0;
   // A write to the -wal file. Before: may refuse the write (returns an SQLite
