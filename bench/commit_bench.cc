@@ -5,9 +5,12 @@
 // journal_mode=WAL, synchronous=NORMAL, prepared statements):
 //   plain    unix VFS, no litejet in the path
 //   vfs      litejet VFS, no nats URL: the pass-through shim only
-//   capture  litejet primary, async, nats=nats://127.0.0.1:1 (nothing listens:
-//            capture + sidecar + spool, the agent retries in the background),
-//            max_lag_ms=0 so the unreachable log never refuses writes
+//   capture  litejet primary, async, shipping to an in-process log that
+//            acknowledges at once (transport::NewMemoryLog): the whole commit
+//            path and the agent, no network
+//   stalled  litejet primary, async, nats=nats://127.0.0.1:9 (nothing
+//            listens): nothing ships, so at every WAL restart the backlog
+//            is copied to the spool; max_lag_ms=0 so writes are never refused
 //   live     litejet primary, async, a live local nats-server: the agent
 //            ships while we commit (competes for the 2 cores); after the last
 //            commit we also time repl_wait() until JetStream acknowledged all
@@ -21,16 +24,21 @@
 #include <memory>
 
 #include "bench/bench_common.h"
+#include "extension/engine.h"
+#include "transport/log.h"
 
 namespace {
 
 using namespace bench;
 
+// Mode capture's log: in this process, acknowledging at once.
+constexpr const char* kInProcessUrl = "nats://127.0.0.1:1";
+
 struct Options {
   int rounds = 5;
   int txns = 5000;
   std::vector<int> rows = {1, 10};
-  std::vector<std::string> modes = {"plain", "vfs", "capture", "live"};
+  std::vector<std::string> modes = {"plain", "vfs", "capture", "stalled", "live"};
   std::string dir;
   std::string nats;  // empty: start a nats-server when "live" runs
   std::string md;    // markdown fragment output (appended)
@@ -69,7 +77,9 @@ RunResult RunOne(const Options& o, const std::string& mode, int rows, int round,
   } else if (mode == "vfs") {
     db = OpenLitejet(path, "");
   } else if (mode == "capture") {
-    db = OpenLitejet(path, "nats=nats://127.0.0.1:1&role=primary&node=b1&max_lag_ms=0");
+    db = OpenLitejet(path, std::string("nats=") + kInProcessUrl + "&role=primary&node=b1");
+  } else if (mode == "stalled") {
+    db = OpenLitejet(path, "nats=nats://127.0.0.1:9&role=primary&node=b1&max_lag_ms=0");
   } else if (mode == "live") {
     db = OpenLitejet(path, "nats=" + url + "&role=primary&node=b1");
   } else {
@@ -95,7 +105,7 @@ RunResult RunOne(const Options& o, const std::string& mode, int rows, int round,
   // Warm-up (not timed): page cache, statement caches, WAL file created.
   for (int i = 0; i < 50; i++) txn();
   int64_t warm_pos = 0;
-  if (mode == "live") {
+  if (mode == "live" || mode == "capture") {
     // Let the agent connect and ship the warm-up before the clock starts.
     warm_pos = QueryInt(db, "SELECT repl_position()");
     if (QueryInt(db, Fmt("SELECT repl_wait(%" PRId64 ", 20000)", warm_pos).c_str()) != 1) {
@@ -142,7 +152,7 @@ std::vector<std::string> Split(const std::string& s) {
 
 void Usage() {
   std::fprintf(stderr,
-               "usage: commit_bench [--rounds N] [--txns N] [--rows 1,10] [--modes plain,vfs,capture,live]\n"
+               "usage: commit_bench [--rounds N] [--txns N] [--rows 1,10] [--modes plain,vfs,capture,stalled,live]\n"
                "                    [--dir DIR] [--nats URL] [--md FILE]\n"
                "  --dir   where the databases go (default ./bench-data); use the disk you care about\n"
                "  --nats  an existing JetStream server for mode live (default: start /usr/sbin/nats-server)\n");
@@ -176,6 +186,15 @@ int main(int argc, char** argv) {
   o.dir = std::filesystem::absolute(o.dir).string();
   MakeDirs(o.dir);
 
+  // Mode capture ships to an in-process log; every other URL is real.
+  litejet::Engine::SetLogFactoryForTesting(
+      [](const litejet::transport::Options& lo, std::unique_ptr<litejet::transport::Log>* out) {
+        if (lo.urls.size() == 1 && lo.urls[0] == kInProcessUrl) {
+          *out = litejet::transport::NewMemoryLog(litejet::transport::NewMemoryStore());
+          return litejet::Status::OK();
+        }
+        return litejet::transport::OpenNats(lo, out);
+      });
   std::unique_ptr<NatsServer> server;
   std::string url = o.nats;
   bool want_live = std::find(o.modes.begin(), o.modes.end(), "live") != o.modes.end();

@@ -2,6 +2,7 @@
 // walformat document; constants carry SQLite's names.
 #include "wal-capture/apply.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
@@ -202,6 +203,25 @@ Status WalWriter::WithWriteLock(int64_t timeout_ms, const std::function<void()>&
   return Status::OK();
 }
 
+namespace {
+// The first wal-index header, once both copies agree (a writer publishing
+// leaves them different for an instant). False: torn or never written.
+bool StableHdr(sqlite3_file* db, volatile char* shm0, WalIndexHdr* h) {
+  WalIndexHdr h2;
+  for (int tries = 0; tries < 1000; tries++) {
+    ReadHdr(db, shm0, h, &h2);
+    if (std::memcmp(h, &h2, sizeof h2) == 0 && HdrValid(*h)) return true;
+    std::this_thread::yield();
+  }
+  return false;
+}
+}  // namespace
+
+// Optimistic, without a lock (a shared read lock here would make writers
+// skip WAL restarts and checkpoint again at every commit): frames are only
+// ever overwritten after a restart, and a restart changes the wal-index
+// header's salts before any frame is written. So: salts as wanted before
+// the read and still after it = the bytes read are that generation's.
 Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uint32_t last, uint32_t page_size,
                              std::string* out, bool* gone) {
   *gone = false;
@@ -209,46 +229,26 @@ Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uin
   volatile char* shm0 = nullptr;
   Status s = MapRegion(0, &shm0);
   if (!s.ok()) return s;
-  int slot = -1;
-  for (int attempt = 0; attempt < 2000 && slot < 0; attempt++) {
-    for (int i = 1; i < wal::WAL_NREADER && slot < 0; i++) {
-      if (db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0 + i, 1, SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) == SQLITE_OK) {
-        slot = i;
-      }
-    }
-    if (slot < 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  WalIndexHdr h;
+  if (!StableHdr(db_, shm0, &h)) {
+    // SQLite must rebuild the wal-index from the WAL (the caller runs a read
+    // and retries).
+    return Status::Error("litejet: read frames: the wal-index needs recovery", SQLITE_BUSY_RECOVERY);
   }
-  if (slot < 0) return Status::Error("litejet: read frames: every WAL read lock is held exclusively", SQLITE_BUSY);
-  struct SlotUnlocker {
-    sqlite3_file* f;
-    int slot;
-    ~SlotUnlocker() { f->pMethods->xShmLock(f, wal::WAL_READ_LOCK0 + slot, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED); }
-  } unlock{db_, slot};
-  WalIndexHdr h1, h2;
-  // A writer publishing its header leaves the two copies different for an
-  // instant: look again.
-  for (int tries = 0;; tries++) {
-    ReadHdr(db_, shm0, &h1, &h2);
-    if (std::memcmp(&h1, &h2, sizeof h1) == 0 && HdrValid(h1)) break;
-    if (tries >= 1000) {
-      // Still torn or never written: SQLite must rebuild the wal-index from
-      // the WAL (the caller runs a read and retries).
-      return Status::Error("litejet: read frames: the wal-index needs recovery", SQLITE_BUSY_RECOVERY);
-    }
-    std::this_thread::yield();
-  }
-  if (Get4(&h1.aSalt[0]) != salt1 || Get4(&h1.aSalt[1]) != salt2) {
+  if (Get4(&h.aSalt[0]) != salt1 || Get4(&h.aSalt[1]) != salt2) {
     *gone = true;
     return Status::OK();
   }
-  if (h1.mxFrame < last) {
+  if (h.mxFrame < last) {
     return Status::Error("litejet: read frames: frame " + std::to_string(last) + " is past the WAL's last commit (" +
-                         std::to_string(h1.mxFrame) + ")", SQLITE_CORRUPT);
+                         std::to_string(h.mxFrame) + ")", SQLITE_CORRUPT);
   }
   const size_t fsz = wal::WAL_FRAME_HDRSIZE + page_size;
   out->resize(size_t(last - first + 1) * fsz);
   int rc = wal_->pMethods->xRead(wal_, &(*out)[0], int(out->size()), wal::FrameOffset(first, page_size));
   if (rc != SQLITE_OK) return Status::Error("litejet: read frames: cannot read " + path_ + "-wal", rc);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!StableHdr(db_, shm0, &h) || Get4(&h.aSalt[0]) != salt1 || Get4(&h.aSalt[1]) != salt2) *gone = true;
   return Status::OK();
 }
 

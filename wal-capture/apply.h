@@ -40,9 +40,9 @@ class WalWriter {
   Status WithWriteLock(int64_t timeout_ms, const std::function<void()>& fn);
 
   // Reads frames [first, last] of the WAL generation with these salts into
-  // *out, holding a shared lock on one of read locks 1..N meanwhile (so no
-  // writer can restart the WAL under the read, as it needs all of them).
-  // *gone: the WAL is in another generation now (nothing read).
+  // *out, taking no lock: checks the wal-index header's salts before and
+  // after the read. *gone: the WAL is (or went) in another generation; what
+  // was read is not to be used.
   Status ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uint32_t last, uint32_t page_size,
                     std::string* out, bool* gone);
 
