@@ -102,7 +102,7 @@ Status ReadCommit(const std::string& wal_path, const sidecar::CommitEntry& e, ui
   return TxnFromFrames(e, frames.data(), frames.size(), epoch, node, t);
 }
 
-Status HandOff(sidecar::Sidecar& sc, spool::Spool& spool, const std::string& wal_path, const std::string& node,
+Status HandOff(sidecar::Sidecar& sc, spool::Spool& spool, const std::string& wal_path, const std::string&,
                int* copied) {
   *copied = 0;
   sidecar::Position pos = sc.Read();
@@ -114,47 +114,69 @@ Status HandOff(sidecar::Sidecar& sc, spool::Spool& spool, const std::string& wal
                              std::to_string(pos.txid - from + 1) + " unshipped transactions are in it)",
                          10);
   }
-  std::vector<std::string> recs;
-  std::string frames, rec;
+  // No decoding, no hashing: the ring entries and the WAL bytes of their
+  // frames go to the spool as they are (the kernel copies the frames); the
+  // reader checks them against the entries' page hashes, as it would in the
+  // WAL. One segment per run of commits of one WAL generation.
   Status s;
-  uint64_t t = from;
+  uint64_t t = from, end = pos.spool_end;
   while (s.ok() && t <= pos.txid) {
-    // One read for the run of commits of one generation.
     sidecar::CommitEntry first;
     if (!sc.GetCommit(t, &first)) {
       s = Status::Error("litejet: hand-off: the commit ring no longer holds " + TxidStr(t), 11);
       break;
     }
     std::vector<sidecar::CommitEntry> run{first};
-    while (t + run.size() <= pos.txid && run.size() < 4096) {
+    uint64_t bytes = 0;
+    while (t + run.size() <= pos.txid && bytes < (uint64_t(1) << 28)) {
       sidecar::CommitEntry e;
       if (!sc.GetCommit(t + run.size(), &e) || e.salt1 != first.salt1 || e.salt2 != first.salt2 ||
-          e.page_size != first.page_size || e.first_frame != run.back().commit_frame + 1) {
+          e.page_size != first.page_size || e.first_frame <= run.back().commit_frame) {
         break;
       }
       run.push_back(e);
+      bytes = uint64_t(e.commit_frame - first.first_frame + 1) * (wal::WAL_FRAME_HDRSIZE + first.page_size);
     }
-    s = ReadRaw(fd, wal_path, first.first_frame, run.back().commit_frame, first.page_size, &frames);
-    const size_t fsz = wal::WAL_FRAME_HDRSIZE + first.page_size;
-    for (size_t i = 0; s.ok() && i < run.size(); i++) {
-      const sidecar::CommitEntry& e = run[i];
-      record::Txn txn;
-      s = TxnFromFrames(e, frames.data() + size_t(e.first_frame - first.first_frame) * fsz,
-                        size_t(e.commit_frame - e.first_frame + 1) * fsz, pos.epoch, node, &txn);
-      if (s.ok()) s = record::Encode(txn, record::Compression::kNone, &rec);
-      if (s.ok()) recs.push_back(std::move(rec));
-    }
+    spool::SegmentHeader h;
+    h.magic = spool::kSegmentMagic;
+    h.version = 1;
+    h.count = uint32_t(run.size());
+    h.page_size = first.page_size;
+    h.first_frame = first.first_frame;
+    h.last_frame = run.back().commit_frame;
+    std::string head(sizeof h + run.size() * sizeof(sidecar::CommitEntry), '\0');
+    std::memcpy(&head[0], &h, sizeof h);
+    std::memcpy(&head[sizeof h], run.data(), run.size() * sizeof(sidecar::CommitEntry));
+    const uint64_t n = uint64_t(h.last_frame - h.first_frame + 1) * (wal::WAL_FRAME_HDRSIZE + h.page_size);
+    s = spool.WriteSegment(head, fd, uint64_t(wal::FrameOffset(h.first_frame, h.page_size)), n, end, &end);
     t += run.size();
+    *copied += int(run.size());
   }
   ::close(fd);
   if (!s.ok()) return s;
-  uint64_t end = pos.spool_end;
-  s = spool.WriteMany(recs, pos.spool_end, &end);
-  if (!s.ok()) return s;
   sc.SetSpooled(pos.txid, end);
-  *copied = int(recs.size());
   return Status::OK();
 }
+
+namespace {
+// Parses a segment entry; false when it is not one or is malformed.
+bool ParseSegment(const std::string& rec, spool::SegmentHeader* h, const sidecar::CommitEntry** entries,
+                  const char** frames, size_t* frames_len) {
+  if (rec.size() < sizeof *h) return false;
+  std::memcpy(h, rec.data(), sizeof *h);
+  if (h->magic != spool::kSegmentMagic) return false;
+  const size_t head = sizeof *h + size_t(h->count) * sizeof(sidecar::CommitEntry);
+  if (h->version != 1 || h->count == 0 || h->page_size == 0 || h->last_frame < h->first_frame || rec.size() < head) {
+    return false;
+  }
+  const size_t n = size_t(h->last_frame - h->first_frame + 1) * (wal::WAL_FRAME_HDRSIZE + h->page_size);
+  if (rec.size() != head + n) return false;
+  *entries = reinterpret_cast<const sidecar::CommitEntry*>(rec.data() + sizeof *h);
+  *frames = rec.data() + head;
+  *frames_len = n;
+  return true;
+}
+}  // namespace
 
 Reader::~Reader() {
   if (spool_fd_ >= 0) ::close(spool_fd_);
@@ -181,6 +203,52 @@ Status Reader::Read(uint64_t next, uint64_t last, uint64_t spool_end, uint64_t s
     while (next <= last && out->size() < max_txns && bytes < max_bytes) {
       uint64_t at = spool_off_;
       if (!spool::ReadEntry(spool_fd_, spool_limit, &spool_off_, &rec)) break;
+      spool::SegmentHeader h;
+      const sidecar::CommitEntry* entries = nullptr;
+      const char* frames = nullptr;
+      size_t frames_len = 0;
+      if (rec.size() >= 4 && std::memcmp(rec.data(), &spool::kSegmentMagic, 4) == 0) {
+        if (!ParseSegment(rec, &h, &entries, &frames, &frames_len)) {
+          return Status::Error("litejet: log spool " + path_ + "-litejet-log at " + std::to_string(at) +
+                                   ": malformed segment",
+                               11);
+        }
+        const uint64_t epoch = sc_->Read().epoch;
+        const size_t fsz = wal::WAL_FRAME_HDRSIZE + h.page_size;
+        bool later = false, partial = false;
+        for (uint32_t i = 0; i < h.count; i++) {
+          sidecar::CommitEntry e;
+          std::memcpy(static_cast<void*>(&e), &entries[i], sizeof e);
+          if (e.txid < next) continue;
+          if (e.txid > next) {
+            later = true;
+            break;
+          }
+          if (next > last || out->size() >= max_txns || bytes >= max_bytes) {
+            partial = true;  // read this segment again next time
+            break;
+          }
+          if (e.page_size != h.page_size || e.first_frame < h.first_frame || e.commit_frame > h.last_frame ||
+              e.commit_frame < e.first_frame) {
+            return Status::Error("litejet: log spool " + path_ + "-litejet-log at " + std::to_string(at) +
+                                     ": segment entry of " + TxidStr(e.txid) + " is outside its frames",
+                                 11);
+          }
+          record::Txn t;
+          Status s = TxnFromFrames(e, frames + size_t(e.first_frame - h.first_frame) * fsz,
+                                   size_t(e.commit_frame - e.first_frame + 1) * fsz, epoch, node, &t);
+          if (!s.ok()) return s;
+          bytes += t.pages.size() * t.page_size;
+          out->push_back(std::move(t));
+          next++;
+          took = true;
+        }
+        if (later || partial) {
+          spool_off_ = at;
+          break;
+        }
+        continue;
+      }
       record::Txn t;
       Status s = record::Decode(rec.data(), rec.size(), &t);
       if (at >= spool_end && (!s.ok() || t.txid != next)) {

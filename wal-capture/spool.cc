@@ -101,6 +101,76 @@ Status Spool::WriteMany(const std::vector<std::string>& records, uint64_t at, ui
   return Status::OK();
 }
 
+Status Spool::WriteSegment(const std::string& head, int src_fd, uint64_t src_off, uint64_t n, uint64_t at,
+                           uint64_t* end) {
+  const uint64_t total = 4 + head.size() + n;
+  if (head.size() + n > kMaxEntry) return Status::Error("litejet: hand-off too large for one spool entry", 18);
+  if (at + total > allocated_) {
+    struct stat sb;
+    if (::fstat(fd_, &sb) != 0) return IoError("stat", path_);
+    allocated_ = uint64_t(sb.st_size);
+    if (at + total > allocated_) {
+      uint64_t want = (at + total + kGrowStep - 1) / kGrowStep * kGrowStep;
+      int rc = ::posix_fallocate(fd_, off_t(allocated_), off_t(want - allocated_));
+      if (rc != 0) {
+        errno = rc;
+        return IoError("grow", path_);
+      }
+      allocated_ = want;
+    }
+  }
+  uint32_t len = uint32_t(head.size() + n);
+  unsigned char lb[4] = {uint8_t(len), uint8_t(len >> 8), uint8_t(len >> 16), uint8_t(len >> 24)};
+  struct iovec iov[2] = {{lb, 4}, {const_cast<char*>(head.data()), head.size()}};
+  const uint64_t hn = 4 + head.size();
+  uint64_t done = 0;
+  while (done < hn) {
+    struct iovec v[2];
+    int cnt = 0;
+    if (done < 4) v[cnt++] = {lb + done, size_t(4 - done)};
+    size_t hd = done < 4 ? 0 : size_t(done - 4);
+    v[cnt++] = {static_cast<char*>(iov[1].iov_base) + hd, head.size() - hd};
+    ssize_t w = ::pwritev(fd_, v, cnt, off_t(at + done));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return IoError("write", path_);
+    }
+    done += uint64_t(w);
+  }
+  // The frames: kernel to kernel (copy_file_range), or through a buffer where
+  // the file systems cannot.
+  off64_t in = off64_t(src_off), out = off64_t(at + hn);
+  uint64_t left = n;
+  while (left > 0) {
+    ssize_t c = ::copy_file_range(src_fd, &in, fd_, &out, size_t(left), 0);
+    if (c < 0 && errno == EINTR) continue;
+    if (c <= 0) break;
+    left -= uint64_t(c);
+  }
+  if (left > 0) {
+    std::string buf(size_t(std::min<uint64_t>(left, 1u << 20)), '\0');
+    while (left > 0) {
+      size_t want = size_t(std::min<uint64_t>(left, buf.size()));
+      ssize_t r = ::pread(src_fd, &buf[0], want, off_t(in));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return Status::Error("litejet: cannot read the WAL for the log spool " + path_ + ": " +
+                                       (r < 0 ? std::strerror(errno) : "short file"), 10);
+      size_t wdone = 0;
+      while (wdone < size_t(r)) {
+        ssize_t w = ::pwrite(fd_, buf.data() + wdone, size_t(r) - wdone, off_t(out));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return IoError("write", path_);
+        wdone += size_t(w);
+        out += w;
+      }
+      in += r;
+      left -= uint64_t(r);
+    }
+  }
+  *end = at + total;
+  return Status::OK();
+}
+
 Status Spool::Compact(uint64_t from, uint64_t end) {
   if (from > end || end - from > from) return Status::Error("litejet: spool compaction would overlap");
   std::string buf(end - from, '\0');

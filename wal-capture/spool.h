@@ -1,8 +1,10 @@
 // The spool "<db>-litejet-log": committed transactions that are not shipped
 // yet and that the WAL is about to lose (see local_log.h), and the record of
 // a sync commit being shipped before its commit frame is written. Written
-// while holding WAL_WRITE_LOCK. Each entry: u32 little-endian length, then one
-// uncompressed log record (which carries its own hashes).
+// while holding WAL_WRITE_LOCK. Each entry: u32 little-endian length, then
+// either one uncompressed log record (which carries its own hashes) or a
+// segment: commits copied verbatim from the WAL (SegmentHeader, the commits'
+// ring entries, then their frames as they were in the WAL).
 //
 // The file is preallocated and reused: where the valid entries end is not
 // the file's size but the spool end kept in the sidecar (advanced only when a
@@ -33,6 +35,10 @@ class Spool {
   Status Write(const std::string& record, uint64_t at, uint64_t* end);
   // Writes several entries at once, from offset at.
   Status WriteMany(const std::vector<std::string>& records, uint64_t at, uint64_t* end);
+  // Writes one segment entry at offset at: head (SegmentHeader + entries)
+  // followed by n bytes of src_fd from src_off, copied by the kernel.
+  Status WriteSegment(const std::string& head, int src_fd, uint64_t src_off, uint64_t n, uint64_t at,
+                      uint64_t* end);
   // Moves [from, end) to the front (the shipped entries before it are
   // dropped). Call under WAL_WRITE_LOCK, with from >= end - from.
   Status Compact(uint64_t from, uint64_t end);
@@ -43,6 +49,16 @@ class Spool {
   int fd_ = -1;
   uint64_t allocated_ = 0;  // file size as last seen
 };
+
+// A segment entry's header (this machine's byte order: the spool is local).
+struct SegmentHeader {
+  uint32_t magic;  // kSegmentMagic
+  uint32_t version;
+  uint32_t count;  // ring entries that follow (64 bytes each)
+  uint32_t page_size;
+  uint32_t first_frame, last_frame;  // the frames that follow the entries
+};
+constexpr uint32_t kSegmentMagic = 0x47534A4C;  // "LJSG"
 
 // Reads the entry at *off if it ends at or before end; advances *off.
 // Returns false (no error) when no complete entry is there.
