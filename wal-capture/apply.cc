@@ -95,8 +95,10 @@ bool HdrValid(const WalIndexHdr& h) {
   return h.isInit && h.iVersion == wal::WAL_MAX_VERSION && c.aCksum[0] == h.aCksum[0] && c.aCksum[1] == h.aCksum[1];
 }
 
-void ReadHdr(sqlite3_file* db, volatile char* shm, WalIndexHdr* h1, WalIndexHdr* h2) {
-  db->pMethods->xShmBarrier(db);
+// A fence, not xShmBarrier: the unix VFS's barrier also takes its global
+// mutex, which every connection's file locking in the process contends for.
+void ReadHdr(sqlite3_file*, volatile char* shm, WalIndexHdr* h1, WalIndexHdr* h2) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   std::memcpy(h1, const_cast<char*>(shm), sizeof *h1);
   std::memcpy(h2, const_cast<char*>(shm) + sizeof(WalIndexHdr), sizeof *h2);
 }
@@ -182,13 +184,21 @@ Status WalWriter::Lock(int64_t timeout_ms) {
 
 void WalWriter::Unlock() { db_->pMethods->xShmLock(db_, wal::WAL_WRITE_LOCK, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE); }
 
+// Regions stay mapped until xShmUnmap (our destructor): ask the VFS once
+// (xShmMap takes the shm node's mutex, which every shm lock also takes).
 Status WalWriter::MapRegion(int region, volatile char** out) {
+  if (size_t(region) < regions_.size() && regions_[size_t(region)]) {
+    *out = regions_[size_t(region)];
+    return Status::OK();
+  }
   void volatile* p = nullptr;
   int rc = db_->pMethods->xShmMap(db_, region, WALINDEX_PGSZ, 1, &p);
   if (rc != SQLITE_OK || p == nullptr) {
     return Status::Error("litejet: apply: cannot map wal-index region " + std::to_string(region), rc ? rc : SQLITE_IOERR);
   }
   *out = static_cast<volatile char*>(p);
+  if (size_t(region) >= regions_.size()) regions_.resize(size_t(region) + 1, nullptr);
+  regions_[size_t(region)] = *out;
   return Status::OK();
 }
 
@@ -244,8 +254,9 @@ Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uin
                          std::to_string(h.mxFrame) + ")", SQLITE_CORRUPT);
   }
   const size_t fsz = wal::WAL_FRAME_HDRSIZE + page_size;
-  out->resize(size_t(last - first + 1) * fsz);
-  int rc = wal_->pMethods->xRead(wal_, &(*out)[0], int(out->size()), wal::FrameOffset(first, page_size));
+  const size_t need = size_t(last - first + 1) * fsz;
+  if (out->size() < need) out->resize(need);  // a reused buffer: no zero-filling each time
+  int rc = wal_->pMethods->xRead(wal_, &(*out)[0], int(need), wal::FrameOffset(first, page_size));
   if (rc != SQLITE_OK) return Status::Error("litejet: read frames: cannot read " + path_ + "-wal", rc);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   if (!StableHdr(db_, shm0, &h) || Get4(&h.aSalt[0]) != salt1 || Get4(&h.aSalt[1]) != salt2) *gone = true;

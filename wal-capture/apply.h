@@ -40,9 +40,9 @@ class WalWriter {
   Status WithWriteLock(int64_t timeout_ms, const std::function<void()>& fn);
 
   // Reads frames [first, last] of the WAL generation with these salts into
-  // *out, taking no lock: checks the wal-index header's salts before and
-  // after the read. *gone: the WAL is (or went) in another generation; what
-  // was read is not to be used.
+  // the start of *out (which may be left longer), taking no lock: checks the
+  // wal-index header's salts before and after the read. *gone: the WAL is
+  // (or went) in another generation; what was read is not to be used.
   Status ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uint32_t last, uint32_t page_size,
                     std::string* out, bool* gone);
 
@@ -60,6 +60,7 @@ class WalWriter {
   std::string path_;
   sqlite3_filename filename_ = nullptr;
   uint32_t last_mx_frame_ = 0;
+  std::vector<volatile char*> regions_;  // shm regions mapped so far
 };
 
 }  // namespace litejet::apply

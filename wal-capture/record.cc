@@ -471,20 +471,33 @@ Status Reassembler::AddChunk(const void* chunk, size_t n, bool* complete, std::s
   return Status::OK();
 }
 
-Status EncodeBatch(const std::vector<std::string>& records, std::string* out) {
+Status EncodeBatch(const std::vector<std::string>& records, std::string* out, int zstd_level) {
   if (records.empty()) return Status::Error("litejet: batch: no records");
-  std::string b;
-  size_t total = 12 + 8;
+  std::string body;
+  size_t total = 0;
   for (const std::string& r : records) total += 4 + r.size();
-  b.reserve(total);
+  if (total > kMaxBatchRaw) return Status::Error("litejet: batch: too large");
+  body.reserve(total);
+  for (const std::string& r : records) {
+    Put32(&body, static_cast<uint32_t>(r.size()));
+    body.append(r);
+  }
+  std::string b;
   Put32(&b, kBatchMagic);
-  Put16(&b, kBatchVersion);
+  Put16(&b, zstd_level == 0 ? kBatchVersion : kBatchVersionZstd);
   Put16(&b, 0);
   Put32(&b, static_cast<uint32_t>(records.size()));
-  for (const std::string& r : records) {
-    if (r.size() > 0xFFFFFFFFu) return Status::Error("litejet: batch: record too large");
-    Put32(&b, static_cast<uint32_t>(r.size()));
-    b.append(r);
+  if (zstd_level == 0) {
+    b.append(body);
+  } else {
+    thread_local std::unique_ptr<ZSTD_CCtx, ZstdFree> cctx(ZSTD_createCCtx());
+    if (!cctx) return Status::Error("litejet: batch: out of memory creating a zstd context", 7);
+    Put64(&b, body.size());
+    const size_t at = b.size();
+    b.resize(at + ZSTD_compressBound(body.size()));
+    const size_t r = ZSTD_compressCCtx(cctx.get(), &b[at], b.size() - at, body.data(), body.size(), zstd_level);
+    if (ZSTD_isError(r)) return Status::Error(std::string("litejet: batch: zstd: ") + ZSTD_getErrorName(r));
+    b.resize(at + r);
   }
   Put64(&b, XXH3_64bits(b.data(), b.size()));
   out->swap(b);
@@ -498,22 +511,41 @@ Status DecodeBatch(const void* data, size_t n, std::vector<std::string>* records
   auto bad = [](const std::string& m) { return Status::Error("litejet: batch: " + m, kCorrupt); };
   if (n < 12 + 8) return bad("truncated (" + Str(n) + " bytes)");
   if (Load32(p) != kBatchMagic) return bad("bad magic");
-  if (Load16(p + 4) != kBatchVersion) return bad("unsupported version " + Str(Load16(p + 4)));
+  const uint16_t version = Load16(p + 4);
+  if (version != kBatchVersion && version != kBatchVersionZstd) return bad("unsupported version " + Str(version));
   if (XXH3_64bits(p, n - 8) != Load64(p + n - 8)) return bad("checksum mismatch");
   const uint32_t count = Load32(p + 8);
   if (count == 0) return bad("no records");
+  const unsigned char* body = p + 12;
+  size_t body_len = n - 8 - 12;
+  std::string raw;
+  if (version == kBatchVersionZstd) {
+    if (body_len < 8) return bad("truncated compressed body");
+    const uint64_t raw_len = Load64(body);
+    if (raw_len > kMaxBatchRaw) return bad("body of " + Str(raw_len) + " bytes is larger than allowed");
+    const unsigned long long declared = ZSTD_getFrameContentSize(body + 8, body_len - 8);
+    if (declared != raw_len) return bad("compressed body does not declare its length");
+    thread_local std::unique_ptr<ZSTD_DCtx, ZstdFree> dctx(ZSTD_createDCtx());
+    if (!dctx) return Status::Error("litejet: batch: out of memory creating a zstd context", 7);
+    raw.resize(size_t(raw_len));
+    const size_t r = ZSTD_decompressDCtx(dctx.get(), raw.empty() ? nullptr : &raw[0], raw.size(), body + 8, body_len - 8);
+    if (ZSTD_isError(r) || r != raw_len) {
+      return bad(std::string("compressed body: ") + (ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short"));
+    }
+    body = reinterpret_cast<const unsigned char*>(raw.data());
+    body_len = raw.size();
+  }
   std::vector<std::string> out;
-  size_t off = 12;
-  const size_t end = n - 8;
+  size_t off = 0;
   for (uint32_t i = 0; i < count; i++) {
-    if (end - off < 4) return bad("record " + Str(i) + " truncated");
-    const uint32_t len = Load32(p + off);
+    if (body_len - off < 4) return bad("record " + Str(i) + " truncated");
+    const uint32_t len = Load32(body + off);
     off += 4;
-    if (end - off < len) return bad("record " + Str(i) + " runs past the end");
-    out.emplace_back(reinterpret_cast<const char*>(p + off), len);
+    if (body_len - off < len) return bad("record " + Str(i) + " runs past the end");
+    out.emplace_back(reinterpret_cast<const char*>(body + off), len);
     off += len;
   }
-  if (off != end) return bad("trailing bytes");
+  if (off != body_len) return bad("trailing bytes");
   records->swap(out);
   return Status::OK();
 }

@@ -91,12 +91,19 @@ Status PeekHeader(const void* data, size_t n, Header* out, size_t* header_len);
 //       44        data
 // A batch: several encoded records in one log message, so that a backlog of
 // small transactions ships in one publish. Layout (little-endian): magic
-// "LJBT" u32, version u16 (1), reserved u16 (0), count u32 (>= 1), then count
-// times {u32 length, record bytes}, then XXH3_64bits of all bytes before it.
-// The records keep their own hashes; the batch hash catches a damaged frame.
+// "LJBT" u32, version u16, reserved u16 (0), count u32 (>= 1), then the body,
+// then XXH3_64bits of all bytes before it. The body is count times {u32
+// length, record bytes}: as it is in version 1; in version 2 it is a u64 raw
+// length and one zstd frame of it (consecutive transactions often rewrite
+// the same pages: compressing them together is much smaller and faster than
+// one by one). The records keep their own hashes; the batch hash catches a
+// damaged message.
 constexpr uint32_t kBatchMagic = 0x54424A4C;  // "LJBT" little-endian
 constexpr uint16_t kBatchVersion = 1;
-Status EncodeBatch(const std::vector<std::string>& records, std::string* out);
+constexpr uint16_t kBatchVersionZstd = 2;
+constexpr uint64_t kMaxBatchRaw = uint64_t(1) << 30;  // a decoder refuses larger bodies
+// zstd_level 0: version 1 (not compressed).
+Status EncodeBatch(const std::vector<std::string>& records, std::string* out, int zstd_level = 0);
 // *records gets the encoded records, in order; every malformed input (bad
 // magic/version/hash, zero count, a length past the end, trailing bytes) is
 // SQLITE_CORRUPT with a message.

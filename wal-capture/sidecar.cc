@@ -38,7 +38,7 @@ void Store(T* p, T v) {
 struct Sidecar::Header {
   uint32_t magic;
   uint32_t version;
-  uint64_t seq;  // seqlock: odd while the writer changes the position
+  uint64_t seq;  // seqlock: odd while the writer (WAL_WRITE_LOCK holder) changes the position
   uint64_t txid;
   uint64_t checksum;
   uint32_t db_pages;
@@ -52,6 +52,10 @@ struct Sidecar::Header {
   uint64_t pending_spool_offset;
   uint64_t spool_end;
   uint64_t spooled_txid;
+  // A second seqlock for what the agent writes (acked_txid, log_seq, epoch)
+  // without WAL_WRITE_LOCK: one seqlock per writer, or two writers bumping
+  // one counter at once leave it odd for good.
+  uint64_t seq_ack;
 };
 
 
@@ -129,11 +133,11 @@ Status Sidecar::Map(uint64_t capacity) {
 Position Sidecar::Read() const {
   Position p;
   const Header* h = hdr();
-  // A writer that died mid-update leaves seq odd; stop retrying after a
+  // A writer that died mid-update leaves a seq odd; stop retrying after a
   // bounded number of spins and take what is there.
   for (int spins = 0;; spins++) {
-    uint64_t s1 = Load(&h->seq);
-    if ((s1 & 1) && spins < 100000) continue;
+    uint64_t s1 = Load(&h->seq), a1 = Load(&h->seq_ack);
+    if (((s1 | a1) & 1) && spins < 100000) continue;
     p.txid = Load(&h->txid);
     p.checksum = Load(&h->checksum);
     p.db_pages = Load(&h->db_pages);
@@ -143,7 +147,8 @@ Position Sidecar::Read() const {
     p.log_seq = Load(&h->log_seq);
     p.spool_end = Load(&h->spool_end);
     p.spooled_txid = Load(&h->spooled_txid);
-    if (Load(&h->seq) == s1 || spins >= 100000) return p;
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if ((Load(&h->seq) == s1 && Load(&h->seq_ack) == a1) || spins >= 100000) return p;
   }
 }
 
@@ -188,16 +193,28 @@ Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommi
 
 void Sidecar::SetHash(uint32_t pgno, uint64_t h) { hashes()[pgno - 1] = h; }
 
+namespace {
+// Seqlock write brackets (one writer per seqlock at a time): odd while
+// writing. An odd value at Begin is a writer that died mid-update: move on
+// from it (to the next odd value) so that readers stop waiting for it.
+void Begin(uint64_t* seq) {
+  uint64_t v = Load(seq);
+  Store(seq, v + 1 + (v & 1));
+  std::atomic_thread_fence(std::memory_order_release);
+}
+void End(uint64_t* seq) { Store(seq, (Load(seq) | 1) + 1); }
+}  // namespace
+
 void Sidecar::CommitUpdate(const Position& p) {
   Header* h = hdr();
-  Store(&h->seq, Load(&h->seq) + 1);
+  Begin(&h->seq);
   Store(&h->txid, p.txid);
   Store(&h->checksum, p.checksum);
   Store(&h->db_pages, p.db_pages);
   Store(&h->page_size, p.page_size);
   Store(&h->spool_end, p.spool_end);
   Store(&h->spooled_txid, p.spooled_txid);
-  Store(&h->seq, Load(&h->seq) + 1);
+  End(&h->seq);
   Store(&h->pending_txid, uint64_t(0));
 }
 
@@ -205,25 +222,25 @@ uint64_t Sidecar::pending_txid() const { return Load(&hdr()->pending_txid); }
 
 void Sidecar::SetAcked(uint64_t txid, uint64_t log_seq) {
   Header* h = hdr();
-  Store(&h->seq, Load(&h->seq) + 1);
+  Begin(&h->seq_ack);
   Store(&h->acked_txid, txid);
   Store(&h->log_seq, log_seq);
-  Store(&h->seq, Load(&h->seq) + 1);
+  End(&h->seq_ack);
 }
 
 void Sidecar::SetSpoolEnd(uint64_t end) {
   Header* h = hdr();
-  Store(&h->seq, Load(&h->seq) + 1);
+  Begin(&h->seq);
   Store(&h->spool_end, end);
-  Store(&h->seq, Load(&h->seq) + 1);
+  End(&h->seq);
 }
 
 void Sidecar::SetSpooled(uint64_t spooled_txid, uint64_t end) {
   Header* h = hdr();
-  Store(&h->seq, Load(&h->seq) + 1);
+  Begin(&h->seq);
   Store(&h->spooled_txid, spooled_txid);
   Store(&h->spool_end, end);
-  Store(&h->seq, Load(&h->seq) + 1);
+  End(&h->seq);
 }
 
 // Word by word with atomic stores: the slot's txid is cleared first and set
@@ -254,9 +271,9 @@ bool Sidecar::GetCommit(uint64_t txid, CommitEntry* e) const {
 
 void Sidecar::SetEpoch(uint64_t epoch) {
   Header* h = hdr();
-  Store(&h->seq, Load(&h->seq) + 1);
+  Begin(&h->seq_ack);
   Store(&h->epoch, epoch);
-  Store(&h->seq, Load(&h->seq) + 1);
+  End(&h->seq_ack);
 }
 
 }  // namespace litejet::sidecar
