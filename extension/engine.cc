@@ -548,6 +548,14 @@ Engine::PageHashes Engine::HashesOf(const std::vector<record::Page>& pages, uint
 Engine::Update Engine::ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
                                      const PageHashes& changed) {
   Update u;
+  ComputeUpdateInto(before, page_size, db_pages, changed, &u);
+  return u;
+}
+
+void Engine::ComputeUpdateInto(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
+                               const PageHashes& changed, Update* out) {
+  Update& u = *out;
+  u.hashes.clear();
   u.pos = before;
   u.pos.txid = before.txid + 1;
   u.pos.page_size = page_size;
@@ -572,7 +580,6 @@ Engine::Update Engine::ComputeUpdate(const sidecar::Position& before, uint32_t p
     u.hashes.emplace_back(pg, h);
   }
   u.pos.checksum = sum;
-  return u;
 }
 
 void Engine::StoreUpdate(const Update& u) {
@@ -583,7 +590,7 @@ void Engine::StoreUpdate(const Update& u) {
 // Called with WAL_WRITE_LOCK held by this connection, just before
 // the commit frame's data is written. Nothing here writes page data: the
 // pages are in the WAL; the ring entry says where.
-Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured&& c) {
+Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured& c) {
   if (!c.new_generation) {
     if (base_valid_) {
       c.salt1 = base_salt1_;
@@ -611,8 +618,8 @@ Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured&& c) {
     if (HandOff("the commit ring is full") != SQLITE_OK) return Status::Error(LastError(), SQLITE_IOERR);
     before = sidecar_.Read();
   }
-  Pending p;
-  p.up = ComputeUpdate(before, c.page_size, c.db_pages, c.hashes);
+  Pending& p = pending_;  // its buffers are reused from commit to commit
+  ComputeUpdateInto(before, c.page_size, c.db_pages, c.hashes, &p.up);
   sidecar::CommitEntry e;
   e.txid = txid;
   e.checksum_before = before.checksum;
@@ -658,7 +665,6 @@ Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured&& c) {
   }
   p.active = true;
   p.where = where;
-  pending_ = std::move(p);
   if (crash_txid_ == txid && crash_point_ == 1) _exit(9);
   return Status::OK();
 }
@@ -680,7 +686,7 @@ void Engine::FinishCommit(bool ok) {
     sidecar::Position back = sidecar_.Read();
     sidecar_.CommitUpdate(back);
   }
-  pending_ = Pending();
+  pending_.active = false;  // the buffers stay for the next commit
 }
 
 int Engine::OnPragma(const char* name, const char* value, char** errmsg) {

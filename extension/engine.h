@@ -88,13 +88,15 @@ class Engine : public vfs::DbHooks {
   };
   Update ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
                        const PageHashes& changed);
+  void ComputeUpdateInto(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
+                         const PageHashes& changed, Update* out);
   static PageHashes HashesOf(const std::vector<record::Page>& pages, uint32_t page_size);
   // Stores the page hashes, then the position (which clears the pending mark).
   void StoreUpdate(const Update& u);
 
   // Commit preparation (before the commit frame's data reaches the WAL) and
   // completion (after it did). mu_ held.
-  Status PrepareCommit(sqlite3_file* wal, capture::Captured&& c);
+  Status PrepareCommit(sqlite3_file* wal, capture::Captured& c);
   void ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view);
   // Before the WAL loses frames (restart, truncation, deletion): copy the
   // unshipped commits still only in the WAL to the spool. The caller holds

@@ -132,7 +132,8 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
   // The commit frame's data is written: the transaction is the frames from
   // the first one written under this lock up to this one. Later frames with
   // the same page replace earlier ones; pages past the new end are dropped.
-  Captured c;
+  // Into ready_, whose buffers are reused from commit to commit.
+  Captured& c = ready_;
   c.page_size = page_size_;
   c.db_pages = fh.db_size_after_commit;
   c.first_frame = lo_;
@@ -140,17 +141,20 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
   c.new_generation = new_generation_;
   c.salt1 = salt1_;
   c.salt2 = salt2_;
+  c.hashes.clear();
+  c.pages.clear();
   // Newest frame per page: walk the frames from the commit frame down.
-  std::vector<std::pair<uint32_t, uint32_t>> newest;  // pgno, frame index
-  newest.reserve(last - lo_ + 1);
+  std::vector<std::pair<uint32_t, uint32_t>>& newest = newest_;  // pgno, frame index
+  newest.clear();
   for (uint32_t k = last - lo_ + 1; k-- > 0;) {
     const Frame& f = frames_[k];
     if (!f.used) continue;
     uint32_t pgno = wal::Get4(f.hdr);
     if (pgno >= 1 && pgno <= c.db_pages) newest.emplace_back(pgno, k);
   }
-  std::stable_sort(newest.begin(), newest.end(), [](auto& a, auto& b) { return a.first < b.first; });
-  c.hashes.reserve(newest.size());
+  if (newest.size() > 1) {
+    std::stable_sort(newest.begin(), newest.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  }
   for (size_t j = 0; j < newest.size(); j++) {
     if (j > 0 && newest[j].first == newest[j - 1].first) continue;  // an older frame of the same page
     Frame& f = frames_[newest[j].second];
@@ -163,13 +167,12 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
     c.hashes.emplace_back(pgno, h);
     if (keep_pages_) c.pages.push_back(record::Page{pgno, std::move(f.data)});
   }
-  ready_ = std::move(c);
   committed_ = true;
   Reset();
   *committed = true;
   return Status::OK();
 }
 
-Captured Collector::Take() { return std::move(ready_); }
+Captured& Collector::Take() { return ready_; }
 
 }  // namespace litejet::capture

@@ -48,10 +48,11 @@ class Collector {
   void SetWalHeader(const void* hdr32);
 
   // A write to the WAL file. *committed is set when this write completed the
-  // page data of a commit frame; Take() then yields the transaction.
+  // page data of a commit frame; Take() then yields the transaction (valid
+  // until the next commit; its buffers are reused).
   Status OnWrite(const void* buf, int amt, int64_t off, bool* committed);
   void OnTruncate(int64_t size);
-  Captured Take();
+  Captured& Take();
 
  private:
   struct Frame {
@@ -74,6 +75,7 @@ class Collector {
   uint32_t lo_ = 0;
   std::vector<Frame> frames_;
   Captured ready_;
+  std::vector<std::pair<uint32_t, uint32_t>> newest_;
 };
 
 }  // namespace litejet::capture
