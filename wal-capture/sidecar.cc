@@ -13,7 +13,9 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 namespace litejet::sidecar {
 
@@ -133,11 +135,28 @@ Status Sidecar::Map(uint64_t capacity) {
 Position Sidecar::Read() const {
   Position p;
   const Header* h = hdr();
-  // A writer that died mid-update leaves a seq odd; stop retrying after a
-  // bounded number of spins and take what is there.
-  for (int spins = 0;; spins++) {
+  // Retry while a writer is changing the position (odd or moving
+  // counters). A counter that stays odd for 100 ms is a writer that died
+  // mid-update (the next writer moves past it; a writer that is merely
+  // descheduled comes back long before): then take what is there.
+  uint64_t stuck_s = 0, stuck_a = 0;  // even: no odd value seen yet
+  auto stuck_since = std::chrono::steady_clock::now();
+  for (uint64_t spins = 0;; spins++) {
     uint64_t s1 = Load(&h->seq), a1 = Load(&h->seq_ack);
-    if (((s1 | a1) & 1) && spins < 100000) continue;
+    bool give_up = false;
+    if ((s1 | a1) & 1) {
+      if (s1 != stuck_s || a1 != stuck_a) {
+        stuck_s = s1;
+        stuck_a = a1;
+        stuck_since = std::chrono::steady_clock::now();
+      } else if ((spins & 1023) == 0 && std::chrono::steady_clock::now() - stuck_since > std::chrono::milliseconds(100)) {
+        give_up = true;
+      }
+      if (!give_up) {
+        if ((spins & 1023) == 1023) std::this_thread::yield();
+        continue;
+      }
+    }
     p.txid = Load(&h->txid);
     p.checksum = Load(&h->checksum);
     p.db_pages = Load(&h->db_pages);
@@ -148,7 +167,7 @@ Position Sidecar::Read() const {
     p.spool_end = Load(&h->spool_end);
     p.spooled_txid = Load(&h->spooled_txid);
     std::atomic_thread_fence(std::memory_order_acquire);
-    if ((Load(&h->seq) == s1 && Load(&h->seq_ack) == a1) || spins >= 100000) return p;
+    if ((Load(&h->seq) == s1 && Load(&h->seq_ack) == a1) || give_up) return p;
   }
 }
 

@@ -25,6 +25,7 @@ extern "C" {
 #include "include/litejet.h"
 #include "tests/util/testdb.h"
 #include "wal-capture/checksum.h"
+#include "wal-capture/sidecar.h"
 
 using namespace litejet;
 using namespace litejet::test;
@@ -380,6 +381,60 @@ void capture_several_processes(void**) {
   sqlite3_close(db);
 }
 
+// Nothing ships (no server), so every commit stays in the local log while
+// the WAL loses its frames every way it can: restarts after automatic and
+// TRUNCATE checkpoints, deletion when the last connection closes, and the
+// commit ring wrapping (more than kRingSlots unshipped commits). Each time
+// the frames go to the spool first; every TXID is still readable and the
+// replay equals the database.
+void capture_backlog_survives_wal_loss(void**) {
+  TempDir d;
+  std::string path = d / "a.db";
+  sqlite3* db = OpenReplicated(path);
+  ExecOk(db, "create table t(k integer primary key, v blob)");
+  auto insert = [&](int i) { ExecOk(db, "insert into t(v) values(randomblob(" + std::to_string(20 + i % 300) + "))"); };
+  // 1. No checkpoints: the WAL keeps everything, but the ring wraps.
+  ExecOk(db, "pragma wal_autocheckpoint=0");
+  const int kRing = int(sidecar::kRingSlots) + 100;
+  for (int i = 0; i < kRing; i++) insert(i);
+  sidecar::Sidecar sc;
+  bool created = false;
+  assert_true(sc.Open(path + "-litejet", &created).ok());
+  assert_int_equal(sc.Read().spooled_txid, sidecar::kRingSlots);  // handed off when slot 1 was reused
+  // 2. The last connection closes: SQLite checkpoints and deletes the WAL.
+  sqlite3_close(db);
+  db = OpenReplicated(path);
+  assert_int_equal(sc.Read().spooled_txid, 1 + kRing);
+  // 3. Restarts after automatic and TRUNCATE checkpoints.
+  const int kMore = 3000;
+  for (int i = 0; i < kMore; i++) {
+    insert(i);
+    if (i % 1100 == 1099) ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  }
+  const int kTxns = kRing + kMore;
+  const int64_t want_txns = 1 + kTxns;
+  assert_int_equal(QueryInt(db, "select repl_position()"), want_txns);
+  sidecar::Position p = sc.Read();
+  std::printf("  %llu commits, %llu of them handed off to the spool (%llu bytes)\n", (unsigned long long)p.txid,
+              (unsigned long long)p.spooled_txid, (unsigned long long)p.spool_end);
+  assert_true(p.spooled_txid > uint64_t(1 + kRing));
+  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  std::vector<uint64_t> want;
+  uint32_t ps = 0;
+  assert_true(checksum::HashFile(path, &want, &ps).ok());
+  std::vector<record::Txn> txns = ReadCaptured(path);
+  assert_int_equal(txns.size(), want_txns);
+  Replayer r(d / "replay.db");
+  for (const record::Txn& t : txns) {
+    std::string e = r.Apply(t);
+    CHECK_MSG(e.empty(), e);
+  }
+  std::string diff = DiffPages(want, r.PageHashes());
+  CHECK_MSG(diff.empty(), diff);
+  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(XorAll(want)).c_str());
+  sqlite3_close(db);
+}
+
 // A committer killed between announcing its commit (spool, sidecar pending)
 // and finishing it: the next writer decides from the wal-index whether the
 // commit happened, and the spool and position agree with the database.
@@ -559,6 +614,7 @@ int main(int argc, char** argv) {
       cmocka_unit_test(capture_refuses_leaving_wal),
       cmocka_unit_test(capture_existing_rollback_db_becomes_wal),
       cmocka_unit_test(capture_txid_survives_restart),
+      cmocka_unit_test(capture_backlog_survives_wal_loss),
       cmocka_unit_test(capture_several_processes),
       cmocka_unit_test(capture_committer_killed_before_commit_frame),
       cmocka_unit_test(capture_committer_killed_after_commit_frame),

@@ -14,6 +14,7 @@ extern "C" {  // cmocka 1.1 declares its C functions without C linkage for C++
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -645,6 +646,50 @@ static void batch_roundtrip_and_rejects_damage(void** state) {
   assert_false(litejet::record::EncodeBatch({}, &b).ok());
 }
 
+// Compressed batches (version 2): consecutive transactions rewriting the
+// same page shrink together; damage, a lying length and oversized bodies are
+// rejected.
+static void batch_zstd_roundtrip_and_rejects_damage(void** state) {
+  (void)state;
+  std::vector<std::string> recs;
+  std::string page(4096, '\0');
+  for (int i = 0; i < 50; i++) {
+    for (size_t k = 0; k < page.size(); k += 97) page[k] = static_cast<char>('a' + (k * 7 + size_t(i)) % 26);
+    page[size_t(i) * 13 % page.size()] = static_cast<char>(i);
+    recs.push_back(page);
+  }
+  std::string plain, packed;
+  assert_true(litejet::record::EncodeBatch(recs, &plain).ok());
+  assert_true(litejet::record::EncodeBatch(recs, &packed, 1).ok());
+  std::printf("  50 similar 4 KiB records: plain batch %zu bytes, compressed %zu\n", plain.size(), packed.size());
+  assert_true(packed.size() * 10 < plain.size());
+  std::vector<std::string> back;
+  assert_true(litejet::record::DecodeBatch(packed.data(), packed.size(), &back).ok());
+  assert_true(back == recs);
+  for (size_t n = 0; n < packed.size(); n++) assert_false(litejet::record::DecodeBatch(packed.data(), n, &back).ok());
+  for (size_t i = 0; i < packed.size(); i++) {
+    std::string c = packed;
+    c[i] = static_cast<char>(c[i] ^ 0x01);
+    assert_false(litejet::record::DecodeBatch(c.data(), c.size(), &back).ok());
+  }
+  // A body length that disagrees with the zstd frame, or one over the limit,
+  // resealed with a valid batch hash: still rejected, with the reason.
+  auto reseal = [](std::string b) {
+    uint64_t h = XXH3_64bits(b.data(), b.size() - 8);
+    for (int k = 0; k < 8; k++) b[b.size() - 8 + size_t(k)] = static_cast<char>(h >> (8 * k));
+    return b;
+  };
+  std::string lie = packed;
+  lie[12] = static_cast<char>(lie[12] + 1);
+  litejet::Status s = litejet::record::DecodeBatch(reseal(lie).data(), lie.size(), &back);
+  assert_string_equal(s.message().c_str(), "litejet: batch: compressed body does not declare its length");
+  std::string huge = packed;
+  huge[12 + 7] = 0x7f;
+  s = litejet::record::DecodeBatch(reseal(huge).data(), huge.size(), &back);
+  assert_non_null(std::strstr(s.message().c_str(), "is larger than allowed"));
+  assert_int_equal(s.code(), 11);  // SQLITE_CORRUPT
+}
+
 int main() {
   if (const char* env = std::getenv("LITEJET_TEST_SEED")) g_seed = std::strtoull(env, nullptr, 0);
   std::printf("test_record: seed 0x%" PRIx64 " (set LITEJET_TEST_SEED to replay)\n", g_seed);
@@ -678,6 +723,7 @@ int main() {
       cmocka_unit_test(reassembler_rejects_chunks_that_miss_their_total),
       cmocka_unit_test(reassembler_rejects_every_corrupted_byte),
       cmocka_unit_test(batch_roundtrip_and_rejects_damage),
+      cmocka_unit_test(batch_zstd_roundtrip_and_rejects_damage),
       cmocka_unit_test(peek_chunk_reads_split_headers),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
