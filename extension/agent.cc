@@ -214,7 +214,7 @@ void Engine::RunPrimary(transport::Log& log) {
     if (!sync_pending && reader.spool_offset() > now.spool_end) reader.set_spool_offset(now.spool_end);
     txns.clear();
     const uint64_t spool_off0 = reader.spool_offset();
-    s = next <= last ? reader.Read(next, last, now.spool_end, spool_limit, 1024, max_chunk * 4, cfg_.node, &txns)
+    s = next <= last ? reader.Read(next, last, now.txid, now.spool_end, spool_limit, 1024, max_chunk * 4, cfg_.node, &txns)
                      : Status::OK();
     if (!s.ok()) {
       {

@@ -192,8 +192,8 @@ Status Reader::Open(const std::string& db_path, sidecar::Sidecar* sc) {
   return wal_->Open(db_path);
 }
 
-Status Reader::Read(uint64_t next, uint64_t last, uint64_t spool_end, uint64_t spool_limit, size_t max_txns,
-                    size_t max_bytes, const std::string& node, std::vector<record::Txn>* out) {
+Status Reader::Read(uint64_t next, uint64_t last, uint64_t wal_last, uint64_t spool_end, uint64_t spool_limit,
+                    size_t max_txns, size_t max_bytes, const std::string& node, std::vector<record::Txn>* out) {
   size_t bytes = 0;
   std::string rec;
   for (int rounds = 0; next <= last && out->size() < max_txns && bytes < max_bytes; rounds++) {
@@ -266,10 +266,10 @@ Status Reader::Read(uint64_t next, uint64_t last, uint64_t spool_end, uint64_t s
       next++;
       took = true;
     }
-    if (next > last || out->size() >= max_txns || bytes >= max_bytes) break;
+    if (next > last || out->size() >= max_txns || bytes >= max_bytes || next > wal_last) break;
     bool gone = false;
     size_t before = out->size();
-    Status s = ReadFromWal(next, last, max_txns - out->size(), max_bytes - bytes, node, out, &gone);
+    Status s = ReadFromWal(next, std::min(last, wal_last), max_txns - out->size(), max_bytes - bytes, node, out, &gone);
     if (!s.ok()) return s;
     for (size_t i = before; i < out->size(); i++) bytes += (*out)[i].pages.size() * (*out)[i].page_size;
     next += out->size() - before;

@@ -55,9 +55,11 @@ class Reader {
   // max_txns of them or about max_bytes of pages). spool_end: where the
   // spool's committed entries end (the sidecar's); spool_limit: how far to
   // look (further than spool_end only for a sync commit's record, shipped
-  // before it commits). An error with SQLITE_BUSY is worth retrying.
-  Status Read(uint64_t next, uint64_t last, uint64_t spool_end, uint64_t spool_limit, size_t max_txns,
-              size_t max_bytes, const std::string& node, std::vector<record::Txn>* out);
+  // before it commits). TXIDs after wal_last are looked for in the spool
+  // only (a sync commit's record, whose frames are not in the WAL yet). An
+  // error with SQLITE_BUSY or SQLITE_BUSY_RECOVERY is worth retrying.
+  Status Read(uint64_t next, uint64_t last, uint64_t wal_last, uint64_t spool_end, uint64_t spool_limit,
+              size_t max_txns, size_t max_bytes, const std::string& node, std::vector<record::Txn>* out);
 
   // Where the next unread spool entry is (the caller may compact up to it).
   uint64_t spool_offset() const { return spool_off_; }

@@ -114,7 +114,7 @@ std::vector<record::Txn> ReadCaptured(const std::string& db_path) {
   uint64_t next = p.acked_txid + 1;
   while (next <= p.txid) {
     size_t before = out.size();
-    s = reader.Read(next, p.txid, p.spool_end, p.spool_end, 100000, SIZE_MAX / 2, "test", &out);
+    s = reader.Read(next, p.txid, p.txid, p.spool_end, p.spool_end, 100000, SIZE_MAX / 2, "test", &out);
     if (!s.ok()) Fail("reading the local log of " + db_path + ": " + s.message());
     if (out.size() == before) Fail("the local log of " + db_path + " stops at TXID " + std::to_string(next - 1));
     next += out.size() - before;
