@@ -1,7 +1,9 @@
 // The agent of a replicated database: at most one per host (an flock on
-// "<db>-litejet-agent" decides). On the primary it ships the spool to
-// JetStream with ExpectLastSubjectSeq fencing; on a replica it reads the log
-// and applies each transaction to the WAL and wal-index (WalWriter).
+// "<db>-litejet-agent" decides). On the primary it ships the local log (the
+// commits' frames in the WAL, or in the spool once the WAL was about to lose
+// them) to JetStream with expected-last-sequence fencing; on a replica it
+// reads the log and applies each transaction to the WAL and wal-index
+// (WalWriter).
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>

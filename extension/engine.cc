@@ -1,5 +1,6 @@
 // Engine: capture on the primary (WAL writes -> transactions -> sidecar and
-// spool), and the state the SQL functions report.
+// its commit ring; hand-offs to the spool), and the state the SQL functions
+// report.
 #include "extension/engine.h"
 
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <map>
 #include <thread>
 
+#include "common/fence.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/local_log.h"
 #include "wal-capture/record.h"
@@ -310,7 +312,7 @@ bool ReadWalIndexHeader(sqlite3_file* main, const vfs::ShmView& view, unsigned c
   void volatile* p = view.region0;
   if (p == nullptr && (main->pMethods->xShmMap(main, 0, 32768, 0, &p) != SQLITE_OK || p == nullptr)) return false;
   unsigned char b[48];
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  Fence(std::memory_order_seq_cst);
   std::memcpy(a, const_cast<void*>(p), 48);
   std::memcpy(b, const_cast<const char*>(static_cast<const volatile char*>(p)) + 48, 48);
   return a[12] == 1 && std::memcmp(a, b, 48) == 0;
@@ -679,7 +681,7 @@ void Engine::FinishCommit(bool ok) {
     }
     StoreUpdate(pending_.up);
     // Async: no wake-up on the commit path (a futex wake and a context switch
-    // cost more than the commit itself); the agent polls the spool every ms.
+    // cost more than the commit itself); the agent polls the sidecar every ms.
   } else {
     // The commit frame did not reach the WAL: the transaction did not
     // happen. The spool end stays, so a sync record there is overwritten.

@@ -117,7 +117,7 @@ class Engine : public vfs::DbHooks {
   void RunReplica(transport::Log& log);
   bool ResetSpool();  // true when the spool was emptied
   bool Sleep(int64_t ms);  // false when stopping; returns early on Kick()
-  void Kick();             // a commit is in the spool: wake the agent
+  void Kick();             // a sync commit waits: wake the agent
 
   Config cfg_;
   std::string path_;

@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include "common/fence.h"
 #include "wal-capture/wal_format.h"
 
 namespace litejet::apply {
@@ -98,7 +99,7 @@ bool HdrValid(const WalIndexHdr& h) {
 // A fence, not xShmBarrier: the unix VFS's barrier also takes its global
 // mutex, which every connection's file locking in the process contends for.
 void ReadHdr(sqlite3_file*, volatile char* shm, WalIndexHdr* h1, WalIndexHdr* h2) {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  Fence(std::memory_order_seq_cst);
   std::memcpy(h1, const_cast<char*>(shm), sizeof *h1);
   std::memcpy(h2, const_cast<char*>(shm) + sizeof(WalIndexHdr), sizeof *h2);
 }
@@ -258,7 +259,7 @@ Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uin
   if (out->size() < need) out->resize(need);  // a reused buffer: no zero-filling each time
   int rc = wal_->pMethods->xRead(wal_, &(*out)[0], int(need), wal::FrameOffset(first, page_size));
   if (rc != SQLITE_OK) return Status::Error("litejet: read frames: cannot read " + path_ + "-wal", rc);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  Fence(std::memory_order_seq_cst);
   if (!StableHdr(db_, shm0, &h) || Get4(&h.aSalt[0]) != salt1 || Get4(&h.aSalt[1]) != salt2) *gone = true;
   return Status::OK();
 }

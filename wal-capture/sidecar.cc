@@ -17,6 +17,8 @@
 #include <cstring>
 #include <thread>
 
+#include "common/fence.h"
+
 namespace litejet::sidecar {
 
 namespace {
@@ -166,7 +168,7 @@ Position Sidecar::Read() const {
     p.log_seq = Load(&h->log_seq);
     p.spool_end = Load(&h->spool_end);
     p.spooled_txid = Load(&h->spooled_txid);
-    std::atomic_thread_fence(std::memory_order_acquire);
+    Fence(std::memory_order_acquire);
     if ((Load(&h->seq) == s1 && Load(&h->seq_ack) == a1) || give_up) return p;
   }
 }
@@ -219,7 +221,7 @@ namespace {
 void Begin(uint64_t* seq) {
   uint64_t v = Load(seq);
   Store(seq, v + 1 + (v & 1));
-  std::atomic_thread_fence(std::memory_order_release);
+  Fence(std::memory_order_release);
 }
 void End(uint64_t* seq) { Store(seq, (Load(seq) | 1) + 1); }
 }  // namespace
@@ -270,7 +272,7 @@ void Sidecar::PutCommit(const CommitEntry& e) {
   uint64_t words[sizeof(CommitEntry) / 8];
   std::memcpy(words, &e, sizeof words);
   Store(&slot[0], uint64_t(0));
-  std::atomic_thread_fence(std::memory_order_release);
+  Fence(std::memory_order_release);
   for (size_t i = 1; i < sizeof words / 8; i++) __atomic_store_n(&slot[i], words[i], __ATOMIC_RELAXED);
   Store(&slot[0], e.txid);
 }
@@ -281,7 +283,7 @@ bool Sidecar::GetCommit(uint64_t txid, CommitEntry* e) const {
   if (Load(&slot[0]) != txid) return false;
   uint64_t words[sizeof(CommitEntry) / 8];
   for (size_t i = 1; i < sizeof words / 8; i++) words[i] = __atomic_load_n(&slot[i], __ATOMIC_RELAXED);
-  std::atomic_thread_fence(std::memory_order_acquire);
+  Fence(std::memory_order_acquire);
   if (Load(&slot[0]) != txid) return false;
   words[0] = txid;
   std::memcpy(static_cast<void*>(e), words, sizeof words);
