@@ -14,7 +14,8 @@ set(LITEJET_E2E_TESTS
     async_outage
     primary_killed
     position_while_growing
-    auth)
+    auth
+    backlog_handoff)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
