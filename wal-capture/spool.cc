@@ -40,6 +40,24 @@ Status Spool::Open(const std::string& path) {
   return Status::OK();
 }
 
+// The file reaches end (another process may have grown it meanwhile; else
+// grow it in big steps, so that most writes land in blocks that exist).
+Status Spool::Reserve(uint64_t end) {
+  if (end <= allocated_) return Status::OK();
+  struct stat sb;
+  if (::fstat(fd_, &sb) != 0) return IoError("stat", path_);
+  allocated_ = uint64_t(sb.st_size);
+  if (end <= allocated_) return Status::OK();
+  uint64_t want = (end + kGrowStep - 1) / kGrowStep * kGrowStep;
+  int rc = ::posix_fallocate(fd_, off_t(allocated_), off_t(want - allocated_));
+  if (rc != 0) {
+    errno = rc;
+    return IoError("grow", path_);
+  }
+  allocated_ = want;
+  return Status::OK();
+}
+
 Status Spool::Write(const std::string& record, uint64_t at, uint64_t* end) {
   return WriteMany(std::vector<std::string>{record}, at, end);
 }
@@ -50,21 +68,8 @@ Status Spool::WriteMany(const std::vector<std::string>& records, uint64_t at, ui
     if (r.size() > kMaxEntry) return Status::Error("litejet: transaction too large for the log spool", 18);
     total += 4 + r.size();
   }
-  if (at + total > allocated_) {
-    // Another process may have grown it meanwhile; then grow in big steps.
-    struct stat sb;
-    if (::fstat(fd_, &sb) != 0) return IoError("stat", path_);
-    allocated_ = uint64_t(sb.st_size);
-    if (at + total > allocated_) {
-      uint64_t want = (at + total + kGrowStep - 1) / kGrowStep * kGrowStep;
-      int rc = ::posix_fallocate(fd_, off_t(allocated_), off_t(want - allocated_));
-      if (rc != 0) {
-        errno = rc;
-        return IoError("grow", path_);
-      }
-      allocated_ = want;
-    }
-  }
+  Status rs = Reserve(at + total);
+  if (!rs.ok()) return rs;
   // Length prefixes and records gathered into few system calls, no copies.
   std::vector<unsigned char> lens(records.size() * 4);
   std::vector<struct iovec> iov;
@@ -105,20 +110,8 @@ Status Spool::WriteSegment(const std::string& head, int src_fd, uint64_t src_off
                            uint64_t* end) {
   const uint64_t total = 4 + head.size() + n;
   if (head.size() + n > kMaxEntry) return Status::Error("litejet: hand-off too large for one spool entry", 18);
-  if (at + total > allocated_) {
-    struct stat sb;
-    if (::fstat(fd_, &sb) != 0) return IoError("stat", path_);
-    allocated_ = uint64_t(sb.st_size);
-    if (at + total > allocated_) {
-      uint64_t want = (at + total + kGrowStep - 1) / kGrowStep * kGrowStep;
-      int rc = ::posix_fallocate(fd_, off_t(allocated_), off_t(want - allocated_));
-      if (rc != 0) {
-        errno = rc;
-        return IoError("grow", path_);
-      }
-      allocated_ = want;
-    }
-  }
+  Status rs = Reserve(at + total);
+  if (!rs.ok()) return rs;
   uint32_t len = uint32_t(head.size() + n);
   unsigned char lb[4] = {uint8_t(len), uint8_t(len >> 8), uint8_t(len >> 16), uint8_t(len >> 24)};
   struct iovec iov[2] = {{lb, 4}, {const_cast<char*>(head.data()), head.size()}};

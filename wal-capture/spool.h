@@ -45,6 +45,8 @@ class Spool {
   const std::string& path() const { return path_; }
 
  private:
+  Status Reserve(uint64_t end);
+
   std::string path_;
   int fd_ = -1;
   uint64_t allocated_ = 0;  // file size as last seen

@@ -334,6 +334,26 @@ void capture_txid_survives_restart(void**) {
   sqlite3_close(db);
 }
 
+// Folds the WAL into path, then replays every captured transaction into a
+// fresh file: exactly want_txns of them, pages equal to the database's, and
+// repl_checksum() equal to the checksum of those pages.
+void ReplayEqualsDatabase(sqlite3* db, const std::string& path, const std::string& replay_path, size_t want_txns) {
+  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  std::vector<uint64_t> want;
+  uint32_t ps = 0;
+  assert_true(checksum::HashFile(path, &want, &ps).ok());
+  std::vector<record::Txn> txns = ReadCaptured(path);
+  assert_int_equal(txns.size(), want_txns);
+  Replayer r(replay_path);
+  for (const record::Txn& t : txns) {
+    std::string e = r.Apply(t);
+    CHECK_MSG(e.empty(), e);
+  }
+  std::string diff = DiffPages(want, r.PageHashes());
+  CHECK_MSG(diff.empty(), diff);
+  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(XorAll(want)).c_str());
+}
+
 void capture_several_processes(void**) {
   // Writers in separate processes: TXIDs stay consecutive and the spool,
   // replayed, equals the database.
@@ -364,20 +384,7 @@ void capture_several_processes(void**) {
   sqlite3* db = OpenReplicated(path);
   assert_int_equal(QueryInt(db, "select count(*) from t"), kProcs * kTxns);
   assert_int_equal(QueryInt(db, "select repl_position()"), 1 + kProcs * kTxns);
-  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
-  std::vector<uint64_t> want;
-  uint32_t ps = 0;
-  assert_true(checksum::HashFile(path, &want, &ps).ok());
-  std::vector<record::Txn> txns = ReadCaptured(path);
-  assert_int_equal(txns.size(), 1 + kProcs * kTxns);
-  Replayer r(d / "replay.db");
-  for (const record::Txn& t : txns) {
-    std::string e = r.Apply(t);
-    CHECK_MSG(e.empty(), e);
-  }
-  std::string diff = DiffPages(want, r.PageHashes());
-  CHECK_MSG(diff.empty(), diff);
-  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(XorAll(want)).c_str());
+  ReplayEqualsDatabase(db, path, d / "replay.db", size_t(1 + kProcs * kTxns));
   sqlite3_close(db);
 }
 
@@ -418,20 +425,7 @@ void capture_backlog_survives_wal_loss(void**) {
   std::printf("  %llu commits, %llu of them handed off to the spool (%llu bytes)\n", (unsigned long long)p.txid,
               (unsigned long long)p.spooled_txid, (unsigned long long)p.spool_end);
   assert_true(p.spooled_txid > uint64_t(1 + kRing));
-  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
-  std::vector<uint64_t> want;
-  uint32_t ps = 0;
-  assert_true(checksum::HashFile(path, &want, &ps).ok());
-  std::vector<record::Txn> txns = ReadCaptured(path);
-  assert_int_equal(txns.size(), want_txns);
-  Replayer r(d / "replay.db");
-  for (const record::Txn& t : txns) {
-    std::string e = r.Apply(t);
-    CHECK_MSG(e.empty(), e);
-  }
-  std::string diff = DiffPages(want, r.PageHashes());
-  CHECK_MSG(diff.empty(), diff);
-  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(XorAll(want)).c_str());
+  ReplayEqualsDatabase(db, path, d / "replay.db", size_t(want_txns));
   sqlite3_close(db);
 }
 
