@@ -208,6 +208,10 @@ Status Reader::Read(uint64_t next, uint64_t last, uint64_t wal_last, uint64_t sp
       const char* frames = nullptr;
       size_t frames_len = 0;
       if (rec.size() >= 4 && std::memcmp(rec.data(), &spool::kSegmentMagic, 4) == 0) {
+        if (at >= spool_end) {
+          spool_off_ = at;  // segments are written below the committed end: these are old bytes
+          break;
+        }
         if (!ParseSegment(rec, &h, &entries, &frames, &frames_len)) {
           return Status::Error("litejet: log spool " + path_ + "-litejet-log at " + std::to_string(at) +
                                    ": malformed segment",
