@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,6 +78,9 @@ void Engine::StopAgent() {
   }
   agent_cv_.notify_all();
   if (agent_.joinable()) agent_.join();
+  // Leaving with a backlog: once no litejet process has the database open,
+  // any connection without litejet could checkpoint and delete the WAL.
+  if (was_host_agent_) GuardBacklog(true);
   if (host_lock_fd_ >= 0) {
     ::close(host_lock_fd_);
     host_lock_fd_ = -1;
@@ -103,7 +107,46 @@ bool Engine::TakeHostLock() {
     host_lock_fd_ = ::open((path_ + "-litejet-agent").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (host_lock_fd_ < 0) return false;
   }
-  return ::flock(host_lock_fd_, LOCK_EX | LOCK_NB) == 0;
+  if (::flock(host_lock_fd_, LOCK_EX | LOCK_NB) != 0) return false;
+  was_host_agent_ = true;
+  return true;
+}
+
+// Shipping is behind (disconnected, or slower than the commits): the oldest
+// commit that is only in the WAL has waited guard_ms. Move the backlog
+// to the spool now, under WAL_WRITE_LOCK, instead of at the next WAL
+// restart: a restart, TRUNCATE checkpoint or close by a connection that
+// does not use litejet would lose it. At most every guard_ms; always
+// (and without waiting for the age) when the agent stops.
+void Engine::GuardBacklog(bool always) {
+  const uint64_t guard_ms = guard_after_ms_;
+  if (cfg_.role != Role::kPrimary || (guard_ms == 0 && !always)) return;
+  sidecar::Position p = sidecar_.Read();
+  const uint64_t first = std::max(p.acked_txid, p.spooled_txid) + 1;
+  if (first > p.txid) return;
+  const uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now().time_since_epoch()).count());
+  if (!always) {
+    if (now < last_guard_ms_ + guard_ms) return;
+    sidecar::CommitEntry e;
+    if (sidecar_.GetCommit(first, &e)) {
+      struct timeval tv;
+      gettimeofday(&tv, nullptr);
+      const uint64_t wall_us = uint64_t(tv.tv_sec) * 1000000u + uint64_t(tv.tv_usec);
+      if (wall_us < e.timestamp_us + guard_ms * 1000) return;
+    }
+  }
+  last_guard_ms_ = now;
+  if (!spool_locker_) {
+    spool_locker_ = std::make_unique<apply::WalWriter>();
+    if (!spool_locker_->Open(path_).ok()) {
+      spool_locker_.reset();
+      return;
+    }
+  }
+  spool_locker_->WithWriteLock(always ? 2000 : 20, [&] {
+    if (!DeadCommitPending() && HasUnspooledBacklog()) HandOff(always ? "the agent stops" : "shipping is behind");
+  });
 }
 
 void Engine::AgentMain() {
@@ -149,6 +192,7 @@ void Engine::AgentMain() {
       std::lock_guard<std::mutex> g_(mu_);         \
       SetError(rs_.message());                     \
     }                                              \
+    GuardBacklog(false);                           \
     if (!Sleep(250)) return;                       \
   }
 
@@ -201,6 +245,7 @@ void Engine::RunPrimary(transport::Log& log) {
   std::vector<std::string> chunks, batch;
   size_t max_chunk = std::max<size_t>(log.MaxPayload(), 64 * 1024) - 1024;
   while (!stopping_) {
+    GuardBacklog(false);
     // Gather what is committed and not shipped: one record, or a backlog of
     // small ones packed into one message (one publish, one round trip).
     sidecar::Position now = sidecar_.Read();
@@ -303,6 +348,7 @@ void Engine::RunPrimary(transport::Log& log) {
           if (spool_fd >= 0) ::close(spool_fd);
           return;
         }
+        GuardBacklog(false);
         if (!Sleep(200)) {
           if (spool_fd >= 0) ::close(spool_fd);
           return;

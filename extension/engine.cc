@@ -116,7 +116,9 @@ Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move
   // Fault injection for the crash tests: LITEJET_TEST_CRASH=before_commit_frame
   // (commit recorded in the ring and marked pending), after_commit_frame or
   // after_publish (wal-index header written, sidecar not yet),
-  // LITEJET_TEST_CRASH_TXID=N kills the process there.
+  // LITEJET_TEST_CRASH_TXID=N kills the process there. LITEJET_TEST_GUARD_MS
+  // sets (0: turns off) the agent's early hand-off of an old backlog.
+  if (const char* g = std::getenv("LITEJET_TEST_GUARD_MS")) guard_after_ms_ = std::strtoull(g, nullptr, 10);
   const char* point = std::getenv("LITEJET_TEST_CRASH");
   const char* txid = std::getenv("LITEJET_TEST_CRASH_TXID");
   if (point && txid) {
@@ -341,7 +343,14 @@ int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offs
     // RESTART/TRUNCATE checkpoint. The frames of unshipped commits go to the
     // spool first; if that fails, the WAL stays as it is (SQLite takes BUSY
     // here as "not now": the writer appends, the checkpoint reports busy).
-    if (cfg_.role != Role::kPrimary || !HasUnspooledBacklog()) return SQLITE_OK;
+    if (cfg_.role != Role::kPrimary) return SQLITE_OK;
+    if (DeadCommitPending()) {
+      // Not resolved when the write lock was taken (the wal-index was being
+      // recovered then): now it can be, and must be before the WAL goes.
+      if (writer_ == main) ResolveDeadCommit(main, view);
+      if (DeadCommitPending()) return SQLITE_BUSY;
+    }
+    if (!HasUnspooledBacklog()) return SQLITE_OK;
     if (writer_ != main) return SQLITE_BUSY;  // not under WAL_WRITE_LOCK: never seen from SQLite
     return HandOff("the WAL restarts") == SQLITE_OK ? SQLITE_OK : SQLITE_BUSY;
   }
@@ -449,6 +458,12 @@ void Engine::ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view) {
       why = " (" + s.message() + ")";
     }
   }
+  if (!committed && sidecar_.GetCommit(txid, &e) && e.salt1 == where.salt1 && e.salt2 == where.salt2) {
+    // It did not commit, but its commit frame may be whole in the WAL, past
+    // mxFrame: a later recovery of the WAL (after a crash) would take it as
+    // committed. Break it (zero salts) so recovery stops before it.
+    InvalidateFrame(e.commit_frame, e.page_size, e.salt1, e.salt2);
+  }
   if (!done) sidecar_.CommitUpdate(pos);  // clears the pending mark
   if (committed && !done) {
     Fail("litejet: a committer died during TXID " + std::to_string(txid) +
@@ -457,6 +472,25 @@ void Engine::ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view) {
   }
   sqlite3_log(SQLITE_NOTICE, "litejet: %s: a committer died during TXID %llu; it %s", cfg_.name.c_str(),
               (unsigned long long)txid, done ? "committed (position completed)" : committed ? "committed, but its frames are unreadable" : "did not commit");
+}
+
+// Zeroes the salts of frame iframe if it still carries these (holding
+// WAL_WRITE_LOCK: no writer reuses it meanwhile; it is past mxFrame, so no
+// reader uses it).
+void Engine::InvalidateFrame(uint32_t iframe, uint32_t page_size, uint32_t salt1, uint32_t salt2) {
+  std::string wal_path = path_ + "-wal";
+  int fd = ::open(wal_path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return;
+  unsigned char h[wal::WAL_FRAME_HDRSIZE];
+  const off_t at = off_t(wal::FrameOffset(iframe, page_size));
+  if (::pread(fd, h, sizeof h, at) == ssize_t(sizeof h) && wal::Get4(h + 8) == salt1 && wal::Get4(h + 12) == salt2) {
+    const unsigned char zero[8] = {0};
+    if (::pwrite(fd, zero, sizeof zero, at + 8) != ssize_t(sizeof zero)) {
+      sqlite3_log(SQLITE_IOERR, "litejet: %s: cannot invalidate frame %u of %s", cfg_.name.c_str(), iframe,
+                  wal_path.c_str());
+    }
+  }
+  ::close(fd);
 }
 
 void Engine::OnClose(sqlite3_file*) {}
@@ -526,15 +560,27 @@ int Engine::HandOff(const char* why) {
   return SQLITE_OK;
 }
 
+bool Engine::DeadCommitPending() const { return sidecar_.pending_txid() != 0 && !pending_.active; }
+
+// A dead committer's commit that nobody resolved yet may be in the WAL only:
+// keep the WAL (the next opener recovers it, the next writer resolves it).
 int Engine::BeforeWalTruncate(sqlite3_int64) {
-  if (cfg_.role != Role::kPrimary || !HasUnspooledBacklog()) return SQLITE_OK;
+  if (cfg_.role != Role::kPrimary) return SQLITE_OK;
+  if (DeadCommitPending()) return SQLITE_IOERR_TRUNCATE;
+  if (!HasUnspooledBacklog()) return SQLITE_OK;
   return HandOff("the WAL is truncated") == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_TRUNCATE;
 }
 
 // The last connection closing holds the database's EXCLUSIVE lock: nobody
-// commits meanwhile.
+// commits meanwhile. (SQLite ignores a failed delete: the WAL stays.)
 int Engine::BeforeWalDelete() {
-  if (cfg_.role != Role::kPrimary || !HasUnspooledBacklog()) return SQLITE_OK;
+  if (cfg_.role != Role::kPrimary) return SQLITE_OK;
+  if (DeadCommitPending()) {
+    sqlite3_log(SQLITE_NOTICE, "litejet: %s: keeping the WAL: a dead committer's TXID %llu is not resolved yet",
+                cfg_.name.c_str(), (unsigned long long)sidecar_.pending_txid());
+    return SQLITE_IOERR_DELETE;
+  }
+  if (!HasUnspooledBacklog()) return SQLITE_OK;
   return HandOff("the WAL is deleted") == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_DELETE;
 }
 
@@ -639,9 +685,11 @@ Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured& c) {
   where.salt2 = c.salt2;
   where.commit_frame = c.commit_frame;
   where.spool_offset = before.spool_end;
+  // The ring entry first: a later writer resolving a dead pending commit
+  // finds its frames there.
+  sidecar_.PutCommit(e);
   Status s = sidecar_.BeginUpdate(txid, std::max(before.db_pages, c.db_pages), where);
   if (!s.ok()) return s;
-  sidecar_.PutCommit(e);
   if (cfg_.durability == Durability::kSync) {
     // The record goes out before the commit frame exists, so it cannot be
     // read from the WAL: put it in the spool, past the committed end, for

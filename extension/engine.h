@@ -102,6 +102,13 @@ class Engine : public vfs::DbHooks {
   // unshipped commits still only in the WAL to the spool. The caller holds
   // WAL_WRITE_LOCK or the database's EXCLUSIVE lock.
   int HandOff(const char* why);
+  // A committer of another process (or an earlier life of this one) died
+  // with a commit pending, not resolved yet.
+  bool DeadCommitPending() const;
+  void InvalidateFrame(uint32_t iframe, uint32_t page_size, uint32_t salt1, uint32_t salt2);
+  // Agent: when shipping is behind, move the backlog out of the WAL before
+  // anything (e.g. a connection without litejet) can make the WAL lose it.
+  void GuardBacklog(bool always);
   bool HasUnspooledBacklog() const;
   // True when the wal-index header in main's shm covers the commit frame.
   bool CommitPublished(sqlite3_file* main, const vfs::ShmView& view, const sidecar::PendingCommit& where);
@@ -147,6 +154,9 @@ class Engine : public vfs::DbHooks {
   std::atomic<bool> stopping_{false};
   uint64_t kicks_ = 0;
   int host_lock_fd_ = -1;
+  bool was_host_agent_ = false;  // this process has been the host's agent
+  uint64_t last_guard_ms_ = 0;   // GuardBacklog's last hand-off (steady clock)
+  uint64_t guard_after_ms_ = 250;  // tests: LITEJET_TEST_GUARD_MS (0 = off)
   std::atomic<bool> connected_{false};
   std::atomic<bool> fenced_{false};
   std::unique_ptr<apply::WalWriter> spool_locker_;  // primary agent: takes WAL_WRITE_LOCK to reset the spool

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -237,6 +238,10 @@ Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uin
                              std::string* out, bool* gone) {
   *gone = false;
   if (first == 0 || last < first) return Status::Error("litejet: read frames: empty range", SQLITE_CORRUPT);
+  const size_t fsz0 = wal::WAL_FRAME_HDRSIZE + page_size;
+  if (uint64_t(last - first + 1) * fsz0 > uint64_t(INT32_MAX)) {
+    return Status::Error("litejet: read frames: " + std::to_string(last - first + 1) + " frames in one read", SQLITE_TOOBIG);
+  }
   volatile char* shm0 = nullptr;
   Status s = MapRegion(0, &shm0);
   if (!s.ok()) return s;
@@ -258,9 +263,16 @@ Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uin
   const size_t need = size_t(last - first + 1) * fsz;
   if (out->size() < need) out->resize(need);  // a reused buffer: no zero-filling each time
   int rc = wal_->pMethods->xRead(wal_, &(*out)[0], int(need), wal::FrameOffset(first, page_size));
-  if (rc != SQLITE_OK) return Status::Error("litejet: read frames: cannot read " + path_ + "-wal", rc);
   Fence(std::memory_order_seq_cst);
-  if (!StableHdr(db_, shm0, &h) || Get4(&h.aSalt[0]) != salt1 || Get4(&h.aSalt[1]) != salt2) *gone = true;
+  // A restart (and a truncation, which follows one) changes the salts first.
+  if (!StableHdr(db_, shm0, &h)) {
+    return Status::Error("litejet: read frames: the wal-index header is being rewritten", SQLITE_BUSY);
+  }
+  if (Get4(&h.aSalt[0]) != salt1 || Get4(&h.aSalt[1]) != salt2) {
+    *gone = true;  // whatever was read, or failed to be read (a short read after a truncation)
+    return Status::OK();
+  }
+  if (rc != SQLITE_OK) return Status::Error("litejet: read frames: cannot read " + path_ + "-wal", rc);
   return Status::OK();
 }
 

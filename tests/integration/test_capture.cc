@@ -7,10 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern "C" {
@@ -25,6 +28,7 @@ extern "C" {
 #include "include/litejet.h"
 #include "tests/util/testdb.h"
 #include "wal-capture/checksum.h"
+#include "wal-capture/local_log.h"
 #include "wal-capture/sidecar.h"
 
 using namespace litejet;
@@ -397,7 +401,11 @@ void capture_several_processes(void**) {
 void capture_backlog_survives_wal_loss(void**) {
   TempDir d;
   std::string path = d / "a.db";
+  // Only SQLite's own doings move frames to the spool here, not the agent's
+  // early hand-off of an old backlog (capture_plain_connections_... tests it).
+  setenv("LITEJET_TEST_GUARD_MS", "0", 1);
   sqlite3* db = OpenReplicated(path);
+  unsetenv("LITEJET_TEST_GUARD_MS");
   ExecOk(db, "create table t(k integer primary key, v blob)");
   auto insert = [&](int i) { ExecOk(db, "insert into t(v) values(randomblob(" + std::to_string(20 + i % 300) + "))"); };
   // 1. No checkpoints: the WAL keeps everything, but the ring wraps.
@@ -410,7 +418,9 @@ void capture_backlog_survives_wal_loss(void**) {
   assert_int_equal(sc.Read().spooled_txid, sidecar::kRingSlots);  // handed off when slot 1 was reused
   // 2. The last connection closes: SQLite checkpoints and deletes the WAL.
   sqlite3_close(db);
+  setenv("LITEJET_TEST_GUARD_MS", "0", 1);
   db = OpenReplicated(path);
+  unsetenv("LITEJET_TEST_GUARD_MS");
   assert_int_equal(sc.Read().spooled_txid, 1 + kRing);
   // 3. Restarts after automatic and TRUNCATE checkpoints.
   const int kMore = 3000;
@@ -480,6 +490,203 @@ void DeadCommitter(const char* point, int64_t want_position_after_resolve) {
 void capture_committer_killed_before_commit_frame(void**) { DeadCommitter("before_commit_frame", 3); }
 void capture_committer_killed_after_commit_frame(void**) { DeadCommitter("after_commit_frame", 4); }
 void capture_committer_killed_after_publish(void**) { DeadCommitter("after_publish", 4); }
+
+// A committer killed after publishing; the next connection only reads and
+// closes (SQLite checkpoints and deletes the WAL) before any writer resolved
+// the dead commit: the WAL must be kept, and the next writer finds the commit.
+void capture_dead_commit_then_close(void**) {
+  TempDir d;
+  std::string path = d / "a.db";
+  {
+    sqlite3* db = OpenReplicated(path);
+    ExecOk(db, "create table t(p, i, y)");
+    sqlite3_close(db);
+  }
+  std::vector<std::string> env_s = {"LITEJET_TEST_CRASH=after_publish", "LITEJET_TEST_CRASH_TXID=3"};
+  std::vector<char*> envp;
+  for (char** e = environ; *e; e++) envp.push_back(*e);
+  for (auto& e : env_s) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  char* argv[] = {const_cast<char*>(g_self), const_cast<char*>("--writer"), const_cast<char*>(path.c_str()),
+                  const_cast<char*>("0"), const_cast<char*>("5"), nullptr};
+  pid_t pid = 0;
+  assert_int_equal(posix_spawn(&pid, g_self, nullptr, nullptr, argv, envp.data()), 0);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  assert_int_equal(WEXITSTATUS(st), 9);
+  {
+    sqlite3* db = OpenReplicated(path);
+    std::printf("  reader sees %lld rows, position %lld\n", (long long)QueryInt(db, "select count(*) from t"),
+                (long long)QueryInt(db, "select repl_position()"));
+    sqlite3_close(db);  // last connection: checkpoint, delete the WAL
+  }
+  sqlite3* db = OpenReplicated(path);
+  ExecOk(db, "create table u(a)");  // touches page 1 and a new page, not t's leaf
+  long long pos = QueryInt(db, "select repl_position()"), rows = QueryInt(db, "select count(*) from t");
+  std::printf("  after the next write: position %lld, rows %lld\n", pos, rows);
+  std::vector<record::Txn> txns = ReadCaptured(path);
+  Replayer r(d / "replay.db");
+  for (const record::Txn& t : txns) {
+    std::string e = r.Apply(t);
+    CHECK_MSG(e.empty(), e);
+  }
+  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  std::vector<uint64_t> file;
+  uint32_t ps = 0;
+  assert_true(checksum::HashFile(path, &file, &ps).ok());
+  std::string diff = DiffPages(file, r.PageHashes());
+  std::printf("  replay of the local log vs database file: %s\n", diff.empty() ? "equal" : diff.c_str());
+  CHECK_MSG(diff.empty(), diff);
+  assert_int_equal(pos, 4);
+  assert_int_equal(rows, 2);
+  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(XorAll(file)).c_str());
+  sqlite3_close(db);
+}
+
+// The shipper's lock-free WAL read racing TRUNCATE checkpoints (the WAL
+// shrinks under the read): each read either succeeds or finds the commit in
+// the spool; never an error.
+void capture_read_races_truncate(void**) {
+  TempDir d;
+  std::string path = d / "a.db";
+  sqlite3* db = OpenReplicated(path);
+  ExecOk(db, "create table t(k integer primary key, v blob)");
+  ExecOk(db, "pragma wal_autocheckpoint=0");
+  sidecar::Sidecar sc;
+  bool created = false;
+  assert_true(sc.Open(path + "-litejet", &created).ok());
+  std::atomic<bool> stop{false};
+  std::map<std::string, int> outcomes;
+  std::thread reader([&] {
+    locallog::Reader r;
+    if (!r.Open(path, &sc).ok()) return;
+    uint64_t next = 2;
+    while (!stop) {
+      sidecar::Position p = sc.Read();
+      if (p.txid < next) continue;
+      next = p.txid;
+      usleep(useconds_t(rand() % 3000));
+      std::vector<record::Txn> out;
+      Status st = r.Read(next, next, p.txid, p.spool_end, p.spool_end, 10, 1 << 30, "n", &out);
+      if (st.ok() && out.size() == 1) next++;
+      if (!st.ok()) r.set_spool_offset(0);
+      std::string k = st.ok() ? (out.size() == 1 ? "ok" : "nothing") : "error " + std::to_string(st.code()) + ": " + st.message().substr(0, 90);
+      outcomes[k]++;
+    }
+  });
+  for (int i = 0; i < 150; i++) {
+    ExecOk(db, "insert into t(v) values(randomblob(2000000))");
+    ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  }
+  stop = true;
+  reader.join();
+  int errors = 0;
+  for (auto& [k, n] : outcomes) {
+    std::printf("  %6d x %s\n", n, k.c_str());
+    if (k.rfind("error", 0) == 0) errors += n;
+  }
+  assert_int_equal(errors, 0);
+  assert_true(outcomes["ok"] > 0);
+  sqlite3_close(db);
+}
+
+// Connections without litejet on a primary whose shipping is stalled: one
+// that closes last (checkpoints and deletes the WAL), one that runs a
+// TRUNCATE checkpoint. The agent moves a backlog older than 250 ms to the
+// spool, and the last litejet connection to close hands off the rest: every
+// TXID stays readable.
+void capture_plain_connections_cannot_lose_the_backlog(void**) {
+  for (int variant = 0; variant < 2; variant++) {
+    TempDir d;
+    std::string path = d / "a.db";
+    sqlite3* plain = OpenPlain(path);
+    sqlite3* db = OpenReplicated(path);
+    ExecOk(db, "create table t(k integer primary key, v)");
+    QueryInt(plain, "select count(*) from t");  // the plain reader holds SHARED from now on
+    for (int i = 0; i < 5; i++) ExecOk(db, "insert into t(v) values(randomblob(100))");
+    if (variant == 0) {
+      sqlite3_close(db);     // not last: no checkpoint; litejet's last connection here
+      sqlite3_close(plain);  // last: checkpoint + delete -wal through the unix VFS
+      db = OpenReplicated(path);
+      QueryInt(db, "select count(*) from t");
+    } else {
+      usleep(1500000);  // the agent's guard: backlog older than 250 ms, checked every 250 ms
+      ExecOk(plain, "pragma wal_checkpoint(TRUNCATE)");
+      sqlite3_close(plain);
+    }
+    sidecar::Sidecar sc;
+    bool created = false;
+    assert_true(sc.Open(path + "-litejet", &created).ok());
+    locallog::Reader r;
+    assert_true(r.Open(path, &sc).ok());
+    sidecar::Position p = sc.Read();
+    std::vector<record::Txn> out;
+    Status st = r.Read(1, p.txid, p.txid, p.spool_end, p.spool_end, 1000, 1 << 30, "n", &out);
+    std::printf("  %s: position %llu, spooled %llu, read %zu txns: %s\n",
+                variant == 0 ? "plain reader closes last" : "plain TRUNCATE checkpoint", (unsigned long long)p.txid,
+                (unsigned long long)p.spooled_txid, out.size(), st.ok() ? "ok" : st.message().c_str());
+    CHECK_MSG(st.ok(), st.message());
+    assert_int_equal(out.size(), 6);
+    sqlite3_close(db);
+  }
+}
+
+// A committer killed after its commit frame was written but not published,
+// while another process keeps the shm open: the next lock holder (writing
+// nothing) decides it did not commit. Its frames are still whole past
+// mxFrame; a later recovery of the WAL must not bring it back.
+void capture_dead_commit_not_resurrected(void**) {
+  TempDir d;
+  std::string path = d / "a.db";
+  {
+    sqlite3* db = OpenReplicated(path);
+    ExecOk(db, "create table t(p, i, y)");
+    sqlite3_close(db);
+  }
+  std::string go = d / "go";
+  char* hargv[] = {const_cast<char*>(g_self), const_cast<char*>("--holder"), const_cast<char*>(path.c_str()),
+                   const_cast<char*>(go.c_str()), nullptr};
+  pid_t holder = 0;
+  assert_int_equal(posix_spawn(&holder, g_self, nullptr, nullptr, hargv, environ), 0);
+  usleep(300000);  // the holder has the shm open
+  std::vector<std::string> env_s = {"LITEJET_TEST_CRASH=after_commit_frame", "LITEJET_TEST_CRASH_TXID=3"};
+  std::vector<char*> envp;
+  for (char** e = environ; *e; e++) envp.push_back(*e);
+  for (auto& e : env_s) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  char* argv[] = {const_cast<char*>(g_self), const_cast<char*>("--writer"), const_cast<char*>(path.c_str()),
+                  const_cast<char*>("0"), const_cast<char*>("5"), nullptr};
+  pid_t pid = 0;
+  assert_int_equal(posix_spawn(&pid, g_self, nullptr, nullptr, argv, envp.data()), 0);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  assert_int_equal(WEXITSTATUS(st), 9);
+  FILE* f = std::fopen(go.c_str(), "w");
+  std::fclose(f);
+  waitpid(holder, &st, 0);
+  std::printf("  holder exit %d\n", WEXITSTATUS(st));
+  sqlite3* db = OpenReplicated(path);
+  long long rows0 = QueryInt(db, "select count(*) from t");
+  ExecOk(db, "create table u(a)");
+  std::printf("  after recovery: rows %lld, position after next write %lld\n", rows0,
+              (long long)QueryInt(db, "select repl_position()"));
+  std::vector<record::Txn> txns = ReadCaptured(path);
+  Replayer r(d / "replay.db");
+  for (const record::Txn& t : txns) {
+    std::string e = r.Apply(t);
+    CHECK_MSG(e.empty(), e);
+  }
+  ExecOk(db, "pragma wal_checkpoint(TRUNCATE)");
+  std::vector<uint64_t> file;
+  uint32_t ps = 0;
+  assert_true(checksum::HashFile(path, &file, &ps).ok());
+  std::string diff = DiffPages(file, r.PageHashes());
+  std::printf("  replay vs database file: %s\n", diff.empty() ? "equal" : diff.c_str());
+  CHECK_MSG(diff.empty(), diff);
+  assert_int_equal(rows0, 1);
+  assert_string_equal(QueryText(db, "select repl_checksum()").c_str(), checksum::Hex(XorAll(file)).c_str());
+  sqlite3_close(db);
+}
 
 // ---- the randomized oracle --------------------------------------------------
 
@@ -591,10 +798,22 @@ int WriterMain(const char* path, int p, int txns) {
   return 0;
 }
 
+// Holds the database (and its shm) open until told to go; exits without
+// closing, so that nothing checkpoints.
+int HolderMain(const char* path, const char* go) {
+  sqlite3* db = OpenReplicated(path);
+  if (QueryInt(db, "select count(*) from t") < 0) return 2;
+  while (access(go, F_OK) != 0) usleep(10000);
+  if (Exec(db, "begin immediate; commit") != SQLITE_OK) return 3;
+  std::fflush(stdout);
+  _exit(0);  // no close: no checkpoint
+}
+
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(sqlite3_litejet_init));
   g_self = "/proc/self/exe";
+  if (argc == 4 && std::string(argv[1]) == "--holder") return HolderMain(argv[2], argv[3]);
   if (argc == 5 && std::string(argv[1]) == "--writer") return WriterMain(argv[2], std::atoi(argv[3]), std::atoi(argv[4]));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(capture_counts_each_commit_once),
@@ -614,6 +833,10 @@ int main(int argc, char** argv) {
       cmocka_unit_test(capture_committer_killed_after_commit_frame),
       cmocka_unit_test(capture_committer_killed_after_publish),
       cmocka_unit_test(capture_oracle_random),
+      cmocka_unit_test(capture_dead_commit_then_close),
+      cmocka_unit_test(capture_dead_commit_not_resurrected),
+      cmocka_unit_test(capture_plain_connections_cannot_lose_the_backlog),
+      cmocka_unit_test(capture_read_races_truncate),
   };
   if (const char* f = std::getenv("LITEJET_TEST_FILTER")) cmocka_set_test_filter(f);
   return cmocka_run_group_tests(tests, nullptr, nullptr);
