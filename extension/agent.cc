@@ -251,7 +251,11 @@ void Engine::RunPrimary(transport::Log& log) {
     sidecar::Position now = sidecar_.Read();
     // A sync committer's record lies just past the spool's committed end
     // while it waits for exactly this ship.
-    const bool sync_pending = cfg_.durability == Durability::kSync && sidecar_.pending_txid() == now.txid + 1;
+    // Only while its committer is alive: a live sync committer holds
+    // WAL_WRITE_LOCK until JetStream answered; a dead one's record must never
+    // ship (its commit frame was never written; the next writer drops it).
+    const bool sync_pending = cfg_.durability == Durability::kSync && sidecar_.pending_txid() == now.txid + 1 &&
+                              WriteLockHeld();
     uint64_t last = sync_pending ? now.txid + 1 : now.txid;
     uint64_t spool_limit = now.spool_end;
     if (sync_pending && spool_fd >= 0) {
@@ -363,6 +367,19 @@ void Engine::RunPrimary(transport::Log& log) {
   }
   if (spool_fd >= 0) ::close(spool_fd);
   (void)reader;
+}
+
+// True when some connection (of any process) holds WAL_WRITE_LOCK now.
+bool Engine::WriteLockHeld() {
+  if (!spool_locker_) {
+    spool_locker_ = std::make_unique<apply::WalWriter>();
+    if (!spool_locker_->Open(path_).ok()) {
+      spool_locker_.reset();
+      return true;  // cannot tell: assume the committer is alive
+    }
+  }
+  Status s = spool_locker_->WithWriteLock(0, [] {});
+  return !s.ok() && s.code() == SQLITE_BUSY;
 }
 
 // Everything in the spool is shipped: start it over at offset 0, under

@@ -464,6 +464,15 @@ void Engine::ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view) {
     // committed. Break it (zero salts) so recovery stops before it.
     InvalidateFrame(e.commit_frame, e.page_size, e.salt1, e.salt2);
   }
+  if (!committed && cfg_.durability == Durability::kSync && pos.acked_txid >= txid) {
+    // A sync committer died after JetStream acknowledged its record but
+    // before its commit frame: the log has a transaction this database does
+    // not. Reusing the TXID would fork the log; stop writing instead.
+    fenced_ = true;
+    Fail("litejet: database \"" + cfg_.name + "\": TXID " + std::to_string(txid) +
+         " is in the log but its sync committer died before committing it here; this node stopped writing "
+         "(the log is ahead of this database: make a replica the primary)");
+  }
   if (!done) sidecar_.CommitUpdate(pos);  // clears the pending mark
   if (committed && !done) {
     Fail("litejet: a committer died during TXID " + std::to_string(txid) +
@@ -639,6 +648,13 @@ void Engine::StoreUpdate(const Update& u) {
 // the commit frame's data is written. Nothing here writes page data: the
 // pages are in the WAL; the ring entry says where.
 Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured& c) {
+  if (fenced_) {
+    // Fenced while this transaction was under way (e.g. by the dead commit
+    // resolved when its write lock was taken): the commit frame never comes.
+    std::string why = LastError();
+    return Status::Error(why.empty() ? "litejet: database \"" + cfg_.name + "\": this node stopped writing" : why,
+                         SQLITE_IOERR);
+  }
   if (!c.new_generation) {
     if (base_valid_) {
       c.salt1 = base_salt1_;

@@ -123,6 +123,7 @@ class Engine : public vfs::DbHooks {
   void RunPrimary(transport::Log& log);
   void RunReplica(transport::Log& log);
   bool ResetSpool();  // true when the spool was emptied
+  bool WriteLockHeld();  // agent: does some connection hold WAL_WRITE_LOCK now?
   bool Sleep(int64_t ms);  // false when stopping; returns early on Kick()
   void Kick();             // a sync commit waits: wake the agent
 

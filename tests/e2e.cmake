@@ -15,7 +15,8 @@ set(LITEJET_E2E_TESTS
     primary_killed
     position_while_growing
     auth
-    backlog_handoff)
+    backlog_handoff
+    sync_committer_killed)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

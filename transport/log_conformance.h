@@ -277,6 +277,19 @@ inline Status SimultaneousWriters(const Opener& open, int writers, int rounds) {
   std::vector<std::unique_ptr<Log>> logs;
   for (int w = 0; w < writers; w++) logs.push_back(open());
   LITEJET_CONF_OK(logs[0]->Ensure(5000));
+  // A new replicated stream answers only once it has a leader (on a loaded
+  // machine that can take seconds): wait for it, boundedly.
+  {
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    for (;;) {
+      Message m;
+      bool found = false;
+      Status st = logs[0]->Last(1000, &m, &found);
+      if (st.ok()) break;
+      if (std::chrono::steady_clock::now() >= until) return st;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
   std::mutex mu;
   std::condition_variable cv;
   int arrived = 0, generation = 0;

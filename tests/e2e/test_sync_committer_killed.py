@@ -1,0 +1,62 @@
+#!/usr/bin/python3
+# e2e_sync_committer_killed: durability=sync with the agent in another
+# process. A committer process dies after its record is in the spool but
+# before its commit frame is written (the transaction never happened here).
+# Never a silently forked log: either the record did not ship (the agent
+# never ships a dead committer's record) and the next commit takes the TXID
+# with the replica identical, or it shipped while the committer was alive and
+# the primary stops writing instead of reusing the TXID.
+from util import Suite, Worker, log, primary_uri, replica_uri, same_state
+
+
+def body(s):
+    srv = s.nats()
+    pdb, rdb = s.path("p", "sync.db"), s.path("r", "sync.db")
+    P = primary_uri(pdb, srv.url, durability="sync")
+    replica = Worker("replica")
+    replica.open(replica_uri(rdb, srv.url))
+    agent = Worker("primary-agent")  # first to open: this process runs the host's agent
+    agent.open(P)
+    agent.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    agent.sql("INSERT INTO t(v) VALUES ('one')")
+    same_state(s, agent, replica, 2, "before")
+
+    doomed = Worker("committer")
+    doomed.py("os.environ['LITEJET_TEST_CRASH'] = 'before_commit_frame'; "
+              "os.environ['LITEJET_TEST_CRASH_TXID'] = '3'; result = 0")
+    doomed.open(P)
+    try:
+        doomed.sql("INSERT INTO t(v) VALUES ('never committed')", timeout=20)
+        s.check(False, "committer process died before its commit frame")
+    except Exception as e:  # noqa: BLE001 - the worker's death is the point
+        s.check("died" in str(e), "committer process died before its commit frame (%s)" % e)
+    agent.py("time.sleep(1.0)")
+    # The agent may have shipped the record while the committer was still
+    # alive (that is what sync means: ship, then write the commit frame). It
+    # must never ship it after the committer died; and if it shipped it, the
+    # primary must not reuse the TXID (the log is ahead of its database).
+    shipped = replica.one("SELECT repl_position()") == 3
+    log("dead commit's record %s before the committer died" % ("was shipped" if shipped else "was not shipped"))
+    try:
+        agent.sql("INSERT INTO t(v) VALUES ('three')")
+        wrote = True
+    except Exception as e:  # noqa: BLE001
+        wrote = False
+        err = str(e)
+    if shipped:
+        s.check(not wrote, "primary: refuses to write once the log is ahead of it")
+        st = agent.status()
+        s.check("is in the log but its sync committer died" in (st["last_error"] or ""),
+                "primary: last_error says why (%r)" % st["last_error"])
+        s.eq(agent.one("SELECT repl_position()"), 2, "primary: TXID 3 not reused")
+    else:
+        s.check(wrote, "primary: the next commit goes through (%s)" % ("" if wrote else err))
+        s.eq(agent.one("SELECT repl_position()"), 3, "primary: the next commit is TXID 3")
+        same_state(s, agent, replica, 3, "after the next commit")
+        s.eq(replica.sql("SELECT v FROM t ORDER BY id"), [["one"], ["three"]], "replica: rows 'one', 'three'")
+    replica.exit()
+    agent.exit()
+
+
+if __name__ == "__main__":
+    Suite("e2e_sync_committer_killed").run(body)
