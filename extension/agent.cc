@@ -137,14 +137,9 @@ void Engine::GuardBacklog(bool always) {
     }
   }
   last_guard_ms_ = now;
-  if (!spool_locker_) {
-    spool_locker_ = std::make_unique<apply::WalWriter>();
-    if (!spool_locker_->Open(path_).ok()) {
-      spool_locker_.reset();
-      return;
-    }
-  }
-  spool_locker_->WithWriteLock(always ? 2000 : 20, [&] {
+  apply::WalWriter* locker = Locker();
+  if (!locker) return;
+  locker->WithWriteLock(always ? 2000 : 20, [&] {
     if (!DeadCommitPending() && HasUnspooledBacklog()) HandOff(always ? "the agent stops" : "shipping is behind");
   });
 }
@@ -369,16 +364,21 @@ void Engine::RunPrimary(transport::Log& log) {
   (void)reader;
 }
 
-// True when some connection (of any process) holds WAL_WRITE_LOCK now.
-bool Engine::WriteLockHeld() {
+// The agent's own handle on the database for taking WAL_WRITE_LOCK (opened
+// on first use; null if it cannot be).
+apply::WalWriter* Engine::Locker() {
   if (!spool_locker_) {
     spool_locker_ = std::make_unique<apply::WalWriter>();
-    if (!spool_locker_->Open(path_).ok()) {
-      spool_locker_.reset();
-      return true;  // cannot tell: assume the committer is alive
-    }
+    if (!spool_locker_->Open(path_).ok()) spool_locker_.reset();
   }
-  Status s = spool_locker_->WithWriteLock(0, [] {});
+  return spool_locker_.get();
+}
+
+// True when some connection (of any process) holds WAL_WRITE_LOCK now.
+bool Engine::WriteLockHeld() {
+  apply::WalWriter* locker = Locker();
+  if (!locker) return true;  // cannot tell: assume the committer is alive
+  Status s = locker->WithWriteLock(0, [] {});
   return !s.ok() && s.code() == SQLITE_BUSY;
 }
 
@@ -388,15 +388,10 @@ bool Engine::WriteLockHeld() {
 bool Engine::ResetSpool() {
   sidecar::Position p = sidecar_.Read();
   if (p.acked_txid < p.spooled_txid) return false;
-  if (!spool_locker_) {
-    spool_locker_ = std::make_unique<apply::WalWriter>();
-    if (!spool_locker_->Open(path_).ok()) {
-      spool_locker_.reset();
-      return false;
-    }
-  }
+  apply::WalWriter* locker = Locker();
+  if (!locker) return false;
   bool done = false;
-  spool_locker_->WithWriteLock(100, [&] {
+  locker->WithWriteLock(100, [&] {
     sidecar::Position pos = sidecar_.Read();
     if (sidecar_.pending_txid() != 0 || pos.acked_txid < pos.spooled_txid) return;
     sidecar_.SetSpooled(pos.spooled_txid, 0);

@@ -124,6 +124,7 @@ class Engine : public vfs::DbHooks {
   void RunReplica(transport::Log& log);
   bool ResetSpool();  // true when the spool was emptied
   bool WriteLockHeld();  // agent: does some connection hold WAL_WRITE_LOCK now?
+  apply::WalWriter* Locker();
   bool Sleep(int64_t ms);  // false when stopping; returns early on Kick()
   void Kick();             // a sync commit waits: wake the agent
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "wal-capture/checksum.h"
@@ -34,6 +35,27 @@ Status ReadRaw(int fd, const std::string& path, uint32_t first, uint32_t last, u
     done += size_t(n);
   }
   return Status::OK();
+}
+
+// first and the commits after it, up to TXID last, that follow one another
+// in the same WAL generation (padding frames between them are fine): what
+// one read of frames first.first_frame.. covers. At most max_count entries;
+// stops once their frames span max_bytes.
+std::vector<sidecar::CommitEntry> RunFrom(const sidecar::Sidecar& sc, const sidecar::CommitEntry& first,
+                                          uint64_t last, size_t max_count, uint64_t max_bytes) {
+  const uint64_t fsz = wal::WAL_FRAME_HDRSIZE + first.page_size;
+  std::vector<sidecar::CommitEntry> run{first};
+  uint64_t bytes = uint64_t(first.commit_frame - first.first_frame + 1) * fsz;
+  while (first.txid + run.size() <= last && run.size() < max_count && bytes < max_bytes) {
+    sidecar::CommitEntry e;
+    if (!sc.GetCommit(first.txid + run.size(), &e) || e.salt1 != first.salt1 || e.salt2 != first.salt2 ||
+        e.page_size != first.page_size || e.first_frame <= run.back().commit_frame) {
+      break;
+    }
+    run.push_back(e);
+    bytes = uint64_t(e.commit_frame - first.first_frame + 1) * fsz;
+  }
+  return run;
 }
 
 }  // namespace
@@ -126,17 +148,7 @@ Status HandOff(sidecar::Sidecar& sc, spool::Spool& spool, const std::string& wal
       s = Status::Error("litejet: hand-off: the commit ring no longer holds " + TxidStr(t), 11);
       break;
     }
-    std::vector<sidecar::CommitEntry> run{first};
-    uint64_t bytes = 0;
-    while (t + run.size() <= pos.txid && bytes < (uint64_t(1) << 28)) {
-      sidecar::CommitEntry e;
-      if (!sc.GetCommit(t + run.size(), &e) || e.salt1 != first.salt1 || e.salt2 != first.salt2 ||
-          e.page_size != first.page_size || e.first_frame <= run.back().commit_frame) {
-        break;
-      }
-      run.push_back(e);
-      bytes = uint64_t(e.commit_frame - first.first_frame + 1) * (wal::WAL_FRAME_HDRSIZE + first.page_size);
-    }
+    std::vector<sidecar::CommitEntry> run = RunFrom(sc, first, pos.txid, SIZE_MAX, uint64_t(1) << 28);
     spool::SegmentHeader h;
     h.magic = spool::kSegmentMagic;
     h.version = 1;
@@ -303,17 +315,7 @@ Status Reader::ReadFromWal(uint64_t next, uint64_t last, size_t max_txns, size_t
     *gone = true;  // the slot was reused: the entry went to the spool first
     return Status::OK();
   }
-  std::vector<sidecar::CommitEntry> run{first};
-  size_t bytes = size_t(first.commit_frame - first.first_frame + 1) * first.page_size;
-  while (next + run.size() <= last && run.size() < max_txns && bytes < max_bytes) {
-    sidecar::CommitEntry e;
-    if (!sc_->GetCommit(next + run.size(), &e) || e.salt1 != first.salt1 || e.salt2 != first.salt2 ||
-        e.page_size != first.page_size || e.first_frame != run.back().commit_frame + 1) {
-      break;
-    }
-    bytes += size_t(e.commit_frame - e.first_frame + 1) * e.page_size;
-    run.push_back(e);
-  }
+  std::vector<sidecar::CommitEntry> run = RunFrom(*sc_, first, last, max_txns, max_bytes);
   Status s = wal_->ReadFrames(first.salt1, first.salt2, first.first_frame, run.back().commit_frame, first.page_size,
                               &buf_, gone);
   if (!s.ok() || *gone) return s;
