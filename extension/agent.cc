@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -128,13 +127,8 @@ void Engine::GuardBacklog(bool always) {
                                     std::chrono::steady_clock::now().time_since_epoch()).count());
   if (!always) {
     if (now < last_guard_ms_ + guard_ms) return;
-    sidecar::CommitEntry e;
-    if (sidecar_.GetCommit(first, &e)) {
-      struct timeval tv;
-      gettimeofday(&tv, nullptr);
-      const uint64_t wall_us = uint64_t(tv.tv_sec) * 1000000u + uint64_t(tv.tv_usec);
-      if (wall_us < e.timestamp_us + guard_ms * 1000) return;
-    }
+    uint64_t age = 0;
+    if (CommitAgeMs(first, &age) && age < guard_ms) return;  // not in the ring any more: old enough
   }
   last_guard_ms_ = now;
   apply::WalWriter* locker = Locker();

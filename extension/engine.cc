@@ -329,10 +329,16 @@ uint64_t Engine::OldestUnackedAgeMs(const sidecar::Position& p) const {
   if (p.txid <= p.acked_txid) return 0;
   uint64_t t = p.acked_txid + 1;
   if (p.txid >= sidecar::kRingSlots && t < p.txid - sidecar::kRingSlots + 1) t = p.txid - sidecar::kRingSlots + 1;
+  uint64_t age = 0;
+  return CommitAgeMs(t, &age) ? age : 0;
+}
+
+bool Engine::CommitAgeMs(uint64_t txid, uint64_t* age_ms) const {
   sidecar::CommitEntry e;
-  if (!sidecar_.GetCommit(t, &e)) return 0;
+  if (!sidecar_.GetCommit(txid, &e)) return false;
   uint64_t now = NowMicros();
-  return now > e.timestamp_us ? (now - e.timestamp_us) / 1000 : 0;
+  *age_ms = now > e.timestamp_us ? (now - e.timestamp_us) / 1000 : 0;
+  return true;
 }
 
 // Called for exclusive shm locks only. No mutex here: WAL_WRITE_LOCK itself

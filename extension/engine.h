@@ -78,6 +78,9 @@ class Engine : public vfs::DbHooks {
   void SetError(const std::string& msg);  // mu_ held
   void Fail(const std::string& msg);      // mu_ not held
   uint64_t OldestUnackedAgeMs(const sidecar::Position& p) const;
+  // How long ago commit txid was made, from the commit ring; false when its
+  // slot no longer holds it.
+  bool CommitAgeMs(uint64_t txid, uint64_t* age_ms) const;
   void ClearError();
 
   // The new position and page hashes after a transaction.
