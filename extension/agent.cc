@@ -119,7 +119,9 @@ bool Engine::TakeHostLock() {
 // (and without waiting for the age) when the agent stops.
 void Engine::GuardBacklog(bool always) {
   const uint64_t guard_ms = guard_after_ms_;
-  if (cfg_.role != Role::kPrimary || (guard_ms == 0 && !always)) return;
+  if (cfg_.role != Role::kPrimary) return;
+  if (!always) ResolveDeadCommitFromAgent();
+  if (guard_ms == 0 && !always) return;
   sidecar::Position p = sidecar_.Read();
   const uint64_t first = std::max(p.acked_txid, p.spooled_txid) + 1;
   if (first > p.txid) return;

@@ -147,6 +147,7 @@ Status Engine::Open() {
   if (!s.ok()) return s;
   s = Prepare(created);
   if (!s.ok()) return s;
+  ResolveDeadCommitAtOpen();
   StartAgent();
   return Status::OK();
 }
@@ -487,6 +488,56 @@ void Engine::ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view) {
   }
   sqlite3_log(SQLITE_NOTICE, "litejet: %s: a committer died during TXID %llu; it %s", cfg_.name.c_str(),
               (unsigned long long)txid, done ? "committed (position completed)" : committed ? "committed, but its frames are unreadable" : "did not commit");
+}
+
+// A process killed between announcing a commit and finishing it leaves the
+// pending mark. SQLite decides that commit's fate when it next reads the WAL
+// (the live wal-index, or WAL recovery when the killed process held the last
+// connection); litejet must give it its TXID before anyone reads
+// repl_position(), not only when the next write comes. So the opener takes
+// WAL_WRITE_LOCK through a private connection on the plain unix VFS (BEGIN
+// IMMEDIATE: SQLite recovers the wal-index first, exactly as the app's own
+// connection would) and resolves it there. The agent's locker holds SHARED on
+// the database meanwhile, so closing the private connection never
+// checkpoints or deletes the WAL.
+void Engine::ResolveDeadCommitAtOpen() {
+  if (cfg_.role != Role::kPrimary || sidecar_.pending_txid() == 0) return;
+  if (Locker() == nullptr) return;  // the next writer or the agent resolves it
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 2000);
+    sqlite3_file* f = nullptr;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK) {
+      // Holding WAL_WRITE_LOCK: no committer is alive, the mark is a dead one's.
+      if (sidecar_.pending_txid() != 0 &&
+          sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) == SQLITE_OK && f != nullptr) {
+        ResolveDeadCommit(f, vfs::ShmView{});
+      }
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+  }
+  sqlite3_close(db);
+}
+
+// The agent: a pending mark that stays while nobody holds WAL_WRITE_LOCK is
+// a dead committer's (a live one holds the lock from announcing its commit
+// to finishing it). Resolve it, so an idle primary's position is exact too.
+void Engine::ResolveDeadCommitFromAgent() {
+  const uint64_t txid = sidecar_.pending_txid();
+  const uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now().time_since_epoch()).count());
+  if (txid == 0 || txid != dead_seen_txid_) {
+    dead_seen_txid_ = txid;
+    dead_seen_ms_ = now;
+    return;
+  }
+  if (now < dead_seen_ms_ + 20) return;
+  dead_seen_ms_ = now;
+  apply::WalWriter* locker = Locker();
+  if (!locker) return;
+  locker->WithWriteLock(0, [&] {
+    if (DeadCommitPending()) ResolveDeadCommit(locker->db_file(), vfs::ShmView{});
+  });
 }
 
 // Zeroes the salts of frame iframe if it still carries these (holding

@@ -101,6 +101,11 @@ class Engine : public vfs::DbHooks {
   // completion (after it did). mu_ held.
   Status PrepareCommit(sqlite3_file* wal, capture::Captured& c);
   void ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view);
+  // Not only the next writer resolves a dead commit: the opener (through a
+  // private connection, so SQLite recovers the wal-index first) and the
+  // agent (when no writer comes) do too.
+  void ResolveDeadCommitAtOpen();
+  void ResolveDeadCommitFromAgent();
   // Before the WAL loses frames (restart, truncation, deletion): copy the
   // unshipped commits still only in the WAL to the spool. The caller holds
   // WAL_WRITE_LOCK or the database's EXCLUSIVE lock.
@@ -161,6 +166,8 @@ class Engine : public vfs::DbHooks {
   int host_lock_fd_ = -1;
   bool was_host_agent_ = false;  // this process has been the host's agent
   uint64_t last_guard_ms_ = 0;   // GuardBacklog's last hand-off (steady clock)
+  uint64_t dead_seen_txid_ = 0;  // agent: a pending mark seen, and since when
+  uint64_t dead_seen_ms_ = 0;
   uint64_t guard_after_ms_ = 250;  // tests: LITEJET_TEST_GUARD_MS (0 = off)
   std::atomic<bool> connected_{false};
   std::atomic<bool> fenced_{false};

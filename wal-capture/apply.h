@@ -46,6 +46,9 @@ class WalWriter {
   Status ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uint32_t last, uint32_t page_size,
                     std::string* out, bool* gone);
 
+  // The database file as the unix VFS opened it (for xShmMap), while open.
+  sqlite3_file* db_file() const { return db_; }
+
   // Frames in the WAL now (wal-index mxFrame), for bounding the WAL.
   uint32_t wal_frames() const { return last_mx_frame_; }
 

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <random>
 #include <string>
@@ -483,6 +484,58 @@ void capture_committer_killed_before_commit_frame(void**) { DeadCommitter("befor
 void capture_committer_killed_after_commit_frame(void**) { DeadCommitter("after_commit_frame", 4); }
 void capture_committer_killed_after_publish(void**) { DeadCommitter("after_publish", 4); }
 
+// Issue 8, point 1: the reopened database gives the dead committer's commit
+// its TXID before anything is written (SQLite shows its row at once). Before
+// the fix, only the next writer resolved it: a process that reopened and only
+// read saw N+1 rows at position N, and so did the replica, for good if no
+// write came. Also with a process that stayed open through the kill and
+// never writes: its agent resolves the mark.
+void DeadCommitResolvedWithoutWrites(const char* point) {
+  TempDir d;
+  std::string path = d / "a.db";
+  sqlite3* idle = nullptr;
+  {
+    sqlite3* db = OpenReplicated(path);
+    ExecOk(db, "create table t(p, i, y)");
+    sqlite3_close(db);
+  }
+  WriterDiesInTxid3(path, point);
+  sqlite3* db = OpenReplicated(path);
+  long long rows = QueryInt(db, "select count(*) from t"), pos = QueryInt(db, "select repl_position()");
+  std::printf("  %s, reopened: %lld rows, position %lld\n", point, rows, pos);
+  assert_int_equal(pos, rows + 1);
+  assert_int_equal(pos, std::strcmp(point, "before_commit_frame") == 0 ? 2 : 3);
+  ReplayEqualsDatabase(db, path, d / "replay.db", size_t(pos));
+  sqlite3_close(db);
+
+  // Again, with a connection of this process open through the kill (the
+  // wal-index stays live, no recovery) that never writes.
+  TempDir d2;
+  path = d2 / "a.db";
+  idle = OpenReplicated(path);
+  ExecOk(idle, "create table t(p, i, y)");
+  WriterDiesInTxid3(path, point);
+  long long want = std::strcmp(point, "before_commit_frame") == 0 ? 2 : std::strcmp(point, "after_commit_frame") == 0 ? 2 : 3;
+  sidecar::Sidecar sc;
+  bool created = false;
+  assert_true(sc.Open(path + "-litejet", &created).ok());
+  for (int i = 0; i < 500 && sc.pending_txid() != 0; i++) usleep(10000);  // the agent looks every 250 ms
+  assert_int_equal(sc.pending_txid(), 0);
+  rows = QueryInt(idle, "select count(*) from t");
+  pos = QueryInt(idle, "select repl_position()");
+  std::printf("  %s, idle survivor: %lld rows, position %lld\n", point, rows, pos);
+  assert_int_equal(pos, rows + 1);
+  assert_int_equal(pos, want);
+  ReplayEqualsDatabase(idle, path, d2 / "replay.db", size_t(pos));
+  sqlite3_close(idle);
+}
+
+void capture_dead_commit_resolved_at_open(void**) {
+  for (const char* point : {"before_commit_frame", "after_commit_frame", "after_publish"}) {
+    DeadCommitResolvedWithoutWrites(point);
+  }
+}
+
 // A committer killed after publishing; the next connection only reads and
 // closes (SQLite checkpoints and deletes the WAL) before any writer resolved
 // the dead commit: the WAL must be kept, and the next writer finds the commit.
@@ -778,6 +831,7 @@ int main(int argc, char** argv) {
       cmocka_unit_test(capture_committer_killed_before_commit_frame),
       cmocka_unit_test(capture_committer_killed_after_commit_frame),
       cmocka_unit_test(capture_committer_killed_after_publish),
+      cmocka_unit_test(capture_dead_commit_resolved_at_open),
       cmocka_unit_test(capture_oracle_random),
       cmocka_unit_test(capture_dead_commit_then_close),
       cmocka_unit_test(capture_dead_commit_not_resurrected),
