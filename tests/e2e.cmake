@@ -27,3 +27,13 @@ foreach(t IN LISTS LITEJET_E2E_TESTS)
     litejet_script(e2e_${t} sh -c "echo 'e2e_${t}: /usr/bin/python3 not found: install python3' >&2 && false")
   endif()
 endforeach()
+
+# Kill-torture (issue 8): SIGKILL at random instants, seeded and printed.
+# 40 rounds here (about a minute); sanitized builds run 10.
+if(PYTHON3)
+  litejet_script(e2e_torture ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_torture.py)
+  set_tests_properties(e2e_torture PROPERTIES TIMEOUT 900)
+  if(LITEJET_SANITIZE)
+    set_property(TEST e2e_torture APPEND PROPERTY ENVIRONMENT "LITEJET_TORTURE_ROUNDS=10" "LITEJET_TORTURE_MAX_KILL_S=2.5")
+  endif()
+endif()
