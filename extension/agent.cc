@@ -187,6 +187,41 @@ void Engine::AgentMain() {
     if (!Sleep(250)) return;                       \
   }
 
+// The TXID of the last record whose every chunk is in the log, given the
+// log's last message. A chunk names its record's last TXID only (a batch's
+// first is inside its compressed body), so for a record cut short (its
+// publisher died between chunks) the answer is the record before it: the
+// message just before its chunk 0, walking back over earlier cut attempts.
+Status Engine::LastCompleteTxid(transport::Log& log, const transport::Message& last, uint64_t* txid) {
+  transport::Message m = last;
+  for (int hops = 0;; hops++) {
+    record::ChunkInfo ci;
+    if (!record::PeekChunk(m.data.data(), m.data.size(), &ci)) {
+      return Status::Error("litejet: the log of \"" + cfg_.name + "\" has a message that is not a litejet chunk at sequence " +
+                           std::to_string(m.seq));
+    }
+    if (ci.index + 1 == ci.count) {
+      *txid = ci.txid;
+      return Status::OK();
+    }
+    if (m.seq <= uint64_t(ci.index) + 1 || hops > 1000) {
+      *txid = 0;  // nothing complete before it
+      return Status::OK();
+    }
+    const uint64_t want = m.seq - ci.index - 1;
+    bool got = false;
+    Status s = log.Read(want, 2000, [&](const transport::Message& x) {
+      if (x.seq == want) {
+        m = x;
+        got = true;
+      }
+      return false;
+    });
+    if (!s.ok()) return s;
+    if (!got) return Status::Error("litejet: cannot read message " + std::to_string(want) + " of the log of \"" + cfg_.name + "\"", transport::kUnavailable);
+  }
+}
+
 void Engine::RunPrimary(transport::Log& log) {
   LITEJET_RETRY(log.Ensure(500));
   transport::Message last;
@@ -198,10 +233,7 @@ void Engine::RunPrimary(transport::Log& log) {
   // A record whose last chunk never made it counts as not shipped: publish
   // it again from its first chunk.
   uint64_t log_txid = 0;
-  if (found) {
-    record::ChunkInfo ci;
-    if (record::PeekChunk(last.data.data(), last.data.size(), &ci)) log_txid = ci.txid - (ci.index + 1 == ci.count ? 0 : 1);
-  }
+  if (found) LITEJET_RETRY(LastCompleteTxid(log, last, &log_txid));
   sidecar::Position pos = sidecar_.Read();
   if (log_txid > pos.txid) {
     std::lock_guard<std::mutex> g(mu_);
@@ -328,6 +360,7 @@ void Engine::RunPrimary(transport::Log& log) {
         s = log.Publish(chunks[i], seq, id, log.Connected() ? 5000 : 200, &nseq);
         if (s.ok()) {
           seq = nseq;
+          if (crash_point_ == 4 && i == 0 && chunks.size() > 1 && batch.size() > 1 && last_txid >= crash_txid_) _exit(9);
           break;
         }
         connected_ = false;

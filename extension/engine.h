@@ -129,6 +129,7 @@ class Engine : public vfs::DbHooks {
   void AgentMain();
   bool TakeHostLock();
   void RunPrimary(transport::Log& log);
+  Status LastCompleteTxid(transport::Log& log, const transport::Message& last, uint64_t* txid);
   void RunReplica(transport::Log& log);
   bool ResetSpool();  // true when the spool was emptied
   bool WriteLockHeld();  // agent: does some connection hold WAL_WRITE_LOCK now?
@@ -172,7 +173,8 @@ class Engine : public vfs::DbHooks {
   std::atomic<bool> connected_{false};
   std::atomic<bool> fenced_{false};
   std::unique_ptr<apply::WalWriter> spool_locker_;  // primary agent: takes WAL_WRITE_LOCK to reset the spool
-  int crash_point_ = 0;  // fault injection (tests): 1 before the commit frame, 2 after it, 3 after publishing
+  int crash_point_ = 0;  // fault injection (tests): 1 before the commit frame, 2 after it, 3 after publishing,
+                         // 4 after the first chunk of a batch of several chunks
   uint64_t crash_txid_ = 0;
 };
 
