@@ -355,7 +355,13 @@ void Engine::RunPrimary(transport::Log& log) {
         }
         connected_ = false;
         {
+          // Under mu_: once a sync committer gave up (it says why), its
+          // reason stays in last_error, not this publish's failure.
           std::lock_guard<std::mutex> g(mu_);
+          if (sidecar_.indoubt_txid() != 0 && s.code() != transport::kFenced) {
+            abandoned = true;
+            break;
+          }
           SetError(s.message());
         }
         if (s.code() == transport::kFenced) {

@@ -16,7 +16,9 @@ set(LITEJET_E2E_TESTS
     position_while_growing
     auth
     backlog_handoff
-    sync_committer_killed)
+    sync_committer_killed
+    sync_outage_lost
+    sync_outage_landed)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
