@@ -115,7 +115,8 @@ std::shared_ptr<Engine> Engine::Find(const std::string& db_path) {
 Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move(path)) {
   // Fault injection for the crash tests: LITEJET_TEST_CRASH=before_commit_frame
   // (commit recorded in the ring and marked pending), after_commit_frame or
-  // after_publish (wal-index header written, sidecar not yet),
+  // after_publish (wal-index header written, sidecar not yet), after_ack
+  // (sync: JetStream acknowledged the record, the commit frame not written),
   // LITEJET_TEST_CRASH_TXID=N kills the process there. LITEJET_TEST_GUARD_MS
   // sets (0: turns off) the agent's early hand-off of an old backlog.
   if (const char* g = std::getenv("LITEJET_TEST_GUARD_MS")) guard_after_ms_ = std::strtoull(g, nullptr, 10);
@@ -125,6 +126,7 @@ Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move
     crash_point_ = std::strcmp(point, "before_commit_frame") == 0  ? 1
                    : std::strcmp(point, "after_commit_frame") == 0 ? 2
                    : std::strcmp(point, "after_publish") == 0      ? 3
+                   : std::strcmp(point, "after_ack") == 0          ? 4
                                                                    : 0;
     crash_txid_ = std::strtoull(txid, nullptr, 10);
   }
@@ -547,6 +549,7 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
     while (sidecar_.Read().acked_txid < txid && !fenced_ && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+    if (crash_txid_ == txid && crash_point_ == 4 && sidecar_.Read().acked_txid >= txid) _exit(9);
     if (sidecar_.Read().acked_txid < txid) {
       if (fenced_) {
         s = Status::Error(LastError(), SQLITE_IOERR);

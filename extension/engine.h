@@ -178,7 +178,7 @@ class Engine : public vfs::DbHooks {
   std::atomic<bool> fenced_{false};
   std::atomic<bool> indoubt_error_{false};  // last_error_ says why a write waited for a sync commit's outcome
   std::unique_ptr<apply::WalWriter> spool_locker_;  // primary agent: takes WAL_WRITE_LOCK to reset the spool
-  int crash_point_ = 0;  // fault injection (tests): 1 before the commit frame, 2 after it, 3 after publishing
+  int crash_point_ = 0;  // fault injection (tests): 1 before the commit frame, 2 after it, 3 after publishing, 4 after the ack
   uint64_t crash_txid_ = 0;
 };
 

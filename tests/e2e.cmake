@@ -17,6 +17,7 @@ set(LITEJET_E2E_TESTS
     auth
     backlog_handoff
     sync_committer_killed
+    sync_committer_killed_after_ack
     sync_outage_lost
     sync_outage_landed)
 
