@@ -13,6 +13,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "extension/engine.h"
@@ -224,12 +225,16 @@ Status Engine::LastCompleteTxid(transport::Log& log, const transport::Message& l
 
 void Engine::RunPrimary(transport::Log& log) {
   LITEJET_RETRY(log.Ensure(500));
+  uint64_t seq = 0;
+  // A sync commit left in doubt (by a process that was stopped meanwhile,
+  // too): the log's answer before anything else.
+  if (sidecar_.indoubt_txid() != 0 && !ReconcileInDoubt(log, &seq)) return;
   transport::Message last;
   bool found = false;
   LITEJET_RETRY(log.Last(1000, &last, &found));
   connected_ = true;
   ClearError();
-  uint64_t seq = found ? last.seq : 0;
+  seq = found ? last.seq : 0;
   // A record whose last chunk never made it counts as not shipped: publish
   // it again from its first chunk.
   uint64_t log_txid = 0;
@@ -267,8 +272,17 @@ void Engine::RunPrimary(transport::Log& log) {
   std::string zrec, blob;
   std::vector<std::string> chunks, batch;
   size_t max_chunk = std::max<size_t>(log.MaxPayload(), 64 * 1024) - 1024;
+  // Fault injection (tests): JetStream's answer to the record of this TXID
+  // is held back until its sync committer has given up waiting.
+  uint64_t hold_ack_txid = 0;
+  if (const char* h = std::getenv("LITEJET_TEST_HOLD_ACK_TXID")) hold_ack_txid = std::strtoull(h, nullptr, 10);
   while (!stopping_) {
     GuardBacklog(false);
+    if (sidecar_.indoubt_txid() != 0) {
+      if (!ReconcileInDoubt(log, &seq)) break;
+      next = sidecar_.Read().acked_txid + 1;
+      continue;
+    }
     // Gather what is committed and not shipped: one record, or a backlog of
     // small ones packed into one message (one publish, one round trip).
     sidecar::Position now = sidecar_.Read();
@@ -309,7 +323,7 @@ void Engine::RunPrimary(transport::Log& log) {
     }
     batch.clear();
     size_t bytes = 0;
-    uint64_t first_txid = 0, last_txid = 0, epoch = 0;
+    uint64_t first_txid = 0, last_txid = 0, epoch = 0, last_checksum = 0;
     // One transaction alone: its own zstd record. Several: plain records in
     // a batch compressed as a whole (consecutive transactions often rewrite
     // the same pages), up to about four chunks of raw bytes per message.
@@ -324,6 +338,7 @@ void Engine::RunPrimary(transport::Log& log) {
         epoch = t.epoch;
       }
       last_txid = t.txid;
+      last_checksum = t.checksum_after;
       bytes += zrec.size() + 4;
       batch.push_back(std::move(zrec));
     }
@@ -351,21 +366,37 @@ void Engine::RunPrimary(transport::Log& log) {
       SetError(s.message());
       break;
     }
-    for (size_t i = 0; i < chunks.size() && !stopping_; i++) {
+    // The msg-id names the content too (the checksum after it): a record that
+    // did not land is replaced by another one with the same TXIDs, which the
+    // dedupe window must not take for the first.
+    bool abandoned = false;
+    for (size_t i = 0; i < chunks.size() && !stopping_ && !abandoned; i++) {
       std::string id = cfg_.name + ":" + std::to_string(epoch) + ":" + std::to_string(first_txid) + "-" +
-                       std::to_string(last_txid) + ":" + std::to_string(i);
+                       std::to_string(last_txid) + ":" + checksum::Hex(last_checksum) + ":" + std::to_string(i);
       for (;;) {
+        // A sync committer gave up waiting: its record is not sent again;
+        // what the log has decides (ReconcileInDoubt).
+        if (sidecar_.indoubt_txid() != 0) {
+          abandoned = true;
+          break;
+        }
         uint64_t nseq = 0;
         // Short waits while disconnected, so stopping never waits long.
         s = log.Publish(chunks[i], seq, id, log.Connected() ? 5000 : 200, &nseq);
         if (s.ok()) {
           seq = nseq;
-          if (crash_point_ == 4 && i == 0 && chunks.size() > 1 && batch.size() > 1 && last_txid >= crash_txid_) _exit(9);
+          if (crash_point_ == 5 && i == 0 && chunks.size() > 1 && batch.size() > 1 && last_txid >= crash_txid_) _exit(9);
           break;
         }
         connected_ = false;
         {
+          // Under mu_: once a sync committer gave up (it says why), its
+          // reason stays in last_error, not this publish's failure.
           std::lock_guard<std::mutex> g(mu_);
+          if (sidecar_.indoubt_txid() != 0 && s.code() != transport::kFenced) {
+            abandoned = true;
+            break;
+          }
           SetError(s.message());
         }
         if (s.code() == transport::kFenced) {
@@ -384,6 +415,13 @@ void Engine::RunPrimary(transport::Log& log) {
       }
     }
     if (stopping_) break;
+    if (hold_ack_txid != 0 && !abandoned && first_txid <= hold_ack_txid && hold_ack_txid <= last_txid) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+      while (sidecar_.indoubt_txid() != hold_ack_txid && std::chrono::steady_clock::now() < until && Sleep(5)) {
+      }
+    }
+    // In doubt meanwhile: the committer already failed; the log decides.
+    if (abandoned || sidecar_.indoubt_txid() != 0) continue;
     sidecar_.SetAcked(last_txid, seq);
     next = last_txid + 1;
     connected_ = true;
@@ -527,31 +565,10 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
     sidecar_.SetAcked(pos.txid, seq);  // already applied (a restart re-read it)
     return Status::OK();
   }
-  if (t.txid != pos.txid + 1) {
-    return Status::Error("litejet: log of \"" + cfg_.name + "\" jumps from TXID " + std::to_string(pos.txid) +
-                         " to " + std::to_string(t.txid) + ": this replica needs a snapshot", SQLITE_CORRUPT);
-  }
-  if (t.checksum_before != pos.checksum) {
-    return Status::Error("litejet: replica \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
-                         " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
-                         checksum::Hex(t.checksum_before), SQLITE_CORRUPT);
-  }
-  if (pos.page_size != 0 && pos.db_pages != 0 && pos.page_size != t.page_size) {
-    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " has page size " +
-                         std::to_string(t.page_size) + ", the replica " + std::to_string(pos.page_size), SQLITE_CORRUPT);
-  }
-  Update u = ComputeUpdate(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size));
-  // A previous attempt that died while storing page hashes leaves some of
-  // them new: then the record's checksum (whose before-value matched the
-  // committed position above) is the truth, not a sum over mixed hashes.
-  const bool reapply = sidecar_.pending_txid() == t.txid;
-  if (reapply) u.pos.checksum = t.checksum_after;
-  if (u.pos.checksum != t.checksum_after) {
-    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " does not produce its checksum (" +
-                         checksum::Hex(u.pos.checksum) + " != " + checksum::Hex(t.checksum_after) + ")",
-                         SQLITE_CORRUPT);
-  }
-  Status s = sidecar_.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
+  Update u;
+  Status s = CheckRecord(pos, t, &u);
+  if (!s.ok()) return s;
+  s = sidecar_.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
   if (!s.ok()) return s;
   for (int attempt = 0;; attempt++) {
     s = writer.Append(t.page_size, t.db_pages, t.pages, 2000);
@@ -572,6 +589,223 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
     primary_seen_ = t.node;
   }
   return Status::OK();
+}
+
+Status Engine::CheckRecord(const sidecar::Position& pos, const record::Txn& t, Update* out) {
+  if (t.txid != pos.txid + 1) {
+    return Status::Error("litejet: log of \"" + cfg_.name + "\" jumps from TXID " + std::to_string(pos.txid) +
+                         " to " + std::to_string(t.txid) + ": this replica needs a snapshot", SQLITE_CORRUPT);
+  }
+  if (t.checksum_before != pos.checksum) {
+    return Status::Error("litejet: replica \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+                         " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
+                         checksum::Hex(t.checksum_before), SQLITE_CORRUPT);
+  }
+  if (pos.page_size != 0 && pos.db_pages != 0 && pos.page_size != t.page_size) {
+    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " has page size " +
+                         std::to_string(t.page_size) + ", the replica " + std::to_string(pos.page_size), SQLITE_CORRUPT);
+  }
+  Update& u = *out;
+  ComputeUpdateInto(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size), &u);
+  // A previous attempt that died while storing page hashes leaves some of
+  // them new: then the record's checksum (whose before-value matched the
+  // committed position above) is the truth, not a sum over mixed hashes.
+  const bool reapply = sidecar_.pending_txid() == t.txid;
+  if (reapply) u.pos.checksum = t.checksum_after;
+  if (u.pos.checksum != t.checksum_after) {
+    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " does not produce its checksum (" +
+                         checksum::Hex(u.pos.checksum) + " != " + checksum::Hex(t.checksum_after) + ")",
+                         SQLITE_CORRUPT);
+  }
+  return Status::OK();
+}
+
+// ---- sync commits in doubt --------------------------------------------------
+//
+// A sync committer that got no answer from JetStream in time failed its
+// commit (no commit frame) and left the sidecar "in doubt" at its TXID: the
+// record may have landed (JetStream stored it, the answer was lost) or not.
+// Writers wait (SQLITE_BUSY) until the agent has read the log's answer:
+// - the log ends before the TXID: it did not land. Nothing of it remains (its
+//   record in the spool lies past the committed end and is overwritten). The
+//   record is never sent again, and the next record of that TXID is published
+//   expecting the sequence seen now, under another msg-id (it names the
+//   content): should the old one still land (a publish nats.c had buffered),
+//   one of the two fails the expectation, and a failed expectation fences;
+//   the log never has both.
+// - the log's last record is that TXID, written by this node in this epoch
+//   on this database's checksum: it landed. Take it from the log exactly as a
+//   replica applies a record (WalWriter), so the database has the
+//   transaction under its TXID.
+// - anything else: another node wrote the log; fenced.
+bool Engine::ReconcileInDoubt(transport::Log& log, uint64_t* seq) {
+  for (;;) {
+    const uint64_t txid = sidecar_.indoubt_txid();
+    if (txid == 0) return true;
+    bool done = false;
+    Status s = ReconcileOnce(log, txid, seq, &done);
+    if (s.code() == SQLITE_CORRUPT) {
+      // The log's answer cannot be read or does not fit this database.
+      std::lock_guard<std::mutex> g(mu_);
+      fenced_ = true;
+      SetError(InDoubtMessage(txid) + ": " + s.message() + "; this node stopped writing");
+    }
+    if (fenced_) return false;
+    if (s.ok() && done) {
+      connected_ = true;
+      ClearError();
+      agent_cv_.notify_all();
+      return true;
+    }
+    if (!s.ok()) {
+      if (s.code() == transport::kUnavailable) connected_ = false;
+      std::lock_guard<std::mutex> g(mu_);
+      SetError(InDoubtMessage(txid) + ": " + s.message());
+    }
+    GuardBacklog(false);
+    if (!Sleep(s.code() == SQLITE_BUSY ? 20 : 250)) return false;
+  }
+}
+
+Status Engine::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, bool* done) {
+  *done = false;
+  transport::Message last;
+  bool found = false;
+  Status s = log.Last(1000, &last, &found);
+  if (!s.ok()) return s;
+  // The TXID of the log's last whole record (one whose last chunk is missing
+  // never reaches a replica: it did not land).
+  uint64_t log_txid = 0;
+  record::ChunkInfo ci;
+  if (found) {
+    if (!record::PeekChunk(last.data.data(), last.data.size(), &ci) || ci.count == 0 || ci.index >= ci.count) {
+      return Status::Error("litejet: the last message of the log of \"" + cfg_.name + "\" (sequence " +
+                               std::to_string(last.seq) + ") is not a litejet record",
+                           SQLITE_CORRUPT);
+    }
+    log_txid = ci.index + 1 == ci.count ? ci.txid : ci.txid - 1;
+  }
+  const uint64_t last_seq = found ? last.seq : 0;
+  const sidecar::Position pos = sidecar_.Read();
+  auto fence = [&](const std::string& why) {
+    std::lock_guard<std::mutex> g(mu_);
+    fenced_ = true;
+    SetError("litejet: the log of \"" + cfg_.name + "\" " + why + " while sync commit TXID " + std::to_string(txid) +
+             " was in doubt at TXID " + std::to_string(pos.txid) +
+             ": another node has been primary; this node does not write");
+    return Status::OK();
+  };
+  const char* verdict = nullptr;
+  if (pos.txid + 1 == txid && log_txid + 1 == txid) {
+    // It did not land. Also forget an acknowledgement recorded while the
+    // committer was giving up: the next commit of this TXID waits for its own.
+    Status ls = Locker() ? Locker()->WithWriteLock(2000, [&] {
+      if (sidecar_.indoubt_txid() != txid) return;
+      sidecar_.SetAcked(pos.txid, last_seq);
+      sidecar_.SetInDoubt(0);
+    })
+                         : Status::Error("litejet: agent cannot open " + path_, SQLITE_CANTOPEN);
+    if (!ls.ok()) return ls;
+    verdict = "did not reach the log: forgotten";
+  } else if (pos.txid == txid && log_txid == txid) {
+    // Taken from the log already (the agent stopped before it said so).
+    Status ls = Locker() ? Locker()->WithWriteLock(2000, [&] {
+      if (sidecar_.indoubt_txid() != txid) return;
+      sidecar_.SetAcked(txid, last_seq);
+      sidecar_.SetInDoubt(0);
+    })
+                         : Status::Error("litejet: agent cannot open " + path_, SQLITE_CANTOPEN);
+    if (!ls.ok()) return ls;
+    verdict = "was already taken from the log";
+  } else if (pos.txid + 1 == txid && log_txid == txid) {
+    // It landed: read its record (its chunks are the last ci.count messages).
+    const uint64_t from = last.seq - ci.index;
+    record::Reassembler ra;
+    std::string rec;
+    bool complete = false;
+    Status ds;
+    s = log.Read(from, 2000, [&](const transport::Message& m) {
+      uint64_t t = 0;
+      ds = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &t);
+      return ds.ok() && !complete && m.seq < last.seq;
+    });
+    if (!s.ok()) return s;
+    if (!ds.ok()) return ds;
+    if (!complete) {
+      return Status::Error("litejet: cannot read TXID " + std::to_string(txid) + " back from the log of \"" +
+                               cfg_.name + "\"",
+                           transport::kUnavailable);
+    }
+    std::vector<std::string> recs;
+    if (record::IsBatch(rec.data(), rec.size())) {
+      ds = record::DecodeBatch(rec.data(), rec.size(), &recs);
+      if (!ds.ok()) return ds;
+    } else {
+      recs.push_back(std::move(rec));
+    }
+    record::Txn t;
+    bool have = false;
+    for (const std::string& r : recs) {
+      record::Txn x;
+      ds = record::Decode(r.data(), r.size(), &x);
+      if (!ds.ok()) return ds;
+      if (x.txid == txid) {
+        t = std::move(x);
+        have = true;
+      }
+    }
+    if (!have || t.node != cfg_.node || t.epoch != pos.epoch || t.checksum_before != pos.checksum) {
+      return fence("has TXID " + std::to_string(txid) + " from " + (have ? "node \"" + t.node + "\"" : "elsewhere") +
+                   (have && t.node == cfg_.node ? " on another database state" : ""));
+    }
+    s = TakeFromLog(t, last.seq);
+    if (!s.ok()) return s;
+    verdict = "landed in the log: taken from there";
+  } else {
+    return fence("ends at TXID " + std::to_string(log_txid));
+  }
+  *seq = last_seq;
+  *done = true;
+  sqlite3_log(SQLITE_NOTICE, "litejet: %s: sync commit TXID %llu %s", cfg_.name.c_str(), (unsigned long long)txid,
+              verdict);
+  return Status::OK();
+}
+
+// Applies the log's record of the commit in doubt, as a replica would: under
+// WAL_WRITE_LOCK, so that the frames, the position and the end of the doubt
+// go together. Dying in the middle leaves the doubt (and the pending mark):
+// the next agent applies the same record again.
+Status Engine::TakeFromLog(const record::Txn& t, uint64_t seq) {
+  apply::WalWriter* w = Locker();
+  if (!w) return Status::Error("litejet: agent cannot open " + path_, SQLITE_CANTOPEN);
+  Status st;
+  Status ls = w->WithWriteLock(2000, [&] {
+    if (sidecar_.indoubt_txid() != t.txid) return;
+    sidecar::Position pos = sidecar_.Read();
+    Update u;
+    st = CheckRecord(pos, t, &u);
+    if (st.ok()) st = sidecar_.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
+    if (!st.ok()) return;
+    st = w->AppendLocked(t.page_size, t.db_pages, t.pages);
+    if (!st.ok()) {
+      sidecar_.CommitUpdate(pos);  // clears the pending mark: nothing applied
+      return;
+    }
+    StoreUpdate(u);
+    sidecar_.SetAcked(t.txid, seq);
+    sidecar_.SetInDoubt(0);
+  });
+  if (!ls.ok()) return ls;
+  if (st.code() == SQLITE_BUSY_RECOVERY) {
+    // Let SQLite rebuild the wal-index (a private reader), then try again.
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") == SQLITE_OK) {
+      sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+    }
+    sqlite3_close(db);
+    return Status::Error(st.message(), SQLITE_BUSY);
+  }
+  return st;
 }
 
 }  // namespace litejet

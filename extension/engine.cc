@@ -115,8 +115,10 @@ std::shared_ptr<Engine> Engine::Find(const std::string& db_path) {
 Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move(path)) {
   // Fault injection for the crash tests: LITEJET_TEST_CRASH=before_commit_frame
   // (commit recorded in the ring and marked pending), after_commit_frame or
-  // after_publish (wal-index header written, sidecar not yet), mid_batch_chunks
-  // (the agent published chunk 0 of a batch of several chunks, TXIDs >= N),
+  // after_publish (wal-index header written, sidecar not yet), after_ack
+  // (sync: JetStream acknowledged the record, the commit frame not written),
+  // mid_batch_chunks (the agent published chunk 0 of a batch of several
+  // chunks, TXIDs >= N),
   // LITEJET_TEST_CRASH_TXID=N kills the process there. LITEJET_TEST_GUARD_MS
   // sets (0: turns off) the agent's early hand-off of an old backlog.
   if (const char* g = std::getenv("LITEJET_TEST_GUARD_MS")) guard_after_ms_ = std::strtoull(g, nullptr, 10);
@@ -126,7 +128,8 @@ Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move
     crash_point_ = std::strcmp(point, "before_commit_frame") == 0  ? 1
                    : std::strcmp(point, "after_commit_frame") == 0 ? 2
                    : std::strcmp(point, "after_publish") == 0      ? 3
-                   : std::strcmp(point, "mid_batch_chunks") == 0   ? 4
+                   : std::strcmp(point, "after_ack") == 0          ? 4
+                   : std::strcmp(point, "mid_batch_chunks") == 0   ? 5
                                                                    : 0;
     crash_txid_ = std::strtoull(txid, nullptr, 10);
   }
@@ -244,6 +247,12 @@ Status Engine::Prepare(bool sidecar_created) {
   }
   sqlite3_close(db);
   return Status::OK();
+}
+
+std::string Engine::InDoubtMessage(uint64_t txid) const {
+  return "litejet: database \"" + cfg_.name + "\": the outcome of sync commit TXID " + std::to_string(txid) +
+         " is unknown until JetStream answers (not acknowledged within " + std::to_string(kSyncTimeoutMs) +
+         " ms); writes are refused until then";
 }
 
 bool Engine::IsPrimary() const { return cfg_.role == Role::kPrimary && !fenced_; }
@@ -380,6 +389,14 @@ int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offs
          (prim.empty() ? std::string(" (none known yet)") : " " + prim));
     return SQLITE_READONLY;
   }
+  if (uint64_t t = sidecar_.indoubt_txid()) {
+    // Not READONLY: this node is still the primary, and the wait ends when
+    // JetStream answers (busy handlers retry).
+    Fail(InDoubtMessage(t));
+    indoubt_error_ = true;
+    return SQLITE_BUSY;
+  }
+  if (indoubt_error_.load(std::memory_order_relaxed) && indoubt_error_.exchange(false)) ClearError();  // doubt over
   if (cfg_.max_lag_ms > 0) {
     sidecar::Position p = sidecar_.Read();
     uint64_t age = OldestUnackedAgeMs(p);
@@ -476,11 +493,14 @@ void Engine::ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view) {
   if (!committed && cfg_.durability == Durability::kSync && pos.acked_txid >= txid) {
     // A sync committer died after JetStream acknowledged its record but
     // before its commit frame: the log has a transaction this database does
-    // not. Reusing the TXID would fork the log; stop writing instead.
-    fenced_ = true;
+    // not. Reusing the TXID would fork the log. Writes wait instead until
+    // the agent takes the transaction from the log, as after a sync commit
+    // that timed out (this writer's own commit fails).
+    sidecar_.SetInDoubt(txid);
+    indoubt_error_ = true;
     Fail("litejet: database \"" + cfg_.name + "\": TXID " + std::to_string(txid) +
-         " is in the log but its sync committer died before committing it here; this node stopped writing "
-         "(the log is ahead of this database: make a replica the primary)");
+         " is in the log but its sync committer died before committing it here; writes wait until it is taken "
+         "from the log");
   }
   if (!done) sidecar_.CommitUpdate(pos);  // clears the pending mark
   if (committed && !done) {
@@ -583,14 +603,19 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
     while (sidecar_.Read().acked_txid < txid && !fenced_ && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+    if (crash_txid_ == txid && crash_point_ == 4 && sidecar_.Read().acked_txid >= txid) _exit(9);
     if (sidecar_.Read().acked_txid < txid) {
-      // The outcome is unknown (the record may still reach the log): stop
-      // writing rather than risk a log the database does not match.
-      fenced_ = true;
-      s = Status::Error("litejet: sync commit of TXID " + std::to_string(txid) + " on \"" + cfg_.name +
-                            "\" was not acknowledged by JetStream within " + std::to_string(kSyncTimeoutMs) +
-                            " ms; this node stopped writing",
-                        SQLITE_IOERR);
+      if (fenced_) {
+        s = Status::Error(LastError(), SQLITE_IOERR);
+      } else {
+        // The outcome is unknown: JetStream may have stored the record and
+        // lost only the answer. The commit frame is not written; writes wait
+        // until the agent has read the log's answer (it takes the
+        // transaction from the log if it landed there).
+        sidecar_.SetInDoubt(txid);
+        indoubt_error_ = true;
+        s = Status::Error(InDoubtMessage(txid), SQLITE_IOERR);
+      }
     }
   }
   if (!s.ok()) {
@@ -714,6 +739,7 @@ Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured& c) {
     return Status::Error(why.empty() ? "litejet: database \"" + cfg_.name + "\": this node stopped writing" : why,
                          SQLITE_IOERR);
   }
+  if (uint64_t t = sidecar_.indoubt_txid()) return Status::Error(InDoubtMessage(t), SQLITE_IOERR);  // same
   if (!c.new_generation) {
     if (base_valid_) {
       c.salt1 = base_salt1_;

@@ -82,6 +82,8 @@ class Engine : public vfs::DbHooks {
   // slot no longer holds it.
   bool CommitAgeMs(uint64_t txid, uint64_t* age_ms) const;
   void ClearError();
+  // Why writes wait while a sync commit's outcome is unknown.
+  std::string InDoubtMessage(uint64_t txid) const;
 
   // The new position and page hashes after a transaction.
   using PageHashes = std::vector<std::pair<uint32_t, uint64_t>>;  // pgno, new hash; sorted, each pgno once
@@ -126,6 +128,16 @@ class Engine : public vfs::DbHooks {
   void StartAgent();
   void StopAgent();
   Status ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq);
+  // Checks record t against position pos (the next TXID, checksum before,
+  // page size) and computes the position and page hashes it leads to.
+  Status CheckRecord(const sidecar::Position& pos, const record::Txn& t, Update* u);
+  // Sync durability, after a commit whose outcome is unknown: waits for the
+  // log's answer and reconciles (takes the transaction from the log if it
+  // landed, else forgets it). *seq: the log's last sequence afterwards.
+  // False when the agent stops or the node was fenced.
+  bool ReconcileInDoubt(transport::Log& log, uint64_t* seq);
+  Status ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, bool* done);
+  Status TakeFromLog(const record::Txn& t, uint64_t seq);
   void AgentMain();
   bool TakeHostLock();
   void RunPrimary(transport::Log& log);
@@ -172,9 +184,10 @@ class Engine : public vfs::DbHooks {
   uint64_t guard_after_ms_ = 250;  // tests: LITEJET_TEST_GUARD_MS (0 = off)
   std::atomic<bool> connected_{false};
   std::atomic<bool> fenced_{false};
+  std::atomic<bool> indoubt_error_{false};  // last_error_ says why a write waited for a sync commit's outcome
   std::unique_ptr<apply::WalWriter> spool_locker_;  // primary agent: takes WAL_WRITE_LOCK to reset the spool
   int crash_point_ = 0;  // fault injection (tests): 1 before the commit frame, 2 after it, 3 after publishing,
-                         // 4 after the first chunk of a batch of several chunks
+                         // 4 after the ack, 5 after the first chunk of a batch of several chunks
   uint64_t crash_txid_ = 0;
 };
 

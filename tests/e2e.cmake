@@ -17,7 +17,10 @@ set(LITEJET_E2E_TESTS
     auth
     backlog_handoff
     sync_committer_killed
-    batch_cut)
+    batch_cut
+    sync_committer_killed_after_ack
+    sync_outage_lost
+    sync_outage_landed)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

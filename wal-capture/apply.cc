@@ -285,10 +285,16 @@ Status WalWriter::Append(uint32_t page_size, uint32_t db_pages, const std::vecto
   if (!s.ok()) return s;
   s = Lock(lock_timeout_ms);
   if (!s.ok()) return s;
-  struct Unlocker {
-    WalWriter* w;
-    ~Unlocker() { w->Unlock(); }
-  } unlocker{this};
+  s = AppendLocked(page_size, db_pages, pages);
+  Unlock();
+  return s;
+}
+
+Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages) {
+  if (pages.empty()) return Status::Error("litejet: apply: a transaction without pages", SQLITE_CORRUPT);
+  volatile char* shm0 = nullptr;
+  Status s = MapRegion(0, &shm0);
+  if (!s.ok()) return s;
 
   WalIndexHdr h1, h2;
   ReadHdr(db_, shm0, &h1, &h2);

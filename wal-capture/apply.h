@@ -35,6 +35,10 @@ class WalWriter {
   Status Append(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages,
                 int64_t lock_timeout_ms);
 
+  // Append for a caller that holds WAL_WRITE_LOCK through WithWriteLock (so
+  // that what goes with the transaction is stored under the same lock).
+  Status AppendLocked(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages);
+
   // Runs fn while holding WAL_WRITE_LOCK, as a writer would (no writer can
   // commit meanwhile), waiting at most timeout_ms for the lock.
   Status WithWriteLock(int64_t timeout_ms, const std::function<void()>& fn);

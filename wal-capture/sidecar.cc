@@ -60,6 +60,9 @@ struct Sidecar::Header {
   // without WAL_WRITE_LOCK: one seqlock per writer, or two writers bumping
   // one counter at once leave it odd for good.
   uint64_t seq_ack;
+  // Sync durability: a commit whose record may or may not be in the log
+  // (added in version 2's spare header bytes, which start zeroed).
+  uint64_t indoubt_txid;
 };
 
 
@@ -289,6 +292,10 @@ bool Sidecar::GetCommit(uint64_t txid, CommitEntry* e) const {
   std::memcpy(static_cast<void*>(e), words, sizeof words);
   return true;
 }
+
+uint64_t Sidecar::indoubt_txid() const { return Load(&hdr()->indoubt_txid); }
+
+void Sidecar::SetInDoubt(uint64_t txid) { Store(&hdr()->indoubt_txid, txid); }
 
 void Sidecar::SetEpoch(uint64_t epoch) {
   Header* h = hdr();

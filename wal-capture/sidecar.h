@@ -82,6 +82,12 @@ class Sidecar {
   uint64_t pending_txid() const;
 
   void SetAcked(uint64_t txid, uint64_t log_seq);
+  // Sync durability: the TXID of a commit that failed without an answer from
+  // JetStream (its record may be in the log or not), 0 when none. Kept until
+  // the agent reconciled with the log; writes wait meanwhile. Set and
+  // cleared under WAL_WRITE_LOCK.
+  uint64_t indoubt_txid() const;
+  void SetInDoubt(uint64_t txid);
   void SetEpoch(uint64_t epoch);
   void SetSpoolEnd(uint64_t end);
   // Records written to the spool up to spooled_txid, ending at end.
