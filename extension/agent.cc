@@ -60,7 +60,17 @@ void Engine::StartAgent() {
     }
     AllAgents().push_back(this);
   }
-  agent_ = std::thread([this] { AgentMain(); });
+  agent_ = std::thread([this] {
+    // An exception must not end the process (std::terminate): the agent
+    // stops and says why in repl_status().last_error.
+    try {
+      AgentMain();
+    } catch (const std::exception& e) {
+      Fail(std::string("litejet: replication agent of \"") + cfg_.name + "\" stopped: " + e.what());
+    } catch (...) {
+      Fail("litejet: replication agent of \"" + cfg_.name + "\" stopped: unknown exception");
+    }
+  });
 }
 
 void Engine::StopAgentAtExit() { StopAgent(); }
@@ -505,7 +515,9 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
     return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " has page size " +
                          std::to_string(t.page_size) + ", the replica " + std::to_string(pos.page_size), SQLITE_CORRUPT);
   }
-  Update u = ComputeUpdate(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size));
+  Update u;
+  Status grew = ComputeUpdate(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size), &u);
+  if (!grew.ok()) return grew;
   // A previous attempt that died while storing page hashes leaves some of
   // them new: then the record's checksum (whose before-value matched the
   // committed position above) is the truth, not a sum over mixed hashes.
