@@ -97,8 +97,8 @@ Status Collector::Check(const char* p, int64_t o, int64_t left) const {
     // SQLite writes a transaction's frames one after the other (rewriting
     // some in place): a write elsewhere would leave a hole in it.
     return Status::Error("litejet: capture: WAL write to frame " + std::to_string(first) +
-                         " lies outside this transaction's frames " + std::to_string(lo_) + ".." +
-                         std::to_string(lo_ + frames_.size()) + "; refused");
+                         " is not within or next to this transaction's frames " + std::to_string(lo_) + ".." +
+                         std::to_string(lo_ + frames_.size() - 1) + "; refused");
   }
   while (left > 0) {
     const uint32_t iframe = uint32_t(o / fsz) + 1;
