@@ -61,7 +61,17 @@ void Engine::StartAgent() {
     }
     AllAgents().push_back(this);
   }
-  agent_ = std::thread([this] { AgentMain(); });
+  agent_ = std::thread([this] {
+    // An exception must not end the process (std::terminate): the agent
+    // stops and says why in repl_status().last_error.
+    try {
+      AgentMain();
+    } catch (const std::exception& e) {
+      Fail(std::string("litejet: replication agent of \"") + cfg_.name + "\" stopped: " + e.what());
+    } catch (...) {
+      Fail("litejet: replication agent of \"" + cfg_.name + "\" stopped: unknown exception");
+    }
+  });
 }
 
 void Engine::StopAgentAtExit() { StopAgent(); }
@@ -606,7 +616,8 @@ Status Engine::CheckRecord(const sidecar::Position& pos, const record::Txn& t, U
                          std::to_string(t.page_size) + ", the replica " + std::to_string(pos.page_size), SQLITE_CORRUPT);
   }
   Update& u = *out;
-  ComputeUpdateInto(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size), &u);
+  Status grew = ComputeUpdateInto(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size), &u);
+  if (!grew.ok()) return grew;
   // A previous attempt that died while storing page hashes leaves some of
   // them new: then the record's checksum (whose before-value matched the
   // committed position above) is the truth, not a sum over mixed hashes.

@@ -122,6 +122,11 @@ Engine::Engine(const Config& cfg, std::string path) : cfg_(cfg), path_(std::move
   // LITEJET_TEST_CRASH_TXID=N kills the process there. LITEJET_TEST_GUARD_MS
   // sets (0: turns off) the agent's early hand-off of an old backlog.
   if (const char* g = std::getenv("LITEJET_TEST_GUARD_MS")) guard_after_ms_ = std::strtoull(g, nullptr, 10);
+  // LITEJET_TEST_MAX_TXN_BYTES lowers capture::kMaxTxnBytes (tests).
+  collector_.set_name(cfg_.name);
+  if (const char* m = std::getenv("LITEJET_TEST_MAX_TXN_BYTES")) {
+    if (uint64_t n = std::strtoull(m, nullptr, 10)) collector_.set_max_txn_bytes(std::min(n, capture::kMaxTxnBytes));
+  }
   const char* point = std::getenv("LITEJET_TEST_CRASH");
   const char* txid = std::getenv("LITEJET_TEST_CRASH_TXID");
   if (point && txid) {
@@ -425,6 +430,7 @@ void Engine::OnShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset,
       base_salt2_ = wal::Get4(h + 36);
     }
     collector_.BeginWrite();
+    if (base_valid_) collector_.SetSalts(base_salt1_, base_salt2_);
   } else {
     if (pending_.active) {
       // The writer is done: its transaction committed if and only if the
@@ -462,10 +468,11 @@ void Engine::ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view) {
   if (committed && txid == pos.txid + 1 && sidecar_.GetCommit(txid, &e)) {
     record::Txn t;
     Status s = locallog::ReadCommit(path_ + "-wal", e, pos.epoch, cfg_.node, &t);
+    Update u;
+    if (s.ok()) s = ComputeUpdate(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size), &u);
     if (s.ok()) {
       // The dead committer may have stored some of the new page hashes
       // already: the checksum is the one it recorded, not a sum over them.
-      Update u = ComputeUpdate(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size));
       u.pos.checksum = e.checksum_after;
       // A sync commit's record sits in the spool at where.spool_offset.
       uint64_t off = where.spool_offset;
@@ -686,15 +693,37 @@ Engine::PageHashes Engine::HashesOf(const std::vector<record::Page>& pages, uint
   return h;
 }
 
-Engine::Update Engine::ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
-                                     const PageHashes& changed) {
-  Update u;
-  ComputeUpdateInto(before, page_size, db_pages, changed, &u);
-  return u;
+Status Engine::ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
+                             const PageHashes& changed, Update* out) {
+  return ComputeUpdateInto(before, page_size, db_pages, changed, out);
 }
 
-void Engine::ComputeUpdateInto(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
-                               const PageHashes& changed, Update* out) {
+Status Engine::ComputeUpdateInto(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
+                                 const PageHashes& changed, Update* out) {
+  // The sizes come from the WAL or the log: check them before they drive a
+  // loop or the sidecar's growth. A database grows over pages it does not
+  // write only when they become free-list leaves (or the lock-byte page),
+  // and each free-list trunk page written lists at most page_size/4 of them.
+  if (page_size < 512 || page_size > 65536 || (page_size & (page_size - 1)) != 0 || db_pages == 0 ||
+      db_pages > capture::kMaxPageCount) {
+    return Status::Error("litejet: TXID " + std::to_string(before.txid + 1) + " on \"" + cfg_.name +
+                             "\" has an impossible shape: page size " + std::to_string(page_size) + ", " +
+                             std::to_string(db_pages) + " pages",
+                         SQLITE_CORRUPT);
+  }
+  uint64_t grown = 0;
+  if (db_pages > before.db_pages) {
+    grown = uint64_t(db_pages) - before.db_pages;
+    for (const auto& [pgno, h] : changed) grown -= (pgno > before.db_pages && pgno <= db_pages) ? 1 : 0;
+  }
+  if (grown > uint64_t(changed.size()) * (page_size / 4) + 2) {
+    return Status::Error("litejet: TXID " + std::to_string(before.txid + 1) + " on \"" + cfg_.name +
+                             "\" claims a database of " + std::to_string(db_pages) + " pages, grown from " +
+                             std::to_string(before.db_pages) + " over " + std::to_string(grown) +
+                             " pages it does not write (it writes " + std::to_string(changed.size()) +
+                             "): impossible, refused",
+                         SQLITE_CORRUPT);
+  }
   Update& u = *out;
   u.hashes.clear();
   u.pos = before;
@@ -702,8 +731,10 @@ void Engine::ComputeUpdateInto(const sidecar::Position& before, uint32_t page_si
   u.pos.page_size = page_size;
   u.pos.db_pages = db_pages;
   uint64_t sum = before.checksum;
-  // Pages cut off by a shrink leave the checksum.
-  for (uint32_t pg = db_pages + 1; pg <= before.db_pages; pg++) sum ^= sidecar_.Hash(pg);
+  // Pages cut off by a shrink leave the checksum (none lie past the
+  // sidecar's hash slots: a corrupt size there cannot make this loop long).
+  const uint64_t cut_end = std::min<uint64_t>(before.db_pages, sidecar_.capacity());
+  for (uint64_t pg = uint64_t(db_pages) + 1; pg <= cut_end; pg++) sum ^= sidecar_.Hash(uint32_t(pg));
   // Changed pages: the old hash out, the new one in.
   u.hashes.reserve(changed.size());
   for (const auto& [pgno, h] : changed) {
@@ -713,14 +744,15 @@ void Engine::ComputeUpdateInto(const sidecar::Position& before, uint32_t page_si
   }
   // Pages the database grew over without writing them read as zeros.
   size_t i = 0;
-  for (uint32_t pg = before.db_pages + 1; pg <= db_pages; pg++) {
+  for (uint64_t pg = uint64_t(before.db_pages) + 1; pg <= db_pages; pg++) {
     while (i < changed.size() && changed[i].first < pg) i++;
     if (i < changed.size() && changed[i].first == pg) continue;
-    uint64_t h = checksum::ZeroPageHash(page_size, pg);
+    uint64_t h = checksum::ZeroPageHash(page_size, uint32_t(pg));
     sum ^= h;
-    u.hashes.emplace_back(pg, h);
+    u.hashes.emplace_back(uint32_t(pg), h);
   }
   u.pos.checksum = sum;
+  return Status::OK();
 }
 
 void Engine::StoreUpdate(const Update& u) {
@@ -768,7 +800,8 @@ Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured& c) {
     before = sidecar_.Read();
   }
   Pending& p = pending_;  // its buffers are reused from commit to commit
-  ComputeUpdateInto(before, c.page_size, c.db_pages, c.hashes, &p.up);
+  Status grew = ComputeUpdateInto(before, c.page_size, c.db_pages, c.hashes, &p.up);
+  if (!grew.ok()) return Status::Error(grew.message(), SQLITE_IOERR);
   sidecar::CommitEntry e;
   e.txid = txid;
   e.checksum_before = before.checksum;

@@ -91,10 +91,12 @@ class Engine : public vfs::DbHooks {
     sidecar::Position pos;
     PageHashes hashes;
   };
-  Update ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
-                       const PageHashes& changed);
-  void ComputeUpdateInto(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
-                         const PageHashes& changed, Update* out);
+  // Refuses (SQLITE_CORRUPT) sizes no SQLite transaction can have, before
+  // they drive a loop or the sidecar's growth.
+  Status ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
+                       const PageHashes& changed, Update* out);
+  Status ComputeUpdateInto(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
+                           const PageHashes& changed, Update* out);
   static PageHashes HashesOf(const std::vector<record::Page>& pages, uint32_t page_size);
   // Stores the page hashes, then the position (which clears the pending mark).
   void StoreUpdate(const Update& u);

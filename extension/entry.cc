@@ -67,7 +67,11 @@ int ConnectionInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines*) {
 }
 
 int AutoInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* api) {
-  return ConnectionInit(db, pzErrMsg, api);
+  try {
+    return ConnectionInit(db, pzErrMsg, api);
+  } catch (...) {  // no C++ exception crosses into SQLite
+    return SQLITE_NOMEM;
+  }
 }
 
 }  // namespace
@@ -81,19 +85,24 @@ LITEJET_EXPORT int sqlite3_litejet_init(sqlite3* db, char** pzErrMsg, const sqli
 #else
   (void)pApi;
 #endif
-  int rc = litejet::vfs::Register(litejet::TheHost());
-  if (rc != SQLITE_OK) {
-    if (pzErrMsg) *pzErrMsg = sqlite3_mprintf("litejet: cannot register the litejet VFS over the default VFS");
-    return rc;
-  }
-  // Idempotent: SQLite keeps one entry per function pointer.
-  rc = sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(litejet::AutoInit));
-  if (rc != SQLITE_OK) return rc;
-  if (db) {
-    rc = litejet::ConnectionInit(db, pzErrMsg, pApi);
+  try {  // no C++ exception crosses into SQLite
+    int rc = litejet::vfs::Register(litejet::TheHost());
+    if (rc != SQLITE_OK) {
+      if (pzErrMsg) *pzErrMsg = sqlite3_mprintf("litejet: cannot register the litejet VFS over the default VFS");
+      return rc;
+    }
+    // Idempotent: SQLite keeps one entry per function pointer.
+    rc = sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(litejet::AutoInit));
     if (rc != SQLITE_OK) return rc;
+    if (db) {
+      rc = litejet::ConnectionInit(db, pzErrMsg, pApi);
+      if (rc != SQLITE_OK) return rc;
+    }
+    return SQLITE_OK_LOAD_PERMANENTLY;
+  } catch (...) {
+    if (pzErrMsg) *pzErrMsg = sqlite3_mprintf("litejet: out of memory while loading");
+    return SQLITE_NOMEM;
   }
-  return SQLITE_OK_LOAD_PERMANENTLY;
 }
 
 #ifndef LITEJET_LOADABLE
@@ -101,6 +110,9 @@ LITEJET_EXPORT int sqlite3_litejet_init(sqlite3* db, char** pzErrMsg, const sqli
 // runs, so the first connection an app opens (which triggers the auto
 // extension) is already on it.
 __attribute__((constructor)) static void litejet_static_register() {
-  litejet::vfs::Register(litejet::TheHost());
+  try {
+    litejet::vfs::Register(litejet::TheHost());
+  } catch (...) {  // sqlite3_litejet_init tries again and reports
+  }
 }
 #endif

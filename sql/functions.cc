@@ -3,7 +3,9 @@
 #include "sql/functions.h"
 
 #include <cstring>
+#include <exception>
 #include <memory>
+#include <new>
 #include <string>
 
 #include "extension/engine.h"
@@ -117,10 +119,19 @@ const FnSpec kFns[] = {
 
 void Dispatch(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   const FnSpec* spec = static_cast<const FnSpec*>(sqlite3_user_data(ctx));
-  bool has_schema = false;
-  std::shared_ptr<Engine> e = EngineFor(ctx, spec->name, argc, argv, spec->min_args, spec->max_args, &has_schema);
-  if (!e) return;
-  spec->fn(ctx, *e, has_schema ? argc - 1 : argc, argv);
+  // No C++ exception crosses into SQLite: it becomes the function's error.
+  try {
+    bool has_schema = false;
+    std::shared_ptr<Engine> e = EngineFor(ctx, spec->name, argc, argv, spec->min_args, spec->max_args, &has_schema);
+    if (!e) return;
+    spec->fn(ctx, *e, has_schema ? argc - 1 : argc, argv);
+  } catch (const std::bad_alloc&) {
+    sqlite3_result_error_nomem(ctx);
+  } catch (const std::exception& ex) {
+    sqlite3_result_error(ctx, (std::string(spec->name) + ": " + ex.what()).c_str(), -1);
+  } catch (...) {
+    sqlite3_result_error(ctx, spec->name, -1);
+  }
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 #include "vfs/vfs.h"
 
 #include <cstring>
+#include <exception>
 #include <mutex>
+#include <new>
 
 namespace litejet::vfs {
 namespace {
@@ -42,11 +44,35 @@ inline FileState* St(sqlite3_file* f) { return reinterpret_cast<LjFile*>(f)->st;
 // extension can report the message; every lock, write and shm call fails.
 inline bool Poisoned(sqlite3_file* f) { return !St(f)->open_error.empty(); }
 
+// No C++ exception may cross into SQLite: every call into the hooks (and
+// anything else that allocates) runs through Guard, which turns one into an
+// SQLite code (SQLITE_NOMEM for bad_alloc, else fail_rc) and a log line.
+template <typename F>
+int Guard(const char* method, int fail_rc, F&& fn) noexcept {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    sqlite3_log(SQLITE_NOMEM, "litejet: %s: out of memory", method);
+    return SQLITE_NOMEM;
+  } catch (const std::exception& e) {
+    sqlite3_log(fail_rc, "litejet: %s: %s", method, e.what());
+    return fail_rc;
+  } catch (...) {
+    sqlite3_log(fail_rc, "litejet: %s: unknown exception", method);
+    return fail_rc;
+  }
+}
+
 // ---- io methods ----------------------------------------------------------
 
 int xClose(sqlite3_file* f) {
   sqlite3_file* r = Real(f);
-  if (St(f)->kind == Kind::kMain && St(f)->hooks) St(f)->hooks->OnClose(r);
+  if (St(f)->kind == Kind::kMain && St(f)->hooks) {
+    Guard("xClose", SQLITE_IOERR_CLOSE, [&] {
+      St(f)->hooks->OnClose(r);
+      return SQLITE_OK;
+    });
+  }
   int rc = r->pMethods ? r->pMethods->xClose(r) : SQLITE_OK;
   delete St(f);
   reinterpret_cast<LjFile*>(f)->st = nullptr;
@@ -63,11 +89,14 @@ int xWrite(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
   sqlite3_file* r = Real(f);
   FileState* st = St(f);
   if (st->kind != Kind::kWal || !st->hooks) return r->pMethods->xWrite(r, buf, amt, off);
-  int rc = st->hooks->BeforeWalWrite(r, buf, amt, off);
+  int rc = Guard("xWrite", SQLITE_IOERR_WRITE, [&] { return st->hooks->BeforeWalWrite(r, buf, amt, off); });
   if (rc != SQLITE_OK) return rc;
   rc = r->pMethods->xWrite(r, buf, amt, off);
-  st->hooks->AfterWalWrite(r, buf, amt, off, rc);
-  return rc;
+  int after = Guard("xWrite", SQLITE_IOERR_WRITE, [&] {
+    st->hooks->AfterWalWrite(r, buf, amt, off, rc);
+    return SQLITE_OK;
+  });
+  return rc != SQLITE_OK ? rc : after;
 }
 
 int xTruncate(sqlite3_file* f, sqlite3_int64 size) {
@@ -75,11 +104,16 @@ int xTruncate(sqlite3_file* f, sqlite3_int64 size) {
   sqlite3_file* r = Real(f);
   FileState* st = St(f);
   if (st->kind == Kind::kWal && st->hooks) {
-    int rc = st->hooks->BeforeWalTruncate(size);
+    int rc = Guard("xTruncate", SQLITE_IOERR_TRUNCATE, [&] { return st->hooks->BeforeWalTruncate(size); });
     if (rc != SQLITE_OK) return rc;
   }
   int rc = r->pMethods->xTruncate(r, size);
-  if (rc == SQLITE_OK && st->kind == Kind::kWal && st->hooks) st->hooks->OnWalTruncate(size);
+  if (rc == SQLITE_OK && st->kind == Kind::kWal && st->hooks) {
+    rc = Guard("xTruncate", SQLITE_IOERR_TRUNCATE, [&] {
+      st->hooks->OnWalTruncate(size);
+      return SQLITE_OK;
+    });
+  }
   return rc;
 }
 
@@ -115,7 +149,7 @@ int HandlePragma(sqlite3_file* f, void* arg) {
   FileState* st = St(f);
   if (!st->hooks) return SQLITE_NOTFOUND;
   char** az = static_cast<char**>(arg);
-  return st->hooks->OnPragma(az[1], az[2], &az[0]);
+  return Guard("xFileControl", SQLITE_ERROR, [&] { return st->hooks->OnPragma(az[1], az[2], &az[0]); });
 }
 
 int xFileControl(sqlite3_file* f, int op, void* arg) {
@@ -159,20 +193,32 @@ int xShmLock(sqlite3_file* f, int offset, int n, int flags) {
   if (!st->hooks) return r->pMethods->xShmLock(r, offset, n, flags);
   const unsigned bits = ((1u << n) - 1) << offset;
   const bool excl = (flags & SQLITE_SHM_EXCLUSIVE) != 0;
+  auto on_lock = [&] {
+    return Guard("xShmLock", SQLITE_IOERR_SHMLOCK, [&] {
+      st->hooks->OnShmLock(r, st->shm, offset, n, flags);
+      return SQLITE_OK;
+    });
+  };
   if (flags & SQLITE_SHM_UNLOCK) {
-    if (excl) st->hooks->OnShmLock(r, st->shm, offset, n, flags);
+    if (excl) on_lock();  // an unlock goes ahead whatever happened
     int rc = r->pMethods->xShmLock(r, offset, n, flags);
     (excl ? st->shm.exclusive : st->shm.shared) &= ~bits;
     return rc;
   }
   if (excl) {
-    int rc = st->hooks->BeforeShmLock(r, st->shm, offset, n, flags);
+    int rc = Guard("xShmLock", SQLITE_IOERR_SHMLOCK,
+                   [&] { return st->hooks->BeforeShmLock(r, st->shm, offset, n, flags); });
     if (rc != SQLITE_OK) return rc;
   }
   int rc = r->pMethods->xShmLock(r, offset, n, flags);
   if (rc == SQLITE_OK) {
     (excl ? st->shm.exclusive : st->shm.shared) |= bits;
-    if (excl) st->hooks->OnShmLock(r, st->shm, offset, n, flags);
+    if (excl && on_lock() != SQLITE_OK) {
+      // The hooks did not see the lock taken: give it back.
+      r->pMethods->xShmLock(r, offset, n, (flags & ~SQLITE_SHM_LOCK) | SQLITE_SHM_UNLOCK);
+      st->shm.exclusive &= ~bits;
+      return SQLITE_IOERR_SHMLOCK;
+    }
   }
   return rc;
 }
@@ -236,10 +282,10 @@ bool OurMethods(const sqlite3_io_methods* m) {
 
 // ---- vfs methods ---------------------------------------------------------
 
-int xOpen(sqlite3_vfs*, sqlite3_filename zName, sqlite3_file* f, int flags, int* outFlags) {
+int Open(sqlite3_filename zName, sqlite3_file* f, int flags, int* outFlags) {
   LjFile* p = reinterpret_cast<LjFile*>(f);
   std::memset(p, 0, sizeof(*p));
-  FileState* st = new (std::nothrow) FileState;
+  std::unique_ptr<FileState> st(new (std::nothrow) FileState);
   if (!st) return SQLITE_NOMEM;
 
   if (flags & SQLITE_OPEN_MAIN_DB) {
@@ -253,10 +299,7 @@ int xOpen(sqlite3_vfs*, sqlite3_filename zName, sqlite3_file* f, int flags, int*
     std::shared_ptr<DbHooks> h = g_host->Find(sqlite3_filename_database(zName));
     if (h) {
       int rc = h->OnOpenRollbackJournal();
-      if (rc != SQLITE_OK) {
-        delete st;
-        return rc;
-      }
+      if (rc != SQLITE_OK) return rc;
     }
   }
 
@@ -265,23 +308,27 @@ int xOpen(sqlite3_vfs*, sqlite3_filename zName, sqlite3_file* f, int flags, int*
   if (r->pMethods == nullptr) {
     // The real open failed before it set up a file: SQLite will not call
     // xClose, so neither must it find our methods.
-    delete st;
     return rc;
   }
-  p->st = st;
+  p->st = st.release();
   int v = r->pMethods->iVersion;
   p->base.pMethods = &g_methods[(v < 1 ? 1 : v > 3 ? 3 : v) - 1];
   return rc;
+}
+
+int xOpen(sqlite3_vfs*, sqlite3_filename zName, sqlite3_file* f, int flags, int* outFlags) {
+  return Guard("xOpen", SQLITE_CANTOPEN, [&] { return Open(zName, f, flags, outFlags); });
 }
 
 int xDelete(sqlite3_vfs*, const char* z, int syncDir) {
   // The -wal of a replicated database may still hold unshipped commits.
   size_t n = z ? std::strlen(z) : 0;
   if (g_host && n > 4 && std::strcmp(z + n - 4, "-wal") == 0) {
-    if (std::shared_ptr<DbHooks> h = g_host->Find(std::string(z, n - 4))) {
-      int rc = h->BeforeWalDelete();
-      if (rc != SQLITE_OK) return rc;
-    }
+    int rc = Guard("xDelete", SQLITE_IOERR_DELETE, [&] {
+      std::shared_ptr<DbHooks> h = g_host->Find(std::string(z, n - 4));
+      return h ? h->BeforeWalDelete() : SQLITE_OK;
+    });
+    if (rc != SQLITE_OK) return rc;
   }
   return g_real->xDelete(g_real, z, syncDir);
 }

@@ -6,6 +6,8 @@
 #include "wal-capture/capture.h"
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 
 #include "wal-capture/checksum.h"
@@ -22,6 +24,7 @@ void Collector::Reset() {
 
 void Collector::BeginWrite() {
   writing_ = true;
+  salts_known_ = false;
   committed_ = false;
   new_generation_ = false;
   Reset();
@@ -40,7 +43,84 @@ void Collector::SetWalHeader(const void* hdr32) {
     page_size_ = h.page_size;
     salt1_ = h.salt1;
     salt2_ = h.salt2;
+    salts_known_ = true;
   }
+}
+
+void Collector::SetSalts(uint32_t salt1, uint32_t salt2) {
+  salt1_ = salt1;
+  salt2_ = salt2;
+  salts_known_ = true;
+}
+
+namespace {
+std::string Hex8(uint32_t a, uint32_t b) {
+  char s[24];
+  std::snprintf(s, sizeof s, "%08" PRIx32 "%08" PRIx32, a, b);
+  return s;
+}
+}  // namespace
+
+// A frame header as SQLite writes it: its generation's salts (or zeros: after
+// an in-place rewrite SQLite writes frames with zero salts and checksums and
+// fixes them after the commit frame, walRewriteChecksums), a page number, and
+// for a commit frame a database size that holds that page and that SQLite
+// can reach.
+Status Collector::CheckHeader(uint32_t iframe, const unsigned char* hdr) const {
+  const wal::FrameHeader fh = wal::ParseFrameHeader(hdr);
+  const std::string frame = "litejet: capture: WAL frame " + std::to_string(iframe);
+  const char* refused = "; refused (the bytes were changed on their way to the WAL)";
+  if (salts_known_ && (fh.salt1 != salt1_ || fh.salt2 != salt2_) && (fh.salt1 != 0 || fh.salt2 != 0)) {
+    return Status::Error(frame + " is written with salts " + Hex8(fh.salt1, fh.salt2) + ", not those of its WAL (" +
+                         Hex8(salt1_, salt2_) + ")" + refused);
+  }
+  if (fh.pgno == 0) return Status::Error(frame + " is written with page number 0" + refused);
+  if (fh.is_commit() && (fh.db_size_after_commit > kMaxPageCount || fh.pgno > fh.db_size_after_commit)) {
+    return Status::Error(frame + " is written as a commit of page " + std::to_string(fh.pgno) +
+                         " with an impossible database size of " + std::to_string(fh.db_size_after_commit) +
+                         " pages" + refused);
+  }
+  return Status::OK();
+}
+
+// Checks a write before any of it is taken: every frame header it completes
+// and where its frames lie. Nothing changes when it fails.
+Status Collector::Check(const char* p, int64_t o, int64_t left) const {
+  const int64_t fsz = wal::WAL_FRAME_HDRSIZE + int64_t(page_size_);
+  const uint64_t first = uint64_t(o / fsz) + 1;
+  const uint64_t last = uint64_t((o + left - 1) / fsz) + 1;
+  if (last > UINT32_MAX) {
+    return Status::Error("litejet: capture: WAL write at offset " + std::to_string(o + wal::WAL_HDRSIZE) +
+                         " lies past the largest possible WAL");
+  }
+  if (!frames_.empty() && (first < lo_ || first > uint64_t(lo_) + frames_.size())) {
+    // SQLite writes a transaction's frames one after the other (rewriting
+    // some in place): a write elsewhere would leave a hole in it.
+    return Status::Error("litejet: capture: WAL write to frame " + std::to_string(first) +
+                         " is not within or next to this transaction's frames " + std::to_string(lo_) + ".." +
+                         std::to_string(lo_ + frames_.size() - 1) + "; refused");
+  }
+  while (left > 0) {
+    const uint32_t iframe = uint32_t(o / fsz) + 1;
+    const int64_t within = o % fsz;
+    const int64_t n = std::min<int64_t>(left, fsz - within);
+    if (within < wal::WAL_FRAME_HDRSIZE && within + n >= 16) {
+      // This write completes the salts (bytes 8..15): check the header as it
+      // will be.
+      unsigned char hdr[wal::WAL_FRAME_HDRSIZE] = {0};
+      if (!frames_.empty() && iframe >= lo_ && iframe - lo_ < frames_.size()) {
+        std::memcpy(hdr, frames_[iframe - lo_].hdr, sizeof hdr);
+      }
+      const int64_t k = std::min<int64_t>(n, wal::WAL_FRAME_HDRSIZE - within);
+      std::memcpy(hdr + within, p, size_t(k));
+      Status s = CheckHeader(iframe, hdr);
+      if (!s.ok()) return s;
+    }
+    p += n;
+    o += n;
+    left -= n;
+  }
+  return Status::OK();
 }
 
 void Collector::OnTruncate(int64_t size) {
@@ -85,11 +165,14 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
   }
   if (page_size_ == 0) return Status::Error("litejet: capture: WAL page size unknown");
   if (committed_) return Status::OK();  // padding frames and checksum rewrites after the commit
+  if (amt <= 0) return Status::OK();
 
   const int64_t fsz = wal::WAL_FRAME_HDRSIZE + int64_t(page_size_);
   const char* p = static_cast<const char*>(buf);
   int64_t o = off - wal::WAL_HDRSIZE;
   int64_t left = amt;
+  Status checked = Check(p, o, left);
+  if (!checked.ok()) return checked;
   while (left > 0) {
     uint32_t iframe = uint32_t(o / fsz) + 1;
     int64_t within = o % fsz;
@@ -103,10 +186,18 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
       // its data follows; until then what is known of the slot is stale.
       f.hashed = false;
       f.data.clear();
+      f.data_lo = f.data_hi = 0;
     }
     if (i < n) {
       size_t at = size_t(within + i - wal::WAL_FRAME_HDRSIZE);
       size_t len = size_t(n - i);
+      if (f.data_hi == f.data_lo || at > f.data_hi || at + len < f.data_lo) {
+        f.data_lo = uint32_t(at);  // the first piece, or one apart from the others
+        f.data_hi = uint32_t(at + len);
+      } else {
+        f.data_lo = std::min(f.data_lo, uint32_t(at));
+        f.data_hi = std::max(f.data_hi, uint32_t(at + len));
+      }
       if (at == 0 && len == page_size_ && !keep_pages_) {
         // The usual case: a whole page in one write, its header (and so its
         // page number) already written. Hash it where it is.
@@ -128,6 +219,17 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
   const Frame& lf = frames_[last - lo_];
   wal::FrameHeader fh = wal::ParseFrameHeader(lf.hdr);
   if (!fh.is_commit()) return Status::OK();
+  const uint64_t span = uint64_t(last - lo_ + 1) * uint64_t(fsz);
+  if (span > max_txn_bytes_) {
+    // Refused before the commit frame's data reaches the WAL: the
+    // transaction does not happen.
+    const std::string limit = max_txn_bytes_ % (uint64_t(1) << 30) == 0
+                                  ? std::to_string(max_txn_bytes_ >> 30) + " GiB"
+                                  : std::to_string(max_txn_bytes_) + " bytes";
+    return Status::Error("litejet: transaction of " + std::to_string(span) + " bytes on \"" + name_ +
+                             "\" exceeds the " + limit + " limit of one replicated transaction; split it",
+                         18 /* SQLITE_TOOBIG */);
+  }
 
   // The commit frame's data is written: the transaction is the frames from
   // the first one written under this lock up to this one. Later frames with
@@ -159,9 +261,10 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
     if (j > 0 && newest[j].first == newest[j - 1].first) continue;  // an older frame of the same page
     Frame& f = frames_[newest[j].second];
     const uint32_t pgno = newest[j].first;
-    if (f.data.size() != page_size_ && !f.hashed) {
+    if ((f.data.size() != page_size_ && !f.hashed) || f.data_lo != 0 || f.data_hi != page_size_) {
       return Status::Error("litejet: capture: WAL frame " + std::to_string(lo_ + newest[j].second) +
-                           " of the commit has a header but no page data");
+                           " of the commit has a header but " + std::to_string(f.data_hi - f.data_lo) + " of its " +
+                           std::to_string(page_size_) + " bytes of page data");
     }
     uint64_t h = f.hashed ? f.hash : checksum::PageHash(f.data.data(), page_size_, pgno);
     c.hashes.emplace_back(pgno, h);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -197,6 +198,7 @@ PendingCommit Sidecar::pending_commit() const {
 Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommit& where) {
   uint64_t cap = Load(&hdr()->capacity);
   if (max_pgno > cap) {
+    cap = std::max<uint64_t>(cap, kMinCapacity);  // a zeroed header must not make this loop endless
     while (cap < max_pgno) cap *= 2;
     if (::ftruncate(fd_, off_t(kFixedBytes + cap * 8)) != 0) {
       return Status::Error("litejet: cannot grow sidecar " + path_ + ": " + std::strerror(errno), 10);
@@ -215,7 +217,14 @@ Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommi
   return Status::OK();
 }
 
-void Sidecar::SetHash(uint32_t pgno, uint64_t h) { hashes()[pgno - 1] = h; }
+void Sidecar::SetHash(uint32_t pgno, uint64_t h) {
+  // BeginUpdate grew the file to every page of the update; anything else is
+  // a caller's bug, and must not write past the file (SIGBUS) or before it.
+  if (pgno == 0 || pgno > capacity_) return;
+  hashes()[pgno - 1] = h;
+}
+
+uint64_t Sidecar::capacity() const { return std::max<uint64_t>(capacity_, Load(&hdr()->capacity)); }
 
 namespace {
 // Seqlock write brackets (one writer per seqlock at a time): odd while

@@ -77,6 +77,8 @@ class Sidecar {
   Status BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommit& where = PendingCommit());
   PendingCommit pending_commit() const;
   void SetHash(uint32_t pgno, uint64_t h);
+  // Page hash slots in the file: no page past them has a hash.
+  uint64_t capacity() const;
   void CommitUpdate(const Position& p);
   // True when a previous process died between BeginUpdate and CommitUpdate.
   uint64_t pending_txid() const;
