@@ -91,6 +91,7 @@ void Engine::StopAgent() {
   // Leaving with a backlog: once no litejet process has the database open,
   // any connection without litejet could checkpoint and delete the WAL.
   if (was_host_agent_) GuardBacklog(true);
+  DropBlocker();  // after the hand-off: nothing unshipped is only in the WAL
   if (host_lock_fd_ >= 0) {
     ::close(host_lock_fd_);
     host_lock_fd_ = -1;
@@ -131,7 +132,10 @@ bool Engine::TakeHostLock() {
 void Engine::GuardBacklog(bool always) {
   const uint64_t guard_ms = guard_after_ms_;
   if (cfg_.role != Role::kPrimary) return;
-  if (!always) ResolveDeadCommitFromAgent();
+  if (!always) {
+    ResolveDeadCommitFromAgent();
+    MaintainWal();
+  }
   if (guard_ms == 0 && !always) return;
   sidecar::Position p = sidecar_.Read();
   const uint64_t first = std::max(p.acked_txid, p.spooled_txid) + 1;
@@ -156,6 +160,7 @@ void Engine::AgentMain() {
   while (!TakeHostLock()) {
     if (!Sleep(500)) return;
   }
+  MaintainWal();  // the restart blocker, before the first connect can take seconds
   transport::Options o;
   o.urls = cfg_.nats_urls;
   o.user = cfg_.user;

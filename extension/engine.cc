@@ -373,9 +373,13 @@ int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offs
       if (writer_ == main) ResolveDeadCommit(main, view);
       if (DeadCommitPending()) return SQLITE_BUSY;
     }
-    if (!HasUnspooledBacklog()) return SQLITE_OK;
-    if (writer_ != main) return SQLITE_BUSY;  // not under WAL_WRITE_LOCK: never seen from SQLite
-    return HandOff("the WAL restarts") == SQLITE_OK ? SQLITE_OK : SQLITE_BUSY;
+    if (writer_ != main) return HasUnspooledBacklog() ? SQLITE_BUSY : SQLITE_OK;  // not under WAL_WRITE_LOCK: never seen from SQLite
+    if (HasUnspooledBacklog() && HandOff("the WAL restarts") != SQLITE_OK) return SQLITE_BUSY;
+    // Nothing unshipped is only in the WAL now, and this writer holds
+    // WAL_WRITE_LOCK: the agent's restart blocker (if this process holds
+    // it) steps aside until the lock is released.
+    LendBlocker();
+    return SQLITE_OK;
   }
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return SQLITE_OK;
   // A checkpointer (RESTART/TRUNCATE) takes it too; so do readers
@@ -416,6 +420,7 @@ int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offs
 }
 
 void Engine::OnShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int flags) {
+  if (offset == wal::WAL_READ_LOCK0 + 1 && n == wal::WAL_NREADER - 1 && (flags & SQLITE_SHM_UNLOCK)) ReturnBlocker();
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return;
   if (flags & SQLITE_SHM_LOCK) {
     writer_ = main;
@@ -439,8 +444,77 @@ void Engine::OnShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset,
       FinishCommit(CommitPublished(main, view, pending_.where));
     }
     collector_.EndWrite();
+    ReturnBlocker();  // a restart attempt that failed has no unlock of 1..N
     writer_ = nullptr;
   }
+}
+
+// ---- the WAL restart blocker ------------------------------------------------
+//
+// Connections that do not use litejet (a plain sqlite3 shell, a backup tool)
+// are not seen by the hooks. They lose WAL frames only by restarting the
+// WAL, truncating it (RESTART/TRUNCATE checkpoints) or deleting it at close.
+// While the host's agent lives it holds SHARED on the database (no delete)
+// and the restart blocker: a shared lock on the last read slot, whose mark
+// is unused, so it holds back no checkpoint, but restarts and truncations
+// (which need read locks 1..N exclusively) fail with SQLITE_BUSY, in every
+// process. A litejet writer of this process borrows it (after handing off
+// what is unshipped) for its own restart or truncation; the agent restarts
+// the WAL itself when every frame is backfilled and nothing unshipped is
+// only in the WAL (what SQLite's writers of other processes would do).
+
+void Engine::LendBlocker() {
+  std::lock_guard<std::mutex> g(blocker_mu_);
+  if (blocker_ && blocker_->holds_restart_blocker()) {
+    blocker_->ReleaseRestartBlocker();
+    blocker_lent_ = true;
+  }
+}
+
+void Engine::ReturnBlocker() {
+  if (!blocker_lent_.load(std::memory_order_relaxed)) return;  // the commit path: one load
+  std::lock_guard<std::mutex> g(blocker_mu_);
+  if (!blocker_lent_) return;
+  blocker_lent_ = false;
+  if (blocker_) blocker_->HoldRestartBlocker();  // if busy now, the agent takes it again soon
+}
+
+void Engine::MaintainWal() {
+  if (cfg_.role != Role::kPrimary) return;
+  {
+    std::lock_guard<std::mutex> g(blocker_mu_);
+    if (!blocker_) {
+      auto b = std::make_unique<apply::WalWriter>();
+      if (!b->Open(path_).ok()) return;
+      blocker_ = std::move(b);
+    }
+    if (!blocker_lent_ && !blocker_->holds_restart_blocker()) blocker_->HoldRestartBlocker();
+  }
+  // Restart the WAL when SQLite's writers would but cannot (the blocker).
+  uint32_t mx = 0, backfilled = 0;
+  if (!blocker_->Progress(&mx, &backfilled) || mx == 0 || backfilled != mx) return;
+  if (HasUnspooledBacklog() || sidecar_.pending_txid() != 0) return;
+  const uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::steady_clock::now().time_since_epoch()).count());
+  if (now < last_restart_try_ms_ + 5) return;
+  last_restart_try_ms_ = now;
+  apply::WalWriter* locker = Locker();
+  if (!locker) return;
+  locker->WithWriteLock(0, [&] {
+    if (HasUnspooledBacklog() || DeadCommitPending()) return;
+    std::lock_guard<std::mutex> g(blocker_mu_);
+    if (blocker_lent_) return;
+    blocker_->ReleaseRestartBlocker();
+    bool restarted = false;
+    locker->RestartIfBackfilledLocked(&restarted);
+    blocker_->HoldRestartBlocker();
+  });
+}
+
+void Engine::DropBlocker() {
+  std::lock_guard<std::mutex> g(blocker_mu_);
+  blocker_.reset();  // gives the lock back
+  blocker_lent_ = false;
 }
 
 bool Engine::CommitPublished(sqlite3_file* main, const vfs::ShmView& view, const sidecar::PendingCommit& where) {

@@ -109,6 +109,12 @@ class Engine : public vfs::DbHooks {
   // private connection, so SQLite recovers the wal-index first) and the
   // agent (when no writer comes) do too.
   void ResolveDeadCommitAtOpen();
+  // The WAL restart blocker (engine.cc): the agent holds it and restarts the
+  // WAL itself; a writer of this process borrows it for its own restart.
+  void LendBlocker();
+  void ReturnBlocker();
+  void MaintainWal();
+  void DropBlocker();
   void ResolveDeadCommitFromAgent();
   // Before the WAL loses frames (restart, truncation, deletion): copy the
   // unshipped commits still only in the WAL to the spool. The caller holds
@@ -181,6 +187,10 @@ class Engine : public vfs::DbHooks {
   int host_lock_fd_ = -1;
   bool was_host_agent_ = false;  // this process has been the host's agent
   uint64_t last_guard_ms_ = 0;   // GuardBacklog's last hand-off (steady clock)
+  std::mutex blocker_mu_;  // guards blocker_ (the agent creates it; writers lend it)
+  std::unique_ptr<apply::WalWriter> blocker_;
+  std::atomic<bool> blocker_lent_{false};
+  uint64_t last_restart_try_ms_ = 0;
   uint64_t dead_seen_txid_ = 0;  // agent: a pending mark seen, and since when
   uint64_t dead_seen_ms_ = 0;
   uint64_t guard_after_ms_ = 250;  // tests: LITEJET_TEST_GUARD_MS (0 = off)

@@ -18,6 +18,7 @@ set(LITEJET_E2E_TESTS
     backlog_handoff
     sync_committer_killed
     batch_cut
+    plain_shell_backlog
     sync_committer_killed_after_ack
     sync_outage_lost
     sync_outage_landed)

@@ -135,6 +135,8 @@ WalWriter::~WalWriter() {
   }
   if (db_) {
     if (db_->pMethods) {
+      // Unmapping does not give back a shm lock the process still holds.
+      ReleaseRestartBlocker();
       db_->pMethods->xUnlock(db_, SQLITE_LOCK_NONE);
       db_->pMethods->xShmUnmap(db_, 0);
       db_->pMethods->xClose(db_);
@@ -276,6 +278,79 @@ Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uin
   return Status::OK();
 }
 
+bool WalWriter::RestartHdrLocked(volatile char* shm0, void* hdrp) {
+  WalIndexHdr& hdr = *static_cast<WalIndexHdr*>(hdrp);
+  int rc = db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0 + 1, wal::WAL_NREADER - 1,
+                                   SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
+  if (rc != SQLITE_OK) return false;
+  std::random_device rd;
+  uint32_t salt1 = rd();
+  uint32_t s0 = Get4(&hdr.aSalt[0]);
+  Put4(&hdr.aSalt[0], s0 + 1);
+  std::memcpy(&hdr.aSalt[1], &salt1, 4);
+  hdr.mxFrame = 0;
+  HdrChecksum(&hdr);
+  WriteHdr(db_, shm0, hdr);
+  ResetCkptInfo(CkptInfo(shm0));
+  db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0 + 1, wal::WAL_NREADER - 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+  return true;
+}
+
+Status WalWriter::RestartIfBackfilledLocked(bool* restarted) {
+  *restarted = false;
+  volatile char* shm0 = nullptr;
+  Status s = MapRegion(0, &shm0);
+  if (!s.ok()) return s;
+  WalIndexHdr h;
+  if (!StableHdr(db_, shm0, &h)) return Status::OK();  // being recovered: not now
+  if (h.mxFrame == 0 || CkptInfo(shm0)->nBackfill != h.mxFrame) return Status::OK();
+  *restarted = RestartHdrLocked(shm0, &h);
+  return Status::OK();
+}
+
+bool WalWriter::Progress(uint32_t* mx_frame, uint32_t* backfilled) {
+  volatile char* shm0 = nullptr;
+  if (!MapRegion(0, &shm0).ok()) return false;
+  WalIndexHdr h;
+  if (!StableHdr(db_, shm0, &h)) return false;
+  *mx_frame = h.mxFrame;
+  *backfilled = CkptInfo(shm0)->nBackfill;
+  return true;
+}
+
+Status WalWriter::HoldRestartBlocker() {
+  if (blocker_held_) return Status::OK();
+  volatile char* shm0 = nullptr;
+  Status s = MapRegion(0, &shm0);
+  if (!s.ok()) return s;
+  constexpr int kSlot = wal::WAL_NREADER - 1;
+  constexpr int kLock = wal::WAL_READ_LOCK0 + kSlot;
+  volatile WalCkptInfo* info = CkptInfo(shm0);
+  for (int tries = 0; tries < 3; tries++) {
+    if (info->aReadMark[kSlot] != READMARK_NOT_USED) {
+      // A reader left its mark here: clear it as a checkpointer does, which
+      // needs the slot exclusively (nobody is reading through it then).
+      if (db_->pMethods->xShmLock(db_, kLock, 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) != SQLITE_OK) break;
+      info->aReadMark[kSlot] = READMARK_NOT_USED;
+      db_->pMethods->xShmLock(db_, kLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+    }
+    if (db_->pMethods->xShmLock(db_, kLock, 1, SQLITE_SHM_LOCK | SQLITE_SHM_SHARED) != SQLITE_OK) break;
+    // Nobody can set the mark while we share the slot (that needs it exclusively).
+    if (info->aReadMark[kSlot] == READMARK_NOT_USED) {
+      blocker_held_ = true;
+      return Status::OK();
+    }
+    db_->pMethods->xShmLock(db_, kLock, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
+  }
+  return Status::Error("litejet: the WAL restart blocker of " + path_ + " is busy", SQLITE_BUSY);
+}
+
+void WalWriter::ReleaseRestartBlocker() {
+  if (!blocker_held_) return;
+  db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0 + wal::WAL_NREADER - 1, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_SHARED);
+  blocker_held_ = false;
+}
+
 Status WalWriter::Append(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages,
                          int64_t lock_timeout_ms) {
   if (pages.empty()) return Status::Error("litejet: apply: a transaction without pages", SQLITE_CORRUPT);
@@ -337,25 +412,7 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
   // walRestartLog: when every frame has been checkpointed and no reader uses
   // the WAL (all of read locks 1..N can be had), start the WAL over.
   bool restart = !valid || hdr.mxFrame == 0;
-  if (valid && hdr.mxFrame > 0 && info->nBackfill == hdr.mxFrame) {
-    int rc = db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0 + 1, wal::WAL_NREADER - 1,
-                                     SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
-    if (rc == SQLITE_OK) {
-      restart = true;
-      uint32_t salt1 = 0;
-      std::random_device rd;
-      salt1 = rd();
-      uint32_t s0 = Get4(&hdr.aSalt[0]);
-      Put4(&hdr.aSalt[0], s0 + 1);
-      std::memcpy(&hdr.aSalt[1], &salt1, 4);
-      hdr.mxFrame = 0;
-      HdrChecksum(&hdr);
-      WriteHdr(db_, shm0, hdr);
-      ResetCkptInfo(info);
-      db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0 + 1, wal::WAL_NREADER - 1,
-                              SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
-    }
-  }
+  if (valid && hdr.mxFrame > 0 && info->nBackfill == hdr.mxFrame && RestartHdrLocked(shm0, &hdr)) restart = true;
 
   bool native = true;
   uint32_t cksum[2];

@@ -50,6 +50,25 @@ class WalWriter {
   Status ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uint32_t last, uint32_t page_size,
                     std::string* out, bool* gone);
 
+  // The restart blocker (the primary's agent holds it, docs/design.md "Plain
+  // connections"): a shared lock on the last read slot with its read mark
+  // unused. It limits no checkpoint (no reader has that mark), but no
+  // connection of any process can restart or truncate the WAL while it is
+  // held (both need read locks 1..N exclusively), nor delete it (the SHARED
+  // lock on the database held since Open). BUSY when it cannot be had now.
+  Status HoldRestartBlocker();
+  void ReleaseRestartBlocker();
+  bool holds_restart_blocker() const { return blocker_held_; }
+
+  // walRestartLog from outside, for the primary's agent while it holds
+  // WAL_WRITE_LOCK (WithWriteLock): when every frame is backfilled and read
+  // locks 1..N can be had, start the WAL over (new salts, mxFrame 0; the
+  // next writer writes the WAL header). *restarted: whether it did.
+  Status RestartIfBackfilledLocked(bool* restarted);
+
+  // The wal-index's mxFrame and nBackfill now; false when it is not valid.
+  bool Progress(uint32_t* mx_frame, uint32_t* backfilled);
+
   // The database file as the unix VFS opened it (for xShmMap), while open.
   sqlite3_file* db_file() const { return db_; }
 
@@ -60,6 +79,10 @@ class WalWriter {
   Status Lock(int64_t timeout_ms);
   void Unlock();
   Status MapRegion(int region, volatile char** out);
+  // The restart step of walRestartLog, holding WAL_WRITE_LOCK: read locks
+  // 1..N exclusively, new salts, mxFrame 0, checkpoint info reset. False when
+  // a reader holds a read lock.
+  bool RestartHdrLocked(volatile char* shm0, void* hdr);
 
   sqlite3_vfs* vfs_ = nullptr;
   sqlite3_file* db_ = nullptr;
@@ -67,6 +90,7 @@ class WalWriter {
   std::string path_;
   sqlite3_filename filename_ = nullptr;
   uint32_t last_mx_frame_ = 0;
+  bool blocker_held_ = false;
   std::vector<volatile char*> regions_;  // shm regions mapped so far
 };
 
