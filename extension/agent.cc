@@ -291,6 +291,9 @@ void Engine::RunPrimary(transport::Log& log) {
   // is held back until its sync committer has given up waiting.
   uint64_t hold_ack_txid = 0;
   if (const char* h = std::getenv("LITEJET_TEST_HOLD_ACK_TXID")) hold_ack_txid = std::strtoull(h, nullptr, 10);
+  // LITEJET_TEST_HOLD_ACK_MS: hold it that long instead (a committer dies meanwhile).
+  int64_t hold_ack_ms = 0;
+  if (const char* h = std::getenv("LITEJET_TEST_HOLD_ACK_MS")) hold_ack_ms = std::strtoll(h, nullptr, 10);
   while (!stopping_) {
     GuardBacklog(false);
     if (sidecar_.indoubt_txid() != 0) {
@@ -431,13 +434,15 @@ void Engine::RunPrimary(transport::Log& log) {
     }
     if (stopping_) break;
     if (hold_ack_txid != 0 && !abandoned && first_txid <= hold_ack_txid && hold_ack_txid <= last_txid) {
-      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-      while (sidecar_.indoubt_txid() != hold_ack_txid && std::chrono::steady_clock::now() < until && Sleep(5)) {
+      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(hold_ack_ms > 0 ? hold_ack_ms : 15000);
+      while ((hold_ack_ms > 0 || sidecar_.indoubt_txid() != hold_ack_txid) && std::chrono::steady_clock::now() < until &&
+             Sleep(5)) {
       }
+      hold_ack_txid = 0;  // once
     }
     // In doubt meanwhile: the committer already failed; the log decides.
     if (abandoned || sidecar_.indoubt_txid() != 0) continue;
-    sidecar_.SetAcked(last_txid, seq);
+    sidecar_.SetAcked(last_txid, seq, txns[batch.size() - 1].checksum_after);
     next = last_txid + 1;
     connected_ = true;
     ClearError();

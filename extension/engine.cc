@@ -685,7 +685,20 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
     if (crash_txid_ == txid && crash_point_ == 4 && sidecar_.Read().acked_txid >= txid) _exit(9);
-    if (sidecar_.Read().acked_txid < txid) {
+    sidecar::Position acked = sidecar_.Read();
+    // Acknowledged, but of this record? A committer that died with its
+    // publish in flight (its TXID resolved as "did not commit", so this
+    // commit took the same TXID) can land late and be acknowledged in this
+    // one's place: then the log holds the other record, whatever the agent
+    // does next. Treat it like a lost answer: the agent reconciles with the
+    // log (and takes that transaction from it).
+    if (acked.acked_txid == txid && acked.acked_checksum != pending_.up.pos.checksum) {
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: TXID %llu was acknowledged for another record (checksum %016llx, ours %016llx)",
+                  cfg_.name.c_str(), (unsigned long long)txid, (unsigned long long)acked.acked_checksum,
+                  (unsigned long long)pending_.up.pos.checksum);
+      acked.acked_txid = txid - 1;
+    }
+    if (acked.acked_txid < txid) {
       if (fenced_) {
         s = Status::Error(LastError(), SQLITE_IOERR);
       } else {

@@ -21,7 +21,8 @@ set(LITEJET_E2E_TESTS
     plain_shell_backlog
     sync_committer_killed_after_ack
     sync_outage_lost
-    sync_outage_landed)
+    sync_outage_landed
+    sync_late_ack)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

@@ -64,6 +64,7 @@ struct Sidecar::Header {
   // Sync durability: a commit whose record may or may not be in the log
   // (added in version 2's spare header bytes, which start zeroed).
   uint64_t indoubt_txid;
+  uint64_t acked_checksum;  // with acked_txid, under seq_ack (spare bytes: zero in older files)
 };
 
 
@@ -172,6 +173,7 @@ Position Sidecar::Read() const {
     p.log_seq = Load(&h->log_seq);
     p.spool_end = Load(&h->spool_end);
     p.spooled_txid = Load(&h->spooled_txid);
+    p.acked_checksum = Load(&h->acked_checksum);
     Fence(std::memory_order_acquire);
     if ((Load(&h->seq) == s1 && Load(&h->seq_ack) == a1) || give_up) return p;
   }
@@ -253,11 +255,12 @@ void Sidecar::CommitUpdate(const Position& p) {
 
 uint64_t Sidecar::pending_txid() const { return Load(&hdr()->pending_txid); }
 
-void Sidecar::SetAcked(uint64_t txid, uint64_t log_seq) {
+void Sidecar::SetAcked(uint64_t txid, uint64_t log_seq, uint64_t checksum) {
   Header* h = hdr();
   Begin(&h->seq_ack);
   Store(&h->acked_txid, txid);
   Store(&h->log_seq, log_seq);
+  Store(&h->acked_checksum, checksum);
   End(&h->seq_ack);
 }
 

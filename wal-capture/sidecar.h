@@ -24,6 +24,11 @@ struct Position {
   uint64_t log_seq = 0;  // stream sequence of the last chunk shipped (primary) / applied (replica)
   uint64_t spool_end = 0;  // primary: where the spool's committed entries end
   uint64_t spooled_txid = 0;  // primary: the newest TXID whose record was written to the spool
+  // Primary: the checksum-after of the record JetStream acknowledged as
+  // acked_txid, 0 when not known. A sync committer checks that the
+  // acknowledgement is of its own record, not of a dead committer's with the
+  // same TXID whose publish landed late.
+  uint64_t acked_checksum = 0;
 };
 
 // One commit of the primary, as the committer recorded it (before its commit
@@ -83,7 +88,7 @@ class Sidecar {
   // True when a previous process died between BeginUpdate and CommitUpdate.
   uint64_t pending_txid() const;
 
-  void SetAcked(uint64_t txid, uint64_t log_seq);
+  void SetAcked(uint64_t txid, uint64_t log_seq, uint64_t checksum = 0);
   // Sync durability: the TXID of a commit that failed without an answer from
   // JetStream (its record may be in the log or not), 0 when none. Kept until
   // the agent reconciled with the log; writes wait meanwhile. Set and
