@@ -25,6 +25,7 @@ int main(int argc, char **argv) {
   if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
     return fail(db, "open");
   }
+  sqlite3_busy_timeout(db, 5000);
   if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS t(v TEXT)", NULL, NULL, NULL) != SQLITE_OK) {
     return fail(db, "create");
   }
