@@ -42,11 +42,11 @@ struct Events {
   std::mutex mu;
   std::condition_variable cv;  // connection state changed, connect thread done, or interrupted
   std::string last_error;
-  bool interrupted = false;        // Interrupt(): waits return at once
-  bool abandoned = false;          // the NatsLog is gone: the connect thread destroys what it made
-  bool connect_done = false;       // the connect thread returned
-  natsConnection* nc = nullptr;    // its connection, until the NatsLog adopts it
-  std::string connect_error;       // its hard failure (not "not connected yet"), if any
+  bool interrupted = false;      // Interrupt(): waits return at once
+  bool abandoned = false;        // the NatsLog is gone: the connect thread destroys what it made
+  bool connect_done = false;     // the connect thread returned
+  natsConnection* nc = nullptr;  // its connection, until the NatsLog adopts it
+  std::string connect_error;     // its hard failure (not "not connected yet"), if any
 
   void Note(std::string e) {
     std::lock_guard<std::mutex> l(mu);
@@ -752,7 +752,9 @@ Status InitLibrary() {
   // after litejet's exit handler, which is registered later).
   OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
   natsStatus s = nats_Open(-1);
-  if (s != NATS_OK) return Status::Error(std::string("litejet: nats: cannot initialise nats.c: ") + natsStatus_GetText(s));
+  if (s != NATS_OK) {
+    return Status::Error(std::string("litejet: nats: cannot initialise nats.c: ") + natsStatus_GetText(s));
+  }
   return Status::OK();
 }
 
