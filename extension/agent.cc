@@ -118,7 +118,13 @@ void Engine::StopAgentAtExit(int64_t deadline_ms) {
   }
   // The agent is still in a call to the server. It ends by itself (or with
   // the process); the engine is never freed at exit, so it touches nothing
-  // freed. Hand the backlog off through a handle of our own meanwhile.
+  // freed (should the host still close the database, StopAgent waits for
+  // agent_done_). Hand the backlog off through a handle of our own meanwhile.
+  {
+    std::lock_guard<std::mutex> g(agent_mu_);
+    if (agent_.joinable()) agent_.detach();
+    agent_detached_ = true;
+  }
   apply::WalWriter locker;
   if (locker.Open(path_).ok()) MoveBacklog(&locker, kExitLockWaitMs, "the process exits");
 }
@@ -132,7 +138,12 @@ void Engine::StopAgent() {
   SignalStop();
   // Quick: every wait of the agent is interrupted, and its log closes its
   // connection in the background.
-  if (agent_.joinable()) agent_.join();
+  if (agent_.joinable()) {
+    agent_.join();
+  } else {
+    std::unique_lock<std::mutex> l(agent_mu_);
+    agent_cv_.wait(l, [&] { return agent_done_ || !agent_detached_; });
+  }
   // Leaving with a backlog: once no litejet process has the database open,
   // any connection without litejet could checkpoint and delete the WAL.
   if (was_host_agent_) GuardBacklog(true);

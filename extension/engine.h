@@ -165,6 +165,7 @@ class Engine : public vfs::DbHooks {
   uint64_t kicks_ = 0;
   bool agent_done_ = false;        // agent_mu_: AgentMain returned
   transport::Log* log_ = nullptr;  // agent_mu_: the agent's log while it has one (to interrupt it)
+  bool agent_detached_ = false;    // agent_mu_: left running at exit (agent_ is then not joinable)
   int host_lock_fd_ = -1;
   std::atomic<bool> was_host_agent_{false};  // this process has been the host's agent
   uint64_t last_guard_ms_ = 0;   // GuardBacklog's last hand-off (steady clock)
