@@ -110,23 +110,22 @@ void Engine::StopAgentAtExit(int64_t deadline_ms) {
     done = agent_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(deadline_ms - NowMs(), 0)),
                               [&] { return agent_done_; });
   }
-  if (!was_host_agent_) return;  // another process is the host's agent: it keeps the backlog
   if (done) {
     if (agent_.joinable()) agent_.join();
-    MoveBacklog(Locker(), kExitLockWaitMs, "the process exits");
-    return;
-  }
-  // The agent is still in a call to the server. It ends by itself (or with
-  // the process); the engine is never freed at exit, so it touches nothing
-  // freed (should the host still close the database, StopAgent waits for
-  // agent_done_). Hand the backlog off through a handle of our own meanwhile.
-  {
+  } else {
+    // The agent is still in a call to the server. It ends by itself (or
+    // with the process); the engine is never freed at exit, so it touches
+    // nothing freed (should the host still close the database, StopAgent
+    // waits for agent_done_).
     std::lock_guard<std::mutex> g(agent_mu_);
     if (agent_.joinable()) agent_.detach();
     agent_detached_ = true;
   }
-  apply::WalWriter locker;
-  if (locker.Open(path_).ok()) MoveBacklog(&locker, kExitLockWaitMs, "the process exits");
+  if (!was_host_agent_) return;  // another process is the host's agent: it keeps the backlog
+  // A busy agent keeps its own handle: hand off through one of ours.
+  apply::WalWriter own;
+  apply::WalWriter* locker = done ? Locker() : own.Open(path_).ok() ? &own : nullptr;
+  MoveBacklog(locker, kExitLockWaitMs, "the process exits");
 }
 
 void Engine::StopAgent() {

@@ -47,6 +47,8 @@ struct Events {
   bool connect_done = false;     // the connect thread returned
   natsConnection* nc = nullptr;  // its connection, until the NatsLog adopts it
   std::string connect_error;     // its hard failure (not "not connected yet"), if any
+  bool close_started = false;    // Interrupt() is closing the connection (in a thread of its own)
+  bool close_done = false;       // and has closed it: it may be destroyed
 
   void Note(std::string e) {
     std::lock_guard<std::mutex> l(mu);
@@ -189,7 +191,11 @@ class NatsLog final : public Log {
     // a database is being closed or the process exits. The connection goes
     // first: once its reader thread is joined, no inbound message can touch
     // a subscription we free (see CloseSub()).
-    auto close = [nc, subs, js = js_.load()] {
+    auto close = [events = events_, nc, subs, js = js_.load()] {
+      {
+        std::unique_lock<std::mutex> l(events->mu);
+        events->cv.wait(l, [&] { return !events->close_started || events->close_done; });
+      }
       if (nc) natsConnection_Destroy(nc);
       for (natsSubscription* sub : subs) natsSubscription_Destroy(sub);
       if (js) jsCtx_Destroy(js);
@@ -225,9 +231,31 @@ class NatsLog final : public Log {
     return events_->last_error;
   }
   void Interrupt() override {
-    std::lock_guard<std::mutex> l(events_->mu);
-    events_->interrupted = true;
-    events_->cv.notify_all();
+    natsConnection* nc = nullptr;
+    {
+      std::lock_guard<std::mutex> l(events_->mu);
+      events_->interrupted = true;
+      events_->cv.notify_all();
+      nc = nc_.load();
+      if (!nc || events_->close_started) return;
+      events_->close_started = true;
+    }
+    // A request already sent waits for its answer (or its timeout, from a
+    // server that does not answer); closing the connection ends it at once.
+    // natsConnection_Close may flush and joins nats.c's threads: not here.
+    auto close = [events = events_, nc] {
+      natsConnection_Close(nc);
+      nats_ReleaseThreadMemory();
+      std::lock_guard<std::mutex> l(events->mu);
+      events->close_done = true;
+      events->cv.notify_all();
+    };
+    try {
+      std::thread(close).detach();
+    } catch (...) {
+      std::lock_guard<std::mutex> l(events_->mu);
+      events_->close_done = true;  // no thread: the request ends at its timeout
+    }
   }
 
  private:
@@ -439,7 +467,8 @@ Status NatsLog::Connect(const Options& o) {
 
 bool NatsLog::WaitConnected(Clock::time_point deadline) const {
   std::unique_lock<std::mutex> l(events_->mu);
-  while (!ConnectedLocked()) {
+  // Once interrupted, nothing more is sent (the connection may be closing).
+  while (events_->interrupted || !ConnectedLocked()) {
     auto now = Clock::now();
     if (now >= deadline || events_->interrupted) return false;
     // The callbacks wake us; the poll bound covers a state change they do not report.

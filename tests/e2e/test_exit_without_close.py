@@ -2,8 +2,10 @@
 # e2e_exit_without_close: every host (a C app on liblitejet.a, tclsh with
 # libsqlite3-tcl, /usr/bin/python3, the sqlite3 shell) opens a primary, commits
 # one row and ends without closing the database, over and over: with the
-# server up, down (connection refused) and stalled (a listener that accepts
-# and never speaks: the connect is under way at exit). Each run must exit 0
+# server up, down (connection refused), stalled (a listener that accepts and
+# never speaks: the connect is under way at exit) and mute (a fake server that
+# completes the handshake and answers no request: the agent is inside a
+# JetStream request at exit). Each run must exit 0
 # within a bound; afterwards a primary with the server up ships every commit
 # and a replica ends with the same rows and checksum. Exit times (from the
 # commit to the end of the process) are printed, not asserted.
@@ -28,7 +30,7 @@ HOSTS = (os.environ.get("LITEJET_EXIT_HOSTS") or "c,tcl,python,shell").split(","
 from util import EXT, PYTHON, SQLITE3_SHELL, Suite, Worker, _pdeathsig, log, primary_uri, replica_uri  # noqa: E402
 
 LANES = 4
-MODES = ("up", "down", "up", "stalled")  # round i runs in MODES[i % 4]: half up, half unreachable
+MODES = ("up", "down", "up", "stalled", "up", "mute")  # round i runs in MODES[i % 6]: half up
 PROC_TIMEOUT = 30.0
 
 PY_HOST = r"""
@@ -97,6 +99,40 @@ class SilentServer:
         self.sock.close()
         for c in self.conns:
             c.close()
+
+
+class MuteServer(SilentServer):
+    """Completes the NATS handshake (INFO, PONG) and answers nothing else: the
+    agent connects and then waits in a JetStream request when the process
+    exits (its wait is not interrupted: exit goes on without it)."""
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        port = self.sock.getsockname()[1]
+        try:
+            c.sendall(b'INFO {"server_id":"mute","version":"2.9.10","go":"go1.19","host":"127.0.0.1",'
+                      b'"port":%d,"headers":true,"max_payload":1048576,"proto":1,"jetstream":true}\r\n' % port)
+            buf = b""
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    return
+                buf += data
+                lines = buf.split(b"\r\n")
+                buf = lines.pop()
+                for line in lines:
+                    if line == b"PING":
+                        c.sendall(b"PONG\r\n")
+        except OSError:
+            return
 
 
 def host_command(host, progs, db, val, how):
@@ -173,8 +209,9 @@ def body(s):
     srv = s.nats()
     down_url = "nats://127.0.0.1:%d" % free_port()
     silent = SilentServer()
-    urls = {"up": srv.url, "down": down_url, "stalled": silent.url}
-    log("%d rounds x %d lanes per host; up %s, down %s, stalled %s" % (rounds, LANES, srv.url, down_url, silent.url))
+    mute = MuteServer()
+    urls = {"up": srv.url, "down": down_url, "stalled": silent.url, "mute": mute.url}
+    log("%d rounds x %d lanes per host; servers: %r" % (rounds, LANES, urls))
 
     lanes = [(h, i) for h in hosts for i in range(LANES)]
     results = {}  # (host, lane) -> list of (mode, how, rc, pos, seconds, stderr)
@@ -203,6 +240,7 @@ def body(s):
             results[lane] = out
     log("%d host processes in %.1f s" % (sum(len(v) for v in results.values()), time.monotonic() - t0))
     silent.close()
+    mute.close()
 
     # Exit status 0 every time, no hang, and the commit's position counts one
     # per round (accounting across rounds that shipped and rounds that did not).
@@ -214,7 +252,7 @@ def body(s):
                 "%d bad, e.g. %r (status None = hung, negative = signal)" % (len(bad), bad[:3]))
         wrong = [(lane, r, x[3]) for lane, r, x in runs if x[3] != r + 2]
         s.check(not wrong, "%s: each round committed the next TXID" % host, "e.g. %r" % wrong[:5])
-        for mode in ("up", "down", "stalled"):
+        for mode in ("up", "down", "stalled", "mute"):
             t = [x[4] * 1000 for _, _, x in runs if x[0] == mode and x[4] is not None]
             log("%s, server %s: exit after the commit p50 %.1f ms, p90 %.1f ms, max %.1f ms (%d runs)"
                 % (host, mode, pct(t, 0.5), pct(t, 0.9), max(t) if t else float("nan"), len(t)))
