@@ -27,6 +27,19 @@ namespace litejet {
 
 namespace {
 
+// At process exit, how long the agents may take to end (they normally take
+// well under a millisecond: every wait of theirs is interrupted; this covers
+// a JetStream request in flight to a slow server), and how long the hand-off
+// of the backlog waits for WAL_WRITE_LOCK (held by another process's commit;
+// a connection of this process in the middle of a transaction never lets go).
+constexpr int64_t kExitAgentWaitMs = 20;
+constexpr int kExitLockWaitMs = 100;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 std::mutex g_all_mu;
 std::vector<Engine*>& AllAgents() {
   static auto* v = new std::vector<Engine*>;
@@ -38,13 +51,21 @@ Engine::LogFactory& LogFactoryRef() {
   return *f;
 }
 
+// atexit: the process exits with replicated databases still open. Stop every
+// agent at once, give them kExitAgentWaitMs together, and put each backlog in
+// its spool; never wait on the network. The lock is held throughout, so an
+// engine destroyed meanwhile (its StopAgent takes it) is not freed under us.
 void StopAllAgents() {
-  std::vector<Engine*> all;
-  {
+  try {
     std::lock_guard<std::mutex> g(g_all_mu);
-    all = AllAgents();
+    auto& all = AllAgents();
+    for (Engine* e : all) e->SignalStop();
+    const int64_t deadline = NowMs() + kExitAgentWaitMs;
+    for (Engine* e : all) e->StopAgentAtExit(deadline);
+    all.clear();
+  } catch (...) {
+    // Nothing may escape an atexit handler.
   }
-  for (Engine* e : all) e->StopAgentAtExit();
 }
 
 }  // namespace
@@ -56,6 +77,11 @@ void Engine::StartAgent() {
     std::lock_guard<std::mutex> g(g_all_mu);
     static bool registered = false;
     if (!registered) {
+      // atexit handlers run last-registered first. nats.c registers its own,
+      // and OpenSSL (under nats.c) its cleanup, when first used: do that
+      // now, so that ours runs before theirs, while what the agents use is
+      // still whole. (A failure shows again when the agent opens its log.)
+      (void)transport::InitLibrary();
       std::atexit(StopAllAgents);
       registered = true;
     }
@@ -71,10 +97,45 @@ void Engine::StartAgent() {
     } catch (...) {
       Fail("litejet: replication agent of \"" + cfg_.name + "\" stopped: unknown exception");
     }
+    std::lock_guard<std::mutex> g(agent_mu_);
+    agent_done_ = true;
+    agent_cv_.notify_all();
   });
 }
 
-void Engine::StopAgentAtExit() { StopAgent(); }
+void Engine::SignalStop() {
+  {
+    std::lock_guard<std::mutex> g(agent_mu_);
+    stopping_ = true;
+    if (log_) log_->Interrupt();  // a wait for the server returns now
+  }
+  agent_cv_.notify_all();
+}
+
+void Engine::StopAgentAtExit(int64_t deadline_ms) {
+  bool done = false;
+  {
+    std::unique_lock<std::mutex> l(agent_mu_);
+    done = agent_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(deadline_ms - NowMs(), 0)),
+                              [&] { return agent_done_; });
+  }
+  if (done) {
+    if (agent_.joinable()) agent_.join();
+  } else {
+    // The agent is still in a call to the server. It ends by itself (or
+    // with the process); the engine is never freed at exit, so it touches
+    // nothing freed (should the host still close the database, StopAgent
+    // waits for agent_done_).
+    std::lock_guard<std::mutex> g(agent_mu_);
+    if (agent_.joinable()) agent_.detach();
+    agent_detached_ = true;
+  }
+  if (!was_host_agent_) return;  // another process is the host's agent: it keeps the backlog
+  // A busy agent keeps its own handle: hand off through one of ours.
+  apply::WalWriter own;
+  apply::WalWriter* locker = done ? Locker() : own.Open(path_).ok() ? &own : nullptr;
+  MoveBacklog(locker, kExitLockWaitMs, "the process exits");
+}
 
 void Engine::StopAgent() {
   {
@@ -82,12 +143,15 @@ void Engine::StopAgent() {
     auto& v = AllAgents();
     v.erase(std::remove(v.begin(), v.end(), this), v.end());
   }
-  {
-    std::lock_guard<std::mutex> g(agent_mu_);
-    stopping_ = true;
+  SignalStop();
+  // Quick: every wait of the agent is interrupted, and its log closes its
+  // connection in the background.
+  if (agent_.joinable()) {
+    agent_.join();
+  } else {
+    std::unique_lock<std::mutex> l(agent_mu_);
+    agent_cv_.wait(l, [&] { return agent_done_ || !agent_detached_; });
   }
-  agent_cv_.notify_all();
-  if (agent_.joinable()) agent_.join();
   // Leaving with a backlog: once no litejet process has the database open,
   // any connection without litejet could checkpoint and delete the WAL.
   if (was_host_agent_) GuardBacklog(true);
@@ -148,10 +212,13 @@ void Engine::GuardBacklog(bool always) {
     if (CommitAgeMs(first, &age) && age < guard_ms) return;  // not in the ring any more: old enough
   }
   last_guard_ms_ = now;
-  apply::WalWriter* locker = Locker();
-  if (!locker) return;
-  locker->WithWriteLock(always ? 2000 : 20, [&] {
-    if (!DeadCommitPending() && HasUnspooledBacklog()) HandOff(always ? "the agent stops" : "shipping is behind");
+  MoveBacklog(Locker(), always ? 2000 : 20, always ? "the agent stops" : "shipping is behind");
+}
+
+void Engine::MoveBacklog(apply::WalWriter* locker, int wait_ms, const char* why) {
+  if (!locker || cfg_.role != Role::kPrimary || !HasUnspooledBacklog()) return;
+  locker->WithWriteLock(wait_ms, [&] {
+    if (!DeadCommitPending() && HasUnspooledBacklog()) HandOff(why);
   });
 }
 
@@ -182,11 +249,18 @@ void Engine::AgentMain() {
     SetError(s.message());
     return;
   }
+  {
+    std::lock_guard<std::mutex> g(agent_mu_);
+    log_ = log.get();
+    if (stopping_) log_->Interrupt();  // stopped before it had a log to interrupt
+  }
   if (cfg_.role == Role::kPrimary) {
     RunPrimary(*log);
   } else {
     RunReplica(*log);
   }
+  std::lock_guard<std::mutex> g(agent_mu_);
+  log_ = nullptr;
 }
 
 // Retries op until it succeeds or the agent stops; records errors.

@@ -55,9 +55,11 @@ class Engine : public vfs::DbHooks {
   // applied and visible to reads that start afterwards. False on timeout.
   bool Wait(uint64_t txid, int64_t timeout_ms) const;
   bool StepDown();
-  // Stops the agent thread (atexit: threads must not outlive the process's
-  // static state).
-  void StopAgentAtExit();
+  // Process exit (atexit, see agent.cc): tells the agent to stop; then waits
+  // for it until deadline_ms (steady clock) at most and moves the unshipped
+  // backlog to the spool.
+  void SignalStop();
+  void StopAgentAtExit(int64_t deadline_ms);
 
   // --- DbHooks -------------------------------------------------------------
   int BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int flags) override;
@@ -127,6 +129,9 @@ class Engine : public vfs::DbHooks {
   // Agent: when shipping is behind, move the backlog out of the WAL before
   // anything (e.g. a connection without litejet) can make the WAL lose it.
   void GuardBacklog(bool always);
+  // Moves every committed, unshipped commit still only in the WAL to the spool,
+  // taking WAL_WRITE_LOCK through locker (waiting up to wait_ms for it).
+  void MoveBacklog(apply::WalWriter* locker, int wait_ms, const char* why);
   bool HasUnspooledBacklog() const;
   // True when the wal-index header in main's shm covers the commit frame.
   bool CommitPublished(sqlite3_file* main, const vfs::ShmView& view, const sidecar::PendingCommit& where);
@@ -184,8 +189,11 @@ class Engine : public vfs::DbHooks {
   std::condition_variable agent_cv_;
   std::atomic<bool> stopping_{false};
   uint64_t kicks_ = 0;
+  bool agent_done_ = false;        // agent_mu_: AgentMain returned
+  transport::Log* log_ = nullptr;  // agent_mu_: the agent's log while it has one (to interrupt it)
+  bool agent_detached_ = false;    // agent_mu_: left running at exit (agent_ is then not joinable)
   int host_lock_fd_ = -1;
-  bool was_host_agent_ = false;  // this process has been the host's agent
+  std::atomic<bool> was_host_agent_{false};  // this process has been the host's agent
   uint64_t last_guard_ms_ = 0;   // GuardBacklog's last hand-off (steady clock)
   std::mutex blocker_mu_;  // guards blocker_ (the agent creates it; writers lend it)
   std::unique_ptr<apply::WalWriter> blocker_;

@@ -43,3 +43,19 @@ if(PYTHON3)
     set_property(TEST e2e_torture APPEND PROPERTY ENVIRONMENT "LITEJET_TORTURE_ROUNDS=10" "LITEJET_TORTURE_MAX_KILL_S=2.5")
   endif()
 endif()
+
+# Every host ends without closing its replicated database, 100 times each per
+# run (server up, down, stalled mid-connect); then every commit must be in the
+# log. The C host is a tiny app on liblitejet.a.
+add_executable(exit_app hosts/exit_app.c)
+target_link_libraries(exit_app PRIVATE litejet_static)
+set_target_properties(exit_app PROPERTIES LINKER_LANGUAGE CXX)
+if(PYTHON3)
+  litejet_script(e2e_exit_without_close ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_exit_without_close.py)
+  set_property(TEST e2e_exit_without_close APPEND PROPERTY ENVIRONMENT "LITEJET_EXIT_APP=$<TARGET_FILE:exit_app>"
+               "TCLSH=${TCLSH}")
+  # About a minute in the normal build; the script's own watchdog is 240 s.
+  set_tests_properties(e2e_exit_without_close PROPERTIES TIMEOUT 300)
+else()
+  litejet_script(e2e_exit_without_close sh -c "echo 'e2e_exit_without_close: /usr/bin/python3 not found' >&2 && false")
+endif()

@@ -72,16 +72,30 @@ class Log {
   virtual size_t MaxPayload() const = 0;
   // The most recent error (failed call or connection event), "" if none.
   virtual std::string LastError() const = 0;
+  // The caller is stopping: every wait of this log (for a connection, for
+  // messages) returns within a few milliseconds, now and later, with
+  // kUnavailable. Callable from any thread while another uses the log.
+  virtual void Interrupt() {}
 };
 
 // Bytes of a server's max payload kept free for the Nats-Msg-Id and
 // Nats-Expected-Last-Subject-Sequence headers.
 constexpr size_t kHeaderReserve = 512;
 
-// Opens the JetStream log. Does not fail when no server is reachable: it keeps
-// connecting in the background and calls fail with kUnavailable until then.
-// A malformed option (unreadable tls_ca/creds file, ...) fails with a Status naming it.
+// Opens the JetStream log. Never waits on the network: the connection is made
+// by a background thread and calls fail with kUnavailable until it is up
+// (then it keeps reconnecting forever). A malformed option (unreadable
+// tls_ca/creds file, ...) fails with a Status naming it. Destroying the log
+// does not wait on the network either: the connection is closed in the
+// background.
 Status OpenNats(const Options& o, std::unique_ptr<Log>* out);
+
+// Initialises nats.c, and OpenSSL under it, on the calling thread, with
+// OpenSSL's own exit-time cleanup turned off (when litejet is the first to
+// initialise it): nats.c threads may still be inside OpenSSL while the process
+// exits. Call before registering an atexit handler that stops threads using
+// the transport, so that handler runs before nats.c's (atexit is LIFO).
+Status InitLibrary();
 
 // In-memory fake with the same semantics (fencing, dedupe, ordered reads) for
 // engine tests. Logs opened on the same store share one log, like two nodes.

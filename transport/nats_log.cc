@@ -2,6 +2,7 @@
 // database, appends fenced by the expected last sequence and deduplicated by Nats-Msg-Id, reads through an
 // ordered consumer.
 #include <nats/nats.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,13 +33,22 @@ constexpr int64_t kConsumerAttemptMs = 1500;  // one consumer-create request; al
 constexpr size_t kMaxMsgId = 256;
 constexpr size_t kDefaultServerMaxPayload = 1 << 20;
 constexpr int kStreamOfflineErr = 10118;  // JSStreamOfflineErr, newer than nats.c 3.4's enum
+constexpr int64_t kInterruptPollMs = 10;  // Read: how soon an Interrupt() is seen while waiting for messages
 
 // Connection events. nats.c may run a callback after natsConnection_Destroy
 // returns, so callbacks get an id, not a pointer, and look the live object up.
+// Also what the connect thread hands over (see NatsLog::Connect).
 struct Events {
   std::mutex mu;
-  std::condition_variable cv;  // connection state changed
+  std::condition_variable cv;  // connection state changed, connect thread done, or interrupted
   std::string last_error;
+  bool interrupted = false;      // Interrupt(): waits return at once
+  bool abandoned = false;        // the NatsLog is gone: the connect thread destroys what it made
+  bool connect_done = false;     // the connect thread returned
+  natsConnection* nc = nullptr;  // its connection, until the NatsLog adopts it
+  std::string connect_error;     // its hard failure (not "not connected yet"), if any
+  bool close_started = false;    // Interrupt() is closing the connection (in a thread of its own)
+  bool close_done = false;       // and has closed it: it may be destroyed
 
   void Note(std::string e) {
     std::lock_guard<std::mutex> l(mu);
@@ -161,14 +171,41 @@ class NatsLog final : public Log {
   }
 
   ~NatsLog() override {
-    // The connection goes first: once its reader thread is joined, no inbound
-    // message can touch a subscription we free (see CloseSub()).
-    if (nc_) natsConnection_Destroy(nc_);
-    std::lock_guard<std::mutex> l(read_mu_);
-    if (sub_) natsSubscription_Destroy(sub_);
-    for (auto& r : retired_) natsSubscription_Destroy(r.first);
-    if (js_) jsCtx_Destroy(js_);
+    natsConnection* nc = nullptr;
+    {
+      std::lock_guard<std::mutex> l(events_->mu);
+      events_->abandoned = true;  // a connect still under way cleans up after itself
+      events_->interrupted = true;
+      nc = nc_.load() ? nc_.load() : events_->nc;
+      events_->nc = nullptr;
+    }
     Registry::Get().Remove(closure_);
+    std::vector<natsSubscription*> subs;
+    {
+      std::lock_guard<std::mutex> l(read_mu_);
+      if (sub_) subs.push_back(sub_);
+      for (auto& r : retired_) subs.push_back(r.first);
+    }
+    // Closing waits on the network (a flush of up to 500 ms, joining a
+    // reconnect attempt that may take the connect timeout): not here, where
+    // a database is being closed or the process exits. The connection goes
+    // first: once its reader thread is joined, no inbound message can touch
+    // a subscription we free (see CloseSub()).
+    auto close = [events = events_, nc, subs, js = js_.load()] {
+      {
+        std::unique_lock<std::mutex> l(events->mu);
+        events->cv.wait(l, [&] { return !events->close_started || events->close_done; });
+      }
+      if (nc) natsConnection_Destroy(nc);
+      for (natsSubscription* sub : subs) natsSubscription_Destroy(sub);
+      if (js) jsCtx_Destroy(js);
+      nats_ReleaseThreadMemory();
+    };
+    try {
+      std::thread(close).detach();
+    } catch (...) {
+      close();  // no thread to be had: close here
+    }
   }
 
   Status Connect(const Options& o);
@@ -179,9 +216,13 @@ class NatsLog final : public Log {
                  uint64_t* seq) override;
   Status Read(uint64_t from, int64_t wait_ms, const std::function<bool(const Message&)>& fn) override;
 
-  bool Connected() const override { return nc_ && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
+  bool Connected() const override {
+    std::lock_guard<std::mutex> l(events_->mu);
+    return ConnectedLocked();
+  }
   size_t MaxPayload() const override {
-    int64_t server = nc_ ? natsConnection_GetMaxPayload(nc_) : 0;  // 0 until the first connect
+    natsConnection* nc = Conn();
+    int64_t server = nc ? natsConnection_GetMaxPayload(nc) : 0;  // 0 until the first connect
     size_t max = server > 0 ? static_cast<size_t>(server) : kDefaultServerMaxPayload;
     return max > kHeaderReserve ? max - kHeaderReserve : 0;
   }
@@ -189,8 +230,69 @@ class NatsLog final : public Log {
     std::lock_guard<std::mutex> l(events_->mu);
     return events_->last_error;
   }
+  void Interrupt() override {
+    natsConnection* nc = nullptr;
+    {
+      std::lock_guard<std::mutex> l(events_->mu);
+      events_->interrupted = true;
+      events_->cv.notify_all();
+      nc = nc_.load();
+      if (!nc || events_->close_started) return;
+      events_->close_started = true;
+    }
+    // A request already sent waits for its answer (or its timeout, from a
+    // server that does not answer); closing the connection ends it at once.
+    // natsConnection_Close may flush and joins nats.c's threads: not here.
+    auto close = [events = events_, nc] {
+      natsConnection_Close(nc);
+      nats_ReleaseThreadMemory();
+      std::lock_guard<std::mutex> l(events->mu);
+      events->close_done = true;
+      events->cv.notify_all();
+    };
+    try {
+      std::thread(close).detach();
+    } catch (...) {
+      std::lock_guard<std::mutex> l(events_->mu);
+      events_->close_done = true;  // no thread: the request ends at its timeout
+    }
+  }
 
  private:
+  bool Interrupted() const {
+    std::lock_guard<std::mutex> l(events_->mu);
+    return events_->interrupted;
+  }
+  // The connection, once the connect thread has made it (null until then).
+  natsConnection* Conn() const {
+    if (natsConnection* nc = nc_.load()) return nc;
+    std::lock_guard<std::mutex> l(events_->mu);
+    return AdoptLocked();
+  }
+  // events_->mu held. Takes over the connect thread's connection and makes
+  // the JetStream context for it.
+  natsConnection* AdoptLocked() const {
+    if (natsConnection* nc = nc_.load()) return nc;
+    if (!events_->nc) return nullptr;
+    jsOptions jo;  // the default wait of requests nats.c makes by itself (ordered consumer recreation)
+    jsOptions_Init(&jo);
+    jo.Wait = kConsumerAttemptMs;
+    jsCtx* js = nullptr;
+    natsStatus s = natsConnection_JetStream(&js, events_->nc, &jo);
+    if (s != NATS_OK) {
+      events_->last_error = "litejet: nats: JetStream context failed: " + Cause(s, 0);
+      return nullptr;  // tried again on the next call
+    }
+    js_.store(js);
+    nc_.store(events_->nc);
+    events_->nc = nullptr;
+    return nc_.load();
+  }
+  bool ConnectedLocked() const {
+    natsConnection* nc = AdoptLocked();
+    return nc && natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
+  }
+
   Status Fail(Status s) {
     events_->Note(s.message());
     return s;
@@ -203,11 +305,22 @@ class NatsLog final : public Log {
     // Say why, when nats.c knows (e.g. "Authorization Violation").
     std::string why;
     const char* last = nullptr;
-    if (nc_ && natsConnection_GetLastError(nc_, &last) != NATS_OK && last && *last) why = std::string(" (") + last + ")";
+    natsConnection* nc = Conn();
+    if (nc && natsConnection_GetLastError(nc, &last) != NATS_OK && last && *last) {
+      why = std::string(" (") + last + ")";
+    } else if (!nc) {
+      std::lock_guard<std::mutex> l(events_->mu);
+      if (events_->interrupted) {
+        why = " (stopping)";
+      } else if (!events_->connect_error.empty()) {
+        why = " (" + events_->connect_error + ")";
+      }
+    }
     return Fail(
         Status::Error("litejet: nats: " + what + " failed: not connected to " + servers_ + why, kUnavailable));
   }
   bool WaitConnected(Clock::time_point deadline) const;
+  jsCtx* Js() const { return js_.load(); }
   Status CheckCompatible(const jsStreamInfo* si);
   bool StoredWithId(uint64_t seq, const std::string& msg_id, int64_t timeout_ms);
   Status Subscribe(uint64_t from, int64_t timeout_ms);
@@ -236,8 +349,10 @@ class NatsLog final : public Log {
   std::string servers_;
   std::shared_ptr<Events> events_;
   void* closure_ = nullptr;
-  natsConnection* nc_ = nullptr;
-  jsCtx* js_ = nullptr;
+  // Set once, by the first call that finds the connect thread done (see
+  // AdoptLocked()); read without a lock afterwards.
+  mutable std::atomic<natsConnection*> nc_{nullptr};
+  mutable std::atomic<jsCtx*> js_{nullptr};
 
   std::mutex read_mu_;               // one Read at a time; guards the fields below
   natsSubscription* sub_ = nullptr;  // ordered consumer of the last Read
@@ -314,26 +429,48 @@ Status NatsLog::Connect(const Options& o) {
   if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, OnAsyncError, closure_);
   if (s != NATS_OK) return Status::Error("litejet: nats: cannot set connection options: " + Cause(s, 0));
 
-  s = natsConnection_Connect(&nc_, opts);
-  if (s == NATS_NOT_YET_CONNECTED) {
-    events_->Note("litejet: nats: not connected to " + servers_ + " yet, retrying");
-  } else if (s != NATS_OK) {
-    return Status::Error("litejet: nats: connect to " + servers_ + " failed: " + Cause(s, 0));
-  }
-  jsOptions jo;  // the default wait of requests nats.c makes by itself (ordered consumer recreation)
-  jsOptions_Init(&jo);
-  jo.Wait = kConsumerAttemptMs;
-  if ((s = natsConnection_JetStream(&js_, nc_, &jo)) != NATS_OK) {
-    return Status::Error("litejet: nats: JetStream context failed: " + Cause(s, 0));
+  // nats.c makes the first attempt on every server in the calling thread
+  // (up to kConnectTimeoutMs each when a server does not answer): a thread of
+  // its own does it, so that no caller ever waits on it. Once the NatsLog is
+  // gone (abandoned), that thread closes what it made; at process exit it is
+  // simply left behind (it touches only nats.c and the shared Events).
+  auto connect = [events = events_, opts = owner.release(), servers = servers_] {
+    natsConnection* nc = nullptr;
+    natsStatus cs = natsConnection_Connect(&nc, opts);
+    std::string err;
+    if (cs == NATS_NOT_YET_CONNECTED) {
+      err = "litejet: nats: not connected to " + servers + " yet, retrying";
+    } else if (cs != NATS_OK) {
+      err = "litejet: nats: connect to " + servers + " failed: " + Cause(cs, 0);
+    }
+    natsOptions_Destroy(opts);
+    bool orphan = false;
+    {
+      std::lock_guard<std::mutex> l(events->mu);
+      orphan = events->abandoned;
+      if (!orphan) events->nc = nc;
+      events->connect_done = true;
+      if (cs != NATS_OK && cs != NATS_NOT_YET_CONNECTED) events->connect_error = err;
+      if (!err.empty()) events->last_error = err;
+      events->cv.notify_all();
+    }
+    if (orphan && nc) natsConnection_Destroy(nc);
+    nats_ReleaseThreadMemory();
+  };
+  try {
+    std::thread(connect).detach();
+  } catch (...) {
+    connect();  // no thread to be had: connect here
   }
   return Status::OK();
 }
 
 bool NatsLog::WaitConnected(Clock::time_point deadline) const {
   std::unique_lock<std::mutex> l(events_->mu);
-  while (!Connected()) {
+  // Once interrupted, nothing more is sent (the connection may be closing).
+  while (events_->interrupted || !ConnectedLocked()) {
     auto now = Clock::now();
-    if (now >= deadline) return false;
+    if (now >= deadline || events_->interrupted) return false;
     // The callbacks wake us; the poll bound covers a state change they do not report.
     events_->cv.wait_until(l, std::min(deadline, now + std::chrono::milliseconds(50)));
   }
@@ -364,7 +501,7 @@ Status NatsLog::Ensure(int64_t timeout_ms) {
 
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, &jerr);
+  natsStatus s = js_GetStreamInfo(&si, Js(), stream_.c_str(), &jo, &jerr);
   if (s == NATS_OK) {
     Status st = CheckCompatible(si);
     jsStreamInfo_Destroy(si);
@@ -382,7 +519,7 @@ Status NatsLog::Ensure(int64_t timeout_ms) {
   cfg.Replicas = replicas_;
   cfg.Duplicates = kDuplicateWindowNs;
   jerr = static_cast<jsErrCode>(0);
-  s = js_AddStream(&si, js_, &cfg, &jo, &jerr);
+  s = js_AddStream(&si, Js(), &cfg, &jo, &jerr);
   if (s == NATS_OK) {
     jsStreamInfo_Destroy(si);
     return Status::OK();
@@ -390,7 +527,7 @@ Status NatsLog::Ensure(int64_t timeout_ms) {
   if (jerr != JSStreamNameExistErr) return Fail(what, s, jerr);
   // Another node created it first (possibly with another config): check it.
   jerr = static_cast<jsErrCode>(0);
-  s = js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, &jerr);
+  s = js_GetStreamInfo(&si, Js(), stream_.c_str(), &jo, &jerr);
   if (s != NATS_OK) return Fail(what, s, jerr);
   Status st = CheckCompatible(si);
   jsStreamInfo_Destroy(si);
@@ -407,7 +544,7 @@ Status NatsLog::Last(int64_t timeout_ms, Message* out, bool* found) {
   jo.Wait = std::max<int64_t>(MsLeft(deadline), 1);
   natsMsg* m = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetLastMsg(&m, js_, stream_.c_str(), subject_.c_str(), &jo, &jerr);
+  natsStatus s = js_GetLastMsg(&m, Js(), stream_.c_str(), subject_.c_str(), &jo, &jerr);
   if (s == NATS_NOT_FOUND && jerr == JSNoMessageFoundErr) return Status::OK();
   if (s != NATS_OK) return Fail(what, s, jerr);
   out->seq = natsMsg_GetSequence(m);
@@ -423,7 +560,7 @@ bool NatsLog::StoredWithId(uint64_t seq, const std::string& msg_id, int64_t time
   jsOptions_Init(&jo);
   jo.Wait = std::max<int64_t>(timeout_ms, 1);
   natsMsg* m = nullptr;
-  if (js_GetMsg(&m, js_, stream_.c_str(), seq, &jo, nullptr) != NATS_OK) return false;
+  if (js_GetMsg(&m, Js(), stream_.c_str(), seq, &jo, nullptr) != NATS_OK) return false;
   const char* id = nullptr;
   bool same = natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id && msg_id == id &&
               std::strcmp(natsMsg_GetSubject(m), subject_.c_str()) == 0;
@@ -467,14 +604,14 @@ Status NatsLog::Publish(const std::string& data, uint64_t expect_last, const std
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s;
   if (advertise_.empty()) {
-    s = js_Publish(&ack, js_, subject_.c_str(), data.data(), static_cast<int>(data.size()), &po, &jerr);
+    s = js_Publish(&ack, Js(), subject_.c_str(), data.data(), static_cast<int>(data.size()), &po, &jerr);
   } else {
     // With the publisher's advertise address as a header, so that replicas can
     // name the primary (repl_primary()).
     natsMsg* msg = nullptr;
     s = natsMsg_Create(&msg, subject_.c_str(), nullptr, data.data(), static_cast<int>(data.size()));
     if (s == NATS_OK) s = natsMsgHeader_Set(msg, kAdvertiseHeader, advertise_.c_str());
-    if (s == NATS_OK) s = js_PublishMsg(&ack, js_, msg, &po, &jerr);
+    if (s == NATS_OK) s = js_PublishMsg(&ack, Js(), msg, &po, &jerr);
     natsMsg_Destroy(msg);
   }
   if (s == NATS_OK) {
@@ -515,7 +652,7 @@ Status NatsLog::Subscribe(uint64_t from, int64_t timeout_ms) {
     so.Config.OptStartSeq = from;
     so.Config.Heartbeat = kHeartbeatNs;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_SubscribeSync(&sub_, js_, subject_.c_str(), &jo, &so, &jerr);
+    natsStatus s = js_SubscribeSync(&sub_, Js(), subject_.c_str(), &jo, &so, &jerr);
     if (s == NATS_OK) break;
     sub_ = nullptr;
     Status st = Fail(what, s, jerr);
@@ -540,7 +677,7 @@ bool NatsLog::Stalled() {
   jsOptions_Init(&jo);
   jo.Wait = kConsumerAttemptMs;
   jsStreamInfo* si = nullptr;
-  if (js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, nullptr) != NATS_OK) return false;
+  if (js_GetStreamInfo(&si, Js(), stream_.c_str(), &jo, nullptr) != NATS_OK) return false;
   uint64_t last = si->State.LastSeq;
   jsStreamInfo_Destroy(si);
   if (last < next_) return false;  // nothing to deliver: idle, not stalled
@@ -557,7 +694,7 @@ Status NatsLog::Missing(uint64_t want, uint64_t got) {
   jsOptions_Init(&jo);
   jo.Wait = kMinApiWaitMs;
   jsStreamInfo* si = nullptr;
-  if (js_GetStreamInfo(&si, js_, stream_.c_str(), &jo, nullptr) == NATS_OK) {
+  if (js_GetStreamInfo(&si, Js(), stream_.c_str(), &jo, nullptr) == NATS_OK) {
     why += ", first is " + std::to_string(si->State.FirstSeq);
     jsStreamInfo_Destroy(si);
   }
@@ -574,6 +711,7 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
   }
   auto idle_since = Clock::now();
   for (;;) {
+    if (Interrupted()) return NotConnected("read " + subject_);
     int64_t left = wait_ms - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - idle_since).count();
     if (left <= 0) {
       // Keep sub_ either way: nats.c resubscribes and recreates the ordered
@@ -587,7 +725,8 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
       continue;  // on kUnavailable, again until the wait is over
     }
     natsMsg* m = nullptr;
-    natsStatus s = natsSubscription_NextMsg(&m, sub_, std::min(left, kStallCheckMs));
+    // Short waits, so that an Interrupt() is seen at once.
+    natsStatus s = natsSubscription_NextMsg(&m, sub_, std::min({left, kStallCheckMs, kInterruptPollMs}));
     if (s == NATS_TIMEOUT) {
       if (Stalled()) CloseSub();
       continue;
@@ -634,6 +773,19 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
 }
 
 }  // namespace
+
+Status InitLibrary() {
+  // First, so that no atexit(OPENSSL_cleanup) is registered: a connect or
+  // close still running in a nats.c thread at exit would use freed state. A
+  // no-op when the host initialised OpenSSL before (its cleanup then runs
+  // after litejet's exit handler, which is registered later).
+  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
+  natsStatus s = nats_Open(-1);
+  if (s != NATS_OK) {
+    return Status::Error(std::string("litejet: nats: cannot initialise nats.c: ") + natsStatus_GetText(s));
+  }
+  return Status::OK();
+}
 
 Status OpenNats(const Options& o, std::unique_ptr<Log>* out) {
   auto log = std::make_unique<NatsLog>(o);
