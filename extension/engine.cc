@@ -150,12 +150,25 @@ Engine::~Engine() {
 
 Status Engine::Open() {
   collector_.set_keep_pages(cfg_.durability == Durability::kSync);
-  bool created = false;
-  Status s = sidecar_.Open(path_ + "-litejet", &created);
+  bool created = false, unclean = false;
+  Status s = sidecar_.Open(path_ + "-litejet", &created, &unclean);
   if (!s.ok()) return s;
   s = spool_.Open(path_ + "-litejet-log");
-  if (!s.ok()) return s;
-  s = Prepare(created);
+  if (s.ok()) s = Prepare(created);
+  if (unclean) {
+    // Power loss (docs/design.md): validate the sidecar against what SQLite
+    // recovers before anyone uses it; the sidecar's flock is held meanwhile.
+    // A node that cannot be validated is fenced (and validated again at the
+    // next open: its boot id stays the old one).
+    Status r = s.ok() ? RecoverAfterPowerLoss() : s;
+    sidecar_.EndRecovery(r.ok());
+    if (s.ok() && !r.ok()) {
+      fenced_ = true;
+      Fail(r.message());
+      sqlite3_log(SQLITE_CORRUPT, "%s", r.message().c_str());
+      return Status::OK();  // reads still work; writes and shipping do not
+    }
+  }
   if (!s.ok()) return s;
   ResolveDeadCommitAtOpen();
   StartAgent();
