@@ -374,6 +374,13 @@ bool Engine::CommitAgeMs(uint64_t txid, uint64_t* age_ms) const {
 // Called for exclusive shm locks only. No mutex here: WAL_WRITE_LOCK itself
 // serialises everything the commit path touches (one holder per host).
 int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int) {
+  if (offset == wal::WAL_CKPT_LOCK && n == 1 && cfg_.role == Role::kPrimary) {
+    // Power loss (docs/design.md): a checkpoint overwrites page versions in
+    // the database file that an unclean start needs to rebuild the ring
+    // entries of commits after the sidecar's durable position: put that
+    // position on disk first. Once per checkpoint, never per commit.
+    (void)sidecar_.Sync();
+  }
   if (offset == wal::WAL_READ_LOCK0 + 1 && n == wal::WAL_NREADER - 1) {
     // All of read locks 1..N at once: a writer about to restart the WAL, or a
     // RESTART/TRUNCATE checkpoint. The frames of unshipped commits go to the
@@ -386,7 +393,10 @@ int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offs
       if (writer_ == main) ResolveDeadCommit(main, view);
       if (DeadCommitPending()) return SQLITE_BUSY;
     }
-    if (!HasUnspooledBacklog()) return SQLITE_OK;
+    if (!HasUnspooledBacklog()) {
+      (void)sidecar_.Sync();  // the position the new WAL generation starts from (power loss)
+      return SQLITE_OK;
+    }
     if (writer_ != main) return SQLITE_BUSY;  // not under WAL_WRITE_LOCK: never seen from SQLite
     return HandOff("the WAL restarts") == SQLITE_OK ? SQLITE_OK : SQLITE_BUSY;
   }

@@ -4,12 +4,16 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
 #include "common/durable.h"
 #include "extension/engine.h"
 #include "wal-capture/checksum.h"
+#include "wal-capture/record.h"
+#include "wal-capture/spool.h"
 #include "wal-capture/wal_format.h"
 
 namespace litejet {
@@ -151,64 +155,221 @@ Status Engine::RecoverReplica() {
   return s;
 }
 
-// Primary: the sidecar's position must be what SQLite recovered: the commit
-// ring entry of its TXID names the recovered WAL's last commit frame (or the
-// WAL is empty and the database file holds it), with the checksum of the
-// recovered pages. A sidecar ahead of the database (synchronous=NORMAL lost
-// commits) is rolled back to the ring entry SQLite's last commit has when
-// those TXIDs never reached the log, and fenced when they did. A database
-// ahead of the sidecar (commits whose ring entries did not reach the disk)
-// is fenced: rebuilding those entries is not done yet.
+// Primary: SQLite's syncs (synchronous=FULL) put each commit in the WAL on
+// disk, the sidecar's ring entries and position are synced only at
+// checkpoints and hand-offs. So the recovered WAL may hold commits the
+// sidecar does not know (they get the next TXIDs: their ring entries are
+// rebuilt from the frames, checksums chained from the page versions in the
+// database file and the WAL), and with synchronous=NORMAL the sidecar may
+// know commits SQLite lost (rolled back when they never reached the log,
+// fenced when they did).
 Status Engine::RecoverPrimary() {
-  Recovered r;
-  Status s = Recover(path_, false, &r);
-  if (!s.ok()) return s;
   const sidecar::Position p = sidecar_.Read();
-  if (r.hashes.empty() && p.txid == 0) return Status::OK();
-  // The TXID of the recovered database: the ring entry whose commit frame is
-  // SQLite's last one in this WAL generation.
-  uint64_t have = 0, have_sum = 0;
+  const std::string who = "litejet: primary \"" + cfg_.name + "\" after a power loss: ";
+  sqlite3* db = nullptr;
+  struct Closer {
+    sqlite3** db;
+    ~Closer() { sqlite3_close(*db); }  // after the reading: the close may checkpoint
+  } closer{&db};
+  if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") != SQLITE_OK) {
+    return Status::Error(who + "cannot open the database", SQLITE_IOERR);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  int persist = 1;
+  sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+  if (sqlite3_exec(db, "BEGIN; SELECT count(*) FROM sqlite_master;", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return Status::Error(who + "cannot read the database: " + sqlite3_errmsg(db), SQLITE_IOERR);
+  }
+  unsigned char ih[48] = {0};
+  int shm = ::open((path_ + "-shm").c_str(), O_RDONLY | O_CLOEXEC);
+  if (shm >= 0) {
+    if (::pread(shm, ih, sizeof ih, 0) != ssize_t(sizeof ih)) std::memset(ih, 0, sizeof ih);
+    ::close(shm);
+  }
+  uint32_t mx = 0, salt1 = 0, salt2 = 0;
+  std::memcpy(&mx, ih + 16, 4);
+  std::memcpy(&salt1, ih + 32, 4);
+  std::memcpy(&salt2, ih + 36, 4);
+
+  // The database file's pages (before any checkpoint of this start).
+  std::vector<uint64_t> cur;
+  uint32_t ps = 0;
+  Status s = checksum::HashFile(path_, &cur, &ps);
+  if (!s.ok()) return s;
+  uint32_t n = uint32_t(cur.size());
+  uint64_t sum = 0;
+  for (uint64_t h : cur) sum ^= h;
+
+  // Replay the recovered WAL commit by commit, as ComputeUpdate does.
+  struct Commit {
+    uint32_t first, frame, db_pages;
+    uint64_t before, after, delta;
+  };
+  std::vector<Commit> commits;
+  const uint64_t initial = sum;
+  if (mx > 0) {
+    int fd = ::open((path_ + "-wal").c_str(), O_RDONLY | O_CLOEXEC);
+    unsigned char wh[wal::WAL_HDRSIZE];
+    if (fd < 0 || ::pread(fd, wh, sizeof wh, 0) != ssize_t(sizeof wh)) {
+      if (fd >= 0) ::close(fd);
+      return Status::Error(who + "cannot read the WAL header", SQLITE_IOERR);
+    }
+    const uint32_t wps = wal::Get4(wh + 8);
+    if (ps == 0) ps = wps;
+    if (wps != ps) {
+      ::close(fd);
+      return Status::Error(who + "the WAL's page size differs from the database's", SQLITE_CORRUPT);
+    }
+    std::vector<char> frame(wal::WAL_FRAME_HDRSIZE + ps);
+    std::vector<std::pair<uint32_t, uint64_t>> txn;
+    uint32_t first = 1;
+    auto zero = [&](uint32_t pg) { return checksum::ZeroPageHash(ps, pg); };
+    auto slot = [&](uint32_t pg) -> uint64_t& {
+      while (cur.size() < pg) cur.push_back(zero(uint32_t(cur.size() + 1)));
+      return cur[pg - 1];
+    };
+    for (uint32_t i = 1; i <= mx; i++) {
+      if (::pread(fd, frame.data(), frame.size(), off_t(wal::FrameOffset(i, ps))) != ssize_t(frame.size())) {
+        ::close(fd);
+        return Status::Error(who + "cannot read frame " + std::to_string(i) + " of the WAL", SQLITE_IOERR);
+      }
+      const uint32_t pgno = wal::Get4(frame.data()), size = wal::Get4(frame.data() + 4);
+      txn.emplace_back(pgno, checksum::PageHash(frame.data() + wal::WAL_FRAME_HDRSIZE, ps, pgno));
+      if (size == 0) continue;
+      // Newest version of each page of the transaction.
+      std::stable_sort(txn.begin(), txn.end(), [](auto& x, auto& y) { return x.first < y.first; });
+      std::vector<std::pair<uint32_t, uint64_t>> pages;
+      for (size_t k = 0; k < txn.size(); k++) {
+        if (k + 1 < txn.size() && txn[k + 1].first == txn[k].first) continue;
+        pages.push_back(txn[k]);
+      }
+      Commit c{first, i, size, sum, 0, 0};
+      for (auto& [pg, h] : pages) {
+        if (pg == 0) continue;
+        if (pg <= size) c.delta ^= h;
+        if (pg <= n) sum ^= slot(pg);
+        slot(pg) = pg <= size ? h : zero(pg);
+        if (pg <= size) sum ^= h;
+      }
+      auto written = [&](uint32_t pg) {
+        auto it = std::lower_bound(pages.begin(), pages.end(), std::make_pair(pg, uint64_t(0)));
+        return it != pages.end() && it->first == pg;
+      };
+      for (uint32_t pg = n + 1; pg <= size; pg++) {  // grown over without writing: zero pages
+        if (written(pg)) continue;
+        slot(pg) = zero(pg);
+        sum ^= slot(pg);
+      }
+      for (uint32_t pg = size + 1; pg <= n; pg++) {  // cut off
+        if (written(pg)) continue;
+        sum ^= slot(pg);
+        slot(pg) = zero(pg);
+      }
+      n = size;
+      c.after = sum;
+      commits.push_back(c);
+      txn.clear();
+      first = i + 1;
+    }
+    ::close(fd);
+  }
+  cur.resize(n);
+
+  // Where the sidecar's durable position is among those states: the commit
+  // its ring entry names, else the last state with its checksum (states
+  // before the last checkpoint's frontier are not rebuilt right, which only
+  // means they are not found). -1: the database file alone.
+  long anchor = -2;
+  sidecar::CommitEntry e;
+  if (sidecar_.GetCommit(p.txid, &e) && e.salt1 == salt1 && e.salt2 == salt2) {
+    for (size_t j = 0; j < commits.size(); j++) {
+      if (commits[j].frame == e.commit_frame && commits[j].after == p.checksum) anchor = long(j);
+    }
+  }
+  for (long j = long(commits.size()) - 1; anchor == -2 && j >= -1; j--) {
+    if ((j < 0 ? initial : commits[size_t(j)].after) == p.checksum) anchor = j;
+  }
+  if (anchor != -2) {
+    const uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch()).count());
+    uint64_t t = p.txid;
+    for (size_t j = size_t(anchor + 1); j < commits.size(); j++) {
+      const Commit& c = commits[j];
+      sidecar::CommitEntry ne;
+      ne.txid = ++t;
+      ne.checksum_before = c.before;
+      ne.checksum_after = c.after;
+      ne.timestamp_us = now;
+      ne.delta = c.delta;
+      ne.salt1 = salt1;
+      ne.salt2 = salt2;
+      ne.first_frame = c.first;
+      ne.commit_frame = c.frame;
+      ne.db_pages = c.db_pages;
+      ne.page_size = ps;
+      sidecar_.PutCommit(ne);
+    }
+    if (t != p.txid) {
+      sqlite3_log(SQLITE_NOTICE, "litejet: primary \"%s\": unclean start: commits %llu..%llu recovered from the WAL",
+                  cfg_.name.c_str(), (unsigned long long)p.txid + 1, (unsigned long long)t);
+    }
+    StoreRecovered(t, p.log_seq, cur, ps, sum);
+    return sidecar_.Sync();
+  }
+  // The sidecar is ahead: find the ring entry of SQLite's last commit.
+  uint64_t have = 0;
   bool found = false;
-  if (!r.commits.empty()) {
-    for (uint64_t t = p.txid + 1; t-- > 0 && t + sidecar::kRingSlots > p.txid;) {
-      sidecar::CommitEntry e;
-      if (!sidecar_.GetCommit(t, &e)) continue;
-      if (e.salt1 == r.salt1 && e.salt2 == r.salt2 && e.commit_frame == r.commits.back()) {
+  if (!commits.empty()) {
+    for (uint64_t t = p.txid; t > 0 && t + sidecar::kRingSlots > p.txid && !found; t--) {
+      if (sidecar_.GetCommit(t, &e) && e.salt1 == salt1 && e.salt2 == salt2 && e.commit_frame == commits.back().frame &&
+          e.checksum_after == sum) {
         have = t;
-        have_sum = e.checksum_after;
         found = true;
-        break;
       }
     }
-  } else if (p.checksum == r.checksum) {
-    have = p.txid;  // everything is in the database file
-    have_sum = p.checksum;
-    found = true;
   }
-  const std::string who = "litejet: primary \"" + cfg_.name + "\" after a power loss: ";
-  if (!found || have_sum != r.checksum) {
-    return Status::Error(who + "its database (checksum " + checksum::Hex(r.checksum) + ", " +
-                         std::to_string(r.commits.size()) + " commits in the WAL) holds commits its sidecar does not "
-                         "know (position " + std::to_string(p.txid) + "); rebuilding their TXIDs is not done yet: "
-                         "rebuild this node from the log",
+  if (!found) {
+    return Status::Error(who + "its database (checksum " + checksum::Hex(sum) + ", " + std::to_string(commits.size()) +
+                             " commits in the WAL) does not match its sidecar (TXID " + std::to_string(p.txid) +
+                             ", checksum " + checksum::Hex(p.checksum) + "); rebuild this node from the log",
                          SQLITE_CORRUPT);
   }
-  if (have < p.txid && p.acked_txid > have) {
+  if (p.acked_txid > have) {
     return Status::Error(who + "its database holds TXID " + std::to_string(have) + " but the log already has up to " +
-                         std::to_string(p.acked_txid) + " (commits lost with synchronous=NORMAL): the log is ahead of "
-                         "the database; rebuild this node from the log",
+                             std::to_string(p.acked_txid) + " (commits lost with synchronous=NORMAL): the log is "
+                             "ahead of the database; rebuild this node from the log",
                          SQLITE_CORRUPT);
   }
-  if (have < p.txid) {
-    sqlite3_log(SQLITE_NOTICE, "litejet: primary \"%s\": unclean start: position %llu rolled back to %llu (commits lost before they were shipped)",
-                cfg_.name.c_str(), (unsigned long long)p.txid, (unsigned long long)have);
-    if (p.spooled_txid > have) {
-      // Records of the lost TXIDs may be in the spool: forget what it holds
-      // past the acknowledged ones (what is unshipped and kept is in the WAL).
-      sidecar_.SetSpooled(std::min(p.spooled_txid, p.acked_txid), p.acked_txid >= p.spooled_txid ? p.spool_end : 0);
-    }
+  sqlite3_log(SQLITE_NOTICE, "litejet: primary \"%s\": unclean start: position %llu rolled back to %llu (commits lost before they were shipped)",
+              cfg_.name.c_str(), (unsigned long long)p.txid, (unsigned long long)have);
+  if (p.spooled_txid > have) {
+    // Records of the lost TXIDs are in the spool: it ends before the first
+    // entry that holds one (they would be read as the next commits' records).
+    uint64_t cut = p.spool_end, kept = 0;
+    (void)spool::Scan(spool_.path(), p.spool_end, [&](const std::string& rec, uint64_t at) {
+      uint64_t last = 0;
+      spool::SegmentHeader h;
+      if (rec.size() >= sizeof h && std::memcmp(rec.data(), &spool::kSegmentMagic, 4) == 0) {
+        std::memcpy(&h, rec.data(), sizeof h);
+        for (uint32_t i = 0; i < h.count && sizeof h + (i + 1) * sizeof(sidecar::CommitEntry) <= rec.size(); i++) {
+          sidecar::CommitEntry ce;
+          std::memcpy(static_cast<void*>(&ce), rec.data() + sizeof h + i * sizeof ce, sizeof ce);
+          last = std::max(last, ce.txid);
+        }
+      } else {
+        record::Txn t;
+        if (record::Decode(rec.data(), rec.size(), &t).ok()) last = t.txid;
+      }
+      if (last > have) {
+        cut = at;
+        return Status::Error("stop");
+      }
+      kept = std::max(kept, last);
+      return Status::OK();
+    });
+    sidecar_.SetSpooled(kept, cut);
   }
-  StoreRecovered(have, p.log_seq, r.hashes, r.page_size, r.checksum);
+  StoreRecovered(have, p.log_seq, cur, ps, sum);
   return sidecar_.Sync();
 }
 
