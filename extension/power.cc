@@ -2,6 +2,7 @@
 // used under another boot of the kernel), and the replica's durable mark.
 // docs/design.md, "Power loss", gives the reasoning.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,8 +46,16 @@ Status Recover(const std::string& path, bool truncate, Recovered* r) {
   sqlite3_busy_timeout(db, 5000);
   int persist = 1;
   sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-  if (sqlite3_exec(db, "BEGIN; SELECT count(*) FROM sqlite_master;", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return fail("reading the database");
+  if (sqlite3_exec(db, "BEGIN; PRAGMA schema_version;", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    // A new replica's page 1 without the frames it points to (the first
+    // transaction's page 1 goes to the file before the WAL): SQLite calls it
+    // malformed; with no frames in the WAL there is nothing to recover.
+    struct stat sb;
+    if (::stat((path + "-wal").c_str(), &sb) == 0 && sb.st_size > wal::WAL_HDRSIZE) return fail("reading the database");
+    sqlite3_close(db);
+    Status s = checksum::HashFile(path, &r->hashes, &r->page_size);
+    for (uint64_t h : r->hashes) r->checksum ^= h;
+    return s;
   }
   // The wal-index header SQLite rebuilt (shm file, region 0): mxFrame at 16,
   // the salts at 32 and 36.
@@ -125,6 +134,16 @@ Status Engine::RecoverReplica() {
     for (uint32_t f : r.commits) counted += f > m.frame ? 1 : 0;
   }
   uint64_t txid, log_seq;
+  if (counted == 0 && !r.hashes.empty() && !(p.checksum == r.checksum && p.db_pages == r.hashes.size())) {
+    // Nothing applied was ever durable, but the file has page 1 of the first
+    // transaction (written before its WAL frames): start over from an empty
+    // file, as a new replica does.
+    if (::truncate(path_.c_str(), 0) != 0) {
+      return Status::Error("litejet: replica \"" + cfg_.name + "\" after a power loss: cannot empty " + path_, SQLITE_IOERR);
+    }
+    r.hashes.clear();
+    r.checksum = 0;
+  }
   if (r.hashes.empty()) {
     txid = 0;
     log_seq = 0;
@@ -177,7 +196,7 @@ Status Engine::RecoverPrimary() {
   sqlite3_busy_timeout(db, 5000);
   int persist = 1;
   sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
-  if (sqlite3_exec(db, "BEGIN; SELECT count(*) FROM sqlite_master;", nullptr, nullptr, nullptr) != SQLITE_OK) {
+  if (sqlite3_exec(db, "BEGIN; PRAGMA schema_version;", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return Status::Error(who + "cannot read the database: " + sqlite3_errmsg(db), SQLITE_IOERR);
   }
   unsigned char ih[48] = {0};
@@ -186,10 +205,9 @@ Status Engine::RecoverPrimary() {
     if (::pread(shm, ih, sizeof ih, 0) != ssize_t(sizeof ih)) std::memset(ih, 0, sizeof ih);
     ::close(shm);
   }
-  uint32_t mx = 0, salt1 = 0, salt2 = 0;
+  uint32_t mx = 0;
   std::memcpy(&mx, ih + 16, 4);
-  std::memcpy(&salt1, ih + 32, 4);
-  std::memcpy(&salt2, ih + 36, 4);
+  const uint32_t salt1 = wal::Get4(ih + 32), salt2 = wal::Get4(ih + 36);  // as ring entries hold them
 
   // The database file's pages (before any checkpoint of this start).
   std::vector<uint64_t> cur;

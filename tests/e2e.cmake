@@ -20,7 +20,8 @@ set(LITEJET_E2E_TESTS
     batch_cut
     sync_committer_killed_after_ack
     sync_outage_lost
-    sync_outage_landed)
+    sync_outage_landed
+    power_loss)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
