@@ -337,13 +337,13 @@ Status Engine::RecoverPrimary() {
   // The sidecar is ahead: find the ring entry of SQLite's last commit.
   uint64_t have = 0;
   bool found = false;
-  if (!commits.empty()) {
-    for (uint64_t t = p.txid; t > 0 && t + sidecar::kRingSlots > p.txid && !found; t--) {
-      if (sidecar_.GetCommit(t, &e) && e.salt1 == salt1 && e.salt2 == salt2 && e.commit_frame == commits.back().frame &&
-          e.checksum_after == sum) {
-        have = t;
-        found = true;
-      }
+  // (An empty WAL: SQLite restarted it, and synced its new header, after a
+  // checkpoint; the database file holds SQLite's last commit.)
+  for (uint64_t t = p.txid; t > 0 && t + sidecar::kRingSlots > p.txid && !found; t--) {
+    if (sidecar_.GetCommit(t, &e) && e.checksum_after == sum &&
+        (commits.empty() || (e.salt1 == salt1 && e.salt2 == salt2 && e.commit_frame == commits.back().frame))) {
+      have = t;
+      found = true;
     }
   }
   if (!found) {
