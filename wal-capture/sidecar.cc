@@ -139,7 +139,9 @@ Status Sidecar::Open(const std::string& path, bool* created, bool* unclean) {
       *unclean = true;
       return s;  // the flock stays held until EndRecovery
     }
-    SetBoot(boot);
+    // Only an engine (which validates) records the boot: a tool that merely
+    // looks must not make an unclean sidecar look clean.
+    if (unclean || *created) SetBoot(boot);
   }
   ::flock(fd_, LOCK_UN);
   return s;
