@@ -190,9 +190,9 @@ Status Sidecar::SetMark(const Mark& m) {
 
 Status Sidecar::SyncHeader() { return durable::SyncMap(base_, kHeaderBytes, path_); }
 
-Status Sidecar::Sync() {
-  return durable::SyncMap(base_, size_t(kFixedBytes + std::min<uint64_t>(capacity_, Load(&hdr()->capacity)) * 8), path_);
-}
+// The header and the commit ring: what an unclean start needs (the page
+// hashes are rebuilt from the database then, so they are not synced).
+Status Sidecar::Sync() { return durable::SyncMap(base_, kFixedBytes, path_); }
 
 // The mapping is made once, as large as the largest possible database
 // (2^32 pages), and never moved: other threads read through it at any time,

@@ -119,7 +119,8 @@ class Sidecar {
   Mark mark() const;
   // Stores m and syncs the header page.
   Status SetMark(const Mark& m);
-  // Syncs the whole sidecar (header, ring, page hashes).
+  // Syncs the header and the commit ring (not the page hashes: an unclean
+  // start rebuilds them from the database).
   Status Sync();
   // Syncs the header page.
   Status SyncHeader();
