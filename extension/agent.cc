@@ -556,6 +556,8 @@ bool Engine::ResetSpool() {
     sidecar::Position pos = sidecar_.Read();
     if (sidecar_.pending_txid() != 0 || pos.acked_txid < pos.spooled_txid) return;
     sidecar_.SetSpooled(pos.spooled_txid, 0);
+    // On disk before the next hand-off writes over the spool's front.
+    (void)sidecar_.SyncHeader();
     done = true;
   });
   return done;
@@ -578,6 +580,18 @@ void Engine::RunReplica(transport::Log& log) {
     return;
   }
   sqlite3_busy_timeout(db, 1000);
+  // Power loss: the WAL is synced before the sidecar records a position as
+  // durable (the mark), once per read or 100 ms, never per transaction.
+  writer.set_on_new_header([&](uint32_t a, uint32_t b) { return MarkNewGeneration(writer, a, b); });
+  auto last_sync = std::chrono::steady_clock::now();
+  auto sync_applied = [&] {
+    Status ss = SyncApplied(writer);
+    last_sync = std::chrono::steady_clock::now();
+    if (!ss.ok()) {
+      std::lock_guard<std::mutex> g(mu_);
+      SetError(ss.message());
+    }
+  };
   record::Reassembler ra;
   uint64_t from = sidecar_.Read().log_seq + 1;
   uint64_t record_start = from;
@@ -620,6 +634,7 @@ void Engine::RunReplica(transport::Log& log) {
         // records already applied are skipped): resume before its first chunk.
         if (a.ok()) a = ApplyRecord(writer, db, t, i + 1 == recs.size() ? m.seq : record_start - 1);
       }
+      if (a.ok() && std::chrono::steady_clock::now() - last_sync > std::chrono::milliseconds(100)) sync_applied();
       if (a.ok() && !m.advertise.empty()) {
         std::lock_guard<std::mutex> g(mu_);
         primary_seen_ = m.advertise;  // the writer's advertise address, as repl_primary() promises
@@ -647,9 +662,11 @@ void Engine::RunReplica(transport::Log& log) {
     }
     // Keep the WAL bounded: checkpoint (readers permitting); the next append
     // restarts the WAL once everything is backfilled.
+    sync_applied();
     if (writer.wal_frames() > 1000) sqlite3_exec(db, "PRAGMA wal_checkpoint(PASSIVE)", nullptr, nullptr, nullptr);
     if (rs.ok() == false && !Sleep(250)) break;
   }
+  sync_applied();
   sqlite3_close(db);
 }
 

@@ -150,12 +150,25 @@ Engine::~Engine() {
 
 Status Engine::Open() {
   collector_.set_keep_pages(cfg_.durability == Durability::kSync);
-  bool created = false;
-  Status s = sidecar_.Open(path_ + "-litejet", &created);
+  bool created = false, unclean = false;
+  Status s = sidecar_.Open(path_ + "-litejet", &created, &unclean);
   if (!s.ok()) return s;
   s = spool_.Open(path_ + "-litejet-log");
-  if (!s.ok()) return s;
-  s = Prepare(created);
+  if (s.ok()) s = Prepare(created);
+  if (unclean) {
+    // Power loss (docs/design.md): validate the sidecar against what SQLite
+    // recovers before anyone uses it; the sidecar's flock is held meanwhile.
+    // A node that cannot be validated is fenced (and validated again at the
+    // next open: its boot id stays the old one).
+    Status r = s.ok() ? RecoverAfterPowerLoss() : s;
+    sidecar_.EndRecovery(r.ok());
+    if (s.ok() && !r.ok()) {
+      fenced_ = true;
+      Fail(r.message());
+      sqlite3_log(SQLITE_CORRUPT, "%s", r.message().c_str());
+      return Status::OK();  // reads still work; writes and shipping do not
+    }
+  }
   if (!s.ok()) return s;
   ResolveDeadCommitAtOpen();
   StartAgent();
@@ -361,6 +374,13 @@ bool Engine::CommitAgeMs(uint64_t txid, uint64_t* age_ms) const {
 // Called for exclusive shm locks only. No mutex here: WAL_WRITE_LOCK itself
 // serialises everything the commit path touches (one holder per host).
 int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int) {
+  if (offset == wal::WAL_CKPT_LOCK && n == 1 && cfg_.role == Role::kPrimary) {
+    // Power loss (docs/design.md): a checkpoint overwrites page versions in
+    // the database file that an unclean start needs to rebuild the ring
+    // entries of commits after the sidecar's durable position: put that
+    // position on disk first. Once per checkpoint, never per commit.
+    (void)sidecar_.Sync();
+  }
   if (offset == wal::WAL_READ_LOCK0 + 1 && n == wal::WAL_NREADER - 1) {
     // All of read locks 1..N at once: a writer about to restart the WAL, or a
     // RESTART/TRUNCATE checkpoint. The frames of unshipped commits go to the
@@ -373,12 +393,16 @@ int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offs
       if (writer_ == main) ResolveDeadCommit(main, view);
       if (DeadCommitPending()) return SQLITE_BUSY;
     }
-    if (writer_ != main) return HasUnspooledBacklog() ? SQLITE_BUSY : SQLITE_OK;  // not under WAL_WRITE_LOCK: never seen from SQLite
-    if (HasUnspooledBacklog() && HandOff("the WAL restarts") != SQLITE_OK) return SQLITE_BUSY;
-    // Nothing unshipped is only in the WAL now, and this writer holds
-    // WAL_WRITE_LOCK: the agent's restart blocker (if this process holds
-    // it) steps aside until the lock is released.
-    LendBlocker();
+    if (!HasUnspooledBacklog()) {
+      (void)sidecar_.Sync();  // the position the new WAL generation starts from (power loss)
+    } else {
+      if (writer_ != main) return SQLITE_BUSY;  // not under WAL_WRITE_LOCK: never seen from SQLite
+      if (HandOff("the WAL restarts") != SQLITE_OK) return SQLITE_BUSY;
+    }
+    // Nothing unshipped is only in the WAL now: if this writer holds
+    // WAL_WRITE_LOCK, the agent's restart blocker (if this process holds it)
+    // steps aside until the lock is released.
+    if (writer_ == main) LendBlocker();
     return SQLITE_OK;
   }
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return SQLITE_OK;
@@ -505,6 +529,7 @@ void Engine::MaintainWal() {
     std::lock_guard<std::mutex> g(blocker_mu_);
     if (blocker_lent_) return;
     blocker_->ReleaseRestartBlocker();
+    (void)sidecar_.Sync();  // the position the new WAL generation starts from (power loss)
     bool restarted = false;
     locker->RestartIfBackfilledLocked(&restarted);
     blocker_->HoldRestartBlocker();

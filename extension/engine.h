@@ -137,6 +137,18 @@ class Engine : public vfs::DbHooks {
   bool CommitPublished(sqlite3_file* main, const vfs::ShmView& view, const sidecar::PendingCommit& where);
   void FinishCommit(bool ok);
 
+  // --- power loss (extension/power.cc) -------------------------------------
+  // At an unclean start (the sidecar's boot id is another boot's): validates
+  // the sidecar against what SQLite recovers and rolls it back, or fails.
+  Status RecoverAfterPowerLoss();
+  Status RecoverReplica();
+  Status RecoverPrimary();
+  void StoreRecovered(uint64_t txid, uint64_t log_seq, const std::vector<uint64_t>& hashes, uint32_t page_size,
+                      uint64_t sum);
+  // Replica agent: sync the WAL, then record the applied position as durable.
+  Status SyncApplied(apply::WalWriter& w);
+  Status MarkNewGeneration(apply::WalWriter& w, uint32_t salt1, uint32_t salt2);
+
   // --- the agent (extension/agent.cc) ---------------------------------------
   void StartAgent();
   void StopAgent();

@@ -22,7 +22,8 @@ set(LITEJET_E2E_TESTS
     sync_committer_killed_after_ack
     sync_outage_lost
     sync_outage_landed
-    sync_late_ack)
+    sync_late_ack
+    power_loss)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

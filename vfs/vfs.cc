@@ -8,6 +8,8 @@
 #include <mutex>
 #include <new>
 
+#include "common/durable.h"
+
 namespace litejet::vfs {
 namespace {
 
@@ -20,6 +22,7 @@ struct FileState {
   std::shared_ptr<DbHooks> hooks;  // null: pass-through
   std::string open_error;          // non-empty: poisoned
   ShmView shm;                     // main file: this connection's shm locks and region 0
+  std::string path;                // tests keeping a durable image: the file's name
 };
 
 struct LjFile {
@@ -120,7 +123,15 @@ int xTruncate(sqlite3_file* f, sqlite3_int64 size) {
 int xSync(sqlite3_file* f, int flags) {
   if (Poisoned(f)) return SQLITE_CANTOPEN;
   sqlite3_file* r = Real(f);
-  return r->pMethods->xSync(r, flags);
+  int rc = r->pMethods->xSync(r, flags);
+  if (rc == SQLITE_OK && !St(f)->path.empty()) {
+    // Tests simulating power loss: what SQLite synced is in the durable image.
+    Guard("xSync", SQLITE_IOERR_FSYNC, [&] {
+      durable::Synced(St(f)->path);
+      return SQLITE_OK;
+    });
+  }
+  return rc;
 }
 
 int xFileSize(sqlite3_file* f, sqlite3_int64* size) {
@@ -302,6 +313,8 @@ int Open(sqlite3_filename zName, sqlite3_file* f, int flags, int* outFlags) {
       if (rc != SQLITE_OK) return rc;
     }
   }
+
+  if (durable::Imaging() && zName && st->kind != Kind::kOther) st->path = zName;
 
   sqlite3_file* r = Real(f);
   int rc = g_real->xOpen(g_real, zName, r, flags, outFlags);

@@ -2,6 +2,8 @@
 // walformat document; constants carry SQLite's names.
 #include "wal-capture/apply.h"
 
+#include "common/durable.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -446,6 +448,13 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
     wal::WalChecksum(true, wh, 24, &s1, &s2);
     Put4(wh + 24, s1);
     Put4(wh + 28, s2);
+    if (on_new_header_) {
+      uint32_t a, b;
+      std::memcpy(&a, wh + 16, 4);
+      std::memcpy(&b, wh + 20, 4);
+      Status hs = on_new_header_(a, b);
+      if (!hs.ok()) return hs;
+    }
     int rc = wal_->pMethods->xWrite(wal_, wh, sizeof wh, 0);
     if (rc != SQLITE_OK) return Status::Error("litejet: apply: cannot write the WAL header", rc);
     cksum[0] = s1;
@@ -523,6 +532,19 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
   HdrChecksum(&hdr);
   WriteHdr(db_, shm0, hdr);
   last_mx_frame_ = hdr.mxFrame;
+  std::memcpy(&last_salt1_, &hdr.aSalt[0], 4);
+  std::memcpy(&last_salt2_, &hdr.aSalt[1], 4);
+  return Status::OK();
+}
+
+Status WalWriter::Sync() {
+  int rc = wal_->pMethods->xSync(wal_, SQLITE_SYNC_NORMAL);
+  if (rc == SQLITE_OK) rc = db_->pMethods->xSync(db_, SQLITE_SYNC_NORMAL);
+  if (rc != SQLITE_OK) return Status::Error("litejet: apply: cannot sync the WAL or database file of " + path_, rc);
+  // The durable image (tests) takes both: a checkpoint through another
+  // connection synced the database file without telling it.
+  durable::Synced(path_);
+  durable::Synced(path_ + "-wal");
   return Status::OK();
 }
 

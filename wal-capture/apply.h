@@ -75,6 +75,18 @@ class WalWriter {
   // Frames in the WAL now (wal-index mxFrame), for bounding the WAL.
   uint32_t wal_frames() const { return last_mx_frame_; }
 
+  // Power loss (docs/design.md): called with the salts (as the WAL header's
+  // bytes, memcpy'd) of a new WAL generation before its header is written;
+  // an error fails the append before anything of it is written.
+  void set_on_new_header(std::function<Status(uint32_t salt1, uint32_t salt2)> fn) { on_new_header_ = std::move(fn); }
+  // Where the last appended transaction's commit frame is: its generation's
+  // salts (same bytes) and frame index; 0 before the first append.
+  uint32_t last_salt1() const { return last_salt1_; }
+  uint32_t last_salt2() const { return last_salt2_; }
+  uint32_t last_commit_frame() const { return last_mx_frame_; }
+  // Syncs the WAL and the database file (fdatasync).
+  Status Sync();
+
  private:
   Status Lock(int64_t timeout_ms);
   void Unlock();
@@ -91,6 +103,8 @@ class WalWriter {
   sqlite3_filename filename_ = nullptr;
   uint32_t last_mx_frame_ = 0;
   bool blocker_held_ = false;
+  uint32_t last_salt1_ = 0, last_salt2_ = 0;
+  std::function<Status(uint32_t, uint32_t)> on_new_header_;
   std::vector<volatile char*> regions_;  // shm regions mapped so far
 };
 

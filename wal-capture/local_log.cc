@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/durable.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/wal_format.h"
 
@@ -161,12 +162,23 @@ Status HandOff(sidecar::Sidecar& sc, spool::Spool& spool, const std::string& wal
     std::memcpy(&head[sizeof h], run.data(), run.size() * sizeof(sidecar::CommitEntry));
     const uint64_t n = uint64_t(h.last_frame - h.first_frame + 1) * (wal::WAL_FRAME_HDRSIZE + h.page_size);
     s = spool.WriteSegment(head, fd, uint64_t(wal::FrameOffset(h.first_frame, h.page_size)), n, end, &end);
+    durable::CrashPoint("handoff_segment_written");
     t += run.size();
     *copied += int(run.size());
   }
   ::close(fd);
   if (!s.ok()) return s;
+  // Power loss (docs/design.md): the segments are on disk before the
+  // sidecar says they exist, and both before the caller lets the WAL lose
+  // the frames (SQLite's own syncs make the WAL's loss durable soon after).
+  s = spool.Sync();
+  if (!s.ok()) return s;
+  durable::CrashPoint("handoff_spool_synced");
   sc.SetSpooled(pos.txid, end);
+  durable::CrashPoint("handoff_spooled");
+  s = sc.Sync();
+  if (!s.ok()) return s;
+  durable::CrashPoint("handoff_sidecar_synced");
   return Status::OK();
 }
 

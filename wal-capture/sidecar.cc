@@ -18,6 +18,7 @@
 #include <cstring>
 #include <thread>
 
+#include "common/durable.h"
 #include "common/fence.h"
 
 namespace litejet::sidecar {
@@ -64,6 +65,11 @@ struct Sidecar::Header {
   // Sync durability: a commit whose record may or may not be in the log
   // (added in version 2's spare header bytes, which start zeroed).
   uint64_t indoubt_txid;
+  // Power loss (spare bytes of version 2, zero in older files): the last
+  // durable state and the boot id of the kernel that last used the file.
+  uint64_t mark_txid, mark_checksum, mark_log_seq;
+  uint32_t mark_salt1, mark_salt2, mark_frame, mark_db_pages;
+  char boot_id[48];
   uint64_t acked_checksum;  // with acked_txid, under seq_ack (spare bytes: zero in older files)
 };
 
@@ -82,7 +88,8 @@ CommitEntry* Sidecar::ring() const {
   return reinterpret_cast<CommitEntry*>(static_cast<char*>(base_) + kHeaderBytes);
 }
 
-Status Sidecar::Open(const std::string& path, bool* created) {
+Status Sidecar::Open(const std::string& path, bool* created, bool* unclean) {
+  if (unclean) *unclean = false;
   path_ = path;
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) return Status::Error("litejet: cannot open sidecar " + path + ": " + std::strerror(errno), 14);
@@ -93,7 +100,15 @@ Status Sidecar::Open(const std::string& path, bool* created) {
   ::fstat(fd_, &sb);
   *created = false;
   Status s;
-  if (sb.st_size < off_t(kHeaderBytes)) {
+  // A header of zeros: the file was sized, its first page never reached the
+  // disk before a power loss. Nothing in it can be trusted: start over.
+  bool zeroed = false;
+  if (sb.st_size >= off_t(kHeaderBytes)) {
+    char head[kHeaderBytes];
+    zeroed = ::pread(fd_, head, sizeof head, 0) == ssize_t(sizeof head) &&
+             std::all_of(head, head + sizeof head, [](char c) { return c == 0; });
+  }
+  if (sb.st_size < off_t(kHeaderBytes) || zeroed) {
     uint64_t cap = kMinCapacity;
     if (::ftruncate(fd_, off_t(kFixedBytes + cap * 8)) != 0) {
       s = Status::Error("litejet: cannot size sidecar " + path + ": " + std::strerror(errno), 10);
@@ -108,6 +123,7 @@ Status Sidecar::Open(const std::string& path, bool* created) {
       }
     }
   } else {
+    // (an existing file)
     s = Map(sb.st_size >= off_t(kFixedBytes) ? (uint64_t(sb.st_size) - kFixedBytes) / 8 : 0);
     if (s.ok() && hdr()->magic != kMagic) {
       s = Status::Error("litejet: " + path + " is not a litejet sidecar", 26);
@@ -118,9 +134,66 @@ Status Sidecar::Open(const std::string& path, bool* created) {
                         26);
     }
   }
+  if (s.ok()) {
+    const std::string boot = durable::BootId();
+    if (!*created && unclean && boot.compare(0, sizeof hdr()->boot_id - 1, hdr()->boot_id) != 0) {
+      *unclean = true;
+      return s;  // the flock stays held until EndRecovery
+    }
+    // Only an engine (which validates) records the boot: a tool that merely
+    // looks must not make an unclean sidecar look clean.
+    if (unclean || *created) SetBoot(boot);
+  }
   ::flock(fd_, LOCK_UN);
   return s;
 }
+
+void Sidecar::SetBoot(const std::string& boot) {
+  char id[sizeof hdr()->boot_id] = {0};
+  std::memcpy(id, boot.data(), std::min(boot.size(), sizeof id - 1));
+  if (std::memcmp(id, hdr()->boot_id, sizeof id) != 0) std::memcpy(hdr()->boot_id, id, sizeof id);
+}
+
+void Sidecar::EndRecovery(bool validated) {
+  if (validated) {
+    SetBoot(durable::BootId());
+    (void)SyncHeader();
+  }
+  ::flock(fd_, LOCK_UN);
+}
+
+Mark Sidecar::mark() const {
+  Mark m;
+  const Header* h = hdr();
+  m.txid = Load(&h->mark_txid);
+  m.checksum = Load(&h->mark_checksum);
+  m.log_seq = Load(&h->mark_log_seq);
+  m.salt1 = Load(&h->mark_salt1);
+  m.salt2 = Load(&h->mark_salt2);
+  m.frame = Load(&h->mark_frame);
+  m.db_pages = Load(&h->mark_db_pages);
+  return m;
+}
+
+// One writer at a time (the replica's agent, or a primary's hand-off under
+// WAL_WRITE_LOCK); read only at an unclean start, under the flock.
+Status Sidecar::SetMark(const Mark& m) {
+  Header* h = hdr();
+  Store(&h->mark_txid, m.txid);
+  Store(&h->mark_checksum, m.checksum);
+  Store(&h->mark_log_seq, m.log_seq);
+  Store(&h->mark_salt1, m.salt1);
+  Store(&h->mark_salt2, m.salt2);
+  Store(&h->mark_frame, m.frame);
+  Store(&h->mark_db_pages, m.db_pages);
+  return SyncHeader();
+}
+
+Status Sidecar::SyncHeader() { return durable::SyncMap(base_, kHeaderBytes, path_); }
+
+// The header and the commit ring: what an unclean start needs (the page
+// hashes are rebuilt from the database then, so they are not synced).
+Status Sidecar::Sync() { return durable::SyncMap(base_, kFixedBytes, path_); }
 
 // The mapping is made once, as large as the largest possible database
 // (2^32 pages), and never moved: other threads read through it at any time,

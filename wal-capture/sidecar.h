@@ -55,6 +55,18 @@ struct PendingCommit {
   uint64_t spool_offset = 0;
 };
 
+// Power loss (docs/design.md): the newest state whose bytes are known to be
+// on disk (replica: the WAL synced up to its commit frame; primary: the
+// position at the last hand-off), kept in the header, synced with it.
+struct Mark {
+  uint64_t txid = 0;
+  uint64_t checksum = 0;
+  uint64_t log_seq = 0;
+  uint32_t salt1 = 0, salt2 = 0;  // WAL generation of frame (0: none)
+  uint32_t frame = 0;             // commit frame of txid in that generation (0: before its first frame)
+  uint32_t db_pages = 0;
+};
+
 // Commits the ring remembers; older unshipped ones are moved to the spool
 // before their slot is reused.
 constexpr uint64_t kRingSlots = 8192;
@@ -67,7 +79,15 @@ class Sidecar {
   Sidecar& operator=(const Sidecar&) = delete;
 
   // Opens or creates path. created tells whether it was new (no state yet).
-  Status Open(const std::string& path, bool* created);
+  // unclean (optional): the sidecar was last used under another boot of the
+  // kernel (durable::BootId), so it may hold less, or more, than the files
+  // next to it: then Open returns holding the sidecar's exclusive flock, so
+  // that no other process opens the database while the caller validates it,
+  // and the caller must call EndRecovery (also when validation failed).
+  Status Open(const std::string& path, bool* created, bool* unclean = nullptr);
+  // Records this boot in the header (synced) when validated, and releases
+  // the flock.
+  void EndRecovery(bool validated);
   bool is_open() const { return base_ != nullptr; }
   const std::string& path() const { return path_; }
 
@@ -100,6 +120,16 @@ class Sidecar {
   // Records written to the spool up to spooled_txid, ending at end.
   void SetSpooled(uint64_t spooled_txid, uint64_t end);
 
+  // --- power loss ---------------------------------------------------------
+  Mark mark() const;
+  // Stores m and syncs the header page.
+  Status SetMark(const Mark& m);
+  // Syncs the header and the commit ring (not the page hashes: an unclean
+  // start rebuilds them from the database).
+  Status Sync();
+  // Syncs the header page.
+  Status SyncHeader();
+
   // --- commit ring (primary) ----------------------------------------------
   // Writer (WAL_WRITE_LOCK held): the slot of e.txid.
   void PutCommit(const CommitEntry& e);
@@ -109,6 +139,7 @@ class Sidecar {
 
  private:
   Status Map(uint64_t capacity);
+  void SetBoot(const std::string& boot);
   struct Header;
   Header* hdr() const { return reinterpret_cast<Header*>(base_); }
   uint64_t* hashes() const;

@@ -11,6 +11,8 @@
 #include <climits>
 #include <cstring>
 
+#include "common/durable.h"
+
 namespace litejet::spool {
 
 namespace {
@@ -173,6 +175,8 @@ Status Spool::Compact(uint64_t from, uint64_t end) {
   if (!buf.empty() && ::pwrite(fd_, buf.data(), buf.size(), 0) != ssize_t(buf.size())) return IoError("write", path_);
   return Status::OK();
 }
+
+Status Spool::Sync() { return durable::SyncFd(fd_, path_); }
 
 bool ReadEntry(int fd, uint64_t end, uint64_t* off, std::string* rec) {
   if (*off + 4 > end) return false;

@@ -43,6 +43,8 @@ class Spool {
   // dropped). Call under WAL_WRITE_LOCK, with from >= end - from.
   Status Compact(uint64_t from, uint64_t end);
   const std::string& path() const { return path_; }
+  // fdatasync: what was written is on disk.
+  Status Sync();
 
  private:
   Status Reserve(uint64_t end);
