@@ -444,7 +444,7 @@ int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offs
 }
 
 void Engine::OnShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int flags) {
-  if (offset == wal::WAL_READ_LOCK0 + 1 && n == wal::WAL_NREADER - 1 && (flags & SQLITE_SHM_UNLOCK)) ReturnBlocker();
+  if (offset == wal::WAL_READ_LOCK0 + 1 && n == wal::WAL_NREADER - 1 && (flags & SQLITE_SHM_UNLOCK)) ReturnBlocker(false);
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return;
   if (flags & SQLITE_SHM_LOCK) {
     writer_ = main;
@@ -468,7 +468,7 @@ void Engine::OnShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset,
       FinishCommit(CommitPublished(main, view, pending_.where));
     }
     collector_.EndWrite();
-    ReturnBlocker();  // a restart attempt that failed has no unlock of 1..N
+    ReturnBlocker(true);  // before the release of WAL_WRITE_LOCK itself
     writer_ = nullptr;
   }
 }
@@ -495,12 +495,32 @@ void Engine::LendBlocker() {
   }
 }
 
-void Engine::ReturnBlocker() {
+// Called from the hooks of an unlock, which run before the unlock itself:
+// at the unlock of read locks 1..N the writer still holds them, so taking
+// the blocker fails there and succeeds at the release of WAL_WRITE_LOCK
+// (found by a second review). Until it is taken back, the lender keeps
+// WAL_WRITE_LOCK, so nobody can restart or truncate the WAL meanwhile; a
+// reader setting its mark holds the slot only for an instant: retry.
+void Engine::ReturnBlocker(bool last_chance) {
   if (!blocker_lent_.load(std::memory_order_relaxed)) return;  // the commit path: one load
   std::lock_guard<std::mutex> g(blocker_mu_);
   if (!blocker_lent_) return;
-  blocker_lent_ = false;
-  if (blocker_) blocker_->HoldRestartBlocker();  // if busy now, the agent takes it again soon
+  if (!blocker_) {
+    blocker_lent_ = false;
+    return;
+  }
+  for (int i = 0; i < (last_chance ? 200 : 1); i++) {
+    if (blocker_->HoldRestartBlocker().ok()) {
+      blocker_lent_ = false;
+      return;
+    }
+    if (last_chance) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  if (last_chance) {
+    blocker_lent_ = false;  // the agent takes it again at its next round
+    sqlite3_log(SQLITE_WARNING, "litejet: %s: the WAL restart blocker could not be taken back at once",
+                cfg_.name.c_str());
+  }
 }
 
 void Engine::MaintainWal() {
@@ -520,10 +540,10 @@ void Engine::MaintainWal() {
   if (HasUnspooledBacklog() || sidecar_.pending_txid() != 0) return;
   const uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::steady_clock::now().time_since_epoch()).count());
-  if (now < last_restart_try_ms_ + 5) return;
+  if (now < last_restart_try_ms_ + 20) return;
   last_restart_try_ms_ = now;
   apply::WalWriter* locker = Locker();
-  if (!locker) return;
+  if (!locker || !locker->NoReaders()) return;
   locker->WithWriteLock(0, [&] {
     if (HasUnspooledBacklog() || DeadCommitPending()) return;
     std::lock_guard<std::mutex> g(blocker_mu_);

@@ -114,7 +114,7 @@ class Engine : public vfs::DbHooks {
   // The WAL restart blocker (engine.cc): the agent holds it and restarts the
   // WAL itself; a writer of this process borrows it for its own restart.
   void LendBlocker();
-  void ReturnBlocker();
+  void ReturnBlocker(bool last_chance);
   void MaintainWal();
   void DropBlocker();
   void ResolveDeadCommitFromAgent();

@@ -23,7 +23,9 @@ set(LITEJET_E2E_TESTS
     sync_outage_lost
     sync_outage_landed
     sync_late_ack
-    power_loss)
+    power_loss
+    blocker_after_borrowed_restart
+    agent_restart_no_busy_snapshot)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

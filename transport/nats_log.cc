@@ -25,7 +25,13 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kReconnectWaitMs = 100;
 constexpr int kConnectTimeoutMs = 2000;
-constexpr int64_t kHeartbeatNs = 1000LL * 1000 * 1000;  // ordered consumer: missed after 2 s -> nats.c recreates it
+// Ordered consumer heartbeats: nats.c recreates the consumer after two are
+// missed (10 s), in a thread of its own. Our own stall check (kStallCheckMs)
+// comes first; the two must not act at once: nats.c 3.4.1 frees the old
+// consumer's name in that thread while our Unsubscribe (jsSub_deleteConsumer)
+// may still format an error with it, a use-after-free AddressSanitizer caught
+// once when both fired 2 s into a server restart.
+constexpr int64_t kHeartbeatNs = 5000LL * 1000 * 1000;
 constexpr int64_t kDuplicateWindowNs = 120LL * 1000 * 1000 * 1000;
 constexpr int64_t kMinApiWaitMs = 2000;       // consumer creation etc. when the caller's wait is shorter
 constexpr int64_t kStallCheckMs = 2000;       // a silent consumer with messages waiting this long is recreated

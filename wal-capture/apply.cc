@@ -214,8 +214,11 @@ Status WalWriter::WithWriteLock(int64_t timeout_ms, const std::function<void()>&
   if (!s.ok()) return s;
   s = Lock(timeout_ms);
   if (!s.ok()) return s;
+  struct Unlocker {
+    WalWriter* w;
+    ~Unlocker() { w->Unlock(); }  // also when fn throws: never keep WAL_WRITE_LOCK
+  } unlocker{this};
   fn();
-  Unlock();
   return Status::OK();
 }
 
@@ -280,13 +283,23 @@ Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uin
   return Status::OK();
 }
 
-bool WalWriter::RestartHdrLocked(volatile char* shm0, void* hdrp) {
+bool WalWriter::RestartHdrLocked(volatile char* shm0, void* hdrp, bool with_slot0) {
   WalIndexHdr& hdr = *static_cast<WalIndexHdr*>(hdrp);
-  int rc = db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0 + 1, wal::WAL_NREADER - 1,
-                                   SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
+  uint32_t salt1 = 0;
+  try {
+    std::random_device rd;  // before any lock: it may throw
+    salt1 = rd();
+  } catch (...) {
+    salt1 = uint32_t(std::chrono::steady_clock::now().time_since_epoch().count()) ^ 0x9e3779b9u;
+  }
+  // SQLite's writer restarts while it reads through read lock 0 itself, so
+  // it never changes the header under its own read transaction. Anyone else
+  // restarting (the primary's agent) must also keep away from readers of
+  // lock 0, or their next write fails with SQLITE_BUSY_SNAPSHOT.
+  const int first = with_slot0 ? wal::WAL_READ_LOCK0 : wal::WAL_READ_LOCK0 + 1;
+  const int n = with_slot0 ? wal::WAL_NREADER : wal::WAL_NREADER - 1;
+  int rc = db_->pMethods->xShmLock(db_, first, n, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
   if (rc != SQLITE_OK) return false;
-  std::random_device rd;
-  uint32_t salt1 = rd();
   uint32_t s0 = Get4(&hdr.aSalt[0]);
   Put4(&hdr.aSalt[0], s0 + 1);
   std::memcpy(&hdr.aSalt[1], &salt1, 4);
@@ -294,7 +307,7 @@ bool WalWriter::RestartHdrLocked(volatile char* shm0, void* hdrp) {
   HdrChecksum(&hdr);
   WriteHdr(db_, shm0, hdr);
   ResetCkptInfo(CkptInfo(shm0));
-  db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0 + 1, wal::WAL_NREADER - 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+  db_->pMethods->xShmLock(db_, first, n, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
   return true;
 }
 
@@ -306,8 +319,19 @@ Status WalWriter::RestartIfBackfilledLocked(bool* restarted) {
   WalIndexHdr h;
   if (!StableHdr(db_, shm0, &h)) return Status::OK();  // being recovered: not now
   if (h.mxFrame == 0 || CkptInfo(shm0)->nBackfill != h.mxFrame) return Status::OK();
-  *restarted = RestartHdrLocked(shm0, &h);
+  *restarted = RestartHdrLocked(shm0, &h, /*with_slot0=*/true);
   return Status::OK();
+}
+
+bool WalWriter::NoReaders() {
+  volatile char* shm0 = nullptr;
+  if (!MapRegion(0, &shm0).ok()) return false;
+  if (db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0, wal::WAL_NREADER - 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE) !=
+      SQLITE_OK) {
+    return false;
+  }
+  db_->pMethods->xShmLock(db_, wal::WAL_READ_LOCK0, wal::WAL_NREADER - 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+  return true;
 }
 
 bool WalWriter::Progress(uint32_t* mx_frame, uint32_t* backfilled) {
@@ -414,7 +438,7 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
   // walRestartLog: when every frame has been checkpointed and no reader uses
   // the WAL (all of read locks 1..N can be had), start the WAL over.
   bool restart = !valid || hdr.mxFrame == 0;
-  if (valid && hdr.mxFrame > 0 && info->nBackfill == hdr.mxFrame && RestartHdrLocked(shm0, &hdr)) restart = true;
+  if (valid && hdr.mxFrame > 0 && info->nBackfill == hdr.mxFrame && RestartHdrLocked(shm0, &hdr, /*with_slot0=*/false)) restart = true;
 
   bool native = true;
   uint32_t cksum[2];

@@ -66,6 +66,12 @@ class WalWriter {
   // next writer writes the WAL header). *restarted: whether it did.
   Status RestartIfBackfilledLocked(bool* restarted);
 
+  // True when no connection holds read locks 0..N-1 (all but the blocker's
+  // slot) right now: a probe, so that the agent takes WAL_WRITE_LOCK for a
+  // restart only when one can succeed (a lone application connection in a
+  // read transaction would otherwise get SQLITE_BUSY when it writes).
+  bool NoReaders();
+
   // The wal-index's mxFrame and nBackfill now; false when it is not valid.
   bool Progress(uint32_t* mx_frame, uint32_t* backfilled);
 
@@ -92,9 +98,9 @@ class WalWriter {
   void Unlock();
   Status MapRegion(int region, volatile char** out);
   // The restart step of walRestartLog, holding WAL_WRITE_LOCK: read locks
-  // 1..N exclusively, new salts, mxFrame 0, checkpoint info reset. False when
-  // a reader holds a read lock.
-  bool RestartHdrLocked(volatile char* shm0, void* hdr);
+  // 1..N (and 0 with with_slot0) exclusively, new salts, mxFrame 0,
+  // checkpoint info reset. False when a reader holds one of them.
+  bool RestartHdrLocked(volatile char* shm0, void* hdr, bool with_slot0);
 
   sqlite3_vfs* vfs_ = nullptr;
   sqlite3_file* db_ = nullptr;

@@ -33,6 +33,11 @@ def body(s):
 
     log("stopping nats-server")
     srv.stop()
+    # Let nats.c see the connection close first: a publish handed to it while
+    # it still thinks it is connected sits in its buffer and reaches the
+    # server after the restart, which is the "landed" outcome
+    # (e2e_sync_outage_landed), not the one this test is about.
+    time.sleep(0.5)
     t0 = time.monotonic()
     err = None
     try:
