@@ -28,7 +28,7 @@ WORKER = os.path.join(HERE, "worker.py")
 
 # Hermetic: no litejet configuration from the caller's environment.
 for _var in list(os.environ):
-    if _var.startswith("LITEJET_") and _var not in ("LITEJET_BUILD", "LITEJET_SOURCE"):
+    if _var.startswith("LITEJET_") and _var not in ("LITEJET_BUILD", "LITEJET_SOURCE", "LITEJET_E2E_KEEP"):
         del os.environ[_var]
 os.environ["LITEJET_BUILD"] = BUILD
 os.environ["LITEJET_SOURCE"] = SOURCE
