@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "extension/engine.h"
+#include "common/clock.h"
 #include "wal-capture/apply.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/record.h"
@@ -34,11 +35,6 @@ namespace {
 // a connection of this process in the middle of a transaction never lets go).
 constexpr int64_t kExitAgentWaitMs = 20;
 constexpr int kExitLockWaitMs = 100;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::mutex g_all_mu;
 std::vector<Engine*>& AllAgents() {
@@ -60,7 +56,7 @@ void StopAllAgents() {
     std::lock_guard<std::mutex> g(g_all_mu);
     auto& all = AllAgents();
     for (Engine* e : all) e->SignalStop();
-    const int64_t deadline = NowMs() + kExitAgentWaitMs;
+    const int64_t deadline = SteadyMs() + kExitAgentWaitMs;
     for (Engine* e : all) e->StopAgentAtExit(deadline);
     all.clear();
   } catch (...) {
@@ -116,7 +112,7 @@ void Engine::StopAgentAtExit(int64_t deadline_ms) {
   bool done = false;
   {
     std::unique_lock<std::mutex> l(agent_mu_);
-    done = agent_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(deadline_ms - NowMs(), 0)),
+    done = agent_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(deadline_ms - SteadyMs(), 0)),
                               [&] { return agent_done_; });
   }
   if (done) {
@@ -204,8 +200,7 @@ void Engine::GuardBacklog(bool always) {
   sidecar::Position p = sidecar_.Read();
   const uint64_t first = std::max(p.acked_txid, p.spooled_txid) + 1;
   if (first > p.txid) return;
-  const uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    std::chrono::steady_clock::now().time_since_epoch()).count());
+  const uint64_t now = uint64_t(SteadyMs());
   if (!always) {
     if (now < last_guard_ms_ + guard_ms) return;
     uint64_t age = 0;

@@ -18,6 +18,7 @@
 #include <map>
 #include <thread>
 
+#include "common/clock.h"
 #include "common/fence.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/local_log.h"
@@ -538,8 +539,7 @@ void Engine::MaintainWal() {
   uint32_t mx = 0, backfilled = 0;
   if (!blocker_->Progress(&mx, &backfilled) || mx == 0 || backfilled != mx) return;
   if (HasUnspooledBacklog() || sidecar_.pending_txid() != 0) return;
-  const uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    std::chrono::steady_clock::now().time_since_epoch()).count());
+  const uint64_t now = uint64_t(SteadyMs());
   if (now < last_restart_try_ms_ + 20) return;
   last_restart_try_ms_ = now;
   apply::WalWriter* locker = Locker();
@@ -672,8 +672,7 @@ void Engine::ResolveDeadCommitAtOpen() {
 // to finishing it). Resolve it, so an idle primary's position is exact too.
 void Engine::ResolveDeadCommitFromAgent() {
   const uint64_t txid = sidecar_.pending_txid();
-  const uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    std::chrono::steady_clock::now().time_since_epoch()).count());
+  const uint64_t now = uint64_t(SteadyMs());
   if (txid == 0 || txid != dead_seen_txid_) {
     dead_seen_txid_ = txid;
     dead_seen_ms_ = now;

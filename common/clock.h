@@ -1,0 +1,15 @@
+// Monotonic milliseconds, for the agent's rate limits and deadlines (never
+// compared across processes: the sidecar's commit times are wall-clock).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace litejet {
+
+inline int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace litejet
