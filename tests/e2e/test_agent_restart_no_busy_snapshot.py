@@ -4,8 +4,6 @@
 # lock 0 (WAL fully backfilled). In plain SQLite only a writer restarts the
 # WAL, so a lone connection never sees SQLITE_BUSY_SNAPSHOT; with litejet its
 # "BEGIN; SELECT ...; INSERT ..." fails when the agent restarted in between.
-import os
-import time
 
 from util import Suite, Worker, log, primary_uri
 

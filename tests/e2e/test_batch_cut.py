@@ -7,7 +7,6 @@
 # e2e_torture (scenario c). The restarted primary must resume after the last
 # complete record, and the replica end identical with every row once.
 import os
-import time
 
 from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
 

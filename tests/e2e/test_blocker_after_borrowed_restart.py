@@ -11,16 +11,10 @@
 # never the -shm itself: closing any descriptor of a file drops every POSIX
 # lock the process holds on it.)
 import os
-import subprocess
 import time
 
-from util import SQLITE3_SHELL, Suite, Worker, log, primary_uri
+from util import Suite, Worker, log, primary_uri, run_plain_shell
 
-
-def plain(db, sql):
-    p = subprocess.run([SQLITE3_SHELL, db], input=sql.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=60)
-    return p.returncode, p.stdout.decode().strip(), p.stderr.decode().strip()
 
 
 def body(s):
@@ -66,7 +60,7 @@ result = {'pid': os.getpid(), 'before': before, 'after': after, 'after4': after4
     log("locks on the last read slot (byte 127) of the shm: %r" % locks)
     s.check(len(locks['after']) > 0, "the restart blocker is held again right after the borrowed restart", repr(locks))
     s.check(len(locks['after4']) > 0, "and still after more commits", repr(locks))
-    rc, out, err = plain(pdb, "PRAGMA wal_checkpoint(TRUNCATE);\n")
+    rc, out, err = run_plain_shell(pdb, "PRAGMA wal_checkpoint(TRUNCATE);\n")
     log("plain shell TRUNCATE right after: rc %d %r %r; WAL %d bytes" % (rc, out, err, os.path.getsize(pdb + "-wal")))
     s.check(out.startswith("1|"), "plain shell's wal_checkpoint(TRUNCATE) is refused while commits are unshipped",
             "got %r" % out)

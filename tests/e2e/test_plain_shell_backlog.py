@@ -8,17 +8,11 @@
 # litejet process other than the agent's (its own restarts are blocked; the
 # agent restarts the WAL for it).
 import os
-import subprocess
 
-from util import SQLITE3_SHELL, Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
+from util import Suite, Worker, log, primary_uri, replica_uri, run_plain_shell, same_state
 
 N = 300
 
-
-def plain(db, sql):
-    p = subprocess.run([SQLITE3_SHELL, db], input=sql.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=60)
-    return p.returncode, p.stdout.decode().strip(), p.stderr.decode().strip()
 
 
 def body(s):
@@ -42,19 +36,19 @@ def body(s):
     wal = pdb + "-wal"
     size0 = os.path.getsize(wal)
     for mode in ("TRUNCATE", "RESTART", "FULL"):
-        rc, out, err = plain(pdb, ".timeout 200\nPRAGMA wal_checkpoint(%s);\n" % mode)
+        rc, out, err = run_plain_shell(pdb, ".timeout 200\nPRAGMA wal_checkpoint(%s);\n" % mode)
         log("plain sqlite3 shell: PRAGMA wal_checkpoint(%s) -> rc %d, %r %r" % (mode, rc, out, err))
         if mode != "FULL":
             s.check(rc == 0 and out.startswith("1|"), "plain shell: wal_checkpoint(%s) reports busy" % mode,
                     "rc %d out %r err %r" % (rc, out, err))
-    rc, out, err = plain(pdb, "SELECT count(*) FROM t;\n")
+    rc, out, err = run_plain_shell(pdb, "SELECT count(*) FROM t;\n")
     s.eq(out, str(N), "plain shell reads every committed row")
     s.check(os.path.getsize(wal) >= size0, "the WAL was neither truncated nor deleted (%d bytes, was %d)"
             % (os.path.getsize(wal), size0))
     # A plain shell's insert would restart the WAL if it could (every frame is
     # backfilled after the FULL checkpoint): it must append instead. (Its own
     # write escapes capture: that is a different known limit, so roll it back.)
-    rc, out, err = plain(pdb, ".timeout 2000\nBEGIN IMMEDIATE; INSERT INTO t(pad) VALUES (x'00'); ROLLBACK;\n")
+    rc, out, err = run_plain_shell(pdb, ".timeout 2000\nBEGIN IMMEDIATE; INSERT INTO t(pad) VALUES (x'00'); ROLLBACK;\n")
     s.eq(rc, 0, "plain shell: a rolled-back write")
     srv.restart()
     want = N + 1

@@ -6,15 +6,8 @@
 # never ships a dead committer's record) and the next commit takes the TXID
 # with the replica identical, or it shipped while the committer was alive:
 # then the primary does not reuse the TXID but takes it from the log.
-from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
+from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until, try_write
 
-
-def try_write(w, v):
-    try:
-        w.sql("INSERT INTO t(v) VALUES (?)", (v,))
-        return True
-    except Exception:  # noqa: BLE001 - refused while the primary reconciles
-        return False
 
 
 def body(s):

@@ -5,15 +5,8 @@
 # the database does not. The next write on the primary fails (it must not
 # reuse TXID 3); the primary then takes TXID 3 from the log, as a replica
 # would, and accepts writes again: primary and replica identical.
-from util import Suite, Worker, primary_uri, replica_uri, same_state, wait_until
+from util import Suite, Worker, primary_uri, replica_uri, same_state, wait_until, try_write
 
-
-def try_write(w, v):
-    try:
-        w.sql("INSERT INTO t(v) VALUES (?)", (v,))
-        return True
-    except Exception:  # noqa: BLE001 - refused while the primary reconciles
-        return False
 
 
 def body(s):

@@ -12,15 +12,8 @@
 import os
 import time
 
-from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
+from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until, try_write
 
-
-def try_write(w, v):
-    try:
-        w.sql("INSERT INTO t(v) VALUES (?)", (v,))
-        return True
-    except Exception:  # noqa: BLE001 - refused while the primary reconciles
-        return False
 
 
 def rows(w):

@@ -21,7 +21,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 # Read before util is imported: it drops every LITEJET_* variable.

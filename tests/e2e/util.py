@@ -34,7 +34,7 @@ os.environ["LITEJET_BUILD"] = BUILD
 os.environ["LITEJET_SOURCE"] = SOURCE
 
 __all__ = ["NatsServer", "Suite", "Worker", "WorkerError", "uri", "primary_uri", "replica_uri",
-           "sha256_file", "wait_until", "run_shell", "same_state", "EXT", "SQLITE3_SHELL", "log"]
+           "sha256_file", "wait_until", "run_shell", "run_plain_shell", "try_write", "same_state", "EXT", "SQLITE3_SHELL", "log"]
 
 _T0 = time.monotonic()
 
@@ -223,6 +223,22 @@ def _kill_all_workers():
         ws = list(_workers)
     for w in ws:
         w.kill()
+
+
+def run_plain_shell(db, sql, timeout=60.0):
+    """Runs Debian's sqlite3 shell on db WITHOUT litejet; returns (rc, stdout, stderr), stripped."""
+    p = subprocess.run([SQLITE3_SHELL, db], input=sql.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout, preexec_fn=_pdeathsig())
+    return p.returncode, p.stdout.decode().strip(), p.stderr.decode().strip()
+
+
+def try_write(w, v):
+    """INSERT INTO t(v) VALUES (v) on worker w: True, or False when refused (e.g. while the primary reconciles)."""
+    try:
+        w.sql("INSERT INTO t(v) VALUES (?)", (v,))
+        return True
+    except Exception:  # noqa: BLE001 - refused
+        return False
 
 
 def run_shell(script, timeout=60.0, cwd=None):
