@@ -55,7 +55,7 @@ void StopAllAgents() {
   try {
     std::lock_guard<std::mutex> g(g_all_mu);
     auto& all = AllAgents();
-    for (Engine* e : all) e->SignalStop();
+    for (Engine* e : all) e->SignalStop(true);
     const int64_t deadline = SteadyMs() + kExitAgentWaitMs;
     for (Engine* e : all) e->StopAgentAtExit(deadline);
     all.clear();
@@ -99,11 +99,19 @@ void Engine::StartAgent() {
   });
 }
 
-void Engine::SignalStop() {
+void Engine::SignalStop(bool at_exit) {
   {
     std::lock_guard<std::mutex> g(agent_mu_);
     stopping_ = true;
-    if (log_) log_->Interrupt();  // a wait for the server returns now
+    exiting_ = at_exit;
+    if (log_) {
+      // A wait for the server returns now (at exit: a wait that starts).
+      if (at_exit) {
+        log_->InterruptAtExit();
+      } else {
+        log_->Interrupt();
+      }
+    }
   }
   agent_cv_.notify_all();
 }
@@ -247,7 +255,13 @@ void Engine::AgentMain() {
   {
     std::lock_guard<std::mutex> g(agent_mu_);
     log_ = log.get();
-    if (stopping_) log_->Interrupt();  // stopped before it had a log to interrupt
+    if (stopping_) {  // stopped before it had a log to interrupt
+      if (exiting_) {
+        log_->InterruptAtExit();
+      } else {
+        log_->Interrupt();
+      }
+    }
   }
   if (cfg_.role == Role::kPrimary) {
     RunPrimary(*log);

@@ -58,7 +58,7 @@ class Engine : public vfs::DbHooks {
   // Process exit (atexit, see agent.cc): tells the agent to stop; then waits
   // for it until deadline_ms (steady clock) at most and moves the unshipped
   // backlog to the spool.
-  void SignalStop();
+  void SignalStop(bool at_exit = false);
   void StopAgentAtExit(int64_t deadline_ms);
 
   // --- DbHooks -------------------------------------------------------------
@@ -200,6 +200,7 @@ class Engine : public vfs::DbHooks {
   std::mutex agent_mu_;
   std::condition_variable agent_cv_;
   std::atomic<bool> stopping_{false};
+  bool exiting_ = false;  // under agent_mu_: stopped by the process's exit
   uint64_t kicks_ = 0;
   bool agent_done_ = false;        // agent_mu_: AgentMain returned
   transport::Log* log_ = nullptr;  // agent_mu_: the agent's log while it has one (to interrupt it)

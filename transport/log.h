@@ -76,6 +76,11 @@ class Log {
   // messages) returns within a few milliseconds, now and later, with
   // kUnavailable. Callable from any thread while another uses the log.
   virtual void Interrupt() {}
+  // The process is exiting: like Interrupt() for every wait that starts from
+  // now on, but what is under way (a request waiting for its answer, the
+  // connection) is left alone: closing a connection while the process
+  // exits races its own teardown with the exit's.
+  virtual void InterruptAtExit() { Interrupt(); }
 };
 
 // Bytes of a server's max payload kept free for the Nats-Msg-Id and

@@ -236,6 +236,11 @@ class NatsLog final : public Log {
     std::lock_guard<std::mutex> l(events_->mu);
     return events_->last_error;
   }
+  void InterruptAtExit() override {
+    std::lock_guard<std::mutex> l(events_->mu);
+    events_->interrupted = true;
+    events_->cv.notify_all();
+  }
   void Interrupt() override {
     natsConnection* nc = nullptr;
     {

@@ -20,8 +20,10 @@ uint64_t PageHash(const void* page, uint32_t page_size, uint32_t pgno) {
 }
 
 uint64_t ZeroPageHash(uint32_t page_size, uint32_t pgno) {
-  static const std::vector<char> zeros(65536, 0);
-  return XXH3_64bits_withSeed(zeros.data(), page_size, pgno);
+  // Static storage without a destructor: hashes are still taken by the exit
+  // handler (the backlog's hand-off) after static destructors ran.
+  static const char zeros[65536] = {};
+  return XXH3_64bits_withSeed(zeros, page_size, pgno);
 }
 
 std::string Hex(uint64_t v) {

@@ -10,7 +10,8 @@
 #include "litejet.h"
 
 static int fail(sqlite3 *db, const char *what) {
-  fprintf(stderr, "exit_app: %s: %s\n", what, db ? sqlite3_errmsg(db) : "out of memory");
+  fprintf(stderr, "exit_app: %s: %s (extended code %d)\n", what, db ? sqlite3_errmsg(db) : "out of memory",
+          db ? sqlite3_extended_errcode(db) : SQLITE_NOMEM);
   return 2;
 }
 
