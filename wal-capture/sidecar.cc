@@ -71,6 +71,15 @@ struct Sidecar::Header {
   uint32_t mark_salt1, mark_salt2, mark_frame, mark_db_pages;
   char boot_id[48];
   uint64_t acked_checksum;  // with acked_txid, under seq_ack (spare bytes: zero in older files)
+  // role=auto (spare bytes, zero in older files: "may not write"). Written
+  // by the host's agent only. write_until_ns alone gates writes (one load
+  // per write transaction); the rest is for messages, under seq_role.
+  int64_t write_until_ns;  // CLOCK_MONOTONIC: writes allowed before this instant; 0: not primary
+  uint64_t seq_role;
+  uint32_t role_state, role_primary_len, role_reason_len, role_unused;
+  uint64_t role_epoch;
+  uint64_t role_primary[kRoleTextMax / 8];  // text, in words: copied with atomic loads and stores
+  uint64_t role_reason[kRoleTextMax / 8];
 };
 
 
@@ -312,6 +321,71 @@ void Begin(uint64_t* seq) {
 }
 void End(uint64_t* seq) { Store(seq, (Load(seq) | 1) + 1); }
 }  // namespace
+
+namespace {
+// Text in shared words, copied word by word with atomic accesses (a reader
+// may run while the writer changes it: the seqlock tells it to retry).
+void TextOut(uint64_t* words, const std::string& s) {
+  for (size_t i = 0; i < kRoleTextMax / 8; i++) {
+    uint64_t w = 0;
+    if (i * 8 < s.size()) std::memcpy(&w, s.data() + i * 8, std::min<size_t>(8, s.size() - i * 8));
+    __atomic_store_n(&words[i], w, __ATOMIC_RELAXED);
+  }
+}
+void TextIn(const uint64_t* words, char* out) {
+  for (size_t i = 0; i < kRoleTextMax / 8; i++) {
+    uint64_t w = __atomic_load_n(&words[i], __ATOMIC_RELAXED);
+    std::memcpy(out + i * 8, &w, 8);
+  }
+}
+}  // namespace
+
+int64_t Sidecar::write_until_ns() const { return Load(&hdr()->write_until_ns); }
+
+void Sidecar::SetWriteUntil(int64_t mono_ns) { Store(&hdr()->write_until_ns, mono_ns); }
+
+RoleInfo Sidecar::role() const {
+  const Header* h = hdr();
+  RoleInfo r;
+  char primary[kRoleTextMax], reason[kRoleTextMax];
+  // One writer (the host's agent): retry while it is mid-update; a writer
+  // killed mid-update leaves the counter odd for good, so give up after a
+  // bounded number of tries and take what is there (it is only a message).
+  for (int tries = 0; tries < 10000; tries++) {
+    uint64_t s1 = Load(&h->seq_role);
+    if ((s1 & 1) && tries < 9999) {
+      if ((tries & 255) == 255) std::this_thread::yield();
+      continue;
+    }
+    r.state = static_cast<RoleState>(std::min<uint32_t>(Load(&h->role_state), 2));
+    r.epoch = Load(&h->role_epoch);
+    uint32_t pl = std::min<uint32_t>(Load(&h->role_primary_len), kRoleTextMax);
+    uint32_t rl = std::min<uint32_t>(Load(&h->role_reason_len), kRoleTextMax);
+    TextIn(h->role_primary, primary);
+    TextIn(h->role_reason, reason);
+    Fence(std::memory_order_acquire);
+    if (Load(&h->seq_role) == s1 || tries == 9999) {
+      r.primary.assign(primary, pl);
+      r.reason.assign(reason, rl);
+      return r;
+    }
+  }
+  return r;
+}
+
+void Sidecar::SetRole(const RoleInfo& r) {
+  Header* h = hdr();
+  const uint32_t pl = uint32_t(std::min<size_t>(r.primary.size(), kRoleTextMax));
+  const uint32_t rl = uint32_t(std::min<size_t>(r.reason.size(), kRoleTextMax));
+  Begin(&h->seq_role);
+  Store(&h->role_state, static_cast<uint32_t>(r.state));
+  Store(&h->role_epoch, r.epoch);
+  TextOut(h->role_primary, r.primary.substr(0, pl));
+  TextOut(h->role_reason, r.reason.substr(0, rl));
+  Store(&h->role_primary_len, pl);
+  Store(&h->role_reason_len, rl);
+  End(&h->seq_role);
+}
 
 // A process can be killed between any two of these stores (the seqlock
 // protects readers from a live writer, not from a dead one): each update

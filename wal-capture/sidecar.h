@@ -67,6 +67,17 @@ struct Mark {
   uint32_t db_pages = 0;
 };
 
+// role=auto: what the host's agent (the one process that runs the election
+// for this database on this host) tells every process that has it open.
+enum class RoleState : uint32_t { kReplica = 0, kCandidate = 1, kPrimary = 2 };
+constexpr size_t kRoleTextMax = 256;  // bytes kept of primary and reason
+struct RoleInfo {
+  RoleState state = RoleState::kReplica;
+  uint64_t epoch = 0;   // the lease's epoch (primary) or the newest seen
+  std::string primary;  // the current primary's advertise value, "" when unknown
+  std::string reason;   // why the last transition happened
+};
+
 // Commits the ring remembers; older unshipped ones are moved to the spool
 // before their slot is reused.
 constexpr uint64_t kRingSlots = 8192;
@@ -129,6 +140,18 @@ class Sidecar {
   Status Sync();
   // Syncs the header page.
   Status SyncHeader();
+
+  // --- role (role=auto) ----------------------------------------------------
+  // Writes are allowed while CLOCK_MONOTONIC is before this instant (ns);
+  // 0: this node may not write. One load: checked by every write
+  // transaction of every process. Set by the host's agent only: to the lease
+  // deadline while it holds the lease, 0 as soon as it does not. (CLOCK_
+  // MONOTONIC restarts with the kernel: the agent clears it when it starts.)
+  int64_t write_until_ns() const;
+  void SetWriteUntil(int64_t mono_ns);
+  // The role as the agent last described it (for messages and repl_status).
+  RoleInfo role() const;
+  void SetRole(const RoleInfo& r);
 
   // --- commit ring (primary) ----------------------------------------------
   // Writer (WAL_WRITE_LOCK held): the slot of e.txid.

@@ -175,9 +175,75 @@ void locallog_refuses_changed_or_foreign_frames(void**) {
 
 }  // namespace
 
+// role=auto: the agent's role block. A new sidecar says "may not write";
+// what the agent stores is what every other opener reads, texts are cut at
+// kRoleTextMax, and a reader racing the writer sees one whole description
+// (primary and reason always from the same update), never a mix.
+void sidecar_role_block(void**) {
+  std::string path = TempPath("db-litejet");
+  sidecar::Sidecar a, b;
+  bool created = false;
+  assert_true(a.Open(path, &created).ok());
+  assert_true(b.Open(path, &created).ok());
+  assert_int_equal(b.write_until_ns(), 0);
+  sidecar::RoleInfo none = b.role();
+  assert_int_equal(static_cast<int>(none.state), static_cast<int>(sidecar::RoleState::kReplica));
+  assert_true(none.primary.empty() && none.reason.empty());
+
+  a.SetWriteUntil(123456789);
+  sidecar::RoleInfo r;
+  r.state = sidecar::RoleState::kPrimary;
+  r.epoch = 42;
+  r.primary = "node-a:8080";
+  r.reason = "candidate -> primary: lease acquired";
+  a.SetRole(r);
+  assert_int_equal(b.write_until_ns(), 123456789);
+  sidecar::RoleInfo got = b.role();
+  assert_int_equal(static_cast<int>(got.state), static_cast<int>(sidecar::RoleState::kPrimary));
+  assert_int_equal(got.epoch, 42);
+  assert_string_equal(got.primary.c_str(), "node-a:8080");
+  assert_string_equal(got.reason.c_str(), r.reason.c_str());
+
+  r.primary = std::string(1000, 'p');
+  r.reason = "";
+  a.SetRole(r);
+  got = b.role();
+  assert_int_equal(got.primary.size(), sidecar::kRoleTextMax);
+  assert_true(got.reason.empty());
+
+  // Racing: every update pairs primary "P<i>" with reason "R<i>".
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; !stop; i++) {
+      sidecar::RoleInfo w;
+      w.epoch = uint64_t(i);
+      w.primary = "P" + std::to_string(i) + std::string(size_t(i % 200), 'x');
+      w.reason = "R" + std::to_string(i);
+      a.SetRole(w);
+    }
+  });
+  for (int k = 0; k < 200000; k++) {
+    sidecar::RoleInfo x = b.role();
+    if (x.reason.empty()) continue;  // the truncation step above
+    std::string n = x.reason.substr(1);
+    assert_true(x.primary.compare(0, n.size() + 1, "P" + n) == 0);
+    assert_int_equal(x.primary.size(), n.size() + 1 + size_t(std::stoi(n) % 200));
+    assert_int_equal(x.epoch, uint64_t(std::stoi(n)));
+  }
+  stop = true;
+  writer.join();
+
+  // Kept across a reopen (the agent clears write_until itself when it starts).
+  sidecar::Sidecar c;
+  assert_true(c.Open(path, &created).ok());
+  assert_false(created);
+  assert_int_equal(c.write_until_ns(), 123456789);
+}
+
 int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(sidecar_two_writers_and_a_reader),
+      cmocka_unit_test(sidecar_role_block),
       cmocka_unit_test(sidecar_ring_keeps_entries_until_reused),
       cmocka_unit_test(locallog_builds_the_newest_page_of_each),
       cmocka_unit_test(locallog_refuses_changed_or_foreign_frames),
