@@ -293,6 +293,14 @@ std::string Engine::RoleName() const {
   }
 }
 
+// The agent's last call to the server succeeded and its connection is up
+// now (nats.c knows of a lost connection before the agent's next call fails).
+bool Engine::LinkUp() const {
+  if (!connected_) return false;
+  std::lock_guard<std::mutex> g(agent_mu_);
+  return !log_ || log_->Connected();
+}
+
 std::string Engine::StatusJson() const {
   sidecar::Position p = Position();
   std::string err = LastError();
@@ -310,7 +318,7 @@ std::string Engine::StatusJson() const {
   j += ",\"epoch\":" + std::to_string(p.epoch);
   j += ",\"lag_txns\":" + std::to_string(lag);
   j += ",\"lag_ms\":" + std::to_string(lag_ms);
-  j += ",\"connected\":" + std::string(connected_ ? "true" : "false");
+  j += ",\"connected\":" + std::string(LinkUp() ? "true" : "false");
   j += ",\"log_seq\":" + std::to_string(p.log_seq);
   j += ",\"last_error\":" + (err.empty() ? std::string("null") : JsonString(err));
   j += ",\"durability\":" + JsonString(DurabilityName(cfg_.durability));

@@ -50,6 +50,7 @@ class Engine : public vfs::DbHooks {
   std::string Primary() const;  // advertise of the primary; empty: unknown
   std::string RoleName() const;
   std::string StatusJson() const;
+  bool LinkUp() const;
   std::string LastError() const;
   // Primary: until JetStream acknowledged txid. Replica: until txid is
   // applied and visible to reads that start afterwards. False on timeout.
@@ -197,7 +198,7 @@ class Engine : public vfs::DbHooks {
 
   // Agent state.
   std::thread agent_;
-  std::mutex agent_mu_;
+  mutable std::mutex agent_mu_;
   std::condition_variable agent_cv_;
   std::atomic<bool> stopping_{false};
   bool exiting_ = false;  // under agent_mu_: stopped by the process's exit

@@ -36,8 +36,13 @@ def body(s):
     # Let nats.c see the connection close first: a publish handed to it while
     # it still thinks it is connected sits in its buffer and reaches the
     # server after the restart, which is the "landed" outcome
-    # (e2e_sync_outage_landed), not the one this test is about.
-    time.sleep(0.5)
+    # (e2e_sync_outage_landed), not the one this test is about. (A fixed
+    # 0.5 s sleep was not always enough on a loaded machine.)
+    t_down = time.monotonic()
+    while primary.status()["connected"] and time.monotonic() - t_down < 15:
+        time.sleep(0.02)
+    s.check(not primary.status()["connected"], "primary: repl_status() says disconnected once the server is gone (%.2f s)"
+            % (time.monotonic() - t_down))
     t0 = time.monotonic()
     err = None
     try:
