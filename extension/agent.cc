@@ -703,6 +703,7 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
     }
   }
   StoreUpdate(u);
+  if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);  // the newest epoch seen only grows
   sidecar_.SetAcked(t.txid, seq);
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -715,6 +716,14 @@ Status Engine::CheckRecord(const sidecar::Position& pos, const record::Txn& t, U
   if (t.txid != pos.txid + 1) {
     return Status::Error("litejet: log of \"" + cfg_.name + "\" jumps from TXID " + std::to_string(pos.txid) +
                          " to " + std::to_string(t.txid) + ": this replica needs a snapshot", SQLITE_CORRUPT);
+  }
+  if (t.epoch < pos.epoch) {
+    // Fencing makes this impossible in one stream (a deposed primary's
+    // publish fails its sequence expectation): refuse it if it happens.
+    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " of \"" + cfg_.name + "\" is from epoch " +
+                             std::to_string(t.epoch) + ", older than epoch " + std::to_string(pos.epoch) +
+                             " already seen: a deposed primary's record, refused (node " + t.node + ")",
+                         SQLITE_CORRUPT);
   }
   if (t.checksum_before != pos.checksum) {
     return Status::Error("litejet: replica \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +

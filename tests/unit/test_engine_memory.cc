@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -20,6 +21,7 @@ extern "C" {
 #include "include/litejet.h"
 #include "tests/util/testdb.h"
 #include "transport/log.h"
+#include "wal-capture/sidecar.h"
 
 using namespace litejet;
 using namespace litejet::test;
@@ -91,6 +93,34 @@ void engine_fences_a_stale_primary(void**) {
   sqlite3_close(a);
 }
 
+// Epochs: a replica takes the epoch of the records it applies, and refuses a
+// record from an older epoch than one it has seen (a deposed primary's) with
+// an error naming both epochs, applying nothing of it. The primary's epoch is
+// set here through its sidecar, as the agent does when it wins an election.
+void engine_replica_refuses_an_older_epoch(void**) {
+  g_store = transport::NewMemoryStore();
+  TempDir d;
+  sqlite3* p = Open(d / "p.db", "role=primary&node=p1");
+  sqlite3* r = Open(d / "r.db", "role=replica&node=r1");
+  sidecar::Sidecar side;
+  bool created = false;
+  assert_true(side.Open(d / "p.db-litejet", &created).ok());
+  side.SetEpoch(7);
+  ExecOk(p, "create table t(x); insert into t values(1)");
+  assert_int_equal(QueryInt(r, "select repl_wait(2, 10000)"), 1);
+  assert_int_equal(QueryInt(r, "select json_extract(repl_status(), '$.epoch')"), 7);
+  side.SetEpoch(3);  // as if a deposed primary of epoch 3 got a record into the log
+  ExecOk(p, "insert into t values(2)");
+  assert_int_equal(QueryInt(p, "select repl_wait(3, 10000)"), 1);  // the memory log has no fencing by epoch
+  assert_int_equal(QueryInt(r, "select repl_wait(3, 500)"), 0);
+  assert_int_equal(QueryInt(r, "select repl_position()"), 2);
+  assert_int_equal(QueryInt(r, "select count(*) from t"), 1);
+  std::string err = QueryText(r, "select json_extract(repl_status(), '$.last_error')");
+  assert_non_null(std::strstr(err.c_str(), "is from epoch 3, older than epoch 7 already seen"));
+  sqlite3_close(r);
+  sqlite3_close(p);
+}
+
 }  // namespace
 
 int main() {
@@ -103,6 +133,7 @@ int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(engine_replicates_through_memory_log),
       cmocka_unit_test(engine_fences_a_stale_primary),
+      cmocka_unit_test(engine_replica_refuses_an_older_epoch),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
