@@ -54,9 +54,7 @@ const char* RoleName(Role r) {
   return "replica";
 }
 
-std::string Transition::ToString() const {
-  return std::string(RoleName(from)) + " -> " + RoleName(to) + ": " + reason;
-}
+std::string Transition::ToString() const { return std::string(RoleName(from)) + " -> " + RoleName(to) + ": " + reason; }
 
 RoleMachine::RoleMachine(lt::LeaseStore* store, RoleOptions o)
     : store_(store), o_(Resolve(std::move(o))), write_deadline_(kNoDeadline) {}

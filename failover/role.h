@@ -39,17 +39,17 @@ struct RoleOptions {
 
 // The caller's position, in one unit (TXIDs or log sequences).
 struct Progress {
-  uint64_t applied = 0;          // the last record this node applied (or committed)
-  uint64_t log_last = 0;         // the log's last record, as last read
-  bool log_last_known = false;   // false: the log could not be read
+  uint64_t applied = 0;         // the last record this node applied (or committed)
+  uint64_t log_last = 0;        // the log's last record, as last read
+  bool log_last_known = false;  // false: the log could not be read
   // Exactly equal: a node ahead of the log holds commits the log does not (diverged).
   bool CaughtUp() const { return log_last_known && applied == log_last; }
 };
 
 struct Transition {
   Role from = Role::kReplica, to = Role::kReplica;
-  std::string reason;  // why, in words; also the node's last_error when it loses writes
-  int64_t at_ms = 0;   // the caller's monotonic clock
+  std::string reason;            // why, in words; also the node's last_error when it loses writes
+  int64_t at_ms = 0;             // the caller's monotonic clock
   std::string ToString() const;  // "replica -> candidate: the lease is free and ..."
 };
 
@@ -93,10 +93,10 @@ class RoleMachine {
   Role role() const { return role_; }
   Configured configured() const { return o_.configured; }
   uint64_t epoch() const { return role_ == Role::kPrimary ? held_.epoch : 0; }  // the held lease's; 0 if none
-  uint64_t max_epoch_seen() const { return max_epoch_; }  // only grows
+  uint64_t max_epoch_seen() const { return max_epoch_; }                        // only grows
   const PrimaryInfo& primary() const { return primary_; }
   const std::string& last_reason() const { return last_reason_; }  // the last transition's reason
-  const RoleOptions& options() const { return o_; }  // with defaults resolved
+  const RoleOptions& options() const { return o_; }                // with defaults resolved
 
  private:
   void Move(Role to, int64_t now, std::string reason);
@@ -110,11 +110,11 @@ class RoleMachine {
   RoleOptions o_;
   Role role_ = Role::kReplica;
   bool closed_ = false;
-  transport::Lease held_;        // valid while primary
-  int64_t next_renew_ = 0;       // primary: next Renew
-  int64_t deadline_ = 0;         // primary: the write deadline (mirrored in write_deadline_)
-  int64_t next_poll_ = 0;        // not primary: next Current
-  int64_t hold_off_until_ = 0;   // not a candidate before this
+  transport::Lease held_;       // valid while primary
+  int64_t next_renew_ = 0;      // primary: next Renew
+  int64_t deadline_ = 0;        // primary: the write deadline (mirrored in write_deadline_)
+  int64_t next_poll_ = 0;       // not primary: next Current
+  int64_t hold_off_until_ = 0;  // not a candidate before this
   uint64_t max_epoch_ = 0;
   PrimaryInfo primary_;
   std::string last_reason_;

@@ -108,7 +108,7 @@ struct Node {
   FakeStore store;
   fo::RoleMachine m;
   fo::Progress progress{0, 0, true};
-  bool alive = true;   // false: the process stopped (killed or paused): it no longer ticks
+  bool alive = true;        // false: the process stopped (killed or paused): it no longer ticks
   int64_t primary_at = -1;  // the last candidate -> primary
   std::vector<fo::Transition> log;
   std::vector<uint64_t> epochs_acquired;
@@ -154,8 +154,8 @@ struct Sim {
       if (!n->m.MayWrite(w.now)) continue;
       writers++;
       if (!w.exists || w.lease.node != n->m.options().node || w.lease.epoch != n->m.epoch()) {
-        fail_msg("t=%lld: %s may write but the store %s", static_cast<long long>(w.now),
-                 n->m.options().node.c_str(), w.exists ? "has another holder" : "has no lease");
+        fail_msg("t=%lld: %s may write but the store %s", static_cast<long long>(w.now), n->m.options().node.c_str(),
+                 w.exists ? "has another holder" : "has no lease");
       }
     }
     assert_true(writers <= 1);
@@ -291,7 +291,7 @@ void partitioned_primary_is_fenced_before_another_can_acquire(void**) {
   Node* old = s.Primary();
   assert_non_null(old);
   uint64_t old_epoch = old->m.epoch();
-  old->store.up = false;  // cut off from the store; the others still reach it
+  old->store.up = false;                    // cut off from the store; the others still reach it
   const int64_t expires = s.w.ExpiresAt();  // its last renewal is the key's last write
   int64_t fenced = -1, fence_reported = -1, taken = -1;
   Node* next = nullptr;
@@ -305,8 +305,8 @@ void partitioned_primary_is_fenced_before_another_can_acquire(void**) {
   });
   assert_non_null(next);
   print_message("fenced at %lld (reported %lld), lease expired at %lld, taken over at %lld\n",
-                static_cast<long long>(fenced), static_cast<long long>(fence_reported),
-                static_cast<long long>(expires), static_cast<long long>(taken));
+                static_cast<long long>(fenced), static_cast<long long>(fence_reported), static_cast<long long>(expires),
+                static_cast<long long>(taken));
   assert_true(fenced >= 0);
   assert_true(fenced < expires);  // the ordering fencing is for: no write once another could acquire
   assert_true(expires <= taken);
@@ -381,7 +381,7 @@ void step_down_hands_over_within_one_poll(void**) {
   int64_t at = s.w.now;
   assert_true(old->m.StepDown(at));
   assert_false(old->m.MayWrite(at));
-  assert_false(s.w.exists);  // released, not left to expire
+  assert_false(s.w.exists);                // released, not left to expire
   assert_true(old->m.NextTickAt() <= at);  // the transition waits in the next Tick
   Node* next = nullptr;
   s.RunUntil(at + 2 * kTtl, [&] {
