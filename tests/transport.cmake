@@ -4,4 +4,4 @@ litejet_unit(test_memory_log)
 litejet_integration(test_nats_log)
 # transport/lease.h: the KV leases and heartbeats and their in-memory fake.
 litejet_unit(test_lease_memory)
-#PENDING litejet_integration(test_lease_nats)
+litejet_integration(test_lease_nats)

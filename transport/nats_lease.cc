@@ -308,26 +308,19 @@ class NatsLeaseStore final : public LeaseStore {
     next.renewed_unix_ms = WallMs();
     next.ttl_ms = sh_->ttl_ms();
     const std::string value = internal::EncodeLease(next);
-    uint64_t expect = lease->revision, seq = 0;
-    for (int attempt = 0;; attempt++) {
-      bool wrong_last = false;
-      st = sh_->Put(sh_->LeaseSubject(), value, false, true, expect, deadline, what, &seq, &wrong_last);
-      if (st.ok()) break;
-      if (!wrong_last) return st;
-      // Our own earlier renew may have landed after its caller saw a timeout:
-      // then the key holds our epoch at a newer revision. Write once more on
-      // top of it (never adopt it: its expiry counts from before this call).
-      KeyMsg k;
-      Lease cur;
-      if (attempt == 0 && sh_->Get(sh_->LeaseStream(), sh_->LeaseSubject(), deadline, what, &k).ok() && k.found &&
-          Decode(k, &cur).ok() && cur.node == lease->node && cur.epoch == lease->epoch) {
-        expect = k.seq;
-        continue;
-      }
+    uint64_t seq = 0;
+    bool wrong_last = false;
+    // A renew that timed out may still have landed: the key then holds our
+    // epoch at a revision we never learnt, and this fails with kLeaseLost.
+    // The caller steps down, which is safe; adopting that revision would not
+    // be (its expiry counts from before this call started).
+    st = sh_->Put(sh_->LeaseSubject(), value, false, true, lease->revision, deadline, what, &seq, &wrong_last);
+    if (wrong_last) {
       return sh_->conn().Fail(Status::Error(
           "litejet: nats: " + what + " failed: the lease is no longer at that revision (expired or taken)",
           kLeaseLost));
     }
+    if (!st.ok()) return st;
     lease->revision = seq;
     lease->renewed_unix_ms = next.renewed_unix_ms;
     lease->ttl_ms = next.ttl_ms;
