@@ -23,6 +23,7 @@ extern "C" {
 
 namespace lt = litejet::transport;
 namespace conf = litejet::transport::conformance;
+using litejet::test::NatsCluster;
 using litejet::test::NatsServer;
 
 namespace {
@@ -31,6 +32,7 @@ constexpr int64_t kTtl = 1200;
 
 struct Fixture {
   std::unique_ptr<NatsServer> server;
+  std::unique_ptr<NatsCluster> cluster;
 };
 
 void AssertOk(const litejet::Status& st) {
@@ -98,6 +100,19 @@ int StartServer(void** state) {
   f->server = NatsServer::Start(&err);
   if (!f->server) {
     print_error("NatsServer::Start: %s\n", err.c_str());
+    delete f;
+    return -1;
+  }
+  *state = f;
+  return 0;
+}
+
+int StartCluster(void** state) {
+  auto* f = new Fixture;
+  std::string err;
+  f->cluster = NatsCluster::Start(3, &err);
+  if (!f->cluster) {
+    print_error("NatsCluster::Start: %s\n", err.c_str());
     delete f;
     return -1;
   }
@@ -237,6 +252,34 @@ void outage_is_unavailable_and_bounded(void** state) {
   assert_true(conf::Seconds(t0) < 0.2);
 }
 
+// An R3 lease bucket on a 3-node cluster: racing acquires still have exactly
+// one winner (the expectation is the stream's last sequence, checked in raft
+// order; see docs/design.md).
+void racing_stores_on_a_cluster_have_one_winner(void** state) {
+  lt::Options o;
+  std::string urls = F(state).cluster->urls();
+  for (size_t b = 0; b < urls.size();) {
+    size_t e = urls.find(',', b);
+    if (e == std::string::npos) e = urls.size();
+    o.urls.push_back(urls.substr(b, e - b));
+    b = e + 1;
+  }
+  o.name = "r3_" + std::to_string(getpid());
+  o.stream_replicas = 3;
+  conf::LeaseEnv env = EnvFor(o);
+  // A new replicated bucket answers once it has a leader: wait, boundedly.
+  auto probe = env.open_store();
+  auto deadline = conf::Clock::now() + std::chrono::seconds(20);
+  litejet::Status st;
+  do {
+    lt::Lease l;
+    bool found = false;
+    st = probe->Current(2000, &l, &found);
+  } while (!st.ok() && conf::Clock::now() < deadline);
+  AssertOk(st);
+  AssertOk(conf::RacingAcquire(env, 3, 40));
+}
+
 }  // namespace
 
 int main() {
@@ -254,6 +297,7 @@ int main() {
       cmocka_unit_test_setup_teardown(malformed_value_is_a_clear_error, StartServer, Teardown),
       cmocka_unit_test_setup_teardown(shorter_bucket_max_age_is_refused, StartServer, Teardown),
       cmocka_unit_test_setup_teardown(outage_is_unavailable_and_bounded, StartServer, Teardown),
+      cmocka_unit_test_setup_teardown(racing_stores_on_a_cluster_have_one_winner, StartCluster, Teardown),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
