@@ -73,7 +73,11 @@ class Shared {
     if (!conn_.WaitConnected(deadline)) return conn_.NotConnected(what);
     std::atomic<bool>& ready = lease ? lease_ready_ : nodes_ready_;
     if (ready.load()) return Status::OK();
-    std::lock_guard<std::mutex> l(ensure_mu_);
+    // One creation at a time, but no caller waits past its own deadline for another's.
+    std::unique_lock<std::timed_mutex> l(ensure_mu_, std::defer_lock);
+    if (!l.try_lock_until(deadline)) {
+      return conn_.Fail(Status::Error("litejet: nats: " + what + " failed: timeout (bucket being created)", kUnavailable));
+    }
     if (ready.load()) return Status::OK();
     Status st = lease ? Ensure(lease_bucket_, ttl_ms_, true, deadline)
                       : Ensure(nodes_bucket_, std::max(kMinNodesMaxAgeMs, 10 * ttl_ms_), false, deadline);
@@ -98,7 +102,7 @@ class Shared {
   const std::string lease_bucket_, nodes_bucket_;
   const int64_t ttl_ms_;
   const int replicas_;
-  std::mutex ensure_mu_;
+  std::timed_mutex ensure_mu_;
   std::atomic<bool> lease_ready_{false}, nodes_ready_{false};
 };
 
