@@ -40,14 +40,14 @@ inline Status AcquireIsExclusive(const LeaseEnv& env) {
   Lease la, lb;
   LITEJET_CONF_OK(a->Acquire("node-a", "a.example:7000", kConfWaitMs, &la));
   LITEJET_CONF_CHECK(la.node == "node-a" && la.advertise == "a.example:7000", "acquired lease has wrong fields");
-  LITEJET_CONF_CHECK(la.epoch > 0 && la.epoch == la.revision, "epoch " + std::to_string(la.epoch) +
-                                                                  " != revision " + std::to_string(la.revision));
+  LITEJET_CONF_CHECK(la.epoch > 0 && la.epoch == la.revision,
+                     "epoch " + std::to_string(la.epoch) + " != revision " + std::to_string(la.revision));
   LITEJET_CONF_CHECK(la.ttl_ms > 0 && la.renewed_unix_ms > 0, "ttl or renewed time missing");
   Status st = b->Acquire("node-b", "b.example:7000", kConfWaitMs, &lb);
   LITEJET_CONF_CHECK(st.code() == kLeaseHeld, "second acquire: " + Code(st));
-  LITEJET_CONF_CHECK(lb.node == "node-a" && lb.epoch == la.epoch && lb.revision == la.revision &&
-                         lb.advertise == "a.example:7000",
-                     "kLeaseHeld did not report the holder's lease");
+  LITEJET_CONF_CHECK(
+      lb.node == "node-a" && lb.epoch == la.epoch && lb.revision == la.revision && lb.advertise == "a.example:7000",
+      "kLeaseHeld did not report the holder's lease");
   // The holder itself cannot acquire twice either.
   Lease again;
   st = a->Acquire("node-a", "a.example:7000", kConfWaitMs, &again);
@@ -65,9 +65,8 @@ inline Status RenewByRevision(const LeaseEnv& env) {
   LITEJET_CONF_OK(a->Acquire("node-a", "", kConfWaitMs, &la));
   Lease stale = la;
   LITEJET_CONF_OK(a->Renew(&la, kConfWaitMs));
-  LITEJET_CONF_CHECK(la.revision > stale.revision && la.epoch == stale.epoch, "renew: revision " +
-                                                                                  std::to_string(la.revision) + " epoch " +
-                                                                                  std::to_string(la.epoch));
+  LITEJET_CONF_CHECK(la.revision > stale.revision && la.epoch == stale.epoch,
+                     "renew: revision " + std::to_string(la.revision) + " epoch " + std::to_string(la.epoch));
   LITEJET_CONF_OK(a->Renew(&la, kConfWaitMs));
   Lease cur;
   bool found = false;
@@ -98,8 +97,8 @@ inline Status ExpiryHandsOver(const LeaseEnv& env) {
   LITEJET_CONF_OK(b->Current(kConfWaitMs, &cur, &found));
   LITEJET_CONF_CHECK(!found, "expired lease still has a holder");
   LITEJET_CONF_OK(b->Acquire("node-b", "", kConfWaitMs, &lb));
-  LITEJET_CONF_CHECK(lb.epoch > la.epoch, "epoch after expiry " + std::to_string(lb.epoch) + " <= " +
-                                              std::to_string(la.epoch));
+  LITEJET_CONF_CHECK(lb.epoch > la.epoch,
+                     "epoch after expiry " + std::to_string(lb.epoch) + " <= " + std::to_string(la.epoch));
   Status st = a->Renew(&la, kConfWaitMs);
   LITEJET_CONF_CHECK(st.code() == kLeaseLost, "old holder's renew after expiry: " + Code(st));
   st = a->Release(la, kConfWaitMs);

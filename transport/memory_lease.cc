@@ -62,9 +62,9 @@ class MemoryLeaseStore final : public LeaseStore {
     m_->Expire();
     if (m_->key) {
       *out = m_->key->lease;
-      return Status::Error("litejet: memory leases: lease held by node \"" + out->node + "\" (epoch " +
-                               std::to_string(out->epoch) + ")",
-                           kLeaseHeld);
+      return Status::Error(
+          "litejet: memory leases: lease held by node \"" + out->node + "\" (epoch " + std::to_string(out->epoch) + ")",
+          kLeaseHeld);
     }
     Lease lease;
     lease.node = node;
@@ -116,9 +116,9 @@ class MemoryLeaseStore final : public LeaseStore {
   Status CheckOurs(const Lease& lease, const char* what) {
     m_->Expire();
     if (m_->key && m_->key->lease.revision == lease.revision) return Status::OK();
-    std::string now = m_->key ? "held by node \"" + m_->key->lease.node + "\" at revision " +
-                                    std::to_string(m_->key->lease.revision)
-                              : "expired or released";
+    std::string now =
+        m_->key ? "held by node \"" + m_->key->lease.node + "\" at revision " + std::to_string(m_->key->lease.revision)
+                : "expired or released";
     return Status::Error(std::string("litejet: memory leases: ") + what + " lease at revision " +
                              std::to_string(lease.revision) + " failed: the lease is " + now,
                          kLeaseLost);

@@ -150,7 +150,8 @@ int64_t MsLeft(Clock::time_point deadline) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
 }
 
-NatsConn::NatsConn(const Options& o, int64_t js_wait_ms) : js_wait_ms_(js_wait_ms), events_(std::make_shared<Events>()) {
+NatsConn::NatsConn(const Options& o, int64_t js_wait_ms)
+    : js_wait_ms_(js_wait_ms), events_(std::make_shared<Events>()) {
   for (const auto& u : o.urls) servers_ += (servers_.empty() ? "" : ",") + u;
   closure_ = Registry::Get().Add(events_);
 }

@@ -30,7 +30,7 @@ using internal::NatsConn;
 constexpr const char* kKvOperation = "KV-Operation";  // nats.c's kvOpHeader: "DEL" or "PURGE" on a marker
 constexpr const char* kLeaseKey = "primary";
 constexpr int64_t kMinNodesMaxAgeMs = 60 * 1000;
-constexpr int kMaxListedNodes = 1024;  // List reads at most this many heartbeats
+constexpr int kMaxListedNodes = 1024;   // List reads at most this many heartbeats
 constexpr size_t kMaxLastError = 1024;  // of a heartbeat's last_error, so a value stays under kMaxLeaseValue
 constexpr int64_t kMsToNs = 1000 * 1000;
 
@@ -76,7 +76,8 @@ class Shared {
     // One creation at a time, but no caller waits past its own deadline for another's.
     std::unique_lock<std::timed_mutex> l(ensure_mu_, std::defer_lock);
     if (!l.try_lock_until(deadline)) {
-      return conn_.Fail(Status::Error("litejet: nats: " + what + " failed: timeout (bucket being created)", kUnavailable));
+      return conn_.Fail(
+          Status::Error("litejet: nats: " + what + " failed: timeout (bucket being created)", kUnavailable));
     }
     if (ready.load()) return Status::OK();
     Status st = lease ? Ensure(lease_bucket_, ttl_ms_, true, deadline)
@@ -85,8 +86,8 @@ class Shared {
     return st;
   }
 
-  Status Get(const std::string& stream, const std::string& subject, Clock::time_point deadline,
-             const std::string& what, KeyMsg* out);
+  Status Get(const std::string& stream, const std::string& subject, Clock::time_point deadline, const std::string& what,
+             KeyMsg* out);
   // Publishes value to subject if the stream's last sequence is still
   // expect_last (0: the stream never had a message); del: a delete marker.
   // *wrong_last: the expectation failed (nothing stored).
@@ -161,7 +162,8 @@ Status Shared::Ensure(const std::string& bucket, int64_t max_age_ms, bool is_lea
     // A shorter max age would expire a holder's key before its own deadline.
     return conn_.Fail(Status::Error("litejet: nats: KV bucket " + bucket + " has max age " +
                                     std::to_string(max_age / kMsToNs) + " ms, but this node's lease ttl is " +
-                                    std::to_string(max_age_ms) + " ms: the bucket must not expire keys sooner "
+                                    std::to_string(max_age_ms) +
+                                    " ms: the bucket must not expire keys sooner "
                                     "(delete the bucket or use the same ttl on every node)"));
   }
   return Status::OK();
@@ -187,8 +189,8 @@ Status Shared::Get(const std::string& stream, const std::string& subject, Clock:
     if (len < 0 || static_cast<size_t>(len) > internal::kMaxLeaseValue) {
       natsMsg_Destroy(m);
       return conn_.Fail(Status::Error("litejet: nats: " + what + " failed: value of " + subject + " at revision " +
-                                      std::to_string(out->seq) + " is " + std::to_string(len) +
-                                      " bytes (at most " + std::to_string(internal::kMaxLeaseValue) + ")"));
+                                      std::to_string(out->seq) + " is " + std::to_string(len) + " bytes (at most " +
+                                      std::to_string(internal::kMaxLeaseValue) + ")"));
     }
     out->found = true;
     out->value.assign(natsMsg_GetData(m), static_cast<size_t>(len));
@@ -200,7 +202,8 @@ Status Shared::Get(const std::string& stream, const std::string& subject, Clock:
 Status Shared::Put(const std::string& subject, const std::string& value, bool del, bool check, uint64_t expect_last,
                    Clock::time_point deadline, const std::string& what, uint64_t* seq, bool* wrong_last) {
   *wrong_last = false;
-  if (MsLeft(deadline) <= 0) return conn_.Fail(Status::Error("litejet: nats: " + what + " failed: timeout", kUnavailable));
+  if (MsLeft(deadline) <= 0)
+    return conn_.Fail(Status::Error("litejet: nats: " + what + " failed: timeout", kUnavailable));
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MaxWait = std::max<int64_t>(MsLeft(deadline), 1);
@@ -231,8 +234,7 @@ Status Shared::Put(const std::string& subject, const std::string& value, bool de
   return conn_.Fail(what, s, jerr);
 }
 
-Status Shared::LastSeq(const std::string& stream, Clock::time_point deadline, const std::string& what,
-                       uint64_t* last) {
+Status Shared::LastSeq(const std::string& stream, Clock::time_point deadline, const std::string& what, uint64_t* last) {
   jsOptions jo = Wait(deadline);
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -287,15 +289,15 @@ class NatsLeaseStore final : public LeaseStore {
     lease.ttl_ms = sh_->ttl_ms();
     uint64_t seq = 0;
     bool wrong_last = false;
-    st = sh_->Put(sh_->LeaseSubject(), internal::EncodeLease(lease), false, true, std::max(last, k.seq), deadline,
-                  what, &seq, &wrong_last);
+    st = sh_->Put(sh_->LeaseSubject(), internal::EncodeLease(lease), false, true, std::max(last, k.seq), deadline, what,
+                  &seq, &wrong_last);
     if (wrong_last) {
       // Someone else got there first: say who, when we can.
       Status read = sh_->Get(sh_->LeaseStream(), sh_->LeaseSubject(), deadline, what, &k);
       if (read.ok() && k.found) return Held(k, what, out);
       *out = Lease();
-      return sh_->conn().Fail(Status::Error("litejet: nats: " + what + " failed: another node wrote it first",
-                                            kLeaseHeld));
+      return sh_->conn().Fail(
+          Status::Error("litejet: nats: " + what + " failed: another node wrote it first", kLeaseHeld));
     }
     if (!st.ok()) return st;
     lease.epoch = lease.revision = seq;
@@ -341,8 +343,7 @@ class NatsLeaseStore final : public LeaseStore {
     st = sh_->Put(sh_->LeaseSubject(), "", true, true, lease.revision, deadline, what, &seq, &wrong_last);
     if (wrong_last) {
       return sh_->conn().Fail(Status::Error(
-          "litejet: nats: " + what + " failed: the lease is no longer at that revision (nothing deleted)",
-          kLeaseLost));
+          "litejet: nats: " + what + " failed: the lease is no longer at that revision (nothing deleted)", kLeaseLost));
     }
     return st;
   }
@@ -383,8 +384,8 @@ class NatsLeaseStore final : public LeaseStore {
     Status st = Decode(k, &holder);
     if (!st.ok()) return sh_->conn().Fail(st);  // not kLeaseHeld: nobody can tell who holds it
     *out = holder;
-    return sh_->conn().Fail(Status::Error("litejet: nats: " + what + ": held by node \"" + holder.node +
-                                              "\" (epoch " + std::to_string(holder.epoch) + ")",
+    return sh_->conn().Fail(Status::Error("litejet: nats: " + what + ": held by node \"" + holder.node + "\" (epoch " +
+                                              std::to_string(holder.epoch) + ")",
                                           kLeaseHeld));
   }
 

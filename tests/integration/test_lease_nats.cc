@@ -72,7 +72,8 @@ litejet::Status WaitExpired(lt::LeaseStore& s) {
       return litejet::Status::OK();
     }
     if (conf::Seconds(t0) > kTtl / 1000.0 + 2) {
-      return litejet::Status::Error("lease still held " + std::to_string(conf::Seconds(t0)) + " s after the last write");
+      return litejet::Status::Error("lease still held " + std::to_string(conf::Seconds(t0)) +
+                                    " s after the last write");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -177,8 +178,8 @@ void malformed_value_is_a_clear_error(void** state) {
   bool found = true;
   AssertOk(a->Current(5000, &l, &found));  // makes the bucket
   assert_false(found);
-  for (const std::string& bad : {std::string("not a lease"), std::string("litejet-lease v1\nnode=a\nepoch=x\n"),
-                                 std::string(100 * 1000, 'z')}) {
+  for (const std::string& bad :
+       {std::string("not a lease"), std::string("litejet-lease v1\nnode=a\nepoch=x\n"), std::string(100 * 1000, 'z')}) {
     PutRaw(F(state).server->url(), o, bad);
     litejet::Status st = a->Current(5000, &l, &found);
     print_message("Current: %s\n", st.message().c_str());

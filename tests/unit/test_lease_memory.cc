@@ -116,12 +116,12 @@ void malformed_values_are_clear_errors(void**) {
       "",
       "garbage",
       "litejet-lease v2\nnode=a\n",
-      "litejet-lease v1\nnode=a",             // unterminated line
-      "litejet-lease v1\nnode\n",             // no '='
-      "litejet-lease v1\nadvertise=x\n",      // no node
-      "litejet-lease v1\nnode=a%4\n",         // short escape
-      "litejet-lease v1\nnode=a%zz\n",        // bad escape
-      "litejet-lease v1\nnode=a b\n",         // unescaped space
+      "litejet-lease v1\nnode=a",         // unterminated line
+      "litejet-lease v1\nnode\n",         // no '='
+      "litejet-lease v1\nadvertise=x\n",  // no node
+      "litejet-lease v1\nnode=a%4\n",     // short escape
+      "litejet-lease v1\nnode=a%zz\n",    // bad escape
+      "litejet-lease v1\nnode=a b\n",     // unescaped space
       "litejet-lease v1\nnode=a\nepoch=-1\n",
       "litejet-lease v1\nnode=a\nepoch=18446744073709551616\n",  // overflows
       "litejet-lease v1\nnode=a\nepoch=\n",
@@ -136,7 +136,7 @@ void malformed_values_are_clear_errors(void**) {
   }
   lt::Lease d;
   assert_false(lt::internal::DecodeLease(good + "x=" + std::string(5000, 'y') + "\n", &d).ok());  // too large
-  AssertOk(lt::internal::DecodeLease(good + "future_field=1\n", &d));                            // v1 may grow
+  AssertOk(lt::internal::DecodeLease(good + "future_field=1\n", &d));                             // v1 may grow
   lt::NodeState s;
   assert_false(lt::internal::DecodeNodeState(good, &s).ok());  // a lease is not a heartbeat
   // Every truncation and every single-byte corruption is handled (an error or a value), never a crash.
