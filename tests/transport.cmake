@@ -2,3 +2,6 @@
 # Included from tests/CMakeLists.txt after the litejet_* helpers.
 litejet_unit(test_memory_log)
 litejet_integration(test_nats_log)
+# transport/lease.h: the KV leases and heartbeats and their in-memory fake.
+litejet_unit(test_lease_memory)
+litejet_integration(test_lease_nats)

@@ -48,7 +48,8 @@ class LeaseStore {
   // Rewrites the key if it is still at lease->revision (compare-and-set);
   // on OK lease->revision and renewed_unix_ms are updated. kLeaseLost: it is
   // not (the lease expired, or another node holds it now). kUnavailable: no
-  // answer (the caller's deadline still runs from its last success).
+  // answer (the caller's deadline still runs from its last success; the write
+  // may have landed anyway, and then the next Renew is kLeaseLost: step down).
   virtual Status Renew(Lease* lease, int64_t timeout_ms) = 0;
 
   // Deletes the key if it is still at lease.revision, so another node can
