@@ -295,15 +295,23 @@ std::string Engine::RoleName() const {
 
 // The agent's last call to the server succeeded and its connection is up
 // now (nats.c knows of a lost connection before the agent's next call fails).
-bool Engine::LinkUp() const {
-  if (!connected_) return false;
+// why (optional): the transport's reason when the link is down.
+bool Engine::LinkUp(std::string* why) const {
   std::lock_guard<std::mutex> g(agent_mu_);
-  return !log_ || log_->Connected();
+  const bool up = connected_ && (!log_ || log_->Connected());
+  if (!up && why && log_) {
+    *why = log_->LastError();
+    if (why->empty()) *why = "litejet: database \"" + cfg_.name + "\": not connected to NATS";
+  }
+  return up;
 }
 
 std::string Engine::StatusJson() const {
   sidecar::Position p = Position();
   std::string err = LastError();
+  std::string down;
+  const bool up = LinkUp(&down);
+  if (err.empty()) err = down;  // nats.c saw the link go before the agent's next call failed
   std::string prim = Primary();
   uint64_t lag = IsPrimary() && p.txid > p.acked_txid ? p.txid - p.acked_txid : 0;
   uint64_t lag_ms = IsPrimary() ? OldestUnackedAgeMs(p) : 0;
@@ -318,7 +326,7 @@ std::string Engine::StatusJson() const {
   j += ",\"epoch\":" + std::to_string(p.epoch);
   j += ",\"lag_txns\":" + std::to_string(lag);
   j += ",\"lag_ms\":" + std::to_string(lag_ms);
-  j += ",\"connected\":" + std::string(LinkUp() ? "true" : "false");
+  j += ",\"connected\":" + std::string(up ? "true" : "false");
   j += ",\"log_seq\":" + std::to_string(p.log_seq);
   j += ",\"last_error\":" + (err.empty() ? std::string("null") : JsonString(err));
   j += ",\"durability\":" + JsonString(DurabilityName(cfg_.durability));

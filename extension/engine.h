@@ -50,7 +50,7 @@ class Engine : public vfs::DbHooks {
   std::string Primary() const;  // advertise of the primary; empty: unknown
   std::string RoleName() const;
   std::string StatusJson() const;
-  bool LinkUp() const;
+  bool LinkUp(std::string* why = nullptr) const;
   std::string LastError() const;
   // Primary: until JetStream acknowledged txid. Replica: until txid is
   // applied and visible to reads that start afterwards. False on timeout.

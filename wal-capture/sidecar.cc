@@ -348,14 +348,25 @@ RoleInfo Sidecar::role() const {
   const Header* h = hdr();
   RoleInfo r;
   char primary[kRoleTextMax], reason[kRoleTextMax];
-  // One writer (the host's agent): retry while it is mid-update; a writer
-  // killed mid-update leaves the counter odd for good, so give up after a
-  // bounded number of tries and take what is there (it is only a message).
-  for (int tries = 0; tries < 10000; tries++) {
+  // One writer (the host's agent): retry while it is mid-update or moved
+  // on. A writer killed mid-update leaves the counter odd for good: when it
+  // stays odd and unchanged for 100 ms, take what is there (a message).
+  uint64_t stuck = 0;  // even: no odd value seen yet
+  auto stuck_since = std::chrono::steady_clock::now();
+  for (uint64_t tries = 0;; tries++) {
     uint64_t s1 = Load(&h->seq_role);
-    if ((s1 & 1) && tries < 9999) {
-      if ((tries & 255) == 255) std::this_thread::yield();
-      continue;
+    bool give_up = false;
+    if (s1 & 1) {
+      if (s1 != stuck) {
+        stuck = s1;
+        stuck_since = std::chrono::steady_clock::now();
+      } else if ((tries & 1023) == 0 && std::chrono::steady_clock::now() - stuck_since > std::chrono::milliseconds(100)) {
+        give_up = true;
+      }
+      if (!give_up) {
+        if ((tries & 255) == 255) std::this_thread::yield();
+        continue;
+      }
     }
     r.state = static_cast<RoleState>(std::min<uint32_t>(Load(&h->role_state), 2));
     r.epoch = Load(&h->role_epoch);
@@ -364,13 +375,13 @@ RoleInfo Sidecar::role() const {
     TextIn(h->role_primary, primary);
     TextIn(h->role_reason, reason);
     Fence(std::memory_order_acquire);
-    if (Load(&h->seq_role) == s1 || tries == 9999) {
+    if (Load(&h->seq_role) == s1 || give_up) {
       r.primary.assign(primary, pl);
       r.reason.assign(reason, rl);
       return r;
     }
+    if ((tries & 255) == 255) std::this_thread::yield();
   }
-  return r;
 }
 
 void Sidecar::SetRole(const RoleInfo& r) {

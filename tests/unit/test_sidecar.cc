@@ -220,6 +220,7 @@ void sidecar_role_block(void**) {
       w.primary = "P" + std::to_string(i) + std::string(size_t(i % 200), 'x');
       w.reason = "R" + std::to_string(i);
       a.SetRole(w);
+      std::this_thread::yield();  // (the real writer changes roles a few times a minute at most)
     }
   });
   for (int k = 0; k < 200000; k++) {
