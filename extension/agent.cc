@@ -252,6 +252,17 @@ void Engine::AgentMain() {
     SetError(s.message());
     return;
   }
+  // Heartbeats (NATS only: the in-memory log of the engine tests has none).
+  std::unique_ptr<transport::LeaseStore> lease;
+  std::unique_ptr<transport::NodeBoard> board;
+  if (!LogFactoryRef()) {
+    Status bs = transport::OpenNatsLeases(o, cfg_.lease_ttl_ms, &lease, &board);
+    if (bs.ok()) {
+      board_ = board.get();
+    } else {
+      sqlite3_log(SQLITE_WARNING, "litejet: %s: no heartbeats: %s", cfg_.name.c_str(), bs.message().c_str());
+    }
+  }
   {
     std::lock_guard<std::mutex> g(agent_mu_);
     log_ = log.get();
@@ -268,8 +279,24 @@ void Engine::AgentMain() {
   } else {
     RunReplica(*log);
   }
+  board_ = nullptr;
   std::lock_guard<std::mutex> g(agent_mu_);
   log_ = nullptr;
+}
+
+void Engine::Beat() {
+  if (!board_ || stopping_) return;
+  cluster_.Tick(*board_, SteadyMs(), [&] {
+    transport::NodeState me;
+    sidecar::Position p = sidecar_.Read();
+    me.node = cfg_.node;
+    me.role = RoleName();
+    me.advertise = cfg_.advertise;
+    me.txid = p.txid;
+    me.epoch = p.epoch;
+    me.last_error = LastError();
+    return me;
+  });
 }
 
 // Retries op until it succeeds or the agent stops; records errors.
@@ -379,6 +406,7 @@ void Engine::RunPrimary(transport::Log& log) {
   if (const char* h = std::getenv("LITEJET_TEST_HOLD_ACK_MS")) hold_ack_ms = std::strtoll(h, nullptr, 10);
   while (!stopping_) {
     GuardBacklog(false);
+    Beat();
     if (sidecar_.indoubt_txid() != 0) {
       if (!ReconcileInDoubt(log, &seq)) break;
       next = sidecar_.Read().acked_txid + 1;
@@ -607,8 +635,10 @@ void Engine::RunReplica(transport::Log& log) {
   bool fatal = false;
   std::string rec;
   while (!stopping_ && !fatal) {
+    Beat();
     Status rs = log.Read(from, 500, [&](const transport::Message& m) {
       if (stopping_) return false;
+      Beat();
       if (!connected_) {
         // Messages flow again: the outage is over.
         connected_ = true;

@@ -332,6 +332,12 @@ std::string Engine::StatusJson() const {
   j += ",\"durability\":" + JsonString(DurabilityName(cfg_.durability));
   j += ",\"db_pages\":" + std::to_string(p.db_pages);
   j += ",\"page_size\":" + std::to_string(p.page_size);
+  // The cluster as this node's agent last read it from the heartbeats
+  // (empty in a process that is not the host's agent, and before the first
+  // read).
+  j += ",\"cluster\":" + cluster_.Json(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count());
   j += "}";
   return j;
 }

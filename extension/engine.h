@@ -18,6 +18,7 @@
 #include "common/sqlite.h"
 #include "common/status.h"
 #include "extension/config.h"
+#include "extension/heartbeat.h"
 #include "transport/log.h"
 #include "vfs/vfs.h"
 #include "wal-capture/apply.h"
@@ -204,6 +205,10 @@ class Engine : public vfs::DbHooks {
   bool exiting_ = false;  // under agent_mu_: stopped by the process's exit
   uint64_t kicks_ = 0;
   bool agent_done_ = false;        // agent_mu_: AgentMain returned
+  // The agent's heartbeat board (agent thread only) and what it read.
+  transport::NodeBoard* board_ = nullptr;
+  ClusterView cluster_;
+  void Beat();  // agent thread: the heartbeat, when due
   transport::Log* log_ = nullptr;  // agent_mu_: the agent's log while it has one (to interrupt it)
   bool agent_detached_ = false;    // agent_mu_: left running at exit (agent_ is then not joinable)
   int host_lock_fd_ = -1;

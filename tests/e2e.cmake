@@ -25,7 +25,8 @@ set(LITEJET_E2E_TESTS
     sync_late_ack
     power_loss
     blocker_after_borrowed_restart
-    agent_restart_no_busy_snapshot)
+    agent_restart_no_busy_snapshot
+    heartbeats)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
