@@ -12,4 +12,12 @@ inline int64_t SteadyMs() {
       .count();
 }
 
+// CLOCK_MONOTONIC in nanoseconds: the same clock in every process of this
+// boot (std::chrono::steady_clock is CLOCK_MONOTONIC on Linux), so an
+// instant stored in the sidecar by one process means the same in another.
+inline int64_t SteadyNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace litejet

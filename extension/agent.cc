@@ -18,6 +18,7 @@
 
 #include "extension/engine.h"
 #include "common/clock.h"
+#include "failover/role.h"
 #include "wal-capture/apply.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/record.h"
@@ -199,7 +200,7 @@ bool Engine::TakeHostLock() {
 // (and without waiting for the age) when the agent stops.
 void Engine::GuardBacklog(bool always) {
   const uint64_t guard_ms = guard_after_ms_;
-  if (cfg_.role != Role::kPrimary) return;
+  if (!PrimaryNow()) return;
   if (!always) {
     ResolveDeadCommitFromAgent();
     MaintainWal();
@@ -219,7 +220,7 @@ void Engine::GuardBacklog(bool always) {
 }
 
 void Engine::MoveBacklog(apply::WalWriter* locker, int wait_ms, const char* why) {
-  if (!locker || cfg_.role != Role::kPrimary || !HasUnspooledBacklog()) return;
+  if (!locker || !PrimaryNow() || !HasUnspooledBacklog()) return;
   locker->WithWriteLock(wait_ms, [&] {
     if (!DeadCommitPending() && HasUnspooledBacklog()) HandOff(why);
   });
@@ -244,7 +245,7 @@ void Engine::AgentMain() {
   o.name = cfg_.name;
   o.stream_replicas = cfg_.stream_replicas;
   o.client_name = "litejet:" + cfg_.node + ":" + cfg_.name;
-  if (cfg_.role == Role::kPrimary) o.advertise = cfg_.advertise;
+  if (cfg_.role != Role::kReplica) o.advertise = cfg_.advertise;
   std::unique_ptr<transport::Log> log;
   Status s = LogFactoryRef() ? LogFactoryRef()(o, &log) : transport::OpenNats(o, &log);
   if (!s.ok()) {
@@ -276,6 +277,8 @@ void Engine::AgentMain() {
   }
   if (cfg_.role == Role::kPrimary) {
     RunPrimary(*log);
+  } else if (cfg_.role == Role::kAuto) {
+    RunAuto(*log, lease.get());
   } else {
     RunReplica(*log);
   }
@@ -374,6 +377,8 @@ void Engine::RunPrimary(transport::Log& log) {
     return;
   }
   sidecar_.SetAcked(std::max(pos.acked_txid, log_txid), seq);
+  // role=auto: the log ends where this database does: writes open now.
+  if (role_ready_ && !role_ready_()) return;
   agent_cv_.notify_all();
 
   locallog::Reader reader;
@@ -405,6 +410,7 @@ void Engine::RunPrimary(transport::Log& log) {
   int64_t hold_ack_ms = 0;
   if (const char* h = std::getenv("LITEJET_TEST_HOLD_ACK_MS")) hold_ack_ms = std::strtoll(h, nullptr, 10);
   while (!stopping_) {
+    if (role_tick_ && RoleDue() && role_tick_()) break;  // role=auto: no longer primary
     GuardBacklog(false);
     Beat();
     if (sidecar_.indoubt_txid() != 0) {
@@ -634,10 +640,16 @@ void Engine::RunReplica(transport::Log& log) {
   uint64_t record_start = from;
   bool fatal = false;
   std::string rec;
-  while (!stopping_ && !fatal) {
+  bool leave = false;
+  while (!stopping_ && !fatal && !leave) {
     Beat();
+    if (role_tick_ && RoleDue() && role_tick_()) {  // role=auto: elected
+      leave = true;
+      break;
+    }
     Status rs = log.Read(from, 500, [&](const transport::Message& m) {
       if (stopping_) return false;
+      if (role_tick_ && RoleDue() && !ra.pending()) return false;  // the role's turn
       Beat();
       if (!connected_) {
         // Messages flow again: the outage is over.
@@ -966,6 +978,140 @@ Status Engine::TakeFromLog(const record::Txn& t, uint64_t seq) {
     return Status::Error(st.message(), SQLITE_BUSY);
   }
   return st;
+}
+
+
+void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
+  sidecar_.SetWriteUntil(0);  // a previous agent's grant is not ours (and CLOCK_MONOTONIC may have restarted)
+  if (!lease) {
+    Fail("litejet: database \"" + cfg_.name + "\": role=auto needs the lease bucket, which could not be opened; serving as a replica");
+    RunReplica(log);
+    return;
+  }
+  failover::RoleOptions ro;
+  ro.configured = failover::Configured::kAuto;
+  ro.node = cfg_.node;
+  ro.advertise = cfg_.advertise;
+  ro.ttl_ms = cfg_.lease_ttl_ms;
+  failover::RoleMachine m(lease, ro);
+  bool writes_open = false;
+  // What every process of this node reads: write_until_ns gates writes, so
+  // it is closed first and opened last.
+  auto publish = [&] {
+    sidecar::RoleInfo r;
+    r.reason = m.last_reason();
+    if (m.role() == failover::Role::kPrimary && writes_open) {
+      r.state = sidecar::RoleState::kPrimary;
+      r.epoch = m.epoch();
+      r.primary = cfg_.advertise;
+      sidecar_.SetRole(r);
+      sidecar_.SetWriteUntil(m.WriteDeadline() * 1000000);  // SteadyMs and SteadyNs: the same clock
+    } else {
+      sidecar_.SetWriteUntil(0);
+      r.state = m.role() == failover::Role::kCandidate || m.role() == failover::Role::kPrimary
+                    ? sidecar::RoleState::kCandidate
+                    : sidecar::RoleState::kReplica;
+      r.epoch = m.max_epoch_seen();
+      r.primary = m.primary().known ? (m.primary().advertise.empty() ? m.primary().node : m.primary().advertise) : "";
+      sidecar_.SetRole(r);
+    }
+  };
+  step_downs_seen_ = sidecar_.step_down_requests();
+  auto tick = [&]() {
+    const int64_t now = SteadyMs();
+    const uint64_t sd = sidecar_.step_down_requests();
+    if (sd != step_downs_seen_) {
+      step_downs_seen_ = sd;
+      if (m.role() == failover::Role::kPrimary) {
+        writes_open = false;
+        sidecar_.SetWriteUntil(0);
+        m.StepDown(now);
+      }
+    }
+    failover::Progress pr;
+    pr.applied = sidecar_.Read().txid;
+    if (m.role() != failover::Role::kPrimary) {
+      // Caught up? The log's last complete TXID (one request per poll).
+      transport::Message last;
+      bool found = false;
+      uint64_t t = 0;
+      if (log.Last(500, &last, &found).ok() && (!found || LastCompleteTxid(log, last, &t).ok())) {
+        pr.log_last = found ? t : 0;
+        pr.log_last_known = true;
+      }
+    } else {
+      pr.log_last = pr.applied;
+      pr.log_last_known = true;
+    }
+    for (const failover::Transition& t : m.Tick(now, pr)) {
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
+      if (t.from == failover::Role::kPrimary) writes_open = false;
+    }
+    role_next_ms_ = std::min(m.NextTickAt(), now + 1000);
+    publish();
+  };
+  role_ready_ = [&] {
+    if (m.role() != failover::Role::kPrimary) return false;
+    if (sidecar_.Read().txid == 0) {
+      // An empty database (nothing in the log either): in WAL mode before
+      // the first write, as a primary's is at open.
+      Status ps = Prepare(false, true);
+      if (!ps.ok()) {
+        Fail(ps.message());
+        return false;
+      }
+    }
+    {
+      // The epoch of this node's records: the lease's.
+      sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
+    }
+    writes_open = true;
+    publish();
+    sqlite3_log(SQLITE_NOTICE, "litejet: %s: primary in epoch %llu at TXID %llu: writes open", cfg_.name.c_str(),
+                (unsigned long long)m.epoch(), (unsigned long long)sidecar_.Read().txid);
+    ClearError();
+    return true;
+  };
+  role_next_ms_ = SteadyMs();
+  tick();
+  while (!stopping_) {
+    if (m.role() == failover::Role::kPrimary) {
+      role_tick_ = [&] {
+        tick();
+        return m.role() != failover::Role::kPrimary;
+      };
+      RunPrimary(log);
+      role_tick_ = nullptr;
+      if (stopping_) break;
+      // Whatever ended it (lost lease, fenced by the log, stopping): no
+      // writes from here on, in any process.
+      writes_open = false;
+      if (m.role() == failover::Role::kPrimary) m.StepDown(SteadyMs());
+      tick();
+      publish();
+      DropBlocker();
+      fenced_ = false;  // a replica now: writes are refused as a replica's
+    } else {
+      role_tick_ = [&] {
+        tick();
+        return m.role() == failover::Role::kPrimary;
+      };
+      RunReplica(log);
+      role_tick_ = nullptr;
+      if (m.role() != failover::Role::kPrimary && !stopping_ && !Sleep(250)) break;
+    }
+  }
+  // A clean stop gives the lease up at once, so another node takes over
+  // without waiting for it to expire.
+  sidecar_.SetWriteUntil(0);
+  if (!exiting_) {
+    for (const failover::Transition& t : m.Close(SteadyMs())) {
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
+    }
+  }
+  role_ready_ = nullptr;
+  writes_open = false;
+  publish();
 }
 
 }  // namespace litejet

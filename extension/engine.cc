@@ -155,7 +155,7 @@ Status Engine::Open() {
   Status s = sidecar_.Open(path_ + "-litejet", &created, &unclean);
   if (!s.ok()) return s;
   s = spool_.Open(path_ + "-litejet-log");
-  if (s.ok()) s = Prepare(created);
+  if (s.ok()) s = Prepare(created, cfg_.role == Role::kPrimary);
   if (unclean) {
     // Power loss (docs/design.md): validate the sidecar against what SQLite
     // recovers before anyone uses it; the sidecar's flock is held meanwhile.
@@ -196,7 +196,7 @@ std::string Engine::LastError() const {
 // the page hashes from it. Done through a private connection on the plain
 // unix VFS (so nothing here re-enters the engine), at open time, for main and
 // attached databases alike.
-Status Engine::Prepare(bool sidecar_created) {
+Status Engine::Prepare(bool sidecar_created, bool as_primary) {
   unsigned char hdr[100] = {0};
   long size = 0;
   if (FILE* f = std::fopen(path_.c_str(), "rb")) {
@@ -207,7 +207,7 @@ Status Engine::Prepare(bool sidecar_created) {
     std::fclose(f);
   }
   const bool is_wal = size >= 100 && hdr[18] == 2 && hdr[19] == 2;
-  if (cfg_.role != Role::kPrimary) {
+  if (!as_primary) {
     // A replica's pages come from the log: a new one stays empty until its
     // first transaction arrives (and gets the primary's page size).
     if (size == 0 || is_wal) return Status::OK();
@@ -274,10 +274,22 @@ std::string Engine::InDoubtMessage(uint64_t txid) const {
          " ms); writes are refused until then";
 }
 
-bool Engine::IsPrimary() const { return cfg_.role == Role::kPrimary && !fenced_; }
+// role=primary always; role=auto while its agent holds the lease (the
+// sidecar's write_until_ns, set by the host's agent, is ahead of now).
+bool Engine::PrimaryNow() const {
+  if (cfg_.role == Role::kPrimary) return true;
+  if (cfg_.role == Role::kReplica) return false;
+  return sidecar_.write_until_ns() > SteadyNs();
+}
+
+bool Engine::IsPrimary() const { return PrimaryNow() && !fenced_; }
 
 std::string Engine::Primary() const {
-  if (IsPrimary()) return fenced_ ? std::string() : cfg_.advertise;
+  if (IsPrimary()) return cfg_.advertise;
+  if (cfg_.role == Role::kAuto) {
+    std::string p = sidecar_.role().primary;  // from the lease
+    if (!p.empty()) return p;
+  }
   std::lock_guard<std::mutex> g(mu_);
   return primary_seen_;
 }
@@ -289,8 +301,10 @@ std::string Engine::RoleName() const {
     case Role::kReplica:
       return "replica";
     default:
-      return "candidate";
+      break;
   }
+  if (PrimaryNow()) return "primary";
+  return sidecar_.role().state == sidecar::RoleState::kCandidate ? "candidate" : "replica";
 }
 
 // The agent's last call to the server succeeded and its connection is up
@@ -353,7 +367,16 @@ bool Engine::Wait(uint64_t txid, int64_t timeout_ms) const {
   }
 }
 
-bool Engine::StepDown() { return false; }
+// role=auto: if this node holds the lease, writes close at once (in every
+// process) and the host's agent releases the lease at its next turn, within
+// milliseconds; another node takes it within one poll. role=primary has no
+// lease to hand over (it is primary by configuration): 0.
+bool Engine::StepDown() {
+  if (cfg_.role != Role::kAuto || !PrimaryNow()) return false;
+  sidecar_.RequestStepDown();
+  sidecar_.SetWriteUntil(0);
+  return true;
+}
 
 // ---- capture ---------------------------------------------------------------
 
@@ -397,7 +420,7 @@ bool Engine::CommitAgeMs(uint64_t txid, uint64_t* age_ms) const {
 // Called for exclusive shm locks only. No mutex here: WAL_WRITE_LOCK itself
 // serialises everything the commit path touches (one holder per host).
 int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int) {
-  if (offset == wal::WAL_CKPT_LOCK && n == 1 && cfg_.role == Role::kPrimary) {
+  if (offset == wal::WAL_CKPT_LOCK && n == 1 && PrimaryNow()) {
     // Power loss (docs/design.md): a checkpoint overwrites page versions in
     // the database file that an unclean start needs to rebuild the ring
     // entries of commits after the sidecar's durable position: put that
@@ -409,7 +432,7 @@ int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offs
     // RESTART/TRUNCATE checkpoint. The frames of unshipped commits go to the
     // spool first; if that fails, the WAL stays as it is (SQLite takes BUSY
     // here as "not now": the writer appends, the checkpoint reports busy).
-    if (cfg_.role != Role::kPrimary) return SQLITE_OK;
+    if (!PrimaryNow()) return SQLITE_OK;
     if (DeadCommitPending()) {
       // Not resolved when the write lock was taken (the wal-index was being
       // recovered then): now it can be, and must be before the WAL goes.
@@ -434,15 +457,16 @@ int Engine::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offs
   // lock. Only a writer takes it while holding a read lock (its read
   // transaction): only writers are refused.
   if ((view.exclusive & (1u << wal::WAL_CKPT_LOCK)) || view.shared == 0) return SQLITE_OK;
-  if (cfg_.role != Role::kPrimary || fenced_) {
-    std::string prim;
-    if (cfg_.role != Role::kPrimary) {
-      std::lock_guard<std::mutex> g(mu_);
-      prim = primary_seen_;
+  if (!PrimaryNow() || fenced_) {
+    std::string prim = PrimaryNow() ? std::string() : Primary();
+    std::string why;
+    if (cfg_.role == Role::kAuto && !PrimaryNow()) {
+      why = sidecar_.role().reason;
+      if (!why.empty()) why = " (" + why + ")";
     }
     Fail("litejet: database \"" + cfg_.name + "\" is " +
-         (cfg_.role != Role::kPrimary ? "a replica" : "no longer primary (fenced)") + ": write on the primary" +
-         (prim.empty() ? std::string(" (none known yet)") : " " + prim));
+         (!PrimaryNow() ? "a replica" : "no longer primary (fenced)") + ": write on the primary" +
+         (prim.empty() ? std::string(" (none known yet)") : " " + prim) + why);
     return SQLITE_READONLY;
   }
   if (uint64_t t = sidecar_.indoubt_txid()) {
@@ -471,7 +495,7 @@ void Engine::OnShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset,
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return;
   if (flags & SQLITE_SHM_LOCK) {
     writer_ = main;
-    if (cfg_.role == Role::kPrimary && sidecar_.pending_txid() != 0) ResolveDeadCommit(main, view);
+    if (PrimaryNow() && sidecar_.pending_txid() != 0) ResolveDeadCommit(main, view);
     // The WAL generation the writer starts in: the live wal-index header
     // (nobody can change it while we hold the lock). If this transaction
     // restarts the WAL, the Collector sees the new header being written.
@@ -547,7 +571,7 @@ void Engine::ReturnBlocker(bool last_chance) {
 }
 
 void Engine::MaintainWal() {
-  if (cfg_.role != Role::kPrimary) return;
+  if (!PrimaryNow()) return;
   {
     std::lock_guard<std::mutex> g(blocker_mu_);
     if (!blocker_) {
@@ -740,6 +764,13 @@ int Engine::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqlite3_
   }
   bool committed = false;
   Status s = collector_.OnWrite(buf, amt, off, &committed);
+  if (s.ok() && committed && cfg_.role == Role::kAuto && !PrimaryNow()) {
+    // Writes were open when this transaction took WAL_WRITE_LOCK; the lease
+    // ran out (or was handed over) before its commit: it does not commit.
+    s = Status::Error("litejet: database \"" + cfg_.name +
+                          "\": this node stopped being primary during the transaction; it was not committed",
+                      SQLITE_READONLY);
+  }
   if (s.ok() && committed) s = PrepareCommit(wal, collector_.Take());
   if (s.ok() && committed && cfg_.durability == Durability::kSync) {
     // Ship inside the commit: the commit frame reaches the WAL only after
@@ -818,7 +849,7 @@ bool Engine::DeadCommitPending() const { return sidecar_.pending_txid() != 0 && 
 // A dead committer's commit that nobody resolved yet may be in the WAL only:
 // keep the WAL (the next opener recovers it, the next writer resolves it).
 int Engine::BeforeWalTruncate(sqlite3_int64) {
-  if (cfg_.role != Role::kPrimary) return SQLITE_OK;
+  if (!PrimaryNow()) return SQLITE_OK;
   if (DeadCommitPending()) return SQLITE_IOERR_TRUNCATE;
   if (!HasUnspooledBacklog()) return SQLITE_OK;
   return HandOff("the WAL is truncated") == SQLITE_OK ? SQLITE_OK : SQLITE_IOERR_TRUNCATE;
@@ -827,7 +858,7 @@ int Engine::BeforeWalTruncate(sqlite3_int64) {
 // The last connection closing holds the database's EXCLUSIVE lock: nobody
 // commits meanwhile. (SQLite ignores a failed delete: the WAL stays.)
 int Engine::BeforeWalDelete() {
-  if (cfg_.role != Role::kPrimary) return SQLITE_OK;
+  if (!PrimaryNow()) return SQLITE_OK;
   if (DeadCommitPending()) {
     sqlite3_log(SQLITE_NOTICE, "litejet: %s: keeping the WAL: a dead committer's TXID %llu is not resolved yet",
                 cfg_.name.c_str(), (unsigned long long)sidecar_.pending_txid());

@@ -15,10 +15,12 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/sqlite.h"
 #include "common/status.h"
 #include "extension/config.h"
 #include "extension/heartbeat.h"
+#include "transport/lease.h"
 #include "transport/log.h"
 #include "vfs/vfs.h"
 #include "wal-capture/apply.h"
@@ -52,6 +54,8 @@ class Engine : public vfs::DbHooks {
   std::string RoleName() const;
   std::string StatusJson() const;
   bool LinkUp(std::string* why = nullptr) const;
+  // role=primary, or role=auto while this node holds the lease (any process).
+  bool PrimaryNow() const;
   std::string LastError() const;
   // Primary: until JetStream acknowledged txid. Replica: until txid is
   // applied and visible to reads that start afterwards. False on timeout.
@@ -78,7 +82,7 @@ class Engine : public vfs::DbHooks {
  private:
   Engine(const Config& cfg, std::string path);
   Status Open();
-  Status Prepare(bool sidecar_created);
+  Status Prepare(bool sidecar_created, bool as_primary);
   void SetError(const std::string& msg);  // mu_ held
   void Fail(const std::string& msg);      // mu_ not held
   uint64_t OldestUnackedAgeMs(const sidecar::Position& p) const;
@@ -170,6 +174,19 @@ class Engine : public vfs::DbHooks {
   void RunPrimary(transport::Log& log);
   Status LastCompleteTxid(transport::Log& log, const transport::Message& last, uint64_t* txid);
   void RunReplica(transport::Log& log);
+  // role=auto: the election (failover::RoleMachine over the lease store)
+  // drives the agent between RunReplica and RunPrimary, and tells every
+  // process through the sidecar's role block.
+  void RunAuto(transport::Log& log, transport::LeaseStore* lease);
+  // Agent thread, role=auto: when SteadyMs() reaches role_next_ms_, the
+  // loops of RunReplica/RunPrimary call role_tick_, and leave when it
+  // returns true (the role changed). role_ready_ (RunPrimary, once it has
+  // checked that the log ends where this database does) opens writes.
+  int64_t role_next_ms_ = INT64_MAX;
+  uint64_t step_downs_seen_ = 0;
+  bool RoleDue() const { return SteadyMs() >= role_next_ms_ || sidecar_.step_down_requests() != step_downs_seen_; }
+  std::function<bool()> role_tick_;
+  std::function<bool()> role_ready_;
   bool ResetSpool();  // true when the spool was emptied
   bool WriteLockHeld();  // agent: does some connection hold WAL_WRITE_LOCK now?
   apply::WalWriter* Locker();
@@ -202,7 +219,7 @@ class Engine : public vfs::DbHooks {
   mutable std::mutex agent_mu_;
   std::condition_variable agent_cv_;
   std::atomic<bool> stopping_{false};
-  bool exiting_ = false;  // under agent_mu_: stopped by the process's exit
+  std::atomic<bool> exiting_{false};  // stopped by the process's exit
   uint64_t kicks_ = 0;
   bool agent_done_ = false;        // agent_mu_: AgentMain returned
   // The agent's heartbeat board (agent thread only) and what it read.

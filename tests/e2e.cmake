@@ -26,7 +26,8 @@ set(LITEJET_E2E_TESTS
     power_loss
     blocker_after_borrowed_restart
     agent_restart_no_busy_snapshot
-    heartbeats)
+    heartbeats
+    failover)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

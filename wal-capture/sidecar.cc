@@ -80,6 +80,7 @@ struct Sidecar::Header {
   uint64_t role_epoch;
   uint64_t role_primary[kRoleTextMax / 8];  // text, in words: copied with atomic loads and stores
   uint64_t role_reason[kRoleTextMax / 8];
+  uint64_t step_down_requests;  // repl_step_down() from any process: the agent acts when it changes
 };
 
 
@@ -339,6 +340,9 @@ void TextIn(const uint64_t* words, char* out) {
   }
 }
 }  // namespace
+
+uint64_t Sidecar::step_down_requests() const { return Load(&hdr()->step_down_requests); }
+void Sidecar::RequestStepDown() { __atomic_add_fetch(&hdr()->step_down_requests, 1, __ATOMIC_ACQ_REL); }
 
 int64_t Sidecar::write_until_ns() const { return Load(&hdr()->write_until_ns); }
 

@@ -149,6 +149,9 @@ class Sidecar {
   // MONOTONIC restarts with the kernel: the agent clears it when it starts.)
   int64_t write_until_ns() const;
   void SetWriteUntil(int64_t mono_ns);
+  // repl_step_down() in any process: a counter the agent watches.
+  uint64_t step_down_requests() const;
+  void RequestStepDown();
   // The role as the agent last described it (for messages and repl_status).
   RoleInfo role() const;
   void SetRole(const RoleInfo& r);

@@ -1,0 +1,116 @@
+#!/usr/bin/python3
+# e2e_failover: three role=auto nodes (each a worker process with its own
+# database file, one nats-server) elect exactly one primary through the lease
+# bucket; the others replicate it. SIGKILL of the primary: another node is
+# primary within lease_ttl_ms + 1 s and writes with TXIDs continuing;
+# repl_step_down() hands over in well under one TTL; a role=replica node
+# never becomes primary; every node ends with the same checksum.
+import time
+
+from util import Suite, Worker, log, uri, wait_until
+
+TTL = 2000
+
+
+def auto_uri(path, url, node):
+    return uri(path, nats=url, role="auto", node=node, name="fo", lease_ttl_ms=TTL, advertise=node)
+
+
+def primaries(workers):
+    return [n for n, w in workers.items() if w.alive and w.one("SELECT repl_is_primary()") == 1]
+
+
+def body(s):
+    srv = s.nats()
+    workers = {}
+    for n in ("a", "b", "c"):
+        w = Worker(n)
+        w.open(auto_uri(s.path(n, "fo.db"), srv.url, n))
+        workers[n] = w
+    rep = Worker("r")
+    rep.open(uri(s.path("r", "fo.db"), nats=srv.url, role="replica", node="r", name="fo"))
+
+    got = wait_until(lambda: (lambda p: p if len(p) == 1 else None)(primaries(workers)), 10)
+    s.check(got, "three auto nodes elect exactly one primary", repr(primaries(workers)))
+    if not got:
+        return
+    p1 = got[0]
+    log("primary: %s" % p1)
+    st = workers[p1].status()
+    s.eq((st["role"], st["primary"]), ("primary", p1), "%s: repl_status says primary, repl_primary is itself" % p1)
+    first_epoch = st["epoch"]
+    s.check(first_epoch > 0, "%s: the epoch comes from the lease (%d)" % (p1, first_epoch))
+    time.sleep(TTL * 1.5 / 1000)  # renewals keep it; nobody else takes over
+    s.eq(primaries(workers), [p1], "after 1.5 TTL: still exactly one primary, the same")
+
+    P = workers[p1]
+    P.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    for i in range(20):
+        P.sql("INSERT INTO t(v) VALUES (?)", ("e1-%d" % i,))
+    pos = P.one("SELECT repl_position()")
+    s.eq(pos, 21, "%s: 21 TXIDs" % p1)
+    for n, w in list(workers.items()) + [("r", rep)]:
+        if n == p1:
+            continue
+        s.eq(w.one("SELECT repl_wait(21, 10000)"), 1, "%s: applied TXID 21" % n)
+        s.eq(w.one("SELECT repl_primary()"), p1, "%s: repl_primary() = %s" % (n, p1))
+        try:
+            w.sql("INSERT INTO t(v) VALUES ('no')", timeout=10)
+            err = None
+        except Exception as e:  # noqa: BLE001
+            err = str(e)
+        s.check(err and "readonly" in err, "%s: a write is refused as on a replica (%s)" % (n, err))
+    s.eq(P.one("SELECT repl_wait(21, 10000)"), 1, "%s: TXID 21 acknowledged by JetStream" % p1)
+
+    # SIGKILL the primary: a successor within TTL + 1 s.
+    t0 = time.monotonic()
+    P.kill()
+    rest = {n: w for n, w in workers.items() if n != p1}
+    got = wait_until(lambda: (lambda p: p if len(p) == 1 else None)(primaries(rest)), (TTL + 3000) / 1000)
+    took = time.monotonic() - t0
+    s.check(got and took <= (TTL + 1000) / 1000 + 0.5,
+            "after SIGKILL of %s: one new primary within lease_ttl_ms + 1 s (%.2f s)" % (p1, took), repr(got))
+    if not got:
+        return
+    p2 = got[0]
+    Q = workers[p2]
+    s.check(Q.status()["epoch"] > first_epoch, "%s: a larger epoch (%d > %d)" % (p2, Q.status()["epoch"], first_epoch))
+    Q.sql("INSERT INTO t(v) VALUES ('e2')", timeout=15)
+    s.eq(Q.one("SELECT repl_position()"), 22, "%s: TXIDs continue: 22" % p2)
+    for n, w in list(rest.items()) + [("r", rep)]:
+        s.eq(w.one("SELECT repl_wait(22, 10000)"), 1, "%s: has TXID 22" % n)
+
+    # The killed node comes back: a replica that converges.
+    A = Worker(p1 + "2")
+    A.open(auto_uri(s.path(p1, "fo.db"), srv.url, p1))
+    s.eq(A.one("SELECT repl_wait(22, 15000)"), 1, "%s restarted: applies up to TXID 22" % p1)
+    s.eq(A.one("SELECT repl_is_primary()"), 0, "%s restarted: a replica" % p1)
+    workers[p1] = A
+
+    # Step down: another node takes over in well under one TTL.
+    t0 = time.monotonic()
+    s.eq(Q.one("SELECT repl_step_down()"), 1, "%s: repl_step_down() = 1" % p2)
+    s.eq(Q.one("SELECT repl_is_primary()"), 0, "%s: not primary right after stepping down" % p2)
+    others = {n: w for n, w in workers.items() if n != p2}
+    got = wait_until(lambda: (lambda p: p if len(p) == 1 else None)(primaries(others)), 5)
+    took = time.monotonic() - t0
+    s.check(got and took < TTL / 1000, "after step-down: a new primary in %.2f s (< TTL %.1f s)" % (took, TTL / 1000),
+            repr(got))
+    if got:
+        R = workers[got[0]]
+        R.sql("INSERT INTO t(v) VALUES ('e3')", timeout=15)
+        s.eq(R.one("SELECT repl_position()"), 23, "%s: TXID 23" % got[0])
+        sums = {}
+        for n, w in list(workers.items()) + [("r", rep)]:
+            if w.alive:
+                w.one("SELECT repl_wait(23, 10000)")
+                sums[n] = (w.one("SELECT repl_position()"), w.one("SELECT repl_checksum()"))
+        s.check(len(set(sums.values())) == 1, "every node at TXID 23 with the same checksum", repr(sums))
+    s.eq(rep.one("SELECT repl_is_primary()"), 0, "role=replica never became primary")
+    for w in list(workers.values()) + [rep]:
+        if w.alive:
+            w.exit()
+
+
+if __name__ == "__main__":
+    Suite("e2e_failover", deadline_s=150.0).run(body)
