@@ -59,7 +59,8 @@ std::string Redact(const std::string& urls) {
     size_t comma = urls.find(',', begin);
     std::string u = urls.substr(begin, comma == std::string::npos ? comma : comma - begin);
     size_t sep = u.find("://"), at = u.rfind('@');
-    if (at != std::string::npos) u = u.substr(0, sep != std::string::npos && sep < at ? sep + 3 : 0) + "***" + u.substr(at);
+    if (at != std::string::npos)
+      u = u.substr(0, sep != std::string::npos && sep < at ? sep + 3 : 0) + "***" + u.substr(at);
     out += u;
     if (comma == std::string::npos) return out;
     out += ',';
@@ -71,11 +72,21 @@ std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];
@@ -87,6 +98,25 @@ std::string JsonString(const std::string& s) {
     }
   }
   return out + "\"";
+}
+
+// A heartbeat's text on one line of the plain report: control bytes escaped.
+std::string OneLine(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 int64_t WallMs() {
@@ -130,7 +160,9 @@ litejet::Status LastCompleteTxid(transport::Log& log, const transport::Message& 
       return false;
     });
     if (!s.ok()) return s;
-    if (!got) return litejet::Status::Error("cannot read message " + std::to_string(want) + " of the log", transport::kUnavailable);
+    if (!got)
+      return litejet::Status::Error("cannot read message " + std::to_string(want) + " of the log",
+                                    transport::kUnavailable);
   }
 }
 
@@ -145,9 +177,9 @@ int ParseArgs(int argc, char** argv, Args* a) {
   struct Opt {
     const char* name;
     std::string* out;
-  } opts[] = {{"--nats", &a->nats},         {"--name", &a->name},         {"--prefix", &a->prefix},
-              {"--creds", &a->creds},       {"--token", &a->token},       {"--user", &a->user},
-              {"--password", &a->password}, {"--tls-ca", &a->tls_ca},     {"--tls-cert", &a->tls_cert},
+  } opts[] = {{"--nats", &a->nats},         {"--name", &a->name},     {"--prefix", &a->prefix},
+              {"--creds", &a->creds},       {"--token", &a->token},   {"--user", &a->user},
+              {"--password", &a->password}, {"--tls-ca", &a->tls_ca}, {"--tls-cert", &a->tls_cert},
               {"--tls-key", &a->tls_key}};
   std::string timeout;
   for (int i = 0; i < argc; i++) {
@@ -206,8 +238,8 @@ struct Report {
 void PrintText(const Report& r) {
   std::printf("database  %s\n", r.name.c_str());
   if (r.has_primary) {
-    std::printf("primary   %s (advertise %s, epoch %" PRIu64 ")\n", r.primary.node.c_str(),
-                r.primary.advertise.c_str(), r.primary.epoch);
+    std::printf("primary   %s (advertise %s, epoch %" PRIu64 ")\n", OneLine(r.primary.node).c_str(),
+                OneLine(r.primary.advertise).c_str(), r.primary.epoch);
   } else {
     std::printf("primary   none\n");
   }
@@ -220,13 +252,15 @@ void PrintText(const Report& r) {
   if (r.nodes.empty()) return;
   size_t w = 4;
   for (const auto& n : r.nodes) w = std::max(w, n.node.size());
-  std::printf("  %-*s  %-9s  %10s  %8s  %8s  %8s  %s\n", int(w), "NODE", "ROLE", "TXID", "LAG", "EPOCH", "AGE", "ERROR");
+  std::printf("  %-*s  %-9s  %10s  %8s  %8s  %8s  %s\n", int(w), "NODE", "ROLE", "TXID", "LAG", "EPOCH", "AGE",
+              "ERROR");
   for (const auto& n : r.nodes) {
     char age[32];
     std::snprintf(age, sizeof age, "%.1fs", double(r.now_ms - n.unix_ms) / 1000.0);
     int64_t lag = int64_t(r.txid) - int64_t(n.txid);  // negative: ahead of the log
-    std::printf("  %-*s  %-9s  %10" PRIu64 "  %8" PRId64 "  %8" PRIu64 "  %8s  %s\n", int(w), n.node.c_str(),
-                n.role.c_str(), n.txid, lag, n.epoch, age, n.last_error.c_str());
+    std::printf("  %-*s  %-9s  %10" PRIu64 "  %8" PRId64 "  %8" PRIu64 "  %8s%s%s\n", int(w), OneLine(n.node).c_str(),
+                OneLine(n.role).c_str(), n.txid, lag, n.epoch, age, n.last_error.empty() ? "" : "  ",
+                OneLine(n.last_error).c_str());
   }
 }
 
@@ -242,8 +276,8 @@ void PrintJson(const Report& r) {
   for (size_t i = 0; i < r.nodes.size(); i++) {
     const auto& n = r.nodes[i];
     if (i) j += ",";
-    j += "{\"node\":" + JsonString(n.node) + ",\"role\":" + JsonString(n.role) +
-         ",\"txid\":" + std::to_string(n.txid) + ",\"lag_txns\":" + std::to_string(int64_t(r.txid) - int64_t(n.txid)) +
+    j += "{\"node\":" + JsonString(n.node) + ",\"role\":" + JsonString(n.role) + ",\"txid\":" + std::to_string(n.txid) +
+         ",\"lag_txns\":" + std::to_string(int64_t(r.txid) - int64_t(n.txid)) +
          ",\"epoch\":" + std::to_string(n.epoch) + ",\"heartbeat_age_ms\":" + std::to_string(r.now_ms - n.unix_ms) +
          ",\"last_error\":" + (n.last_error.empty() ? std::string("null") : JsonString(n.last_error)) + "}";
   }
@@ -261,10 +295,17 @@ int RunStatus(int argc, char** argv) {
   // The URI parameters' validation, so both accept the same values.
   auto uri = [&a](const char* key) -> const char* {
     std::string k = key;
-    const std::string* v = k == "nats" ? &a.nats : k == "name" ? &a.name : k == "prefix" ? &a.prefix
-                         : k == "creds" ? &a.creds : k == "token" ? &a.token : k == "user" ? &a.user
-                         : k == "password" ? &a.password : k == "tls_ca" ? &a.tls_ca : k == "tls_cert" ? &a.tls_cert
-                         : k == "tls_key" ? &a.tls_key : nullptr;
+    const std::string* v = k == "nats"       ? &a.nats
+                           : k == "name"     ? &a.name
+                           : k == "prefix"   ? &a.prefix
+                           : k == "creds"    ? &a.creds
+                           : k == "token"    ? &a.token
+                           : k == "user"     ? &a.user
+                           : k == "password" ? &a.password
+                           : k == "tls_ca"   ? &a.tls_ca
+                           : k == "tls_cert" ? &a.tls_cert
+                           : k == "tls_key"  ? &a.tls_key
+                                             : nullptr;
     return v && !v->empty() ? v->c_str() : nullptr;
   };
   Config cfg;
@@ -314,8 +355,8 @@ int RunStatus(int argc, char** argv) {
       return Fail("cannot reach " + where + " within " + std::to_string(a.timeout_ms) + " ms: " + why);
     }
     if (st.message().find("stream not found") != std::string::npos) {
-      return Fail("no database \"" + cfg.name + "\" on " + where + " (stream " + o.prefix + "_" + o.name +
-                  " not found): " + st.message());
+      return Fail("no database \"" + cfg.name + "\" on " + where + ": stream " + o.prefix + "_" + o.name +
+                  " not found");
     }
     return Fail(st.message());
   }

@@ -180,8 +180,7 @@ Status Shared::Ensure(const std::string& bucket, int64_t max_age_ms, bool is_lea
   return Status::OK();
 }
 
-Status Shared::Exists(const std::string& stream, Clock::time_point deadline, const std::string& what,
-                      bool* absent) {
+Status Shared::Exists(const std::string& stream, Clock::time_point deadline, const std::string& what, bool* absent) {
   jsOptions jo = Wait(deadline);
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
