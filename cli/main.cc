@@ -1,9 +1,10 @@
-// The litejet command-line tool. For now: --help and --version; the
-// replication subcommands arrive with the transport.
+// The litejet command-line tool: dispatches to the commands (cli/cli.h).
+// Implemented: status, --help, --version; the others arrive one by one.
 #include <cstdio>
 #include <cstring>
 #include <string>
 
+#include "cli/cli.h"
 #include "include/litejet.h"
 
 namespace {
@@ -14,7 +15,7 @@ const char kUsage[] =
     "commands:\n"
     "  replicate DB [--nats URL] [--role R] [...]   run the replication agent for DB\n"
     "  restore DB --nats URL --name NAME [--txid T] build DB from a snapshot and the log\n"
-    "  status --nats URL [--name NAME]              show the cluster\n"
+    "  status --nats URL --name NAME [--json]       show the cluster (status --help)\n"
     "  verify DB                                    check DB against the log\n"
     "  log --nats URL --name NAME                   recent transactions\n"
     "\n"
@@ -38,7 +39,8 @@ int main(int argc, char** argv) {
     std::printf("litejet %s (SQLite %s)\n", litejet_version(), sqlite3_libversion());
     return 0;
   }
-  if (cmd == "replicate" || cmd == "restore" || cmd == "status" || cmd == "verify" || cmd == "log") {
+  if (cmd == "status") return litejet::cli::RunStatus(argc - 2, argv + 2);
+  if (cmd == "replicate" || cmd == "restore" || cmd == "verify" || cmd == "log") {
     std::fprintf(stderr, "litejet: %s: not implemented yet\n", cmd.c_str());
     return 1;
   }

@@ -5,3 +5,6 @@ litejet_integration(test_nats_log)
 # transport/lease.h: the KV leases and heartbeats and their in-memory fake.
 litejet_unit(test_lease_memory)
 litejet_integration(test_lease_nats)
+# cli/status.cc: `litejet status` run as a process against a real server.
+litejet_integration(test_cli_status)
+add_dependencies(test_cli_status litejet_cli)

@@ -89,6 +89,11 @@ class NodeBoard {
 Status OpenNatsLeases(const Options& o, int64_t ttl_ms, std::unique_ptr<LeaseStore>* lease,
                       std::unique_ptr<NodeBoard>* board);
 
+// For readers such as `litejet status`: Current and List never create or
+// check a bucket, and a missing one reads as no lease / no heartbeats;
+// Acquire, Renew, Release and Put fail.
+Status OpenNatsLeasesReadOnly(const Options& o, std::unique_ptr<LeaseStore>* lease, std::unique_ptr<NodeBoard>* board);
+
 // In-memory fake: stores opened on the same MemoryLeases share one key and
 // one board, like nodes sharing a server. Expiry runs on the fake's clock,
 // which tests move by hand.

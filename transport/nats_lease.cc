@@ -50,8 +50,9 @@ struct KeyMsg {
 // One connection shared by the store and the board of a database.
 class Shared {
  public:
-  Shared(const Options& o, int64_t ttl_ms)
-      : conn_(o, 2000),
+  Shared(const Options& o, int64_t ttl_ms, bool read_only = false)
+      : read_only_(read_only),
+        conn_(o, 2000),
         lease_bucket_(o.prefix + "_" + o.name + "_lease"),
         nodes_bucket_(o.prefix + "_" + o.name + "_nodes"),
         ttl_ms_(ttl_ms),
@@ -69,8 +70,15 @@ class Shared {
   const std::string& nodes_bucket() const { return nodes_bucket_; }
 
   // Connected, and the bucket exists (made on first use: opening never waits).
-  Status Ready(bool lease, Clock::time_point deadline, const std::string& what) {
+  // Read-only stores never make or check a bucket: a read passes absent and
+  // learns whether the bucket is there; a write fails.
+  Status Ready(bool lease, Clock::time_point deadline, const std::string& what, bool* absent = nullptr) {
+    if (absent) *absent = false;
+    if (read_only_ && !absent) {
+      return Status::Error("litejet: nats: " + what + " failed: the store was opened read-only");
+    }
     if (!conn_.WaitConnected(deadline)) return conn_.NotConnected(what);
+    if (read_only_) return Exists(lease ? LeaseStream() : NodesStream(), deadline, what, absent);
     std::atomic<bool>& ready = lease ? lease_ready_ : nodes_ready_;
     if (ready.load()) return Status::OK();
     // One creation at a time, but no caller waits past its own deadline for another's.
@@ -97,6 +105,9 @@ class Shared {
   Status Subjects(Clock::time_point deadline, std::vector<std::string>* out);
 
  private:
+  Status Exists(const std::string& stream, Clock::time_point deadline, const std::string& what, bool* absent);
+
+  const bool read_only_;
   Status Ensure(const std::string& bucket, int64_t max_age_ms, bool is_lease, Clock::time_point deadline);
 
   NatsConn conn_;
@@ -167,6 +178,22 @@ Status Shared::Ensure(const std::string& bucket, int64_t max_age_ms, bool is_lea
                                     "(delete the bucket or use the same ttl on every node)"));
   }
   return Status::OK();
+}
+
+Status Shared::Exists(const std::string& stream, Clock::time_point deadline, const std::string& what, bool* absent) {
+  jsOptions jo = Wait(deadline);
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, conn_.Js(), stream.c_str(), &jo, &jerr);
+  if (s == NATS_OK) {
+    jsStreamInfo_Destroy(si);
+    return Status::OK();
+  }
+  if (s == NATS_NOT_FOUND && jerr == JSStreamNotFoundErr) {
+    *absent = true;
+    return Status::OK();
+  }
+  return conn_.Fail(what, s, jerr);
 }
 
 Status Shared::Get(const std::string& stream, const std::string& subject, Clock::time_point deadline,
@@ -352,8 +379,9 @@ class NatsLeaseStore final : public LeaseStore {
     const std::string what = "read lease " + sh_->lease_bucket();
     *found = false;
     auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    Status st = sh_->Ready(true, deadline, what);
-    if (!st.ok()) return st;
+    bool absent = false;
+    Status st = sh_->Ready(true, deadline, what, &absent);
+    if (!st.ok() || absent) return st;
     KeyMsg k;
     st = sh_->Get(sh_->LeaseStream(), sh_->LeaseSubject(), deadline, what, &k);
     if (!st.ok() || !k.found) return st;
@@ -417,8 +445,9 @@ class NatsNodeBoard final : public NodeBoard {
     const std::string what = "list heartbeats in KV bucket " + sh_->nodes_bucket();
     out->clear();
     auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    Status st = sh_->Ready(false, deadline, what);
-    if (!st.ok()) return st;
+    bool absent = false;
+    Status st = sh_->Ready(false, deadline, what, &absent);
+    if (!st.ok() || absent) return st;
     std::vector<std::string> subjects;
     st = sh_->Subjects(deadline, &subjects);
     if (!st.ok()) return st;
@@ -445,6 +474,15 @@ Status OpenNatsLeases(const Options& o, int64_t ttl_ms, std::unique_ptr<LeaseSto
                       std::unique_ptr<NodeBoard>* board) {
   if (ttl_ms <= 0) return Status::Error("litejet: nats: lease ttl must be positive, got " + std::to_string(ttl_ms));
   auto sh = std::make_shared<Shared>(o, ttl_ms);
+  Status st = sh->conn().Start(o);
+  if (!st.ok()) return st;
+  if (lease) *lease = std::make_unique<NatsLeaseStore>(sh);
+  if (board) *board = std::make_unique<NatsNodeBoard>(sh);
+  return Status::OK();
+}
+
+Status OpenNatsLeasesReadOnly(const Options& o, std::unique_ptr<LeaseStore>* lease, std::unique_ptr<NodeBoard>* board) {
+  auto sh = std::make_shared<Shared>(o, 1, true);
   Status st = sh->conn().Start(o);
   if (!st.ok()) return st;
   if (lease) *lease = std::make_unique<NatsLeaseStore>(sh);
