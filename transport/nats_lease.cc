@@ -153,7 +153,10 @@ Status Shared::Ensure(const std::string& bucket, int64_t max_age_ms, bool is_lea
     jsStreamInfo_Destroy(si);
     return Status::OK();
   }
-  if (jerr != JSStreamNameExistErr) return conn_.Fail(what, s, jerr);
+  // Two nodes creating the bucket at once: the loser hears "name in use" or,
+  // when the winner's stream is still being set up, "subjects overlap"
+  // (10065). Either way the stream is there now: look at it.
+  if (jerr != JSStreamNameExistErr && jerr != JSStreamSubjectOverlapErr) return conn_.Fail(what, s, jerr);
   // It exists with another configuration (another node's ttl, an operator's
   // change): usable if its keys expire no sooner than our ttl says.
   jo = Wait(deadline);
