@@ -4,7 +4,10 @@
 # bucket; the others replicate it. SIGKILL of the primary: another node is
 # primary within lease_ttl_ms + 1 s and writes with TXIDs continuing;
 # repl_step_down() hands over in well under one TTL; a role=replica node
-# never becomes primary; every node ends with the same checksum.
+# never becomes primary; a NATS outage longer than the TTL leaves no node
+# writable and one primary afterwards; every node ends with the same checksum.
+import os
+import signal
 import time
 
 from util import Suite, Worker, log, uri, wait_until
@@ -107,6 +110,58 @@ def body(s):
                 sums[n] = (w.one("SELECT repl_position()"), w.one("SELECT repl_checksum()"))
         s.check(len(set(sums.values())) == 1, "every node at TXID 23 with the same checksum", repr(sums))
     s.eq(rep.one("SELECT repl_is_primary()"), 0, "role=replica never became primary")
+
+    # SIGSTOP the primary past its TTL: another node takes over and writes;
+    # after SIGCONT the old one writes nothing that reaches anyone, becomes a
+    # replica and converges.
+    cur = primaries(workers)
+    if len(cur) == 1:
+        old = workers[cur[0]]
+        pos0 = old.one("SELECT repl_position()")
+        os.kill(old._proc.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        rest = {n: w for n, w in workers.items() if w is not old}
+        got = wait_until(lambda: (lambda p: p if len(p) == 1 else None)(primaries(rest)), (TTL + 3000) / 1000)
+        s.check(got, "%s stopped: a new primary in %.2f s" % (cur[0], time.monotonic() - t0), repr(got))
+        if got:
+            N = rest[got[0]]
+            N.sql("INSERT INTO t(v) VALUES ('while-stopped')", timeout=15)
+            s.eq(N.one("SELECT repl_position()"), pos0 + 1, "%s: TXID %d" % (got[0], pos0 + 1))
+        os.kill(old._proc.pid, signal.SIGCONT)
+        s.eq(old.one("SELECT repl_wait(%d, 15000)" % (pos0 + 1)), 1, "%s resumed: applies TXID %d" % (cur[0], pos0 + 1))
+        s.eq(old.one("SELECT repl_is_primary()"), 0, "%s resumed: a replica" % cur[0])
+        s.eq(len(primaries(workers)), 1, "exactly one primary after the resume")
+        pos1 = pos0 + 1
+        sums = {}
+        for n, w in list(workers.items()) + [("r", rep)]:
+            s.eq(w.one("SELECT repl_wait(%d, 15000)" % pos1), 1, "%s: has TXID %d" % (n, pos1))
+            sums[n] = (w.one("SELECT repl_position()"), w.one("SELECT repl_checksum()"))
+        s.check(len(set(sums.values())) == 1, "every node at TXID %d with the same checksum" % pos1, repr(sums))
+
+    # A NATS outage longer than the TTL: no node may write once the lease
+    # could not be renewed; one primary again after the server is back.
+    live = {n: w for n, w in workers.items() if w.alive}
+    log("stopping nats-server for %.1f s" % (2 * TTL / 1000))
+    srv.stop()
+    t0 = time.monotonic()
+    none = wait_until(lambda: primaries(live) == [], TTL / 1000 + 1)
+    s.check(none, "NATS down: no node writable within the TTL (%.2f s)" % (time.monotonic() - t0), repr(primaries(live)))
+    time.sleep(max(0.0, 2 * TTL / 1000 - (time.monotonic() - t0)))
+    s.eq(primaries(live), [], "NATS down for 2 TTL: still no node writable")
+    srv.restart()
+    got = wait_until(lambda: (lambda p: p if len(p) == 1 else None)(primaries(live)), 20)
+    s.check(got, "NATS back: exactly one primary again", repr(primaries(live)))
+    if got:
+        W = live[got[0]]
+        before = W.one("SELECT repl_position()")
+        W.sql("INSERT INTO t(v) VALUES ('e4')", timeout=15)
+        top = before + 1
+        s.eq(W.one("SELECT repl_position()"), top, "%s: TXID %d after the outage" % (got[0], top))
+        sums = {}
+        for n, w in list(live.items()) + [("r", rep)]:
+            s.eq(w.one("SELECT repl_wait(%d, 15000)" % top), 1, "%s: has TXID %d" % (n, top))
+            sums[n] = w.one("SELECT repl_checksum()")
+        s.check(len(set(sums.values())) == 1, "every node at TXID %d with the same checksum" % top, repr(sums))
     for w in list(workers.values()) + [rep]:
         if w.alive:
             w.exit()
