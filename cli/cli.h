@@ -6,5 +6,8 @@ namespace litejet::cli {
 
 // `litejet status`: 0 shown, 1 NATS unreachable or the cluster unreadable, 2 usage.
 int RunStatus(int argc, char** argv);
+// `litejet replicate DB [--key value ...]`: the agent in the foreground until
+// SIGINT/SIGTERM; 0 stopped by a signal, 1 cannot open, 2 usage.
+int RunReplicate(int argc, char** argv);
 
 }  // namespace litejet::cli

@@ -1,5 +1,5 @@
 // The litejet command-line tool: dispatches to the commands (cli/cli.h).
-// Implemented: status, --help, --version; the others arrive one by one.
+// Implemented: status, replicate, --help, --version; the others arrive one by one.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "status") return litejet::cli::RunStatus(argc - 2, argv + 2);
-  if (cmd == "replicate" || cmd == "restore" || cmd == "verify" || cmd == "log") {
+  if (cmd == "replicate") return litejet::cli::RunReplicate(argc - 2, argv + 2);
+  if (cmd == "restore" || cmd == "verify" || cmd == "log") {
     std::fprintf(stderr, "litejet: %s: not implemented yet\n", cmd.c_str());
     return 1;
   }

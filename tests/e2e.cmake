@@ -27,7 +27,8 @@ set(LITEJET_E2E_TESTS
     blocker_after_borrowed_restart
     agent_restart_no_busy_snapshot
     heartbeats
-    failover)
+    failover
+    cli_replicate)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
