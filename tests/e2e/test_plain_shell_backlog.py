@@ -60,7 +60,12 @@ def body(s):
     # The WAL stays bounded when another litejet process writes.
     writer = Worker("writer")
     writer.open(P)
-    M = 4000
+    # Without restarts the WAL would grow by about one frame per commit; with
+    # them it stays near the autocheckpoint size (1000 frames), plus what the
+    # writer appends while the agent waits for the CPU on a loaded machine
+    # (3031 frames after 4000 commits was seen there): 8000 commits and a
+    # bound of half that tell the two apart.
+    M = 8000
     writer.py("""
 for i in range(args['m']):
     con.execute("INSERT INTO t(pad) VALUES (randomblob(100))")
@@ -68,7 +73,7 @@ result = 0
 """, m=M, timeout=180)
     frames = (os.path.getsize(wal) - 32) // (4096 + 24)
     log("WAL after %d commits by a litejet process that is not the agent: %d frames" % (M, frames))
-    s.check(frames < 2500, "the WAL stays bounded (%d frames after %d commits; the agent restarts it)" % (frames, M))
+    s.check(frames < M // 2, "the WAL stays bounded (%d frames after %d commits; the agent restarts it)" % (frames, M))
     same_state(s, primary, replica, want + M, "after the second process's commits")
     writer.exit()
     primary.exit()
