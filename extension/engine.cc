@@ -313,10 +313,9 @@ std::string Engine::RoleName() const {
 bool Engine::LinkUp(std::string* why) const {
   std::lock_guard<std::mutex> g(agent_mu_);
   const bool up = connected_ && (!log_ || log_->Connected());
-  if (!up && why && log_) {
-    *why = log_->LastError();
-    if (why->empty()) *why = "litejet: database \"" + cfg_.name + "\": not connected to NATS";
-  }
+  // Only the transport's own account (a connection lost, a connect that
+  // failed): before the agent's first call the link is merely not up yet.
+  if (!up && why && log_) *why = log_->LastError();
   return up;
 }
 
