@@ -377,8 +377,9 @@ void Engine::RunPrimary(transport::Log& log) {
     return;
   }
   sidecar_.SetAcked(std::max(pos.acked_txid, log_txid), seq);
-  // role=auto: the log ends where this database does: writes open now.
-  if (role_ready_ && !role_ready_()) return;
+  // role=auto: the log ends where this database does: the epoch marker
+  // goes in and writes open.
+  if (role_ready_ && !role_ready_(&seq)) return;
   agent_cv_.notify_all();
 
   locallog::Reader reader;
@@ -723,6 +724,30 @@ void Engine::RunReplica(transport::Log& log) {
 
 Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq) {
   sidecar::Position pos = sidecar_.Read();
+  if (t.epoch_marker) {
+    // A new primary's first word: nothing to write, an epoch to learn.
+    if (t.epoch < pos.epoch) {
+      return Status::Error("litejet: epoch marker of \"" + cfg_.name + "\" for epoch " + std::to_string(t.epoch) +
+                               " after epoch " + std::to_string(pos.epoch) + ": refused (node " + t.node + ")",
+                           SQLITE_CORRUPT);
+    }
+    if (t.txid == pos.txid && t.checksum_after != pos.checksum) {
+      return Status::Error("litejet: replica \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+                               " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
+                               checksum::Hex(t.checksum_after),
+                           SQLITE_CORRUPT);
+    }
+    if (t.txid > pos.txid) {
+      return Status::Error("litejet: log of \"" + cfg_.name + "\" has an epoch marker at TXID " + std::to_string(t.txid) +
+                               " while this replica is at " + std::to_string(pos.txid),
+                           SQLITE_CORRUPT);
+    }
+    if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);
+    sidecar_.SetAcked(pos.txid, seq);
+    std::lock_guard<std::mutex> g(mu_);
+    primary_seen_ = t.node;
+    return Status::OK();
+  }
   if (t.txid <= pos.txid) {
     sidecar_.SetAcked(pos.txid, seq);  // already applied (a restart re-read it)
     return Status::OK();
@@ -1050,7 +1075,7 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
     role_next_ms_ = std::min(m.NextTickAt(), now + 1000);
     publish();
   };
-  role_ready_ = [&] {
+  role_ready_ = [&](uint64_t* seq) {
     if (m.role() != failover::Role::kPrimary) return false;
     if (sidecar_.Read().txid == 0) {
       // An empty database (nothing in the log either): in WAL mode before
@@ -1061,9 +1086,40 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
         return false;
       }
     }
-    {
-      // The epoch of this node's records: the lease's.
-      sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
+    // The epoch of this node's records: the lease's.
+    sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
+    sidecar::Position pos = sidecar_.Read();
+    if (pos.txid > 0) {
+      // The epoch marker, expecting the log's end as read: from here on a
+      // deposed primary's publish fails the expectation. If it is refused,
+      // someone appended after that read: step down and catch up.
+      record::Txn mk;
+      mk.txid = pos.txid;
+      mk.epoch = pos.epoch;
+      mk.timestamp_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+      mk.node = cfg_.node;
+      mk.page_size = pos.page_size;
+      mk.db_pages = pos.db_pages;
+      mk.checksum_before = mk.checksum_after = pos.checksum;
+      mk.epoch_marker = true;
+      std::string rec;
+      std::vector<std::string> chunks;
+      Status ms = record::Encode(mk, record::Compression::kNone, &rec);
+      if (ms.ok()) ms = record::Split(rec, mk.txid, std::max<size_t>(log.MaxPayload(), 64 * 1024) - 1024, &chunks);
+      uint64_t nseq = *seq;
+      for (size_t i = 0; ms.ok() && i < chunks.size(); i++) {
+        ms = log.Publish(chunks[i], nseq, cfg_.name + ":" + std::to_string(mk.epoch) + ":marker:" + std::to_string(i),
+                         2000, &nseq);
+      }
+      if (!ms.ok()) {
+        Fail("litejet: database \"" + cfg_.name + "\": elected in epoch " + std::to_string(mk.epoch) +
+             " but its epoch marker was not appended (" + ms.message() + "); stepping down");
+        return false;
+      }
+      *seq = nseq;
+      sidecar_.SetAcked(pos.txid, nseq);
     }
     writes_open = true;
     publish();

@@ -186,7 +186,7 @@ class Engine : public vfs::DbHooks {
   uint64_t step_downs_seen_ = 0;
   bool RoleDue() const { return SteadyMs() >= role_next_ms_ || sidecar_.step_down_requests() != step_downs_seen_; }
   std::function<bool()> role_tick_;
-  std::function<bool()> role_ready_;
+  std::function<bool(uint64_t* seq)> role_ready_;
   bool ResetSpool();  // true when the spool was emptied
   bool WriteLockHeld();  // agent: does some connection hold WAL_WRITE_LOCK now?
   apply::WalWriter* Locker();

@@ -215,6 +215,8 @@ Status Encode(const Txn& txn, Compression c, std::string* out, int zstd_level) {
     return bad("node name is " + Str(txn.node.size()) + " bytes (max 255)");
   std::string why = CheckShape(txn.page_size, txn.db_pages, txn.pages.size());
   if (!why.empty()) return bad(why);
+  if (txn.epoch_marker && (!txn.pages.empty() || txn.checksum_before != txn.checksum_after))
+    return bad("an epoch marker carries no pages and changes no checksum");
   for (size_t i = 0; i < txn.pages.size(); i++) {
     const Page& p = txn.pages[i];
     why = CheckPgno(i, p.pgno, i > 0 ? txn.pages[i - 1].pgno : 0, txn.db_pages);
@@ -228,7 +230,7 @@ Status Encode(const Txn& txn, Compression c, std::string* out, int zstd_level) {
   const size_t start = out->size();
   Put32(out, kMagic);
   Put16(out, kVersion);
-  Put16(out, c == Compression::kZstd ? kFlagZstd : 0);
+  Put16(out, static_cast<uint16_t>((c == Compression::kZstd ? kFlagZstd : 0) | (txn.epoch_marker ? kFlagEpochMarker : 0)));
   Put64(out, txn.txid);
   Put64(out, txn.epoch);
   Put64(out, txn.timestamp_us);
@@ -277,7 +279,7 @@ Status PeekHeader(const void* data, size_t n, Header* out, size_t* header_len) {
 
   Header h;
   h.flags = Load16(p + kOffFlags);
-  if ((h.flags & ~kFlagZstd) != 0) {
+  if ((h.flags & ~(kFlagZstd | kFlagEpochMarker)) != 0) {
     char hex[8];
     std::snprintf(hex, sizeof hex, "0x%04x", h.flags);
     return Corrupt(std::string("unknown flags ") + hex);
@@ -334,6 +336,9 @@ Status Decode(const void* data, size_t n, Txn* out) {
   t.db_pages = h.db_pages;
   t.checksum_before = h.checksum_before;
   t.checksum_after = h.checksum_after;
+  t.epoch_marker = (h.flags & kFlagEpochMarker) != 0;
+  if (t.epoch_marker && (h.page_count != 0 || t.checksum_before != t.checksum_after))
+    return Corrupt("an epoch marker with pages or a checksum change");
   // page_count is only trusted as far as the payload really goes; grow as pages arrive.
   t.pages.reserve(std::min<size_t>(h.page_count, 1024));
   unsigned char block[4096];

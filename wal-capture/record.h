@@ -15,7 +15,8 @@ namespace litejet::record {
 //   offset  size
 //        0     4  magic "LJTX"
 //        4     2  version (1)
-//        6     2  flags: bit 0 = payload is one zstd frame; other bits must be 0
+//        6     2  flags: bit 0 = payload is one zstd frame; bit 1 = epoch marker
+//                       (no pages; txid = the TXID it follows); other bits must be 0
 //        8     8  txid
 //       16     8  epoch
 //       24     8  timestamp_us
@@ -36,6 +37,11 @@ namespace litejet::record {
 constexpr uint32_t kMagic = 0x58544A4C;  // "LJTX" little-endian
 constexpr uint16_t kVersion = 1;
 constexpr uint16_t kFlagZstd = 1;
+// An epoch marker: what a newly elected primary appends before it takes
+// writes. It changes no page (txid and checksums are those of the last
+// transaction); its epoch fences the log: a deposed primary's publish after
+// it fails the log's sequence expectation.
+constexpr uint16_t kFlagEpochMarker = 2;
 constexpr size_t kMinHeaderSize = 94;  // header with an empty node name
 constexpr size_t kMaxNodeLen = 255;
 constexpr uint64_t kMaxRawLen = uint64_t{4} << 30;
@@ -52,6 +58,7 @@ struct Txn {
   uint32_t db_pages = 0;   // database size in pages after commit (>= 1)
   uint64_t checksum_before = 0, checksum_after = 0;
   std::vector<Page> pages;  // strictly increasing pgno, each 1..db_pages
+  bool epoch_marker = false;  // kFlagEpochMarker: no pages, checksum_before == checksum_after
 };
 
 enum class Compression { kNone, kZstd };

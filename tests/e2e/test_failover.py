@@ -78,6 +78,11 @@ def body(s):
     p2 = got[0]
     Q = workers[p2]
     s.check(Q.status()["epoch"] > first_epoch, "%s: a larger epoch (%d > %d)" % (p2, Q.status()["epoch"], first_epoch))
+    # Before it wrote anything, its epoch marker is in the log: the replica
+    # learns the new epoch from it (and would refuse older records now).
+    e2 = Q.status()["epoch"]
+    s.check(wait_until(lambda: rep.status()["epoch"] == e2, 5),
+            "replica: epoch %d from %s's epoch marker before any write" % (e2, p2), repr(rep.status()))
     Q.sql("INSERT INTO t(v) VALUES ('e2')", timeout=15)
     s.eq(Q.one("SELECT repl_position()"), 22, "%s: TXIDs continue: 22" % p2)
     for n, w in list(rest.items()) + [("r", rep)]:

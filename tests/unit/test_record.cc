@@ -325,6 +325,41 @@ void decode_rejects_unknown_flags(void**) {
               "litejet: record: unknown flags 0x0004");
 }
 
+// Epoch markers: no pages, no checksum change; they round-trip with their
+// flag; a marker with pages (or a checksum change) is refused both ways.
+void epoch_marker_round_trip_and_shape(void**) {
+  Txn m;
+  m.txid = 41;
+  m.epoch = 9;
+  m.node = "b";
+  m.page_size = 4096;
+  m.db_pages = 3;
+  m.checksum_before = m.checksum_after = 0x1234;
+  m.epoch_marker = true;
+  for (Compression c : {Compression::kNone, Compression::kZstd}) {
+    std::string rec = EncodeOk(m, c);
+    Txn out;
+    assert_true(Decode(rec.data(), rec.size(), &out).ok());
+    assert_true(out.epoch_marker);
+    assert_int_equal(out.txid, 41);
+    assert_int_equal(out.epoch, 9);
+    assert_int_equal(out.pages.size(), 0);
+  }
+  Txn bad = m;
+  bad.checksum_after = 0x4321;
+  std::string rec;
+  AssertError(Encode(bad, Compression::kNone, &rec), 1,
+              "litejet: record: an epoch marker carries no pages and changes no checksum");
+  // A plain record with the marker flag set by hand is refused on decode.
+  std::mt19937_64 rng(g_seed + 40);
+  rec = EncodeOk(MakeTxn(512, {1}, 1, &rng), Compression::kNone);
+  Set(&rec, 6, kFlagEpochMarker, 2);
+  Reseal(&rec);
+  Txn out;
+  AssertError(Decode(rec.data(), rec.size(), &out), kCorrupt,
+              "litejet: record: an epoch marker with pages or a checksum change");
+}
+
 void decode_rejects_trailing_bytes(void**) {
   std::mt19937_64 rng(g_seed + 13);
   for (Compression c : {Compression::kNone, Compression::kZstd}) {
@@ -707,6 +742,7 @@ int main() {
       cmocka_unit_test(decode_rejects_bad_magic),
       cmocka_unit_test(decode_rejects_unknown_version),
       cmocka_unit_test(decode_rejects_unknown_flags),
+      cmocka_unit_test(epoch_marker_round_trip_and_shape),
       cmocka_unit_test(decode_rejects_trailing_bytes),
       cmocka_unit_test(decode_rejects_decreasing_page_numbers),
       cmocka_unit_test(decode_rejects_page_beyond_db_pages),
