@@ -5,7 +5,7 @@
 # the database does not. The next write on the primary fails (it must not
 # reuse TXID 3); the primary then takes TXID 3 from the log, as a replica
 # would, and accepts writes again: primary and replica identical.
-from util import Suite, Worker, primary_uri, replica_uri, same_state, wait_until, try_write
+from util import Suite, Worker, log, primary_uri, replica_uri, same_state, try_write, wait_until
 
 
 
@@ -31,23 +31,33 @@ def body(s):
     except Exception as e:  # noqa: BLE001 - the worker's death is the point
         s.check("died" in str(e), "committer process died after the acknowledgement (%s)" % e)
     s.eq(replica.one("SELECT repl_wait(3, 5000)"), 1, "replica: TXID 3 is in the log")
-    s.eq(agent.one("SELECT repl_position()"), 2, "primary: TXID 3 is not in its database yet")
+    # Usually the next write finds the log ahead and fails; on a loaded
+    # machine the agent may take TXID 3 from the log first, and the write
+    # then commits as TXID 4. Either way TXID 3 is never reused.
+    pos = agent.one("SELECT repl_position()")
+    s.check(pos in (2, 3), "primary: at TXID 2 (or already took 3 from the log): %s" % pos)
     try:
         agent.sql("INSERT INTO t(v) VALUES ('three')")
         wrote = True
     except Exception:  # noqa: BLE001
         wrote = False
-    s.check(not wrote, "primary: the write that finds the log ahead of it fails (TXID 3 not reused)")
-    s.check(wait_until(lambda: agent.one("SELECT repl_position()") == 3, 10), "primary: takes TXID 3 from the log")
-    s.eq(agent.sql("SELECT v FROM t ORDER BY id"), [["one"], ["acknowledged"]],
-         "primary: the acknowledged row is there")
+    if pos == 2:
+        s.check(not wrote or agent.one("SELECT repl_position()") == 4,
+                "primary: the write that finds the log ahead of it fails, or commits as TXID 4 (TXID 3 not reused)")
+    else:
+        log("the agent took TXID 3 from the log before the next write")
+        s.check(wrote, "primary: with TXID 3 taken, the write commits")
+    s.check(wait_until(lambda: agent.one("SELECT repl_position()") >= 3, 10), "primary: takes TXID 3 from the log")
+    rows = [["one"], ["acknowledged"]] + ([["three"]] if wrote else [])
+    s.eq(agent.sql("SELECT v FROM t ORDER BY id"), rows, "primary: the acknowledged row is TXID 3")
     s.check(wait_until(lambda: try_write(agent, 'four'), 10),
             "primary: writes again")
-    same_state(s, agent, replica, 4, "after the next commit")
-    s.eq(replica.sql("SELECT v FROM t ORDER BY id"), [["one"], ["acknowledged"], ["four"]],
-         "replica: rows 'one', 'acknowledged', 'four'")
+    top = 5 if wrote else 4
+    same_state(s, agent, replica, top, "after the next commit")
+    s.eq(replica.sql("SELECT v FROM t ORDER BY id"), rows + [["four"]],
+         "replica: rows %r" % (rows + [["four"]]))
     st = agent.status()
-    s.check(st["last_error"] is None and st["acked_txid"] == 4, "primary: no last_error, acked_txid 4", repr(st))
+    s.check(st["last_error"] is None and st["acked_txid"] == top, "primary: no last_error, acked_txid %d" % top, repr(st))
     replica.exit()
     agent.exit()
 
