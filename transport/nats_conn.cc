@@ -152,7 +152,18 @@ int64_t MsLeft(Clock::time_point deadline) {
 
 NatsConn::NatsConn(const Options& o, int64_t js_wait_ms)
     : js_wait_ms_(js_wait_ms), events_(std::make_shared<Events>()) {
-  for (const auto& u : o.urls) servers_ += (servers_.empty() ? "" : ",") + u;
+  // For messages only: credentials in a URL (nats://user:password@host)
+  // never reach an error message, the log or repl_status().
+  for (const auto& u : o.urls) {
+    std::string shown = u;
+    size_t at = u.rfind('@');
+    if (at != std::string::npos) {
+      size_t sep = u.find("://");
+      size_t start = (sep != std::string::npos && sep < at) ? sep + 3 : 0;
+      shown = u.substr(0, start) + "***" + u.substr(at);
+    }
+    servers_ += (servers_.empty() ? "" : ",") + shown;
+  }
   closure_ = Registry::Get().Add(events_);
 }
 

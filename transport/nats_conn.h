@@ -54,7 +54,7 @@ class NatsConn {
   // Waits (until deadline) for the connection; false if it is not up, or interrupted.
   bool WaitConnected(Clock::time_point deadline) const;
   bool Interrupted() const;
-  const std::string& servers() const { return servers_; }
+  const std::string& servers() const { return servers_; }  // credentials shown as ***
 
   // Records s as the last error and returns it.
   Status Fail(Status s);

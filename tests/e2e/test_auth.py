@@ -4,6 +4,7 @@
 # variables on the replica (secrets belong in the environment), a token on a
 # second server; a wrong password opens the database anyway and reports that
 # it cannot reach the server.
+import json
 import os
 import socket
 import subprocess
@@ -83,7 +84,18 @@ def body(s):
     tr.open(replica_uri(s.path("tr", "tok.db"), tok.url, token="t0ken"))
     s.eq(tr.one("SELECT repl_wait(1, 20000)", timeout=30), 1, "replica with a token: caught up")
     same_state(s, tp, tr, 1, "token")
-    for w in (primary, replica, wrong, tp, tr):
+
+    # Credentials inside the URL never show in an error: the server as
+    # nats://***@host:port.
+    leak = Worker("url-credentials")
+    bad_url = srv.url.replace("nats://", "nats://lj:wr0ngpass@")
+    leak.open(primary_uri(s.path("leak", "leak.db"), bad_url, node="leak"))
+    shown = srv.url.replace("nats://", "nats://***@")
+    ok = wait_until(lambda: shown in (leak.status().get("last_error") or ""), 15)
+    st = leak.status()
+    s.check(ok and "wr0ngpass" not in json.dumps(st), "credentials in the URL: last_error shows %s, never the password"
+            % shown, repr(st.get("last_error")))
+    for w in (primary, replica, wrong, tp, tr, leak):
         w.exit()
 
 
