@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "common/json.h"
 #include "extension/config.h"
 #include "transport/lease.h"
 #include "transport/log.h"
@@ -66,38 +67,6 @@ std::string Redact(const std::string& urls) {
     out += ',';
     begin = comma + 1;
   }
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);  // UTF-8 passes through; invalid bytes are the writer's
-        }
-    }
-  }
-  return out + "\"";
 }
 
 // A heartbeat's text on one line of the plain report: control bytes escaped.

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/fence.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/local_log.h"
@@ -49,22 +50,6 @@ bool IEquals(const char* a, const char* b) {
   return *a == *b;
 }
 
-std::string JsonString(const std::string& s) {
-  std::string o = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += char(c);
-    } else if (c < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else {
-      o += char(c);
-    }
-  }
-  return o + "\"";
-}
 
 }  // namespace
 

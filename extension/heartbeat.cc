@@ -3,7 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
+
+#include "common/json.h"
 
 namespace litejet {
 
@@ -11,23 +12,6 @@ namespace {
 int64_t UnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string Quote(const std::string& s) {
-  std::string o = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += char(c);
-    } else if (c < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else {
-      o += char(c);
-    }
-  }
-  return o + "\"";
 }
 }  // namespace
 
@@ -72,10 +56,10 @@ std::string ClusterView::Json(int64_t now_unix_ms) const {
   for (size_t i = 0; i < nodes.size(); i++) {
     const auto& n = nodes[i];
     if (i) j += ",";
-    j += "{\"node\":" + Quote(n.node) + ",\"role\":" + Quote(n.role) + ",\"txid\":" + std::to_string(n.txid) +
+    j += "{\"node\":" + JsonString(n.node) + ",\"role\":" + JsonString(n.role) + ",\"txid\":" + std::to_string(n.txid) +
          ",\"lag_txns\":" + std::to_string(top - n.txid) + ",\"epoch\":" + std::to_string(n.epoch) +
          ",\"heartbeat_age_ms\":" + std::to_string(std::max<int64_t>(now_unix_ms - n.unix_ms, 0)) +
-         ",\"last_error\":" + (n.last_error.empty() ? std::string("null") : Quote(n.last_error)) + "}";
+         ",\"last_error\":" + (n.last_error.empty() ? std::string("null") : JsonString(n.last_error)) + "}";
   }
   return j + "]";
 }
