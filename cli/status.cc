@@ -281,17 +281,7 @@ int RunStatus(int argc, char** argv) {
   litejet::Status st = ParseConfig(uri, Lookup(), "", &cfg);
   if (!st.ok()) return Usage(st.message().rfind("litejet: ", 0) == 0 ? st.message().substr(9) : st.message());
 
-  transport::Options o;
-  o.urls = cfg.nats_urls;
-  o.user = cfg.user;
-  o.password = cfg.password;
-  o.token = cfg.token;
-  o.creds = cfg.creds;
-  o.tls_ca = cfg.tls_ca;
-  o.tls_cert = cfg.tls_cert;
-  o.tls_key = cfg.tls_key;
-  o.prefix = cfg.prefix;
-  o.name = cfg.name;
+  transport::Options o = TransportOptions(cfg);
   o.client_name = "litejet:status:" + cfg.name;
 
   const auto deadline = Clock::now() + std::chrono::milliseconds(a.timeout_ms);
@@ -313,14 +303,9 @@ int RunStatus(int argc, char** argv) {
   st = log->Last(MsLeft(deadline), &last, &found);
   if (!st.ok()) {
     if (!log->Connected()) {
-      // The transport's reason names the URLs as given: hide their passwords.
+      // (The transport shows a URL's credentials as ***.)
       std::string why = st.message();
       if (why.rfind("litejet: ", 0) == 0) why = why.substr(9);
-      for (const std::string& u : o.urls) {
-        for (size_t at = why.find(u); at != std::string::npos; at = why.find(u, at + 1)) {
-          why.replace(at, u.size(), Redact(u));
-        }
-      }
       return Fail("cannot reach " + where + " within " + std::to_string(a.timeout_ms) + " ms: " + why);
     }
     if (st.message().find("stream not found") != std::string::npos) {

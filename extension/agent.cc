@@ -232,18 +232,7 @@ void Engine::AgentMain() {
     if (!Sleep(500)) return;
   }
   MaintainWal();  // the restart blocker, before the first connect can take seconds
-  transport::Options o;
-  o.urls = cfg_.nats_urls;
-  o.user = cfg_.user;
-  o.password = cfg_.password;
-  o.token = cfg_.token;
-  o.creds = cfg_.creds;
-  o.tls_ca = cfg_.tls_ca;
-  o.tls_cert = cfg_.tls_cert;
-  o.tls_key = cfg_.tls_key;
-  o.prefix = cfg_.prefix;
-  o.name = cfg_.name;
-  o.stream_replicas = cfg_.stream_replicas;
+  transport::Options o = TransportOptions(cfg_);
   o.client_name = "litejet:" + cfg_.node + ":" + cfg_.name;
   if (cfg_.role != Role::kReplica) o.advertise = cfg_.advertise;
   std::unique_ptr<transport::Log> log;

@@ -355,4 +355,20 @@ Lookup ProcessEnv() {
   return [](const char* name) -> const char* { return std::getenv(name); };
 }
 
+transport::Options TransportOptions(const Config& c) {
+  transport::Options o;
+  o.urls = c.nats_urls;
+  o.user = c.user;
+  o.password = c.password;
+  o.token = c.token;
+  o.creds = c.creds;
+  o.tls_ca = c.tls_ca;
+  o.tls_cert = c.tls_cert;
+  o.tls_key = c.tls_key;
+  o.prefix = c.prefix;
+  o.name = c.name;
+  o.stream_replicas = c.stream_replicas;
+  return o;
+}
+
 }  // namespace litejet

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "transport/log.h"
 
 namespace litejet {
 
@@ -36,6 +37,11 @@ using Lookup = std::function<const char*(const char* key)>;
 // path, for the default name. On error *out is left untouched and the message starts with
 // "litejet: " and names the parameter; the code is SQLITE_ERROR.
 Status ParseConfig(const Lookup& uri, const Lookup& env, const std::string& db_path, Config* out);
+
+// What the transport needs of a configuration: servers, credentials, TLS,
+// prefix, name and stream replicas (the caller names the connection and
+// sets advertise).
+transport::Options TransportOptions(const Config& c);
 
 const char* RoleName(Role role);
 const char* DurabilityName(Durability durability);
