@@ -506,8 +506,12 @@ void Engine::RunPrimary(transport::Log& log) {
           break;
         }
         uint64_t nseq = 0;
-        // Short waits while disconnected, so stopping never waits long.
-        s = log.Publish(chunks[i], seq, id, log.Connected() ? 5000 : 200, &nseq);
+        // While disconnected, no wait for the link inside Publish: a sync
+        // committer may give up meanwhile, and a record handed to nats.c after
+        // that would be sent after all (the server back within the wait). The
+        // check above and the hand-off stay ~1 ms apart; the Sleep below
+        // paces the retries.
+        s = log.Publish(chunks[i], seq, id, log.Connected() ? 5000 : 1, &nseq);
         if (s.ok()) {
           seq = nseq;
           if (crash_point_ == 5 && i == 0 && chunks.size() > 1 && batch.size() > 1 && last_txid >= crash_txid_) _exit(9);
