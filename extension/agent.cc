@@ -310,7 +310,8 @@ void Engine::Beat() {
 // first is inside its compressed body), so for a record cut short (its
 // publisher died between chunks) the answer is the record before it: the
 // message just before its chunk 0, walking back over earlier cut attempts.
-Status Engine::LastCompleteTxid(transport::Log& log, const transport::Message& last, uint64_t* txid) {
+Status Engine::LastCompleteTxid(transport::Log& log, const transport::Message& last, uint64_t* txid,
+                                uint64_t* end_seq) {
   transport::Message m = last;
   for (int hops = 0;; hops++) {
     record::ChunkInfo ci;
@@ -320,10 +321,12 @@ Status Engine::LastCompleteTxid(transport::Log& log, const transport::Message& l
     }
     if (ci.index + 1 == ci.count) {
       *txid = ci.txid;
+      if (end_seq) *end_seq = m.seq;
       return Status::OK();
     }
     if (m.seq <= uint64_t(ci.index) + 1 || hops > 1000) {
       *txid = 0;  // nothing complete before it
+      if (end_seq) *end_seq = 0;
       return Status::OK();
     }
     const uint64_t want = m.seq - ci.index - 1;
@@ -354,9 +357,17 @@ void Engine::RunPrimary(transport::Log& log) {
   seq = found ? last.seq : 0;
   // A record whose last chunk never made it counts as not shipped: publish
   // it again from its first chunk.
-  uint64_t log_txid = 0;
-  if (found) LITEJET_RETRY(LastCompleteTxid(log, last, &log_txid));
+  uint64_t log_txid = 0, end_seq = 0;
+  if (found) LITEJET_RETRY(LastCompleteTxid(log, last, &log_txid, &end_seq));
   sidecar::Position pos = sidecar_.Read();
+  if (role_ready_ && found && end_seq > pos.log_seq) {
+    // role=auto: the log grew after this node read it to its end (a deposed
+    // primary that did not know yet): those records are not in this
+    // database, and may not be this node's history. Step down and read them.
+    Fail("litejet: database \"" + cfg_.name + "\": the log moved past sequence " + std::to_string(pos.log_seq) +
+         " (now " + std::to_string(end_seq) + ") after this node was elected; stepping down to read it");
+    return;
+  }
   if (log_txid > pos.txid) {
     std::lock_guard<std::mutex> g(mu_);
     fenced_ = true;
@@ -366,9 +377,16 @@ void Engine::RunPrimary(transport::Log& log) {
     return;
   }
   sidecar_.SetAcked(std::max(pos.acked_txid, log_txid), seq);
-  // role=auto: the log ends where this database does: the epoch marker
-  // goes in and writes open.
-  if (role_ready_ && !role_ready_(&seq)) return;
+  // role=auto: writes open once the log ends where this database does: its
+  // commits that never reached the log (this node was primary before and
+  // died or lost the lease with them unshipped; reading the log to its end
+  // showed nobody wrote past them) are shipped first, in this lease's epoch;
+  // then the epoch marker goes in (role_ready_).
+  bool ready = !role_ready_;
+  if (!ready && sidecar_.Read().acked_txid >= sidecar_.Read().txid) {
+    if (!role_ready_(&seq)) return;  // nothing to ship first (and an empty database gets WAL mode here)
+    ready = true;
+  }
   agent_cv_.notify_all();
 
   locallog::Reader reader;
@@ -411,6 +429,12 @@ void Engine::RunPrimary(transport::Log& log) {
     // Gather what is committed and not shipped: one record, or a backlog of
     // small ones packed into one message (one publish, one round trip).
     sidecar::Position now = sidecar_.Read();
+    if (!ready && now.acked_txid >= now.txid) {
+      if (!role_ready_(&seq)) break;
+      ready = true;
+      next = sidecar_.Read().acked_txid + 1;
+      continue;
+    }
     // A sync committer's record lies just past the spool's committed end
     // while it waits for exactly this ship.
     // Only while its committer is alive: a live sync committer holds
@@ -453,7 +477,12 @@ void Engine::RunPrimary(transport::Log& log) {
     // a batch compressed as a whole (consecutive transactions often rewrite
     // the same pages), up to about four chunks of raw bytes per message.
     const bool single = txns.size() == 1;
-    for (const record::Txn& t : txns) {
+    // Each record carries the epoch it is published in (the sidecar's: the
+    // lease's while role=auto holds it), also one committed or spooled
+    // under an earlier lease of this node.
+    const uint64_t ship_epoch = sidecar_.Read().epoch;
+    for (record::Txn& t : txns) {
+      if (t.epoch < ship_epoch) t.epoch = ship_epoch;
       zrec.clear();
       s = record::Encode(t, single ? record::Compression::kZstd : record::Compression::kNone, &zrec);
       if (!s.ok()) break;
@@ -635,6 +664,7 @@ void Engine::RunReplica(transport::Log& log) {
   bool fatal = false;
   std::string rec;
   bool leave = false;
+  std::string diverged;  // why this database's history is not the log's
   while (!stopping_ && !fatal && !leave) {
     Beat();
     if (role_tick_ && RoleDue() && role_tick_()) {  // role=auto: elected
@@ -684,6 +714,10 @@ void Engine::RunReplica(transport::Log& log) {
         std::lock_guard<std::mutex> g(mu_);
         primary_seen_ = m.advertise;  // the writer's advertise address, as repl_primary() promises
       }
+      if (!a.ok() && a.code() == kDiverged) {
+        diverged = a.message();
+        return false;
+      }
       if (!a.ok()) {
         std::lock_guard<std::mutex> g(mu_);
         SetError(a.message());
@@ -705,6 +739,39 @@ void Engine::RunReplica(transport::Log& log) {
       connected_ = true;
       ClearError();
     }
+    if (rs.ok() && diverged.empty() && cfg_.role == Role::kReplica) {
+      // At the log's end (no message for a while) with commits the log never
+      // acknowledged: a primary's, before this node was made a replica. A
+      // replica never ships them: they are not history.
+      const sidecar::Position p = sidecar_.Read();
+      if (p.txid > p.acked_txid) {
+        diverged = "litejet: database \"" + cfg_.name + "\" diverged: it is ahead of the log (TXIDs " +
+                   std::to_string(p.acked_txid + 1) + ".." + std::to_string(p.txid) +
+                   " never reached it) and role=replica never ships them";
+      }
+    }
+    if (!diverged.empty()) {
+      // Once per agent: a rebuild that failed is not tried again (each try
+      // keeps another copy of the database); the reason stays in last_error.
+      if (rebuild_failed_) {
+        std::lock_guard<std::mutex> g(mu_);
+        SetError(diverged + "; not rebuilt: an earlier rebuild failed (" + rebuild_error_ + ")");
+        fatal = true;
+        break;
+      }
+      uint64_t resume = 0;
+      Status rb = Rebuild(log, writer, db, diverged, &resume);
+      diverged.clear();
+      if (!rb.ok()) {
+        rebuild_failed_ = true;
+        rebuild_error_ = rb.message();
+        fatal = true;
+        break;
+      }
+      ra.Reset();
+      from = record_start = resume;
+      continue;
+    }
     // Keep the WAL bounded: checkpoint (readers permitting); the next append
     // restarts the WAL once everything is backfilled.
     sync_applied();
@@ -725,10 +792,19 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
                            SQLITE_CORRUPT);
     }
     if (t.txid == pos.txid && t.checksum_after != pos.checksum) {
-      return Status::Error("litejet: replica \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
                                " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
-                               checksum::Hex(t.checksum_after),
-                           SQLITE_CORRUPT);
+                               checksum::Hex(t.checksum_after) + " (epoch marker of node " + t.node + ")",
+                           kDiverged);
+    }
+    if (t.txid < pos.txid && t.txid >= pos.acked_txid) {
+      // A new primary started from the log's end at t.txid: this node's
+      // commits after it (never acknowledged by the log) are not history.
+      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: it has TXIDs " +
+                               std::to_string(t.txid + 1) + ".." + std::to_string(pos.txid) +
+                               " that never reached the log, and node " + t.node + " became primary in epoch " +
+                               std::to_string(t.epoch) + " at TXID " + std::to_string(t.txid),
+                           kDiverged);
     }
     if (t.txid > pos.txid) {
       return Status::Error("litejet: log of \"" + cfg_.name + "\" has an epoch marker at TXID " + std::to_string(t.txid) +
@@ -736,13 +812,31 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
                            SQLITE_CORRUPT);
     }
     if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);
-    sidecar_.SetAcked(pos.txid, seq);
+    sidecar_.SetAcked(std::max(pos.acked_txid, std::min(t.txid, pos.txid)), seq);
     std::lock_guard<std::mutex> g(mu_);
     primary_seen_ = t.node;
     return Status::OK();
   }
   if (t.txid <= pos.txid) {
-    sidecar_.SetAcked(pos.txid, seq);  // already applied (a restart re-read it)
+    // Already in this database: applied (a restart read it again), or this
+    // node's own commit shipped before it became a replica. Unless it is
+    // not: another node's record for a TXID this node committed and the log
+    // never acknowledged, or other content at this node's TXID.
+    if (t.txid > pos.acked_txid && t.node != cfg_.node) {
+      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: its TXID " + std::to_string(t.txid) +
+                               " never reached the log, which has node " + t.node + "'s TXID " +
+                               std::to_string(t.txid) + " (epoch " + std::to_string(t.epoch) + ") instead",
+                           kDiverged);
+    }
+    if (t.txid == pos.txid && t.checksum_after != pos.checksum) {
+      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+                               " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
+                               checksum::Hex(t.checksum_after) + " (node " + t.node + ", epoch " +
+                               std::to_string(t.epoch) + ")",
+                           kDiverged);
+    }
+    if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);
+    sidecar_.SetAcked(std::max(pos.acked_txid, t.txid), seq);
     return Status::OK();
   }
   Update u;
@@ -786,9 +880,10 @@ Status Engine::CheckRecord(const sidecar::Position& pos, const record::Txn& t, U
                          SQLITE_CORRUPT);
   }
   if (t.checksum_before != pos.checksum) {
-    return Status::Error("litejet: replica \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+    return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
                          " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
-                         checksum::Hex(t.checksum_before), SQLITE_CORRUPT);
+                         checksum::Hex(t.checksum_before) + " (record TXID " + std::to_string(t.txid) + " of node " +
+                         t.node + ")", kDiverged);
   }
   if (pos.page_size != 0 && pos.db_pages != 0 && pos.page_size != t.page_size) {
     return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " has page size " +
@@ -1047,15 +1142,22 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       }
     }
     failover::Progress pr;
-    pr.applied = sidecar_.Read().txid;
+    const sidecar::Position pos = sidecar_.Read();
+    pr.applied = pos.txid;
     if (m.role() != failover::Role::kPrimary) {
-      // Caught up? The log's last complete TXID (one request per poll).
+      // Caught up? The log's last complete record (one request per poll),
+      // and has this node read it: equal TXIDs alone could be two histories.
       transport::Message last;
       bool found = false;
-      uint64_t t = 0;
-      if (log.Last(500, &last, &found).ok() && (!found || LastCompleteTxid(log, last, &t).ok())) {
+      uint64_t t = 0, end_seq = 0;
+      if (log.Last(500, &last, &found).ok() && (!found || LastCompleteTxid(log, last, &t, &end_seq).ok())) {
         pr.log_last = found ? t : 0;
         pr.log_last_known = true;
+        pr.log_read = pos.log_seq >= end_seq;
+        // Commits past the log's end that the log's records did not
+        // contradict up to here (ApplyRecord): this node's own, unshipped;
+        // it may be elected and ship them.
+        if (pr.log_read && pos.txid > pr.log_last && pos.acked_txid <= pr.log_last) pr.applied = pr.log_last;
       }
     } else {
       pr.log_last = pr.applied;
@@ -1064,6 +1166,9 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
     for (const failover::Transition& t : m.Tick(now, pr)) {
       sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
       if (t.from == failover::Role::kPrimary) writes_open = false;
+      // The epoch of every record this node publishes from here on (its
+      // unshipped commits' too): the lease's.
+      if (t.to == failover::Role::kPrimary) sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
     }
     role_next_ms_ = std::min(m.NextTickAt(), now + 1000);
     publish();

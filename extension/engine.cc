@@ -330,6 +330,18 @@ std::string Engine::StatusJson() const {
   j += ",\"durability\":" + JsonString(DurabilityName(cfg_.durability));
   j += ",\"db_pages\":" + std::to_string(p.db_pages);
   j += ",\"page_size\":" + std::to_string(p.page_size);
+  // Divergence repair: the last rebuild from the log (null: never).
+  const sidecar::RebuildInfo rb = sidecar_.rebuild();
+  if (rb.count == 0 && !rb.active && rb.kept.empty()) {
+    j += ",\"rebuild\":null";
+  } else {
+    j += ",\"rebuild\":{\"count\":" + std::to_string(rb.count);
+    j += ",\"active\":" + std::string(rb.active ? "true" : "false");
+    j += ",\"started_ms\":" + std::to_string(rb.at_unix_ms);
+    j += ",\"txid\":" + std::to_string(rb.txid);
+    j += ",\"kept\":" + JsonString(rb.kept);
+    j += ",\"reason\":" + JsonString(rb.reason) + "}";
+  }
   // The cluster as this node's agent last read it from the heartbeats
   // (empty in a process that is not the host's agent, and before the first
   // read).

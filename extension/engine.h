@@ -30,6 +30,9 @@
 
 namespace litejet {
 
+// A database whose history is not the log's (ApplyRecord): rebuilt from the log.
+constexpr int kDiverged = 1101;
+
 class Engine : public vfs::DbHooks {
  public:
   // The engine of db_path, created on first use. Connections of the process
@@ -169,10 +172,27 @@ class Engine : public vfs::DbHooks {
   bool ReconcileInDoubt(transport::Log& log, uint64_t* seq);
   Status ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, bool* done);
   Status TakeFromLog(const record::Txn& t, uint64_t seq);
+  // --- divergence repair (extension/rebuild.cc) -----------------------------
+  // Keeps the database as <db>.diverged-<UTC time>, rebuilds it from the log
+  // and installs it under its readers; *resume_seq: where the replica reads
+  // on. Says what happened in repl_status(), last_error and sqlite3_log.
+  Status Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* db, const std::string& why,
+                 uint64_t* resume_seq);
+  struct RebuiltState {
+    uint64_t txid = 0, checksum = 0, epoch = 0, log_seq = 0, bytes = 0;
+    uint32_t db_pages = 0, page_size = 0;
+    std::vector<uint64_t> hashes;  // of pages 1..db_pages
+  };
+  Status ReplayLog(transport::Log& log, const std::string& tmp, RebuiltState* state);
+  bool rebuild_failed_ = false;  // agent thread: a rebuild failed; divergence is then fatal
+  std::string rebuild_error_;
   void AgentMain();
   bool TakeHostLock();
   void RunPrimary(transport::Log& log);
-  Status LastCompleteTxid(transport::Log& log, const transport::Message& last, uint64_t* txid);
+  // The TXID of the log's last complete record and (end_seq) the sequence
+  // of its last chunk; 0 and 0 when there is none.
+  Status LastCompleteTxid(transport::Log& log, const transport::Message& last, uint64_t* txid,
+                          uint64_t* end_seq = nullptr);
   void RunReplica(transport::Log& log);
   // role=auto: the election (failover::RoleMachine over the lease store)
   // drives the agent between RunReplica and RunPrimary, and tells every

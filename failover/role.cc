@@ -145,7 +145,8 @@ void RoleMachine::TickOther(int64_t now, const Progress& p) {
   if (role_ == Role::kCandidate && !Eligible(now, p)) {
     Move(Role::kReplica, now,
          "no longer caught up with the log (applied " + std::to_string(p.applied) + ", log at " +
-             (p.log_last_known ? std::to_string(p.log_last) : std::string("unknown")) + ")");
+             (p.log_last_known ? std::to_string(p.log_last) : std::string("unknown")) +
+             (p.log_read ? "" : ", not read to its end") + ")");
   }
   if (now < next_poll_) return;
   next_poll_ = now + o_.poll_ms;

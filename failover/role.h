@@ -42,8 +42,15 @@ struct Progress {
   uint64_t applied = 0;         // the last record this node applied (or committed)
   uint64_t log_last = 0;        // the log's last record, as last read
   bool log_last_known = false;  // false: the log could not be read
-  // Exactly equal: a node ahead of the log holds commits the log does not (diverged).
-  bool CaughtUp() const { return log_last_known && applied == log_last; }
+  // The node has read (and checked against its own history) every complete
+  // record in the log: a TXID equal to the log's is not enough, the log's
+  // last records may be another history's (a new primary's after this
+  // node's unshipped commits).
+  bool log_read = true;
+  // Exactly equal: a node ahead of the log holds commits the log does not
+  // (the caller passes the log's end as applied when those commits extend
+  // the log's history, which it checked by reading the log to its end).
+  bool CaughtUp() const { return log_last_known && log_read && applied == log_last; }
 };
 
 struct Transition {

@@ -28,6 +28,7 @@ set(LITEJET_E2E_TESTS
     agent_restart_no_busy_snapshot
     heartbeats
     failover
+    divergence
     cli_replicate)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)

@@ -29,6 +29,9 @@ using internal::NatsConn;
 // may still format an error with it, a use-after-free AddressSanitizer caught
 // once when both fired 2 s into a server restart.
 constexpr int64_t kHeartbeatNs = 5000LL * 1000 * 1000;
+// A consumer nobody listens to (its subscription closed, see CloseSub) is
+// removed by the server after this long.
+constexpr int64_t kInactiveNs = 10000LL * 1000 * 1000;
 constexpr int64_t kDuplicateWindowNs = 120LL * 1000 * 1000 * 1000;
 constexpr int64_t kMinApiWaitMs = 2000;       // consumer creation etc. when the caller's wait is shorter
 constexpr int64_t kStallCheckMs = 2000;       // a silent consumer with messages waiting this long is recreated
@@ -93,8 +96,16 @@ class NatsLog final : public Log {
   // nats.c 3.4.1 looks a subscription up for an inbound message and uses it
   // without a reference (fixed upstream in 0a7dd28b): freeing one while its
   // messages arrive is a use-after-free, seen as a hang in Destroy. So a
-  // subscription is unsubscribed now (which also deletes its consumer) and
-  // freed only seconds later, or after the connection is gone.
+  // subscription is unsubscribed now and freed only seconds later, or after
+  // the connection is gone.
+  // Unsubscribed without deleting its consumer: natsSubscription_Unsubscribe
+  // deletes it using the consumer's name after dropping the subscription's
+  // lock, while the ordered consumer's recreation thread (after a reconnect)
+  // frees and replaces that name: a use-after-free (ASan, e2e_sync_outage_lost).
+  // AutoUnsubscribe(1) on a subscription that delivered a message removes it
+  // at once and never deletes the consumer (one that delivered none goes at
+  // its first message, or when it is freed); the server drops the consumer
+  // itself once nobody listens (kInactiveNs).
   void CloseSub() {
     auto now = Clock::now();
     while (!retired_.empty() && now - retired_.front().second > std::chrono::seconds(5)) {
@@ -102,7 +113,7 @@ class NatsLog final : public Log {
       retired_.erase(retired_.begin());
     }
     if (!sub_) return;
-    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_AutoUnsubscribe(sub_, 1);
     retired_.emplace_back(sub_, now);
     sub_ = nullptr;
   }
@@ -295,6 +306,7 @@ Status NatsLog::Subscribe(uint64_t from, int64_t timeout_ms) {
     so.Config.DeliverPolicy = js_DeliverByStartSequence;
     so.Config.OptStartSeq = from;
     so.Config.Heartbeat = kHeartbeatNs;
+    so.Config.InactiveThreshold = kInactiveNs;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_SubscribeSync(&sub_, Js(), subject_.c_str(), &jo, &so, &jerr);
     if (s == NATS_OK) break;

@@ -81,6 +81,12 @@ struct Sidecar::Header {
   uint64_t role_primary[kRoleTextMax / 8];  // text, in words: copied with atomic loads and stores
   uint64_t role_reason[kRoleTextMax / 8];
   uint64_t step_down_requests;  // repl_step_down() from any process: the agent acts when it changes
+  // Divergence repair (spare bytes, zero in older files: none yet), under seq_rebuild.
+  uint64_t seq_rebuild;
+  uint64_t rebuild_count, rebuild_active, rebuild_at_unix_ms, rebuild_txid;
+  uint32_t rebuild_kept_len, rebuild_reason_len;
+  uint64_t rebuild_kept[kRoleTextMax / 8];
+  uint64_t rebuild_reason[kRoleTextMax / 8];
 };
 
 
@@ -348,17 +354,17 @@ int64_t Sidecar::write_until_ns() const { return Load(&hdr()->write_until_ns); }
 
 void Sidecar::SetWriteUntil(int64_t mono_ns) { Store(&hdr()->write_until_ns, mono_ns); }
 
-RoleInfo Sidecar::role() const {
-  const Header* h = hdr();
-  RoleInfo r;
-  char primary[kRoleTextMax], reason[kRoleTextMax];
-  // One writer (the host's agent): retry while it is mid-update or moved
-  // on. A writer killed mid-update leaves the counter odd for good: when it
-  // stays odd and unchanged for 100 ms, take what is there (a message).
+namespace {
+// Reads a block written by one writer (the host's agent) under seq: retries
+// while it is mid-update or moved on. A writer killed mid-update leaves the
+// counter odd for good: when it stays odd and unchanged for 100 ms, take
+// what is there (these blocks are messages, not positions).
+template <typename Fn>
+void ReadStable(const uint64_t* seq, Fn&& read) {
   uint64_t stuck = 0;  // even: no odd value seen yet
   auto stuck_since = std::chrono::steady_clock::now();
   for (uint64_t tries = 0;; tries++) {
-    uint64_t s1 = Load(&h->seq_role);
+    uint64_t s1 = Load(seq);
     bool give_up = false;
     if (s1 & 1) {
       if (s1 != stuck) {
@@ -372,20 +378,66 @@ RoleInfo Sidecar::role() const {
         continue;
       }
     }
-    r.state = static_cast<RoleState>(std::min<uint32_t>(Load(&h->role_state), 2));
-    r.epoch = Load(&h->role_epoch);
-    uint32_t pl = std::min<uint32_t>(Load(&h->role_primary_len), kRoleTextMax);
-    uint32_t rl = std::min<uint32_t>(Load(&h->role_reason_len), kRoleTextMax);
-    TextIn(h->role_primary, primary);
-    TextIn(h->role_reason, reason);
+    read();
     Fence(std::memory_order_acquire);
-    if (Load(&h->seq_role) == s1 || give_up) {
-      r.primary.assign(primary, pl);
-      r.reason.assign(reason, rl);
-      return r;
-    }
+    if (Load(seq) == s1 || give_up) return;
     if ((tries & 255) == 255) std::this_thread::yield();
   }
+}
+}  // namespace
+
+RoleInfo Sidecar::role() const {
+  const Header* h = hdr();
+  RoleInfo r;
+  char primary[kRoleTextMax], reason[kRoleTextMax];
+  uint32_t pl = 0, rl = 0;
+  ReadStable(&h->seq_role, [&] {
+    r.state = static_cast<RoleState>(std::min<uint32_t>(Load(&h->role_state), 2));
+    r.epoch = Load(&h->role_epoch);
+    pl = std::min<uint32_t>(Load(&h->role_primary_len), kRoleTextMax);
+    rl = std::min<uint32_t>(Load(&h->role_reason_len), kRoleTextMax);
+    TextIn(h->role_primary, primary);
+    TextIn(h->role_reason, reason);
+  });
+  r.primary.assign(primary, pl);
+  r.reason.assign(reason, rl);
+  return r;
+}
+
+RebuildInfo Sidecar::rebuild() const {
+  const Header* h = hdr();
+  RebuildInfo r;
+  char kept[kRoleTextMax], reason[kRoleTextMax];
+  uint32_t kl = 0, rl = 0;
+  ReadStable(&h->seq_rebuild, [&] {
+    r.count = Load(&h->rebuild_count);
+    r.active = Load(&h->rebuild_active) != 0;
+    r.at_unix_ms = Load(&h->rebuild_at_unix_ms);
+    r.txid = Load(&h->rebuild_txid);
+    kl = std::min<uint32_t>(Load(&h->rebuild_kept_len), kRoleTextMax);
+    rl = std::min<uint32_t>(Load(&h->rebuild_reason_len), kRoleTextMax);
+    TextIn(h->rebuild_kept, kept);
+    TextIn(h->rebuild_reason, reason);
+  });
+  r.kept.assign(kept, kl);
+  r.reason.assign(reason, rl);
+  return r;
+}
+
+void Sidecar::SetRebuild(const RebuildInfo& r) {
+  Header* h = hdr();
+  const uint32_t kl = uint32_t(std::min<size_t>(r.kept.size(), kRoleTextMax));
+  const uint32_t rl = uint32_t(std::min<size_t>(r.reason.size(), kRoleTextMax));
+  Begin(&h->seq_rebuild);
+  Store(&h->rebuild_count, r.count);
+  Store(&h->rebuild_active, uint64_t(r.active ? 1 : 0));
+  Store(&h->rebuild_at_unix_ms, r.at_unix_ms);
+  Store(&h->rebuild_txid, r.txid);
+  TextOut(h->rebuild_kept, r.kept.substr(0, kl));
+  TextOut(h->rebuild_reason, r.reason.substr(0, rl));
+  Store(&h->rebuild_kept_len, kl);
+  Store(&h->rebuild_reason_len, rl);
+  End(&h->seq_rebuild);
 }
 
 void Sidecar::SetRole(const RoleInfo& r) {

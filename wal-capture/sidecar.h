@@ -78,6 +78,17 @@ struct RoleInfo {
   std::string reason;   // why the last transition happened
 };
 
+// Divergence repair (docs/design.md "Divergence"): what the host's agent
+// tells every process about the last rebuild of this database from the log.
+struct RebuildInfo {
+  uint64_t count = 0;       // rebuilds finished since the sidecar was created
+  bool active = false;      // a rebuild is under way now
+  uint64_t at_unix_ms = 0;  // when the last one started
+  uint64_t txid = 0;        // the TXID it rebuilt to (0 while active or when it failed)
+  std::string kept;         // where the diverged database was kept
+  std::string reason;       // why it diverged
+};
+
 // Commits the ring remembers; older unshipped ones are moved to the spool
 // before their slot is reused.
 constexpr uint64_t kRingSlots = 8192;
@@ -155,6 +166,10 @@ class Sidecar {
   // The role as the agent last described it (for messages and repl_status).
   RoleInfo role() const;
   void SetRole(const RoleInfo& r);
+
+  // --- divergence repair (host's agent writes, anyone reads) --------------
+  RebuildInfo rebuild() const;
+  void SetRebuild(const RebuildInfo& r);
 
   // --- commit ring (primary) ----------------------------------------------
   // Writer (WAL_WRITE_LOCK held): the slot of e.txid.

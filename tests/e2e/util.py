@@ -106,12 +106,15 @@ class Worker:
     """A separate /usr/bin/python3 process that has loaded litejet and runs
     requests: open(uri), sql(q), py(code) ... Every call is bounded."""
 
-    def __init__(self, name, start_timeout=20.0):
+    def __init__(self, name, start_timeout=20.0, stderr_path=None):
         self.name = name
         self._q = queue.Queue()
         self._next = 0
+        err = open(stderr_path, "ab") if stderr_path else None
         self._proc = subprocess.Popen([PYTHON, WORKER, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=None, close_fds=True, preexec_fn=_pdeathsig())
+                                      stderr=err, close_fds=True, preexec_fn=_pdeathsig())
+        if err:
+            err.close()
         with _workers_lock:
             _workers.add(self)
         threading.Thread(target=self._reader, daemon=True).start()

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -121,6 +122,101 @@ void engine_replica_refuses_an_older_epoch(void**) {
   sqlite3_close(p);
 }
 
+
+std::string StatusText(sqlite3* db, const char* path) {
+  return QueryText(db, std::string("select json_extract(repl_status(), '$.") + path + "')");
+}
+
+bool WaitFor(const std::function<bool()>& fn, int ms) {
+  for (int i = 0; i < ms / 10; i++) {
+    if (fn()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return fn();
+}
+
+int64_t RowsIn(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, "unix") != SQLITE_OK) fail_msg("open %s", path.c_str());
+  int64_t n = QueryInt(db, "select count(*) from t");
+  sqlite3_close(db);
+  return n;
+}
+
+// Divergence: an old primary with commits the log never acknowledged comes
+// back as a replica after another node wrote the log past its last shipped
+// TXID. It keeps its database as <db>.diverged-*, rebuilds from the log, says
+// so in repl_status() and last_error, and then applies the log as any replica.
+void engine_rebuilds_a_diverged_database(void**) {
+  g_store = transport::NewMemoryStore();
+  TempDir d;
+  sqlite3* a = Open(d / "a.db", "role=primary&node=a");
+  ExecOk(a, "create table t(k integer primary key, v text); insert into t(v) values('one')");
+  assert_int_equal(QueryInt(a, "select repl_wait(2, 10000)"), 1);
+  sqlite3* r = Open(d / "r.db", "role=replica&node=r");
+  assert_int_equal(QueryInt(r, "select repl_wait(2, 10000)"), 1);
+  sqlite3_close(r);
+  // The log goes away: two commits of a never reach it.
+  transport::SetMemoryAvailable(*g_store, false);
+  ExecOk(a, "insert into t(v) values('a3')");
+  ExecOk(a, "insert into t(v) values('a4')");
+  assert_int_equal(QueryInt(a, "select repl_position()"), 4);
+  sqlite3_close(a);
+  transport::SetMemoryAvailable(*g_store, true);
+  // Another node becomes primary from the log's TXID 2 and writes TXID 3.
+  sqlite3* b = Open(d / "r.db", "role=primary&node=b");
+  ExecOk(b, "insert into t(v) values('b3')");
+  assert_int_equal(QueryInt(b, "select repl_wait(3, 10000)"), 1);
+  const std::string sum_b = QueryText(b, "select repl_checksum()");
+
+  // a comes back as a replica: its TXIDs 3 and 4 are not history.
+  a = Open(d / "a.db", "role=replica&node=a");
+  assert_true(WaitFor([&] { return StatusText(a, "rebuild.count") == "1"; }, 10000));
+  assert_int_equal(QueryInt(a, "select repl_position()"), 3);
+  assert_string_equal(QueryText(a, "select repl_checksum()").c_str(), sum_b.c_str());
+  assert_string_equal(QueryText(a, "select group_concat(v) from (select v from t order by k)").c_str(), "one,b3");
+  assert_string_equal(QueryText(a, "pragma integrity_check").c_str(), "ok");
+  const std::string kept = StatusText(a, "rebuild.kept");
+  assert_true(kept.rfind(d / "a.db.diverged-", 0) == 0);
+  assert_int_equal(RowsIn(kept), 3);  // the diverged database as it was: one, a3, a4
+  assert_int_equal(QueryInt(a, "select json_extract(repl_status(), '$.rebuild.txid')"), 3);
+  assert_int_equal(QueryInt(a, "select json_extract(repl_status(), '$.rebuild.active')"), 0);
+  const std::string reason = StatusText(a, "rebuild.reason");
+  assert_non_null(std::strstr(reason.c_str(), "diverged: its TXID 3 never reached the log, which has node b's TXID 3"));
+  const std::string err = StatusText(a, "last_error");
+  assert_non_null(std::strstr(err.c_str(), "rebuilt from the log at TXID 3"));
+
+  // From here it is a replica like any other.
+  ExecOk(b, "insert into t(v) values('b4')");
+  assert_int_equal(QueryInt(a, "select repl_wait(4, 10000)"), 1);
+  assert_string_equal(QueryText(a, "select repl_checksum()").c_str(), QueryText(b, "select repl_checksum()").c_str());
+  sqlite3_close(a);
+  sqlite3_close(b);
+}
+
+// A primary made a replica (role=replica) with commits the log never
+// acknowledged, and nobody wrote after them: it is ahead of the log and would
+// never ship them. Rebuilt to the log's end.
+void engine_rebuilds_a_replica_ahead_of_the_log(void**) {
+  g_store = transport::NewMemoryStore();
+  TempDir d;
+  sqlite3* a = Open(d / "a.db", "role=primary&node=a");
+  ExecOk(a, "create table t(k integer primary key, v text); insert into t(v) values('one')");
+  assert_int_equal(QueryInt(a, "select repl_wait(2, 10000)"), 1);
+  const std::string sum2 = QueryText(a, "select repl_checksum()");
+  transport::SetMemoryAvailable(*g_store, false);
+  ExecOk(a, "insert into t(v) values('a3')");
+  sqlite3_close(a);
+  transport::SetMemoryAvailable(*g_store, true);
+  a = Open(d / "a.db", "role=replica&node=a");
+  assert_true(WaitFor([&] { return StatusText(a, "rebuild.count") == "1"; }, 10000));
+  assert_int_equal(QueryInt(a, "select repl_position()"), 2);
+  assert_string_equal(QueryText(a, "select repl_checksum()").c_str(), sum2.c_str());
+  assert_int_equal(QueryInt(a, "select count(*) from t"), 1);
+  assert_non_null(std::strstr(StatusText(a, "rebuild.reason").c_str(), "ahead of the log (TXIDs 3..3 never reached it)"));
+  sqlite3_close(a);
+}
+
 }  // namespace
 
 int main() {
@@ -134,6 +230,8 @@ int main() {
       cmocka_unit_test(engine_replicates_through_memory_log),
       cmocka_unit_test(engine_fences_a_stale_primary),
       cmocka_unit_test(engine_replica_refuses_an_older_epoch),
+      cmocka_unit_test(engine_rebuilds_a_diverged_database),
+      cmocka_unit_test(engine_rebuilds_a_replica_ahead_of_the_log),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

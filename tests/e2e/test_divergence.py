@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+# e2e_divergence: a role=auto primary cut off from NATS (a TCP proxy that
+# stops forwarding, as a partition does) commits three transactions locally
+# (async) that never reach the log, and is SIGSTOPped past its lease TTL.
+# Another node becomes primary and writes TXIDs with the same numbers. When
+# the old primary is back (proxy forwarding, SIGCONT) nothing it committed
+# reaches any node; it sees that its database is not the log's history, keeps
+# it as <db>.diverged-<UTC time> (with its WAL and sidecar), says so in
+# last_error, repl_status().rebuild and on stderr, rebuilds from the log and
+# converges: every node at the same TXID with the same checksum, its lost rows
+# nowhere but in the kept copy.
+import glob
+import os
+import select
+import signal
+import socket
+import sqlite3
+import threading
+import time
+
+from util import Suite, Worker, log, uri, wait_until
+
+TTL = 2000
+
+
+class Proxy:
+    """TCP proxy on 127.0.0.1 to one upstream port. pause(): nothing is
+    forwarded (connections stay open, bytes wait in the kernel), as in a
+    network partition; resume(): everything flows again."""
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "nats://127.0.0.1:%d" % self.port
+
+    def pause(self):
+        self.flowing.clear()
+
+    def resume(self):
+        self.flowing.set()
+
+    def close(self):
+        self.stop.set()
+        self.flowing.set()
+        self.lsock.close()
+
+    def _accept(self):
+        while not self.stop.is_set():
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            except OSError:
+                c.close()
+                continue
+            threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
+
+    def _pump(self, a, b):
+        socks = [a, b]
+        try:
+            while not self.stop.is_set():
+                if not self.flowing.is_set():
+                    self.flowing.wait(0.05)
+                    continue
+                r, _, _ = select.select(socks, [], [], 0.05)
+                for s in r:
+                    if not self.flowing.is_set():
+                        break
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (b if s is a else a).sendall(data)
+        except OSError:
+            pass
+        finally:
+            a.close()
+            b.close()
+
+
+def auto_uri(path, url, node):
+    return uri(path, nats=url, role="auto", node=node, name="dv", lease_ttl_ms=TTL, advertise=node)
+
+
+def primaries(workers):
+    return [n for n, w in workers.items() if w.alive and w.one("SELECT repl_is_primary()") == 1]
+
+
+def rows(w):
+    return [r[0] for r in w.sql("SELECT v FROM t ORDER BY id")]
+
+
+def body(s):
+    srv = s.nats()
+    proxy = Proxy(int(srv.url.rsplit(":", 1)[1]))
+    a_err = s.path("a", "stderr.txt")
+    A = Worker("a", stderr_path=a_err)
+    a_db = s.path("a", "dv.db")
+    A.open(auto_uri(a_db, proxy.url, "a"))
+    s.check(wait_until(lambda: A.one("SELECT repl_is_primary()") == 1, 10), "a: primary (alone)")
+    workers = {"a": A}
+    for n in ("b", "c"):
+        w = Worker(n)
+        w.open(auto_uri(s.path(n, "dv.db"), srv.url, n))
+        workers[n] = w
+    rep = Worker("r")
+    rep.open(uri(s.path("r", "dv.db"), nats=srv.url, role="replica", node="r", name="dv"))
+    A.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    for i in range(10):
+        A.sql("INSERT INTO t(v) VALUES (?)", ("e1-%d" % i,))
+    for n, w in list(workers.items()) + [("r", rep)]:
+        s.eq(w.one("SELECT repl_wait(11, 10000)"), 1, "%s: has TXID 11" % n)
+
+    log("cutting a off from NATS")
+    proxy.pause()
+    for i in range(3):
+        A.sql("INSERT INTO t(v) VALUES (?)", ("lost-%d" % i,), timeout=10)
+    st = A.status()
+    s.eq((st["txid"], st["acked_txid"]), (14, 11), "a: TXIDs 12..14 committed locally, not acknowledged")
+    os.kill(A._proc.pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    rest = {n: w for n, w in workers.items() if n != "a"}
+    got = wait_until(lambda: (lambda p: p if len(p) == 1 else None)(primaries(rest)), (TTL + 5000) / 1000)
+    s.check(got, "a stopped and cut off: a new primary in %.2f s" % (time.monotonic() - t0), repr(primaries(rest)))
+    if not got:
+        os.kill(A._proc.pid, signal.SIGCONT)
+        return
+    N = rest[got[0]]
+    N.sql("INSERT INTO t(v) VALUES ('after-1')", timeout=15)
+    N.sql("INSERT INTO t(v) VALUES ('after-2')", timeout=15)
+    s.eq(N.one("SELECT repl_position()"), 13, "%s: TXIDs 12 and 13 (the numbers a used)" % got[0])
+
+    log("a back: proxy forwarding, SIGCONT")
+    proxy.resume()
+    os.kill(A._proc.pid, signal.SIGCONT)
+    s.check(wait_until(lambda: (A.status().get("rebuild") or {}).get("count") == 1, 30),
+            "a: rebuilt once (repl_status().rebuild)", repr(A.status()))
+    st = A.status()
+    rb = st.get("rebuild") or {}
+    s.eq((rb.get("active"), rb.get("txid")), (False, 13), "a: the rebuild is done, at TXID 13")
+    s.check("diverged" in (rb.get("reason") or ""), "a: the reason says it diverged (%r)" % rb.get("reason"))
+    kept = rb.get("kept") or ""
+    s.check(kept.startswith(a_db + ".diverged-") and os.path.exists(kept),
+            "a: kept as <db>.diverged-<UTC time> (%s)" % os.path.basename(kept))
+    s.check(os.path.exists(kept + "-litejet"), "a: its sidecar is kept with it")
+    s.check("rebuilt from the log at TXID 13" in (st["last_error"] or "") and kept in (st["last_error"] or ""),
+            "a: last_error says it was rebuilt and where the old one is (%r)" % st["last_error"])
+    s.eq(A.one("SELECT repl_wait(13, 10000)"), 1, "a: at TXID 13")
+    s.eq(A.one("SELECT repl_is_primary()"), 0, "a: a replica")
+    s.eq(A.one("PRAGMA integrity_check"), "ok", "a: integrity_check ok")
+    s.eq(rows(A), ["e1-%d" % i for i in range(10)] + ["after-1", "after-2"], "a: the log's rows, none of its lost ones")
+
+    # The diverged database as it was (a copy, opened elsewhere: SQLite
+    # recovers its WAL).
+    probe = s.path("probe", "kept.db")
+    for suffix in ("", "-wal"):
+        if os.path.exists(kept + suffix):
+            with open(kept + suffix, "rb") as f, open(probe + suffix, "wb") as g:
+                g.write(f.read())
+    con = sqlite3.connect(probe)
+    kept_rows = [r[0] for r in con.execute("SELECT v FROM t ORDER BY id")]
+    con.close()
+    s.eq(kept_rows, ["e1-%d" % i for i in range(10)] + ["lost-%d" % i for i in range(3)],
+         "the kept copy holds a's three lost commits")
+
+    with open(a_err, "rb") as f:
+        err_text = f.read().decode("utf-8", "replace")
+    s.check("diverged" in err_text and "rebuilt from the log at TXID 13" in err_text,
+            "a: stderr says it diverged and was rebuilt", err_text[-2000:])
+
+    # One history everywhere, and the cluster goes on.
+    N.sql("INSERT INTO t(v) VALUES ('after-3')", timeout=15)
+    sums = {}
+    for n, w in list(workers.items()) + [("r", rep)]:
+        s.eq(w.one("SELECT repl_wait(14, 15000)"), 1, "%s: has TXID 14" % n)
+        sums[n] = (w.one("SELECT repl_position()"), w.one("SELECT repl_checksum()"))
+        s.check(not any(v.startswith("lost-") for v in rows(w)), "%s: none of a's lost rows" % n)
+    s.check(len(set(sums.values())) == 1, "every node at TXID 14 with the same checksum", repr(sums))
+    s.eq(len(primaries(workers)), 1, "exactly one primary")
+    s.eq(len(glob.glob(a_db + ".diverged-*-litejet")), 1, "one kept copy, not one per attempt")
+    for w in list(workers.values()) + [rep]:
+        if w.alive:
+            w.exit()
+    proxy.close()
+
+
+if __name__ == "__main__":
+    Suite("e2e_divergence", deadline_s=120.0).run(body)
