@@ -2,7 +2,15 @@
 // shared by all its connections. It is the VFS's DbHooks (capture on the
 // primary, write refusal on a replica), runs the agent (shipping on the
 // primary, applying on a replica) when this process holds the host's agent
-// lock, and is what the SQL functions ask.
+// lock, and is what the SQL functions ask. One unit per file:
+//   engine.cc     opening, error and role state, what SQL reports
+//   commit.cc     primary: the commit path (DbHooks), dead committers, the WAL restart blocker
+//   power.cc      validation after a power loss
+//   agent.cc      the agent's life (start, stop, exit, host lock, heartbeat)
+//   ship.cc       primary: shipping, sync commits in doubt
+//   replica.cc    replica: applying
+//   rebuild.cc    replica: divergence repair
+//   role_loop.cc  role=auto: the election and every role transition
 #pragma once
 
 #include <atomic>
@@ -95,6 +103,8 @@ class Engine : public vfs::DbHooks {
   void ClearError();
   // Why writes wait while a sync commit's outcome is unknown.
   std::string InDoubtMessage(uint64_t txid) const;
+  // How long a sync commit waits for JetStream's acknowledgement.
+  static constexpr int64_t kSyncTimeoutMs = 5000;
 
   // The new position and page hashes after a transaction.
   using PageHashes = std::vector<std::pair<uint32_t, uint64_t>>;  // pgno, new hash; sorted, each pgno once

@@ -1,0 +1,305 @@
+// The replica's agent (Engine::RunReplica): reads the log and applies each
+// transaction to the WAL and wal-index (WalWriter) under the readers,
+// checking TXID, epoch and checksum chain (ApplyRecord, CheckRecord); a
+// history that is not the log's goes to the rebuild (rebuild.cc).
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "extension/agent_retry.h"
+#include "extension/engine.h"
+#include "common/clock.h"
+#include "failover/role.h"
+#include "wal-capture/apply.h"
+#include "wal-capture/checksum.h"
+#include "wal-capture/record.h"
+#include "wal-capture/local_log.h"
+#include "wal-capture/spool.h"
+
+namespace litejet {
+
+void Engine::RunReplica(transport::Log& log) {
+  LITEJET_RETRY(log.Ensure(500));
+  connected_ = true;
+  ClearError();
+  apply::WalWriter writer;
+  Status s = writer.Open(path_);
+  sqlite3* db = nullptr;
+  if (s.ok() && sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") != SQLITE_OK) {
+    s = Status::Error("litejet: agent cannot open " + path_ + ": " + (db ? sqlite3_errmsg(db) : "?"));
+  }
+  if (!s.ok()) {
+    sqlite3_close(db);
+    std::lock_guard<std::mutex> g(mu_);
+    SetError(s.message());
+    return;
+  }
+  sqlite3_busy_timeout(db, 1000);
+  // Power loss: the WAL is synced before the sidecar records a position as
+  // durable (the mark), once per read or 100 ms, never per transaction.
+  writer.set_on_new_header([&](uint32_t a, uint32_t b) { return MarkNewGeneration(writer, a, b); });
+  auto last_sync = std::chrono::steady_clock::now();
+  auto sync_applied = [&] {
+    Status ss = SyncApplied(writer);
+    last_sync = std::chrono::steady_clock::now();
+    if (!ss.ok()) {
+      std::lock_guard<std::mutex> g(mu_);
+      SetError(ss.message());
+    }
+  };
+  record::Reassembler ra;
+  uint64_t from = sidecar_.Read().log_seq + 1;
+  uint64_t record_start = from;
+  bool fatal = false;
+  std::string rec;
+  bool leave = false;
+  std::string diverged;  // why this database's history is not the log's
+  while (!stopping_ && !fatal && !leave) {
+    Beat();
+    if (role_tick_ && RoleDue() && role_tick_()) {  // role=auto: elected
+      leave = true;
+      break;
+    }
+    Status rs = log.Read(from, 500, [&](const transport::Message& m) {
+      if (stopping_) return false;
+      if (role_tick_ && RoleDue() && !ra.pending()) return false;  // the role's turn
+      Beat();
+      if (!connected_) {
+        // Messages flow again: the outage is over.
+        connected_ = true;
+        ClearError();
+      }
+      bool complete = false;
+      uint64_t txid = 0;
+      if (!ra.pending()) record_start = m.seq;
+      Status a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);
+      if (!a.ok()) {
+        // A retried publish starts the record again at chunk 0.
+        record_start = m.seq;
+        a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);
+      }
+      from = m.seq + 1;
+      if (!a.ok()) {
+        std::lock_guard<std::mutex> g(mu_);
+        SetError("litejet: log of \"" + cfg_.name + "\" at sequence " + std::to_string(m.seq) + ": " + a.message());
+        return true;  // skip it; continuity checks catch a real gap
+      }
+      if (!complete) return true;
+      std::vector<std::string> recs;
+      if (record::IsBatch(rec.data(), rec.size())) {
+        a = record::DecodeBatch(rec.data(), rec.size(), &recs);
+      } else {
+        recs.push_back(std::move(rec));
+      }
+      for (size_t i = 0; a.ok() && i < recs.size(); i++) {
+        record::Txn t;
+        a = record::Decode(recs[i].data(), recs[i].size(), &t);
+        // Inside a batch, a restart must read the whole message again (the
+        // records already applied are skipped): resume before its first chunk.
+        if (a.ok()) a = ApplyRecord(writer, db, t, i + 1 == recs.size() ? m.seq : record_start - 1);
+      }
+      if (a.ok() && std::chrono::steady_clock::now() - last_sync > std::chrono::milliseconds(100)) sync_applied();
+      if (a.ok() && !m.advertise.empty()) {
+        std::lock_guard<std::mutex> g(mu_);
+        primary_seen_ = m.advertise;  // the writer's advertise address, as repl_primary() promises
+      }
+      if (!a.ok() && a.code() == kDiverged) {
+        diverged = a.message();
+        return false;
+      }
+      if (!a.ok()) {
+        std::lock_guard<std::mutex> g(mu_);
+        SetError(a.message());
+        if (a.code() == SQLITE_BUSY) {
+          from = record_start;  // try this record again
+          ra.Reset();
+        } else {
+          fatal = true;
+        }
+        return false;
+      }
+      return true;
+    });
+    if (!rs.ok()) {
+      connected_ = false;
+      std::lock_guard<std::mutex> g(mu_);
+      SetError(rs.message());
+    } else if (!connected_) {
+      connected_ = true;
+      ClearError();
+    }
+    if (rs.ok() && diverged.empty() && cfg_.role == Role::kReplica) {
+      // At the log's end (no message for a while) with commits the log never
+      // acknowledged: a primary's, before this node was made a replica. A
+      // replica never ships them: they are not history.
+      const sidecar::Position p = sidecar_.Read();
+      if (p.txid > p.acked_txid) {
+        diverged = "litejet: database \"" + cfg_.name + "\" diverged: it is ahead of the log (TXIDs " +
+                   std::to_string(p.acked_txid + 1) + ".." + std::to_string(p.txid) +
+                   " never reached it) and role=replica never ships them";
+      }
+    }
+    if (!diverged.empty()) {
+      // Once per agent: a rebuild that failed is not tried again (each try
+      // keeps another copy of the database); the reason stays in last_error.
+      if (rebuild_failed_) {
+        std::lock_guard<std::mutex> g(mu_);
+        SetError(diverged + "; not rebuilt: an earlier rebuild failed (" + rebuild_error_ + ")");
+        fatal = true;
+        break;
+      }
+      uint64_t resume = 0;
+      Status rb = Rebuild(log, writer, db, diverged, &resume);
+      diverged.clear();
+      if (!rb.ok()) {
+        rebuild_failed_ = true;
+        rebuild_error_ = rb.message();
+        fatal = true;
+        break;
+      }
+      ra.Reset();
+      from = record_start = resume;
+      continue;
+    }
+    // Keep the WAL bounded: checkpoint (readers permitting); the next append
+    // restarts the WAL once everything is backfilled.
+    sync_applied();
+    if (writer.wal_frames() > 1000) sqlite3_exec(db, "PRAGMA wal_checkpoint(PASSIVE)", nullptr, nullptr, nullptr);
+    if (rs.ok() == false && !Sleep(250)) break;
+  }
+  sync_applied();
+  sqlite3_close(db);
+}
+
+Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq) {
+  sidecar::Position pos = sidecar_.Read();
+  if (t.epoch_marker) {
+    // A new primary's first word: nothing to write, an epoch to learn.
+    if (t.epoch < pos.epoch) {
+      return Status::Error("litejet: epoch marker of \"" + cfg_.name + "\" for epoch " + std::to_string(t.epoch) +
+                               " after epoch " + std::to_string(pos.epoch) + ": refused (node " + t.node + ")",
+                           SQLITE_CORRUPT);
+    }
+    if (t.txid == pos.txid && t.checksum_after != pos.checksum) {
+      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+                               " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
+                               checksum::Hex(t.checksum_after) + " (epoch marker of node " + t.node + ")",
+                           kDiverged);
+    }
+    if (t.txid < pos.txid && t.txid >= pos.acked_txid) {
+      // A new primary started from the log's end at t.txid: this node's
+      // commits after it (never acknowledged by the log) are not history.
+      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: it has TXIDs " +
+                               std::to_string(t.txid + 1) + ".." + std::to_string(pos.txid) +
+                               " that never reached the log, and node " + t.node + " became primary in epoch " +
+                               std::to_string(t.epoch) + " at TXID " + std::to_string(t.txid),
+                           kDiverged);
+    }
+    if (t.txid > pos.txid) {
+      return Status::Error("litejet: log of \"" + cfg_.name + "\" has an epoch marker at TXID " + std::to_string(t.txid) +
+                               " while this replica is at " + std::to_string(pos.txid),
+                           SQLITE_CORRUPT);
+    }
+    if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);
+    sidecar_.SetAcked(std::max(pos.acked_txid, std::min(t.txid, pos.txid)), seq);
+    std::lock_guard<std::mutex> g(mu_);
+    primary_seen_ = t.node;
+    return Status::OK();
+  }
+  if (t.txid <= pos.txid) {
+    // Already in this database: applied (a restart read it again), or this
+    // node's own commit shipped before it became a replica. Unless it is
+    // not: another node's record for a TXID this node committed and the log
+    // never acknowledged, or other content at this node's TXID.
+    if (t.txid > pos.acked_txid && t.node != cfg_.node) {
+      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: its TXID " + std::to_string(t.txid) +
+                               " never reached the log, which has node " + t.node + "'s TXID " +
+                               std::to_string(t.txid) + " (epoch " + std::to_string(t.epoch) + ") instead",
+                           kDiverged);
+    }
+    if (t.txid == pos.txid && t.checksum_after != pos.checksum) {
+      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+                               " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
+                               checksum::Hex(t.checksum_after) + " (node " + t.node + ", epoch " +
+                               std::to_string(t.epoch) + ")",
+                           kDiverged);
+    }
+    if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);
+    sidecar_.SetAcked(std::max(pos.acked_txid, t.txid), seq);
+    return Status::OK();
+  }
+  Update u;
+  Status s = CheckRecord(pos, t, &u);
+  if (!s.ok()) return s;
+  s = sidecar_.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
+  if (!s.ok()) return s;
+  for (int attempt = 0;; attempt++) {
+    s = writer.Append(t.page_size, t.db_pages, t.pages, 2000);
+    if (s.ok()) break;
+    if (s.code() == SQLITE_BUSY_RECOVERY) {
+      // Let SQLite rebuild the wal-index from the WAL, then try again.
+      sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+    }
+    if (stopping_ || attempt > 20) {
+      sidecar_.CommitUpdate(pos);  // clears the pending mark: nothing applied
+      return Status::Error(s.message(), SQLITE_BUSY);
+    }
+  }
+  StoreUpdate(u);
+  if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);  // the newest epoch seen only grows
+  sidecar_.SetAcked(t.txid, seq);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    primary_seen_ = t.node;
+  }
+  return Status::OK();
+}
+
+Status Engine::CheckRecord(const sidecar::Position& pos, const record::Txn& t, Update* out) {
+  if (t.txid != pos.txid + 1) {
+    return Status::Error("litejet: log of \"" + cfg_.name + "\" jumps from TXID " + std::to_string(pos.txid) +
+                         " to " + std::to_string(t.txid) + ": this replica needs a snapshot", SQLITE_CORRUPT);
+  }
+  if (t.epoch < pos.epoch) {
+    // Fencing makes this impossible in one stream (a deposed primary's
+    // publish fails its sequence expectation): refuse it if it happens.
+    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " of \"" + cfg_.name + "\" is from epoch " +
+                             std::to_string(t.epoch) + ", older than epoch " + std::to_string(pos.epoch) +
+                             " already seen: a deposed primary's record, refused (node " + t.node + ")",
+                         SQLITE_CORRUPT);
+  }
+  if (t.checksum_before != pos.checksum) {
+    return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+                         " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
+                         checksum::Hex(t.checksum_before) + " (record TXID " + std::to_string(t.txid) + " of node " +
+                         t.node + ")", kDiverged);
+  }
+  if (pos.page_size != 0 && pos.db_pages != 0 && pos.page_size != t.page_size) {
+    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " has page size " +
+                         std::to_string(t.page_size) + ", the replica " + std::to_string(pos.page_size), SQLITE_CORRUPT);
+  }
+  Update& u = *out;
+  Status grew = ComputeUpdateInto(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size), &u);
+  if (!grew.ok()) return grew;
+  // A previous attempt that died while storing page hashes leaves some of
+  // them new: then the record's checksum (whose before-value matched the
+  // committed position above) is the truth, not a sum over mixed hashes.
+  const bool reapply = sidecar_.pending_txid() == t.txid;
+  if (reapply) u.pos.checksum = t.checksum_after;
+  if (u.pos.checksum != t.checksum_after) {
+    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " does not produce its checksum (" +
+                         checksum::Hex(u.pos.checksum) + " != " + checksum::Hex(t.checksum_after) + ")",
+                         SQLITE_CORRUPT);
+  }
+  return Status::OK();
+}
+
+}  // namespace litejet

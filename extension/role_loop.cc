@@ -1,0 +1,205 @@
+// role=auto (Engine::RunAuto): every role transition of a node in one place.
+// The election (failover::RoleMachine over the lease store) decides; this
+// loop moves the agent between RunReplica and RunPrimary, tells every
+// process of the node through the sidecar's role block (write_until_ns
+// gates writes: closed first, opened last), and opens writes only once the
+// log ends where this database does and the epoch marker is in.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "extension/agent_retry.h"
+#include "extension/engine.h"
+#include "common/clock.h"
+#include "failover/role.h"
+#include "wal-capture/apply.h"
+#include "wal-capture/checksum.h"
+#include "wal-capture/record.h"
+#include "wal-capture/local_log.h"
+#include "wal-capture/spool.h"
+
+namespace litejet {
+
+void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
+  sidecar_.SetWriteUntil(0);  // a previous agent's grant is not ours (and CLOCK_MONOTONIC may have restarted)
+  if (!lease) {
+    Fail("litejet: database \"" + cfg_.name + "\": role=auto needs the lease bucket, which could not be opened; serving as a replica");
+    RunReplica(log);
+    return;
+  }
+  failover::RoleOptions ro;
+  ro.configured = failover::Configured::kAuto;
+  ro.node = cfg_.node;
+  ro.advertise = cfg_.advertise;
+  ro.ttl_ms = cfg_.lease_ttl_ms;
+  failover::RoleMachine m(lease, ro);
+  bool writes_open = false;
+  // What every process of this node reads: write_until_ns gates writes, so
+  // it is closed first and opened last.
+  auto publish = [&] {
+    sidecar::RoleInfo r;
+    r.reason = m.last_reason();
+    if (m.role() == failover::Role::kPrimary && writes_open) {
+      r.state = sidecar::RoleState::kPrimary;
+      r.epoch = m.epoch();
+      r.primary = cfg_.advertise;
+      sidecar_.SetRole(r);
+      sidecar_.SetWriteUntil(m.WriteDeadline() * 1000000);  // SteadyMs and SteadyNs: the same clock
+    } else {
+      sidecar_.SetWriteUntil(0);
+      r.state = m.role() == failover::Role::kCandidate || m.role() == failover::Role::kPrimary
+                    ? sidecar::RoleState::kCandidate
+                    : sidecar::RoleState::kReplica;
+      r.epoch = m.max_epoch_seen();
+      r.primary = m.primary().known ? (m.primary().advertise.empty() ? m.primary().node : m.primary().advertise) : "";
+      sidecar_.SetRole(r);
+    }
+  };
+  step_downs_seen_ = sidecar_.step_down_requests();
+  auto tick = [&]() {
+    const int64_t now = SteadyMs();
+    const uint64_t sd = sidecar_.step_down_requests();
+    if (sd != step_downs_seen_) {
+      step_downs_seen_ = sd;
+      if (m.role() == failover::Role::kPrimary) {
+        writes_open = false;
+        sidecar_.SetWriteUntil(0);
+        m.StepDown(now);
+      }
+    }
+    failover::Progress pr;
+    const sidecar::Position pos = sidecar_.Read();
+    pr.applied = pos.txid;
+    if (m.role() != failover::Role::kPrimary) {
+      // Caught up? The log's last complete record (one request per poll),
+      // and has this node read it: equal TXIDs alone could be two histories.
+      transport::Message last;
+      bool found = false;
+      uint64_t t = 0, end_seq = 0;
+      if (log.Last(500, &last, &found).ok() && (!found || LastCompleteTxid(log, last, &t, &end_seq).ok())) {
+        pr.log_last = found ? t : 0;
+        pr.log_last_known = true;
+        pr.log_read = pos.log_seq >= end_seq;
+        // Commits past the log's end that the log's records did not
+        // contradict up to here (ApplyRecord): this node's own, unshipped;
+        // it may be elected and ship them.
+        if (pr.log_read && pos.txid > pr.log_last && pos.acked_txid <= pr.log_last) pr.applied = pr.log_last;
+      }
+    } else {
+      pr.log_last = pr.applied;
+      pr.log_last_known = true;
+    }
+    for (const failover::Transition& t : m.Tick(now, pr)) {
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
+      if (t.from == failover::Role::kPrimary) writes_open = false;
+      // The epoch of every record this node publishes from here on (its
+      // unshipped commits' too): the lease's.
+      if (t.to == failover::Role::kPrimary) sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
+    }
+    role_next_ms_ = std::min(m.NextTickAt(), now + 1000);
+    publish();
+  };
+  role_ready_ = [&](uint64_t* seq) {
+    if (m.role() != failover::Role::kPrimary) return false;
+    if (sidecar_.Read().txid == 0) {
+      // An empty database (nothing in the log either): in WAL mode before
+      // the first write, as a primary's is at open.
+      Status ps = Prepare(false, true);
+      if (!ps.ok()) {
+        Fail(ps.message());
+        return false;
+      }
+    }
+    // The epoch of this node's records: the lease's.
+    sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
+    sidecar::Position pos = sidecar_.Read();
+    if (pos.txid > 0) {
+      // The epoch marker, expecting the log's end as read: from here on a
+      // deposed primary's publish fails the expectation. If it is refused,
+      // someone appended after that read: step down and catch up.
+      record::Txn mk;
+      mk.txid = pos.txid;
+      mk.epoch = pos.epoch;
+      mk.timestamp_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+      mk.node = cfg_.node;
+      mk.page_size = pos.page_size;
+      mk.db_pages = pos.db_pages;
+      mk.checksum_before = mk.checksum_after = pos.checksum;
+      mk.epoch_marker = true;
+      std::string rec;
+      std::vector<std::string> chunks;
+      Status ms = record::Encode(mk, record::Compression::kNone, &rec);
+      if (ms.ok()) ms = record::Split(rec, mk.txid, std::max<size_t>(log.MaxPayload(), 64 * 1024) - 1024, &chunks);
+      uint64_t nseq = *seq;
+      for (size_t i = 0; ms.ok() && i < chunks.size(); i++) {
+        ms = log.Publish(chunks[i], nseq, cfg_.name + ":" + std::to_string(mk.epoch) + ":marker:" + std::to_string(i),
+                         2000, &nseq);
+      }
+      if (!ms.ok()) {
+        Fail("litejet: database \"" + cfg_.name + "\": elected in epoch " + std::to_string(mk.epoch) +
+             " but its epoch marker was not appended (" + ms.message() + "); stepping down");
+        return false;
+      }
+      *seq = nseq;
+      sidecar_.SetAcked(pos.txid, nseq);
+    }
+    writes_open = true;
+    publish();
+    sqlite3_log(SQLITE_NOTICE, "litejet: %s: primary in epoch %llu at TXID %llu: writes open", cfg_.name.c_str(),
+                (unsigned long long)m.epoch(), (unsigned long long)sidecar_.Read().txid);
+    ClearError();
+    return true;
+  };
+  role_next_ms_ = SteadyMs();
+  tick();
+  while (!stopping_) {
+    if (m.role() == failover::Role::kPrimary) {
+      role_tick_ = [&] {
+        tick();
+        return m.role() != failover::Role::kPrimary;
+      };
+      RunPrimary(log);
+      role_tick_ = nullptr;
+      if (stopping_) break;
+      // Whatever ended it (lost lease, fenced by the log, stopping): no
+      // writes from here on, in any process.
+      writes_open = false;
+      if (m.role() == failover::Role::kPrimary) m.StepDown(SteadyMs());
+      tick();
+      publish();
+      DropBlocker();
+      fenced_ = false;  // a replica now: writes are refused as a replica's
+    } else {
+      role_tick_ = [&] {
+        tick();
+        return m.role() == failover::Role::kPrimary;
+      };
+      RunReplica(log);
+      role_tick_ = nullptr;
+      if (m.role() != failover::Role::kPrimary && !stopping_ && !Sleep(250)) break;
+    }
+  }
+  // A clean stop gives the lease up at once, so another node takes over
+  // without waiting for it to expire.
+  sidecar_.SetWriteUntil(0);
+  if (!exiting_) {
+    for (const failover::Transition& t : m.Close(SteadyMs())) {
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
+    }
+  }
+  role_ready_ = nullptr;
+  writes_open = false;
+  publish();
+}
+
+}  // namespace litejet
