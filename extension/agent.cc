@@ -86,6 +86,11 @@ void Engine::StartAgent() {
     }
     AllAgents().push_back(this);
   }
+  // role=auto: a write grant left in the sidecar by an agent that died (its
+  // process was killed) would let this process write before its own agent
+  // ran an election. No live agent on this host (the host lock is free):
+  // the grant is nobody's. Closed before the first statement can look.
+  if (cfg_.role == Role::kAuto && TakeHostLock()) sidecar_.SetWriteUntil(0);
   agent_ = std::thread([this] {
     // An exception must not end the process (std::terminate): the agent
     // stops and says why in repl_status().last_error.

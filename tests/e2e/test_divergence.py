@@ -8,7 +8,9 @@
 # it as <db>.diverged-<UTC time> (with its WAL and sidecar), says so in
 # last_error, repl_status().rebuild and on stderr, rebuilds from the log and
 # converges: every node at the same TXID with the same checksum, its lost rows
-# nowhere but in the kept copy.
+# nowhere but in the kept copy. Then the case that is not a divergence: the
+# only auto node, killed with unshipped commits, restarts ahead of the log,
+# is elected again and ships them (alone_comes_back).
 import glob
 import os
 import select
@@ -194,6 +196,57 @@ def body(s):
         if w.alive:
             w.exit()
     proxy.close()
+
+    alone_comes_back(s, srv)
+
+
+def alone_comes_back(s, srv):
+    # Not a divergence: the same cut-off primary, but nobody else writes (the
+    # only auto node). It is SIGKILLed with two commits the log never
+    # acknowledged, and restarts ahead of the log. Reading the log to its end
+    # shows no other history, so it may be elected again: it ships those two
+    # commits in its new epoch, then its epoch marker, then takes writes.
+    # Nothing is lost, nothing is rebuilt.
+    proxy = Proxy(int(srv.url.rsplit(":", 1)[1]))
+    db = s.path("solo", "solo.db")
+
+    def solo_uri(url):
+        return uri(db, nats=url, role="auto", node="solo", name="solo", lease_ttl_ms=TTL, advertise="solo")
+
+    A = Worker("solo")
+    A.open(solo_uri(proxy.url))
+    s.check(wait_until(lambda: A.one("SELECT repl_is_primary()") == 1, 10), "solo: primary")
+    rep = Worker("solo-r")
+    rep.open(uri(s.path("solo-r", "solo.db"), nats=srv.url, role="replica", node="solo-r", name="solo"))
+    A.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    A.sql("INSERT INTO t(v) VALUES ('shipped')")
+    s.eq(rep.one("SELECT repl_wait(2, 10000)"), 1, "solo-r: has TXID 2")
+    e1 = A.status()["epoch"]
+    proxy.pause()
+    A.sql("INSERT INTO t(v) VALUES ('local-1')", timeout=10)
+    A.sql("INSERT INTO t(v) VALUES ('local-2')", timeout=10)
+    st = A.status()
+    s.eq((st["txid"], st["acked_txid"]), (4, 2), "solo: TXIDs 3 and 4 committed locally, not acknowledged")
+    A.kill()
+    proxy.close()
+    B = Worker("solo2")
+    B.open(solo_uri(srv.url))
+    # The killed process's write grant is still in the sidecar (its lease has
+    # not expired yet): not this process's to use.
+    s.eq(B.one("SELECT repl_is_primary()"), 0, "solo restarted: not primary on its dead predecessor's grant")
+    s.check(wait_until(lambda: B.one("SELECT repl_is_primary()") == 1, (3 * TTL + 5000) / 1000),
+            "solo restarted ahead of the log: primary again", repr(B.status()))
+    st = B.status()
+    s.check(st["epoch"] > e1 and st["acked_txid"] == 4 and st["rebuild"] is None,
+            "solo: a new epoch (%d > %d), TXIDs 3 and 4 acknowledged, no rebuild" % (st["epoch"], e1), repr(st))
+    B.sql("INSERT INTO t(v) VALUES ('after')", timeout=15)
+    s.eq(B.one("SELECT repl_position()"), 5, "solo: TXID 5")
+    s.eq(rep.one("SELECT repl_wait(5, 15000)"), 1, "solo-r: has TXID 5")
+    s.eq(rows(rep), ["shipped", "local-1", "local-2", "after"], "solo-r: the two commits made while cut off arrived")
+    s.eq(rep.one("SELECT repl_checksum()"), B.one("SELECT repl_checksum()"), "solo-r: same checksum as solo")
+    s.eq(rep.status()["epoch"], st["epoch"], "solo-r: in solo's new epoch")
+    B.exit()
+    rep.exit()
 
 
 if __name__ == "__main__":
