@@ -59,14 +59,26 @@ std::shared_ptr<Engine> EngineFor(sqlite3_context* ctx, const char* fname, int a
   return e;
 }
 
+// An integer, or any value that is a whole number: hosts that bind numbers
+// as REAL (better-sqlite3 binds every JS number so) pass 3.0 for TXID 3.
 bool IntArg(sqlite3_context* ctx, const char* fname, const char* what, sqlite3_value* v, sqlite3_int64* out) {
-  if (sqlite3_value_numeric_type(v) != SQLITE_INTEGER) {
-    std::string m = std::string(fname) + ": " + what + " must be an integer";
-    sqlite3_result_error(ctx, m.c_str(), -1);
-    return false;
+  const int t = sqlite3_value_numeric_type(v);
+  if (t == SQLITE_INTEGER) {
+    *out = sqlite3_value_int64(v);
+    return true;
   }
-  *out = sqlite3_value_int64(v);
-  return true;
+  if (t == SQLITE_FLOAT) {
+    const double d = sqlite3_value_double(v);
+    // Whole and inside int64 (2^63 is the first double past it).
+    if (d == d && d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == static_cast<double>(
+                                                                                      static_cast<sqlite3_int64>(d))) {
+      *out = static_cast<sqlite3_int64>(d);
+      return true;
+    }
+  }
+  std::string m = std::string(fname) + ": " + what + " must be an integer";
+  sqlite3_result_error(ctx, m.c_str(), -1);
+  return false;
 }
 
 void Position(sqlite3_context* ctx, Engine& e, int, sqlite3_value**) {

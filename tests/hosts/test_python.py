@@ -130,6 +130,12 @@ def test_wrong_argument_types_name_the_function():
     eq(error_of(lambda: one(db, "select repl_wait('x')")), "repl_wait: txid must be an integer")
     eq(error_of(lambda: one(db, "select repl_wait(null)")), "repl_wait: txid must be an integer")
     eq(error_of(lambda: one(db, "select repl_wait(x'01')")), "repl_wait: txid must be an integer")
+    # A whole number bound as REAL (better-sqlite3 binds every JS number so) is a TXID; 2.5 is not.
+    eq(error_of(lambda: one(db, "select repl_wait(2.5)")), "repl_wait: txid must be an integer", "repl_wait(2.5)")
+    eq(error_of(lambda: one(db, "select repl_wait(1e300)")), "repl_wait: txid must be an integer", "repl_wait(1e300)")
+    # Nothing listens at NATS: nothing is acknowledged, TXID 0 always is.
+    eq(one(db, "select repl_wait(?, ?)", 0.0, 0.0), 1, "repl_wait(0.0, 0.0): a whole number bound as REAL")
+    eq(one(db, "select repl_wait(?, ?)", 1.0, 0.0), 0, "repl_wait(1.0, 0.0): a whole number bound as REAL")
     eq(error_of(lambda: one(db, "select repl_wait(1, 2.5)")), "repl_wait: timeout_ms must be an integer")
     eq(error_of(lambda: one(db, "select repl_wait(-1)")), "repl_wait: txid and timeout_ms must not be negative")
     eq(error_of(lambda: one(db, "select repl_position(1)")), "repl_position: schema name must be text")
