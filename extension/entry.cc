@@ -57,7 +57,23 @@ int ConnectionInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines*) {
   if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || f == nullptr) {
     return SQLITE_OK;
   }
-  if (!vfs::IsOurs(f)) return SQLITE_OK;
+  if (!vfs::IsOurs(f)) {
+    // A database that asks for replication (a nats parameter) but was
+    // opened before litejet was the default VFS (e.g. Go's database/sql
+    // loads extensions into each connection after opening it): its writes
+    // would silently not be replicated. Say so, loudly.
+    const char* fn = sqlite3_db_filename(db, "main");
+    if (fn && *fn && sqlite3_uri_parameter(fn, "nats") != nullptr) {
+      if (pzErrMsg) {
+        *pzErrMsg = Dup(std::string("litejet: database \"") + fn +
+                        "\" has a nats parameter but was opened before litejet was loaded, so its writes would not "
+                        "be replicated: open it again now that litejet is loaded (or load litejet first, e.g. "
+                        "through a connection to :memory:)");
+      }
+      return SQLITE_ERROR;
+    }
+    return SQLITE_OK;
+  }
   std::string err = vfs::OpenError(f);
   if (!err.empty()) {
     if (pzErrMsg) *pzErrMsg = Dup(err);

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -238,6 +239,33 @@ def test_environment_configures_and_uri_wins():
     finally:
         del os.environ["LITEJET_NATS_URL"]
         del os.environ["LITEJET_ROLE"]
+
+
+def test_loading_into_a_replicated_db_opened_before_fails_loudly():
+    # In a fresh process: a database with a nats parameter opened before
+    # litejet was loaded (as Go's database/sql does) is not on litejet's VFS.
+    # The load fails saying to reopen it; a database opened afterwards is
+    # replicated (the VFS stays registered although the load failed).
+    script = r"""
+import sqlite3, sys
+ext, nats = sys.argv[1], sys.argv[2]
+early = sqlite3.connect("file:early.db?nats=%s&role=primary" % nats, uri=True, isolation_level=None)
+early.enable_load_extension(True)
+try:
+    early.load_extension(ext)
+    print("LOADED")
+except sqlite3.OperationalError as e:
+    print("ERROR " + str(e))
+late = sqlite3.connect("file:late.db?nats=%s&role=primary" % nats, uri=True, isolation_level=None)
+late.execute("create table t(x)")
+print("LATE %d" % late.execute("select repl_position()").fetchone()[0])
+"""
+    out = subprocess.run([sys.executable, "-c", script, EXT, NATS], capture_output=True, text=True, timeout=60)
+    lines = out.stdout.splitlines()
+    eq(out.returncode, 0, "the process exits normally (%s)" % out.stderr[-500:])
+    eq(lines[0].startswith("ERROR ") and "litejet: database \"" in lines[0] and "early.db\" has a nats" in lines[0] and
+       "was opened before litejet was loaded" in lines[0] and "open it again" in lines[0], True, lines[0])
+    eq(lines[1], "LATE 1", "a database opened after the failed load is replicated")
 
 
 def main():
