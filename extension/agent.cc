@@ -238,6 +238,9 @@ void Engine::AgentMain() {
   while (!TakeHostLock()) {
     if (!Sleep(500)) return;
   }
+  // role=auto: the grant of an agent that died is nobody's (this process
+  // may be taking over from another that was killed), before connecting.
+  if (cfg_.role == Role::kAuto) sidecar_.SetWriteUntil(0);
   MaintainWal();  // the restart blocker, before the first connect can take seconds
   transport::Options o = TransportOptions(cfg_);
   o.client_name = "litejet:" + cfg_.node + ":" + cfg_.name;

@@ -675,6 +675,7 @@ Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured& c) {
   where.salt2 = c.salt2;
   where.commit_frame = c.commit_frame;
   where.spool_offset = before.spool_end;
+  where.pid = uint32_t(::getpid());
   // The ring entry first: a later writer resolving a dead pending commit
   // finds its frames there.
   sidecar_.PutCommit(e);

@@ -57,6 +57,25 @@ void Engine::RunReplica(transport::Log& log) {
   };
   record::Reassembler ra;
   uint64_t from = sidecar_.Read().log_seq + 1;
+  {
+    // The log acknowledged more than this database holds: a sync committer
+    // was killed after JetStream acknowledged its record, before its commit
+    // frame (a primary's next writer would take it from the log; as a
+    // replica, apply it). log_seq is that record's last chunk: read the
+    // record again from its first.
+    const sidecar::Position p0 = sidecar_.Read();
+    if (p0.acked_txid > p0.txid && p0.log_seq > 0) {
+      uint64_t first = p0.log_seq;
+      (void)log.Read(p0.log_seq, 2000, [&](const transport::Message& m) {
+        record::ChunkInfo ci;
+        if (m.seq == p0.log_seq && record::PeekChunk(m.data.data(), m.data.size(), &ci) && ci.index < m.seq) {
+          first = m.seq - ci.index;
+        }
+        return false;
+      });
+      from = first;
+    }
+  }
   uint64_t record_start = from;
   bool fatal = false;
   std::string rec;

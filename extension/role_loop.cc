@@ -64,14 +64,35 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
     }
   };
   step_downs_seen_ = sidecar_.step_down_requests();
+  // repl_step_down(): writes close at once; what is committed ships first
+  // (bounded by half a TTL), then the lease goes. Released with a backlog,
+  // the next primary would start from the log's end without those commits:
+  // acknowledged to the application, lost, and this node diverged.
+  bool draining = false;
+  int64_t drain_until = 0;
   auto tick = [&]() {
     const int64_t now = SteadyMs();
     const uint64_t sd = sidecar_.step_down_requests();
     if (sd != step_downs_seen_) {
       step_downs_seen_ = sd;
-      if (m.role() == failover::Role::kPrimary) {
+      if (m.role() == failover::Role::kPrimary && !draining) {
         writes_open = false;
         sidecar_.SetWriteUntil(0);
+        draining = true;
+        drain_until = now + std::max<int64_t>(cfg_.lease_ttl_ms / 2, 1);
+      }
+    }
+    if (draining) {
+      const sidecar::Position dp = sidecar_.Read();
+      if (m.role() != failover::Role::kPrimary) {
+        draining = false;
+      } else if (dp.acked_txid >= dp.txid || now >= drain_until) {
+        if (dp.acked_txid < dp.txid) {
+          sqlite3_log(SQLITE_WARNING, "litejet: %s: stepping down with TXIDs %llu..%llu not acknowledged after %lld ms",
+                      cfg_.name.c_str(), (unsigned long long)dp.acked_txid + 1, (unsigned long long)dp.txid,
+                      (long long)std::max<int64_t>(cfg_.lease_ttl_ms / 2, 1));
+        }
+        draining = false;
         m.StepDown(now);
       }
     }
@@ -105,10 +126,11 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       if (t.to == failover::Role::kPrimary) sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
     }
     role_next_ms_ = std::min(m.NextTickAt(), now + 1000);
+    if (draining) role_next_ms_ = std::min(role_next_ms_, now + 2);  // watch the backlog go
     publish();
   };
   role_ready_ = [&](uint64_t* seq) {
-    if (m.role() != failover::Role::kPrimary) return false;
+    if (m.role() != failover::Role::kPrimary || draining) return false;
     if (sidecar_.Read().txid == 0) {
       // An empty database (nothing in the log either): in WAL mode before
       // the first write, as a primary's is at open.
@@ -164,9 +186,12 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
   tick();
   while (!stopping_) {
     if (m.role() == failover::Role::kPrimary) {
-      role_tick_ = [&] {
+      // One term: leave when the role changes or a new lease replaced this
+      // one (lost and acquired again: a new epoch needs a new marker).
+      const uint64_t term = m.epoch();
+      role_tick_ = [&, term] {
         tick();
-        return m.role() != failover::Role::kPrimary;
+        return m.role() != failover::Role::kPrimary || m.epoch() != term;
       };
       RunPrimary(log);
       role_tick_ = nullptr;

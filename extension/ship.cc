@@ -4,11 +4,13 @@
 // last sequence; and settles sync commits whose outcome is unknown
 // (ReconcileInDoubt) from what the log holds.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cstdint>
@@ -26,6 +28,14 @@
 #include "wal-capture/spool.h"
 
 namespace litejet {
+
+namespace {
+// The process that left a pending mark is alive (0: an older build's mark,
+// taken as alive, as before). EPERM: alive, another user's.
+bool CommitterAlive(const sidecar::PendingCommit& pc) {
+  return pc.pid == 0 || ::kill(pid_t(pc.pid), 0) == 0 || errno == EPERM;
+}
+}  // namespace
 
 // The TXID of the last record whose every chunk is in the log, given the
 // log's last message. A chunk names its record's last TXID only (a batch's
@@ -162,8 +172,11 @@ void Engine::RunPrimary(transport::Log& log) {
     // Only while its committer is alive: a live sync committer holds
     // WAL_WRITE_LOCK until JetStream answered; a dead one's record must never
     // ship (its commit frame was never written; the next writer drops it).
+    // WAL_WRITE_LOCK held is not enough: the next writer holds it while it
+    // resolves a dead committer's commit, whose record must not ship. The
+    // committer's process must be alive (same host: the lock says so).
     const bool sync_pending = cfg_.durability == Durability::kSync && sidecar_.pending_txid() == now.txid + 1 &&
-                              WriteLockHeld();
+                              CommitterAlive(sidecar_.pending_commit()) && WriteLockHeld();
     uint64_t last = sync_pending ? now.txid + 1 : now.txid;
     uint64_t spool_limit = now.spool_end;
     if (sync_pending && spool_fd >= 0) {

@@ -61,9 +61,15 @@ RoleMachine::RoleMachine(lt::LeaseStore* store, RoleOptions o)
 
 std::vector<Transition> RoleMachine::Tick(int64_t now, const Progress& p) {
   if (!closed_) {
+    const bool was_primary = role_ == Role::kPrimary;
     if (role_ == Role::kPrimary) TickPrimary(now);
     // Not "else": a primary that just lost the lease reads it again at once.
-    if (role_ != Role::kPrimary) TickOther(now, p);
+    // But it does not acquire it again in this Tick: the caller's progress
+    // was a primary's (the log's end taken as its own), not read from the
+    // log, and the caller must see the demotion before a new term.
+    Progress q = p;
+    if (was_primary) q.log_last_known = false;
+    if (role_ != Role::kPrimary) TickOther(now, q);
   }
   std::vector<Transition> out;
   out.swap(pending_);

@@ -54,7 +54,7 @@ struct Sidecar::Header {
   uint64_t pending_txid;  // non-zero between BeginUpdate and CommitUpdate
   uint64_t capacity;      // page-hash slots in the file
   uint64_t log_seq;
-  uint32_t pending_salt1, pending_salt2, pending_frame, unused;
+  uint32_t pending_salt1, pending_salt2, pending_frame, pending_pid;  // pending_pid: spare bytes (0 in older files)
   uint64_t pending_spool_offset;
   uint64_t spool_end;
   uint64_t spooled_txid;
@@ -283,6 +283,7 @@ PendingCommit Sidecar::pending_commit() const {
   p.salt2 = Load(&hdr()->pending_salt2);
   p.commit_frame = Load(&hdr()->pending_frame);
   p.spool_offset = Load(&hdr()->pending_spool_offset);
+  p.pid = Load(&hdr()->pending_pid);
   return p;
 }
 
@@ -304,6 +305,7 @@ Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommi
   Store(&hdr()->pending_salt2, where.salt2);
   Store(&hdr()->pending_frame, where.commit_frame);
   Store(&hdr()->pending_spool_offset, where.spool_offset);
+  Store(&hdr()->pending_pid, where.pid);
   Store(&hdr()->pending_txid, txid);
   return Status::OK();
 }

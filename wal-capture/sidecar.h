@@ -53,6 +53,9 @@ static_assert(sizeof(CommitEntry) == 64, "ring entries are 64 bytes");
 struct PendingCommit {
   uint32_t salt1 = 0, salt2 = 0, commit_frame = 0;
   uint64_t spool_offset = 0;
+  // The committing process (0: unknown, files of older builds): a sync
+  // record past the spool's end ships only while that process lives.
+  uint32_t pid = 0;
 };
 
 // Power loss (docs/design.md): the newest state whose bytes are known to be
