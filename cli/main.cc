@@ -15,7 +15,7 @@ const char kUsage[] =
     "commands:\n"
     "  replicate DB [--nats URL] [--role R] [...]   run the replication agent for DB\n"
     "  restore DB --nats URL --name NAME [--txid T] build DB from a snapshot and the log\n"
-    "  status --nats URL --name NAME [--json]       show the cluster (status --help)\n"
+    "  status --nats URL [--name NAME] [--json]     show the cluster (status --help)\n"
     "  verify DB                                    check DB against the log\n"
     "  log --nats URL --name NAME                   recent transactions\n"
     "\n"
