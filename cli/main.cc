@@ -1,5 +1,5 @@
 // The litejet command-line tool: dispatches to the commands (cli/cli.h).
-// Implemented: status, replicate, --help, --version; the others arrive one by one.
+// Implemented: status, replicate, log, --help, --version; the others arrive one by one.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -15,9 +15,9 @@ const char kUsage[] =
     "commands:\n"
     "  replicate DB [--nats URL] [--role R] [...]   run the replication agent for DB\n"
     "  restore DB --nats URL --name NAME [--txid T] build DB from a snapshot and the log\n"
-    "  status --nats URL --name NAME [--json]       show the cluster (status --help)\n"
+    "  status --nats URL [--name NAME] [--json]     show the cluster (status --help)\n"
     "  verify DB                                    check DB against the log\n"
-    "  log --nats URL --name NAME                   recent transactions\n"
+    "  log --nats URL --name NAME [--check]         recent transactions (log --help)\n"
     "\n"
     "options:\n"
     "  --help      show this help\n"
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
   }
   if (cmd == "status") return litejet::cli::RunStatus(argc - 2, argv + 2);
   if (cmd == "replicate") return litejet::cli::RunReplicate(argc - 2, argv + 2);
-  if (cmd == "restore" || cmd == "verify" || cmd == "log") {
+  if (cmd == "log") return litejet::cli::RunLog(argc - 2, argv + 2);
+  if (cmd == "restore" || cmd == "verify") {
     std::fprintf(stderr, "litejet: %s: not implemented yet\n", cmd.c_str());
     return 1;
   }

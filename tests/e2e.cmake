@@ -29,7 +29,8 @@ set(LITEJET_E2E_TESTS
     heartbeats
     failover
     divergence
-    cli_replicate)
+    cli_replicate
+    cli_log)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
@@ -40,6 +41,8 @@ foreach(t IN LISTS LITEJET_E2E_TESTS)
     litejet_script(e2e_${t} sh -c "echo 'e2e_${t}: /usr/bin/python3 not found: install python3' >&2 && false")
   endif()
 endforeach()
+
+set_property(TEST e2e_cli_replicate e2e_cli_log APPEND PROPERTY LABELS cli)
 
 # Kill-torture (issue 8): SIGKILL at random instants, seeded and printed.
 # 40 rounds here (about a minute); sanitized builds run 10.

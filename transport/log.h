@@ -18,6 +18,7 @@ constexpr int kFenced = 1001;       // ExpectLastSubjectSeq failed: someone else
 constexpr int kUnavailable = 1002;  // not connected / timeout / no responders: retry (same msg_id)
 constexpr int kTruncated = 1003;    // Read: a message at or after `from` is no longer in the log
 constexpr int kTooLarge = 1004;     // Publish: data larger than MaxPayload()
+constexpr int kNoStream = 1005;     // Range: the log's stream does not exist (nobody replicated the database)
 
 struct Options {
   std::vector<std::string> urls;  // already validated
@@ -66,6 +67,11 @@ class Log {
   // whose `from` continues where the previous one stopped reuses its consumer.
   virtual Status Read(uint64_t from, int64_t wait_ms, const std::function<bool(const Message&)>& fn) = 0;
 
+  // The sequences of the first and last messages the log holds now; *first >
+  // *last when it holds none. Creates nothing: kNoStream when the log's
+  // stream does not exist.
+  virtual Status Range(int64_t timeout_ms, uint64_t* first, uint64_t* last) = 0;
+
   virtual bool Connected() const = 0;
   // Largest `data` Publish accepts: the server's max payload minus room for the
   // headers litejet adds (kHeaderReserve), so records can be chunked to it.
@@ -94,6 +100,12 @@ constexpr size_t kHeaderReserve = 512;
 // does not wait on the network either: the connection is closed in the
 // background.
 Status OpenNats(const Options& o, std::unique_ptr<Log>* out);
+
+// The names of the databases with a log on the servers of o under o.prefix
+// (o.name is not used): every stream "<prefix>_<name>" that holds subject
+// "<prefix>.<name>.log", name a valid replication name; sorted. Only reads;
+// kUnavailable when the servers cannot be reached within timeout_ms.
+Status ListNatsDatabases(const Options& o, int64_t timeout_ms, std::vector<std::string>* names);
 
 // Initialises nats.c, and OpenSSL under it, on the calling thread, with
 // OpenSSL's own exit-time cleanup turned off (when litejet is the first to

@@ -205,6 +205,19 @@ inline Status ReadPositions(const Opener& open) {
   return Status::OK();
 }
 
+// Range: empty (first > last) until the first append, then 1..n, from any Log.
+inline Status RangeFollowsAppends(const Opener& open) {
+  auto w = open(), r = open();
+  LITEJET_CONF_OK(w->Ensure(5000));
+  uint64_t first = 7, last = 7;
+  LITEJET_CONF_OK(r->Range(5000, &first, &last));
+  LITEJET_CONF_CHECK(first > last, "empty log: range " + std::to_string(first) + ".." + std::to_string(last));
+  LITEJET_CONF_OK(PublishRetrying(*w, 5, Clock::now() + std::chrono::seconds(5)));
+  LITEJET_CONF_OK(r->Range(5000, &first, &last));
+  LITEJET_CONF_CHECK(first == 1 && last == 5, "range " + std::to_string(first) + ".." + std::to_string(last));
+  return Status::OK();
+}
+
 // One writer, one concurrent reader: the reader sees 1..n exactly once.
 inline Status ConcurrentReadWrite(const Opener& open, uint64_t n) {
   auto w = open(), r = open();

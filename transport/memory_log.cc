@@ -57,6 +57,14 @@ class MemoryLog final : public Log {
     return Status::OK();
   }
 
+  Status Range(int64_t, uint64_t* first, uint64_t* last) override {
+    std::lock_guard<std::mutex> l(store_->mu);
+    if (!store_->available) return Fail(Unavailable("range"));
+    *first = 1;  // nothing is ever removed
+    *last = store_->messages.size();
+    return Status::OK();
+  }
+
   Status Last(int64_t, Message* out, bool* found) override {
     std::lock_guard<std::mutex> l(store_->mu);
     if (!store_->available) return Fail(Unavailable("last"));

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -69,6 +70,7 @@ class NatsLog final : public Log {
   Status Publish(const std::string& data, uint64_t expect_last, const std::string& msg_id, int64_t timeout_ms,
                  uint64_t* seq) override;
   Status Read(uint64_t from, int64_t wait_ms, const std::function<bool(const Message&)>& fn) override;
+  Status Range(int64_t timeout_ms, uint64_t* first, uint64_t* last) override;
 
   bool Connected() const override { return conn_.Connected(); }
   size_t MaxPayload() const override {
@@ -206,6 +208,25 @@ Status NatsLog::Last(int64_t timeout_ms, Message* out, bool* found) {
   out->data.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
   natsMsg_Destroy(m);
   *found = true;
+  return Status::OK();
+}
+
+Status NatsLog::Range(int64_t timeout_ms, uint64_t* first, uint64_t* last) {
+  const std::string what = "read the state of stream " + stream_;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (!WaitConnected(deadline)) return NotConnected(what);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = std::max<int64_t>(MsLeft(deadline), 1);
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, Js(), stream_.c_str(), &jo, &jerr);
+  if (s == NATS_NOT_FOUND) return Fail(Status::Error("litejet: nats: stream " + stream_ + " not found", kNoStream));
+  if (s != NATS_OK) return Fail(what, s, jerr);
+  *last = si->State.LastSeq;
+  // An empty stream reports FirstSeq 0 (never written) or LastSeq + 1 (purged).
+  *first = si->State.Msgs == 0 ? *last + 1 : si->State.FirstSeq;
+  jsStreamInfo_Destroy(si);
   return Status::OK();
 }
 
@@ -448,6 +469,43 @@ Status OpenNats(const Options& o, std::unique_ptr<Log>* out) {
   Status st = log->Connect(o);
   if (!st.ok()) return st;
   *out = std::move(log);
+  return Status::OK();
+}
+
+Status ListNatsDatabases(const Options& o, int64_t timeout_ms, std::vector<std::string>* names) {
+  names->clear();
+  Options any = o;
+  if (any.name.empty()) any.name = "-";  // Start() insists on one; the listing uses none
+  NatsConn conn(any, kMinApiWaitMs);
+  Status st = conn.Start(any);
+  if (!st.ok()) return st;
+  const std::string what = "list the streams";
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (!conn.WaitConnected(deadline)) return conn.NotConnected(what);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = std::max<int64_t>(MsLeft(deadline), 1);
+  jsStreamInfoList* list = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_Streams(&list, conn.Js(), &jo, &jerr);
+  if (s == NATS_NOT_FOUND) return Status::OK();  // nats.c's answer when there is no stream at all
+  if (s != NATS_OK) return conn.Fail(what, s, jerr);
+  const std::string head = o.prefix + "_";
+  for (int i = 0; i < list->Count; i++) {
+    const jsStreamConfig* c = list->List[i] ? list->List[i]->Config : nullptr;
+    if (!c || !c->Name || std::strncmp(c->Name, head.c_str(), head.size()) != 0) continue;
+    const std::string name = c->Name + head.size();
+    bool valid = !name.empty() && name.size() <= 64;
+    for (unsigned char ch : name) valid = valid && (std::isalnum(ch) || ch == '_' || ch == '-');
+    // The subject tells a log from another stream that merely starts alike
+    // (a longer prefix's: "litejet_x_db" is db "db" under prefix "litejet_x").
+    const std::string subject = o.prefix + "." + name + ".log";
+    bool holds = false;
+    for (int j = 0; j < c->SubjectsLen; j++) holds |= c->Subjects[j] && subject == c->Subjects[j];
+    if (valid && holds) names->push_back(name);
+  }
+  jsStreamInfoList_Destroy(list);
+  std::sort(names->begin(), names->end());
   return Status::OK();
 }
 

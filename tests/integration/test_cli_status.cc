@@ -1,13 +1,10 @@
 // `litejet status` against a real nats-server: the log, lease and heartbeats
 // are written here through the transport, then the CLI binary
 // ($LITEJET_BUILD/litejet) is run and its text and JSON checked to the value.
-#include <fcntl.h>
 #include <setjmp.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,14 +12,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "tests/harness/nats_server.h"
+#include "tests/util/cli_run.h"
 #include "transport/lease.h"
 #include "transport/log.h"
 #include "wal-capture/record.h"
@@ -32,75 +28,26 @@ extern "C" {
 #include <cmocka.h>
 }
 
-extern char** environ;
-
 namespace lt = litejet::transport;
+using litejet::test::CliRun;
 using litejet::test::NatsServer;
 
 namespace {
 
-struct Run {
-  int rc = -1;
-  std::string out, err;
-  double seconds = 0;
-};
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::string TempPath(const char* what) {
-  return std::string("/tmp/litejet_cli_status_") + std::to_string(getpid()) + "_" + what;
-}
-
-// Runs a command with stdout and stderr captured in files.
-Run Exec(const std::vector<std::string>& args) {
-  Run r;
-  const std::string out = TempPath("out"), err = TempPath("err");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  auto t0 = std::chrono::steady_clock::now();
-  pid_t pid = -1;
-  int e = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (e != 0) fail_msg("cannot start %s: %s", argv[0], strerror(e));
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = Slurp(out);
-  r.err = Slurp(err);
-  unlink(out.c_str());
-  unlink(err.c_str());
-  return r;
-}
+using Run = CliRun;
 
 Run Status(std::vector<std::string> args) {
-  const char* build = std::getenv("LITEJET_BUILD");
-  args.insert(args.begin(), {std::string(build ? build : ".") + "/litejet", "status"});
-  Run r = Exec(args);
+  Run r = litejet::test::RunCli("status", std::move(args));
   print_message("rc=%d (%.2f s)\n--- stdout\n%s--- stderr\n%s", r.rc, r.seconds, r.out.c_str(), r.err.c_str());
   return r;
 }
 
 // Checks a JSON text with Python's parser; expr is a Python expression over d.
 void AssertJson(const std::string& json, const std::string& expr) {
-  const char* py = std::getenv("PYTHON3");
-  const std::string path = TempPath("json");
-  std::ofstream(path) << json;
-  Run r = Exec(
-      {py && *py ? py : "/usr/bin/python3", "-c",
-       "import json,sys\nd=json.load(open(sys.argv[1]))\nok=(" + expr + ")\nprint(d)\nsys.exit(0 if ok else 1)", path});
-  unlink(path.c_str());
-  if (r.rc != 0) fail_msg("JSON check failed: %s\n%s%s", expr.c_str(), r.out.c_str(), r.err.c_str());
+  std::string detail;
+  if (!litejet::test::JsonHolds(json, expr, false, &detail)) {
+    fail_msg("JSON check failed: %s\n%s", expr.c_str(), detail.c_str());
+  }
 }
 
 void AssertOk(const litejet::Status& st) {
@@ -274,6 +221,65 @@ void status_of_unknown_database_is_an_error(void** state) {
   assert_true(r.out.empty());
 }
 
+// Without --name: every database under the prefix, sorted by name, each as
+// --name would show it; --json gives an array of those objects.
+void status_without_name_lists_every_database(void** state) {
+  auto& server = *static_cast<NatsServer*>(*state);
+  lt::Options a = OptionsFor(server), b = OptionsFor(server);
+  uint64_t seq = 0;
+  PublishLog(a, 3, /*cut=*/false, &seq);
+  PublishLog(b, 2, /*cut=*/true, &seq);
+  std::unique_ptr<lt::LeaseStore> lease;
+  std::unique_ptr<lt::NodeBoard> board;
+  AssertOk(lt::OpenNatsLeases(b, 5000, &lease, &board));
+  lt::Lease held;
+  AssertOk(lease->Acquire("node-b", "host-b:1", 10000, &held));
+  AssertOk(board->Put({"node-b", "primary", "host-b:1", 2, held.epoch, WallMs(), ""}, 10000));
+  if (b.name < a.name) std::swap(a, b);  // the order of the report
+
+  Run r = Status({"--nats", server.url()});
+  assert_int_equal(r.rc, 0);
+  assert_true(r.err.empty());
+  // Two blocks, separated by an empty line, in name order.
+  size_t first = r.out.find("database  " + a.name + "\n"), second = r.out.find("database  " + b.name + "\n");
+  assert_true(first == 0);
+  assert_true(second != std::string::npos && r.out.substr(second - 2, 2) == "\n\n");
+  assert_int_equal(std::count(r.out.begin(), r.out.end(), '\n'), 4 + 6 + 1);  // 4 lines, 6 lines (a node), blank
+  // Each block is what --name shows.
+  for (const auto& o : {a, b}) {
+    Run one = Status({"--nats", server.url(), "--name", o.name});
+    assert_int_equal(one.rc, 0);
+    std::string block = one.out;
+    // (The heartbeat's age may have changed between the two runs.)
+    block = block.substr(0, block.find("  NODE"));
+    assert_true(Has(r.out, block));
+  }
+
+  r = Status({"--nats", server.url(), "--json"});
+  assert_int_equal(r.rc, 0);
+  assert_true(OneLine(r.out));
+  AssertJson(r.out,
+             "[x['name'] for x in d]==sorted(['" + a.name + "','" + b.name + "']) and " +
+                 "sorted((x['log']['txid'],x['log']['seq'],x['primary'] and x['primary']['node'],len(x['nodes']))"
+                 " for x in d)==[(2,2,'node-b',1),(3,3,None,0)]");
+}
+
+// No database under the prefix (an empty server, or another prefix): said so, exit 0.
+void status_without_name_and_no_database_says_so(void** state) {
+  auto& server = *static_cast<NatsServer*>(*state);
+  Run r = Status({"--nats", server.url()});
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.out.c_str(), ("no databases on NATS at " + server.url() + " (prefix litejet)\n").c_str());
+  r = Status({"--nats", server.url(), "--json"});
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.out.c_str(), "[]\n");
+  uint64_t seq = 0;
+  PublishLog(OptionsFor(server), 1, false, &seq);
+  r = Status({"--nats", server.url(), "--prefix", "other"});
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.out.c_str(), ("no databases on NATS at " + server.url() + " (prefix other)\n").c_str());
+}
+
 void status_unreachable_is_one_line_and_exit_1_within_the_timeout(void**) {
   Run r = Status({"--nats", "nats://127.0.0.1:1", "--name", "db", "--timeout-ms", "1500"});
   assert_int_equal(r.rc, 1);
@@ -286,12 +292,19 @@ void status_unreachable_is_one_line_and_exit_1_within_the_timeout(void**) {
   assert_int_equal(r.rc, 1);
   assert_true(OneLine(r.err));
   assert_true(r.err.find("secret") == std::string::npos);
+  // Without --name as well.
+  r = Status({"--nats", "nats://u:secret@127.0.0.1:1", "--timeout-ms", "1000"});
+  assert_int_equal(r.rc, 1);
+  assert_true(OneLine(r.err));
+  assert_true(Has(r.err, "litejet: status: cannot reach NATS at nats://***@127.0.0.1:1 within 1000 ms"));
+  assert_true(r.err.find("secret") == std::string::npos);
+  assert_true(r.out.empty());
+  assert_true(r.seconds < 1 + 2);
 }
 
 void status_bad_options_are_usage_errors(void**) {
   for (const auto& args :
        std::vector<std::vector<std::string>>{{"--name", "db"},
-                                             {"--nats", "nats://127.0.0.1:1"},
                                              {"--nats", "nats://127.0.0.1:1", "--name", "a b"},
                                              {"--nats", "http://x", "--name", "db"},
                                              {"--nats", "nats://127.0.0.1:1", "--name", "db", "--bogus"},
@@ -304,7 +317,7 @@ void status_bad_options_are_usage_errors(void**) {
     assert_true(r.seconds < 2);
   }
   assert_true(Has(Status({"--name", "db"}).err, "--nats URL is required"));
-  assert_true(Has(Status({"--nats", "nats://127.0.0.1:1"}).err, "--name NAME is required"));
+  assert_true(Has(Status({"--nats", "nats://127.0.0.1:1", "--limit", "3"}).err, "unknown option \"--limit\""));
 }
 
 }  // namespace
@@ -315,6 +328,8 @@ int main() {
       cmocka_unit_test_setup_teardown(status_shows_primary_log_and_each_nodes_lag, StartServer, StopServer),
       cmocka_unit_test_setup_teardown(status_without_lease_says_none_and_creates_nothing, StartServer, StopServer),
       cmocka_unit_test_setup_teardown(status_of_unknown_database_is_an_error, StartServer, StopServer),
+      cmocka_unit_test_setup_teardown(status_without_name_lists_every_database, StartServer, StopServer),
+      cmocka_unit_test_setup_teardown(status_without_name_and_no_database_says_so, StartServer, StopServer),
       cmocka_unit_test(status_unreachable_is_one_line_and_exit_1_within_the_timeout),
       cmocka_unit_test(status_bad_options_are_usage_errors),
   };

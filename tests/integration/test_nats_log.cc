@@ -130,6 +130,7 @@ void ensure_is_idempotent(void** state) { AssertOk(conf::EnsureIdempotent(Single
 void stale_writer_is_fenced(void** state) { AssertOk(conf::FencedChain(Single(state))); }
 void retry_with_same_msg_id_returns_original_seq(void** state) { AssertOk(conf::DedupeRetry(Single(state))); }
 void read_from_any_position_in_order(void** state) { AssertOk(conf::ReadPositions(Single(state))); }
+void range_follows_appends(void** state) { AssertOk(conf::RangeFollowsAppends(Single(state))); }
 void concurrent_reader_sees_every_message_once(void** state) {
   AssertOk(conf::ConcurrentReadWrite(Single(state), 2000));
 }
@@ -177,6 +178,75 @@ void ensure_rejects_an_incompatible_stream(void** state) {
   print_message("incompatible: %s\n", st.message().c_str());
   assert_false(st.ok());
   assert_true(st.message().find("does not hold subject litejet.handmade") != std::string::npos);
+}
+
+// A stream made by hand (not through the Log), on the fixture's server.
+void AddStream(void** state, const std::string& name, const std::string& subject) {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  assert_int_equal(natsConnection_ConnectTo(&nc, F(state).server->url().c_str()), NATS_OK);
+  assert_int_equal(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  const char* subjects[] = {subject.c_str()};
+  cfg.Name = name.c_str();
+  cfg.Subjects = subjects;
+  cfg.SubjectsLen = 1;
+  jsStreamInfo* si = nullptr;
+  natsStatus s = js_AddStream(&si, js, &cfg, nullptr, nullptr);
+  jsStreamInfo_Destroy(si);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  assert_int_equal(s, NATS_OK);
+}
+
+void range_of_a_missing_stream_is_no_stream(void** state) {
+  std::unique_ptr<lt::Log> log;
+  AssertOk(lt::OpenNats(OptionsFor({F(state).server->url()}), &log));
+  uint64_t first = 0, last = 0;
+  litejet::Status st = log->Range(5000, &first, &last);
+  print_message("missing: %s\n", st.message().c_str());
+  assert_int_equal(st.code(), lt::kNoStream);
+}
+
+// Under a prefix of its own: the logs made through the Log, not a stream
+// that only starts alike (other subject, a longer prefix's log, a KV bucket).
+void list_databases_names_only_the_prefixs_logs(void** state) {
+  const std::string prefix = "lst" + std::to_string(getpid());
+  lt::Options o = OptionsFor({F(state).server->url()});
+  o.prefix = prefix;
+  std::vector<std::string> names;
+  AssertOk(lt::ListNatsDatabases(o, 5000, &names));
+  assert_true(names.empty());
+  for (const char* db : {"zeta", "alpha_1", "b-2"}) {
+    lt::Options one = o;
+    one.name = db;
+    std::unique_ptr<lt::Log> log;
+    AssertOk(lt::OpenNats(one, &log));
+    AssertOk(log->Ensure(5000));
+  }
+  AddStream(state, prefix + "_fake", prefix + "_elsewhere.fake");
+  AddStream(state, prefix + "_more_db", prefix + "_more.db.log");  // db "db" under prefix "<prefix>_more"
+  AddStream(state, "KV_" + prefix + "_zeta_lease", "$KV." + prefix + "_zeta_lease.>");
+  o.name.clear();  // not needed
+  AssertOk(lt::ListNatsDatabases(o, 5000, &names));
+  assert_int_equal(names.size(), 3);
+  assert_string_equal(names[0].c_str(), "alpha_1");
+  assert_string_equal(names[1].c_str(), "b-2");
+  assert_string_equal(names[2].c_str(), "zeta");
+  o.prefix = prefix + "_more";
+  AssertOk(lt::ListNatsDatabases(o, 5000, &names));
+  assert_int_equal(names.size(), 1);
+  assert_string_equal(names[0].c_str(), "db");
+}
+
+void list_databases_unreachable_is_unavailable(void**) {
+  lt::Options o = OptionsFor({"nats://127.0.0.1:1"});
+  std::vector<std::string> names;
+  auto t0 = conf::Clock::now();
+  litejet::Status st = lt::ListNatsDatabases(o, 500, &names);
+  assert_int_equal(st.code(), lt::kUnavailable);
+  assert_true(conf::Seconds(t0) < 3);
 }
 
 // --- server restart while publishing and reading ----------------------------------
@@ -372,12 +442,16 @@ int main(int argc, char** argv) {
       cmocka_unit_test(bulk_messages_read_back_in_order),
       cmocka_unit_test(large_message_round_trips),
       cmocka_unit_test(ensure_rejects_an_incompatible_stream),
+      cmocka_unit_test(range_follows_appends),
+      cmocka_unit_test(range_of_a_missing_stream_is_no_stream),
+      cmocka_unit_test(list_databases_names_only_the_prefixs_logs),
   };
   const struct CMUnitTest own_servers[] = {
       cmocka_unit_test_setup_teardown(restart_loses_and_duplicates_nothing, StartServer, Teardown),
       cmocka_unit_test_setup_teardown(crash_loses_and_duplicates_nothing, StartServer, Teardown),
       cmocka_unit_test_setup_teardown(open_succeeds_while_server_is_down, StartServer, Teardown),
       cmocka_unit_test_setup_teardown(bad_options_name_the_option, NoFixture, Teardown),
+      cmocka_unit_test_setup_teardown(list_databases_unreachable_is_unavailable, NoFixture, Teardown),
       cmocka_unit_test_setup_teardown(r3_stream_survives_losing_its_leader, StartCluster, Teardown),
   };
   int failed = cmocka_run_group_tests_name("nats_log_single_server", shared_server, StartServer, Teardown);

@@ -33,6 +33,7 @@ void stale_writer_is_fenced(void**) { AssertOk(conf::FencedChain(OpenerFor(lt::N
 void retry_with_same_msg_id_returns_original_seq(void**) {
   AssertOk(conf::DedupeRetry(OpenerFor(lt::NewMemoryStore())));
 }
+void range_follows_appends(void**) { AssertOk(conf::RangeFollowsAppends(OpenerFor(lt::NewMemoryStore()))); }
 void read_from_any_position_in_order(void**) { AssertOk(conf::ReadPositions(OpenerFor(lt::NewMemoryStore()))); }
 void concurrent_reader_sees_every_message_once(void**) {
   AssertOk(conf::ConcurrentReadWrite(OpenerFor(lt::NewMemoryStore()), 2000));
@@ -137,6 +138,7 @@ int main() {
       cmocka_unit_test(stale_writer_is_fenced),
       cmocka_unit_test(retry_with_same_msg_id_returns_original_seq),
       cmocka_unit_test(read_from_any_position_in_order),
+      cmocka_unit_test(range_follows_appends),
       cmocka_unit_test(concurrent_reader_sees_every_message_once),
       cmocka_unit_test(racing_writers_have_one_winner_per_seq),
       cmocka_unit_test(simultaneous_writers_have_one_winner_per_round),
