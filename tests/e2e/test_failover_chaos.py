@@ -429,6 +429,14 @@ def body(s):
         # Why not: a diverged node is (a); a healthy cluster without a
         # writable primary, or a healthy node that does not follow, is (b).
         sick = {n for n in st if "diverged" in (st[n].get("last_error") or "")}
+        # A deposed primary whose last commits never reached the log is ahead
+        # of it: never eligible, diverged as soon as a record conflicts.
+        ahead = {n for n in st if n not in sick and st[n]["role"] != "primary" and st[n]["txid"] > st[n]["acked_txid"]}
+        for n in sorted(ahead):
+            finding("a", "%s holds local commits the log does not have (TXIDs %d..%d, a deposed primary's unshipped "
+                    "commits): not eligible, not reported as diverged yet (repair must catch this case too: no "
+                    "record conflicts while no other node can write)" % (n, st[n]["acked_txid"] + 1, st[n]["txid"]))
+        sick |= ahead
         healthy = [n for n in st if n not in sick]
         prims = [n for n in st if st[n]["role"] == "primary"]
         stuck = [n for n in healthy if roles_seen[n] == {"candidate"}]
