@@ -653,7 +653,8 @@ def body(s):
         log("findings: %d" % len(findings))
         for cls, text in findings:
             log("  (%s) %s" % (cls, short(text, 500)))
-    log("seed %d (rerun: LITEJET_CHAOS_SEED=%d LITEJET_CHAOS_ROUNDS=%d)" % (SEED, SEED, ROUNDS))
+    log("seed %d (rerun: LITEJET_CHAOS_SEED=%d LITEJET_CHAOS_ROUNDS=%d LITEJET_CHAOS_TTL_MS=%d "
+        "LITEJET_CHAOS_DURABILITY=%s)" % (SEED, SEED, ROUNDS, TTL, DURABILITY))
     for nd in nodes.values():
         try:
             nd.w.exit()
