@@ -54,6 +54,20 @@ if(PYTHON3)
   endif()
 endif()
 
+# Failover chaos (issue 9): rounds of SIGKILL, SIGSTOP and repl_step_down()
+# at random instants among three role=auto nodes under a write load, seeded
+# and printed; then one history. 50 rounds here (about two minutes);
+# sanitized builds run 20.
+if(PYTHON3)
+  litejet_script(e2e_failover_chaos ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_failover_chaos.py)
+  set_tests_properties(e2e_failover_chaos PROPERTIES TIMEOUT 480)
+  if(LITEJET_SANITIZE)
+    set_property(TEST e2e_failover_chaos APPEND PROPERTY ENVIRONMENT "LITEJET_CHAOS_ROUNDS=20")
+  endif()
+else()
+  litejet_script(e2e_failover_chaos sh -c "echo 'e2e_failover_chaos: /usr/bin/python3 not found' >&2 && false")
+endif()
+
 # Every host ends without closing its replicated database, 100 times each per
 # run (server up, down, stalled mid-connect); then every commit must be in the
 # log. The C host is a tiny app on liblitejet.a.

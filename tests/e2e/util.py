@@ -28,7 +28,8 @@ WORKER = os.path.join(HERE, "worker.py")
 
 # Hermetic: no litejet configuration from the caller's environment.
 for _var in list(os.environ):
-    if _var.startswith("LITEJET_") and _var not in ("LITEJET_BUILD", "LITEJET_SOURCE", "LITEJET_E2E_KEEP"):
+    if _var.startswith("LITEJET_") and _var not in ("LITEJET_BUILD", "LITEJET_SOURCE", "LITEJET_E2E_KEEP",
+                                                    "LITEJET_E2E_SQLITE_LOG"):
         del os.environ[_var]
 os.environ["LITEJET_BUILD"] = BUILD
 os.environ["LITEJET_SOURCE"] = SOURCE
@@ -37,6 +38,7 @@ __all__ = ["NatsServer", "Suite", "Worker", "WorkerError", "uri", "primary_uri",
            "sha256_file", "wait_until", "run_shell", "run_plain_shell", "try_write", "same_state", "EXT", "SQLITE3_SHELL", "log"]
 
 _T0 = time.monotonic()
+os.environ["LITEJET_E2E_T0"] = repr(_T0)  # workers' diagnostics use the same clock
 
 
 def log(msg):

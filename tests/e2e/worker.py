@@ -20,6 +20,32 @@ EXT = os.path.join(os.environ["LITEJET_BUILD"], "litejet")
 cons = {}
 
 
+def capture_sqlite_log():
+    """LITEJET_E2E_SQLITE_LOG=1: SQLite's error log (litejet's role transitions,
+    fencing, divergence...) on stderr, one line per message with the worker's
+    name and the test's clock. Diagnostics only: sqlite3_config must come
+    before SQLite initializes, so it shuts SQLite down and starts it again
+    (no connection exists yet)."""
+    import ctypes
+    import _sqlite3
+    lib = ctypes.CDLL(_sqlite3.__file__)
+    t0 = float(os.environ.get("LITEJET_E2E_T0") or time.monotonic())
+    cb_type = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
+
+    def cb(_arg, code, msg):
+        if (code & 0xff) in (1, 8):  # SQL errors and readonly refusals: the callers see those
+            return
+        sys.stderr.write("[%6.1fs] sqlite-log %s (%d): %s\n" % (time.monotonic() - t0, NAME, code,
+                                                               msg.decode(errors="replace")))
+        sys.stderr.flush()
+
+    global _log_cb
+    _log_cb = cb_type(cb)
+    lib.sqlite3_shutdown()
+    lib.sqlite3_config(16, _log_cb, ctypes.c_void_p(0))  # SQLITE_CONFIG_LOG
+    lib.sqlite3_initialize()
+
+
 def load_extension():
     c = sqlite3.connect(":memory:")
     c.enable_load_extension(True)
@@ -86,6 +112,8 @@ def handle(req):
 
 
 def main():
+    if os.environ.get("LITEJET_E2E_SQLITE_LOG"):
+        capture_sqlite_log()
     try:
         load_extension()
         proto.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
@@ -104,6 +132,8 @@ def main():
         proto.write(json.dumps(rep) + "\n")
         if req["op"] == "exit":
             break
+    if os.environ.get("LITEJET_E2E_SQLITE_LOG"):
+        os._exit(0)  # no log callback into a finalized interpreter from an exit-time handler
     return 0
 
 
