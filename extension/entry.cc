@@ -62,8 +62,10 @@ int ConnectionInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines*) {
     // opened before litejet was the default VFS (e.g. Go's database/sql
     // loads extensions into each connection after opening it): its writes
     // would silently not be replicated. Say so, loudly.
+    // (A VFS stacked above litejet's has its own files on top: then
+    // litejet's engine for the database exists.)
     const char* fn = sqlite3_db_filename(db, "main");
-    if (fn && *fn && sqlite3_uri_parameter(fn, "nats") != nullptr) {
+    if (fn && *fn && sqlite3_uri_parameter(fn, "nats") != nullptr && !Engine::Find(fn)) {
       if (pzErrMsg) {
         *pzErrMsg = Dup(std::string("litejet: database \"") + fn +
                         "\" has a nats parameter but was opened before litejet was loaded, so its writes would not "
