@@ -367,7 +367,10 @@ void Engine::ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view) {
 // the database meanwhile, so closing the private connection never
 // checkpoints or deletes the WAL.
 void Engine::ResolveDeadCommitAtOpen() {
-  if (cfg_.role != Role::kPrimary || sidecar_.pending_txid() == 0) return;
+  // Any role: a node that was primary (role=auto, or reconfigured) and was
+  // killed mid-commit opens as a replica with the mark; a replica's own
+  // apply leaves marks without a commit frame (those are its business).
+  if (sidecar_.pending_txid() == 0 || sidecar_.pending_commit().commit_frame == 0) return;
   if (Locker() == nullptr) return;  // the next writer or the agent resolves it
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") == SQLITE_OK) {

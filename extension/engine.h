@@ -182,6 +182,9 @@ class Engine : public vfs::DbHooks {
   bool ReconcileInDoubt(transport::Log& log, uint64_t* seq);
   Status ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, bool* done);
   Status TakeFromLog(const record::Txn& t, uint64_t seq);
+  // Replica agent, before applying: a commit this node made as primary whose
+  // committer died unfinished is settled first (ResolveDeadCommit).
+  Status SettleDeadCommit(sqlite3* db, int attempts);
   // --- divergence repair (extension/rebuild.cc) -----------------------------
   // Keeps the database as <db>.diverged-<UTC time>, rebuilds it from the log
   // and installs it under its readers; *resume_seq: where the replica reads

@@ -55,6 +55,17 @@ void Engine::RunReplica(transport::Log& log) {
       SetError(ss.message());
     }
   };
+  // A commit this node made as primary and whose committer was killed
+  // before finishing it: settled first (it committed, or it is undone), so
+  // that no record is applied on top of a transaction the sidecar does not
+  // know (its pages would mix with the record's under the log's checksum).
+  s = SettleDeadCommit(db, 20);
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> g(mu_);
+    SetError(s.message());
+    sqlite3_close(db);
+    return;
+  }
   record::Reassembler ra;
   uint64_t from = sidecar_.Read().log_seq + 1;
   {
@@ -199,6 +210,12 @@ void Engine::RunReplica(transport::Log& log) {
 }
 
 Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq) {
+  if (sidecar_.pending_txid() != 0 && sidecar_.pending_commit().commit_frame != 0) {
+    // A committer of this node's primary days, killed since (checked here
+    // too: it may have been mid-commit in another process at the demotion).
+    Status st = SettleDeadCommit(db, 1);
+    if (!st.ok()) return st;  // SQLITE_BUSY: this record again later
+  }
   sidecar::Position pos = sidecar_.Read();
   if (t.epoch_marker) {
     // A new primary's first word: nothing to write, an epoch to learn.
@@ -311,7 +328,7 @@ Status Engine::CheckRecord(const sidecar::Position& pos, const record::Txn& t, U
   // A previous attempt that died while storing page hashes leaves some of
   // them new: then the record's checksum (whose before-value matched the
   // committed position above) is the truth, not a sum over mixed hashes.
-  const bool reapply = sidecar_.pending_txid() == t.txid;
+  const bool reapply = sidecar_.pending_txid() == t.txid && sidecar_.pending_commit().commit_frame == 0;
   if (reapply) u.pos.checksum = t.checksum_after;
   if (u.pos.checksum != t.checksum_after) {
     return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " does not produce its checksum (" +
@@ -319,6 +336,26 @@ Status Engine::CheckRecord(const sidecar::Position& pos, const record::Txn& t, U
                          SQLITE_CORRUPT);
   }
   return Status::OK();
+}
+
+Status Engine::SettleDeadCommit(sqlite3* db, int attempts) {
+  auto primary_mark = [&] { return sidecar_.pending_txid() != 0 && sidecar_.pending_commit().commit_frame != 0; };
+  if (!primary_mark()) return Status::OK();
+  apply::WalWriter* locker = Locker();
+  for (int attempt = 0; locker && attempt < attempts && !stopping_; attempt++) {
+    (void)locker->WithWriteLock(2000, [&] {
+      if (primary_mark() && !pending_.active) ResolveDeadCommit(locker->db_file(), vfs::ShmView{});
+    });
+    if (!primary_mark()) return Status::OK();
+    // The wal-index may need recovery first (ResolveDeadCommit leaves it
+    // to a reader): let SQLite rebuild it, then try again.
+    sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+    if (!Sleep(50)) break;
+  }
+  return Status::Error("litejet: database \"" + cfg_.name + "\": TXID " + std::to_string(sidecar_.pending_txid()) +
+                           " was being committed by a process that died, and its outcome could not be settled; "
+                           "this replica does not apply the log until it is",
+                       SQLITE_BUSY);
 }
 
 }  // namespace litejet
