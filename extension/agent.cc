@@ -275,7 +275,11 @@ void Engine::AgentMain() {
     }
   }
   if (cfg_.role == Role::kPrimary) {
-    RunPrimary(*log);
+    if (lease) {
+      RunStaticPrimary(*log, lease.get());
+    } else {
+      RunPrimary(*log);
+    }
   } else if (cfg_.role == Role::kAuto) {
     RunAuto(*log, lease.get());
   } else {

@@ -211,6 +211,9 @@ class Engine : public vfs::DbHooks {
   // drives the agent between RunReplica and RunPrimary, and tells every
   // process through the sidecar's role block.
   void RunAuto(transport::Log& log, transport::LeaseStore* lease);
+  // role=primary: RunPrimary, holding the lease so that no auto node is
+  // elected beside it.
+  void RunStaticPrimary(transport::Log& log, transport::LeaseStore* lease);
   // Agent thread, role=auto: when SteadyMs() reaches role_next_ms_, the
   // loops of RunReplica/RunPrimary call role_tick_, and leave when it
   // returns true (the role changed). role_ready_ (RunPrimary, once it has

@@ -227,4 +227,41 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
   publish();
 }
 
+// role=primary with the lease bucket at hand: primary by configuration (it
+// writes whether or not it holds the lease, as before), and it holds the
+// lease whenever it is free and never gives it up while it runs, so that no
+// role=auto node is elected beside it. Its records carry the lease's epoch.
+// If an auto node holds the lease when it starts, the log fences one of them
+// (the first to append after the other's marker or record loses).
+void Engine::RunStaticPrimary(transport::Log& log, transport::LeaseStore* lease) {
+  failover::RoleOptions ro;
+  ro.configured = failover::Configured::kPrimary;
+  ro.node = cfg_.node;
+  ro.advertise = cfg_.advertise;
+  ro.ttl_ms = cfg_.lease_ttl_ms;
+  failover::RoleMachine m(lease, ro);
+  step_downs_seen_ = sidecar_.step_down_requests();  // not ours: repl_step_down() is for role=auto
+  role_tick_ = [&] {
+    const int64_t now = SteadyMs();
+    step_downs_seen_ = sidecar_.step_down_requests();
+    failover::Progress pr;
+    pr.applied = pr.log_last = sidecar_.Read().txid;  // the log is this node's to write
+    pr.log_last_known = true;
+    for (const failover::Transition& t : m.Tick(now, pr)) {
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
+      if (t.to == failover::Role::kPrimary) sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
+    }
+    role_next_ms_ = std::min(m.NextTickAt(), now + 1000);
+    return false;  // never leaves: writes do not depend on the lease
+  };
+  role_next_ms_ = SteadyMs();
+  RunPrimary(log);
+  role_tick_ = nullptr;
+  if (!exiting_) {
+    for (const failover::Transition& t : m.Close(SteadyMs())) {
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
+    }
+  }
+}
+
 }  // namespace litejet

@@ -29,6 +29,7 @@ set(LITEJET_E2E_TESTS
     heartbeats
     failover
     divergence
+    static_primary_lease
     cli_replicate
     cli_log)
 
