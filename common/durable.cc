@@ -1,4 +1,5 @@
 // Syncs, the test-only durable image (LITEJET_TEST_DURABLE_DIR), crash points.
+#include <sys/stat.h>
 #include "common/durable.h"
 
 #include <fcntl.h>
@@ -82,6 +83,14 @@ std::string BootId() {
   std::string id;
   std::getline(f, id);
   return id;
+}
+
+uint64_t PidNamespace() {
+  static const uint64_t ns = [] {
+    struct stat st;
+    return ::stat("/proc/self/ns/pid", &st) == 0 ? uint64_t(st.st_ino) : uint64_t(0);
+  }();
+  return ns;
 }
 
 }  // namespace litejet::durable

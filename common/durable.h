@@ -31,4 +31,8 @@ void CrashPoint(const char* name);
 // went through a reboot, possibly a power loss.
 std::string BootId();
 
+// The inode of this process's PID namespace (/proc/self/ns/pid), 0 when it
+// cannot be read: pids are comparable only within one namespace.
+uint64_t PidNamespace();
+
 }  // namespace litejet::durable

@@ -227,7 +227,7 @@ void Engine::GuardBacklog(bool always) {
 }
 
 void Engine::MoveBacklog(apply::WalWriter* locker, int wait_ms, const char* why) {
-  if (!locker || !PrimaryNow() || !HasUnspooledBacklog()) return;
+  if (!locker || !HasUnspooledBacklog()) return;  // any role: a demoted node keeps its unshipped commits
   locker->WithWriteLock(wait_ms, [&] {
     if (!DeadCommitPending() && HasUnspooledBacklog()) HandOff(why);
   });

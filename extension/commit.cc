@@ -6,6 +6,7 @@
 // opener or the agent), the WAL restart blocker, hand-offs to the spool,
 // and the refusals (writes on a replica, leaving WAL mode, a rollback
 // journal).
+#include "common/durable.h"
 #include "extension/engine.h"
 
 #include <fcntl.h>
@@ -679,6 +680,7 @@ Status Engine::PrepareCommit(sqlite3_file* wal, capture::Captured& c) {
   where.commit_frame = c.commit_frame;
   where.spool_offset = before.spool_end;
   where.pid = uint32_t(::getpid());
+  where.pidns = durable::PidNamespace();
   // The ring entry first: a later writer resolving a dead pending commit
   // finds its frames there.
   sidecar_.PutCommit(e);

@@ -197,6 +197,9 @@ class Engine : public vfs::DbHooks {
     std::vector<uint64_t> hashes;  // of pages 1..db_pages
   };
   Status ReplayLog(transport::Log& log, const std::string& tmp, RebuiltState* state);
+  // role=auto: the epoch of the lease this node holds (0: none), for the
+  // records it ships before the log has one of that epoch.
+  std::atomic<uint64_t> term_epoch_{0};
   bool rebuild_failed_ = false;  // agent thread: a rebuild failed; divergence is then fatal
   std::string rebuild_error_;
   void AgentMain();

@@ -331,7 +331,11 @@ Status Engine::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* d
 
   // 3. Install it: one transaction of the pages that differ.
   int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return failed(Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR));
+  if (fd < 0) {
+    Status os = Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
+    ::unlink(tmp.c_str());
+    return failed(os);
+  }
   struct Closer {
     int fd;
     std::string path;

@@ -255,7 +255,8 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
     // node's own commit shipped before it became a replica. Unless it is
     // not: another node's record for a TXID this node committed and the log
     // never acknowledged, or other content at this node's TXID.
-    if (t.txid > pos.acked_txid && t.node != cfg_.node) {
+    const bool this_one = t.txid == pos.txid && t.checksum_after == pos.checksum;  // applied, not yet acknowledged
+    if (t.txid > pos.acked_txid && t.node != cfg_.node && !this_one) {
       return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: its TXID " + std::to_string(t.txid) +
                                " never reached the log, which has node " + t.node + "'s TXID " +
                                std::to_string(t.txid) + " (epoch " + std::to_string(t.epoch) + ") instead",
@@ -275,23 +276,41 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
   Update u;
   Status s = CheckRecord(pos, t, &u);
   if (!s.ok()) return s;
-  s = sidecar_.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
-  if (!s.ok()) return s;
+  // Check, mark, append and store under one WAL_WRITE_LOCK: a committer of
+  // this node that passed its write check just before a demotion could
+  // otherwise commit between the position read above and the append, and
+  // the record would land on top of its transaction.
   for (int attempt = 0;; attempt++) {
-    s = writer.Append(t.page_size, t.db_pages, t.pages, 2000);
-    if (s.ok()) break;
+    Status inner;
+    Status ls = writer.WithWriteLock(2000, [&] {
+      const sidecar::Position now = sidecar_.Read();
+      if (now.txid != pos.txid || now.checksum != pos.checksum ||
+          (sidecar_.pending_txid() != 0 && sidecar_.pending_commit().commit_frame != 0)) {
+        inner = Status::Error("litejet: database \"" + cfg_.name + "\" changed (TXID " + std::to_string(now.txid) +
+                                  ") while record TXID " + std::to_string(t.txid) + " was being applied",
+                              SQLITE_BUSY);
+        return;
+      }
+      inner = sidecar_.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
+      if (!inner.ok()) return;
+      inner = writer.AppendLocked(t.page_size, t.db_pages, t.pages);
+      if (!inner.ok()) {
+        sidecar_.CommitUpdate(pos);  // clears the pending mark: nothing applied
+        return;
+      }
+      StoreUpdate(u);
+      if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);  // the newest epoch seen only grows
+      sidecar_.SetAcked(t.txid, seq);
+    });
+    if (ls.ok() && inner.ok()) break;
+    s = ls.ok() ? inner : ls;
+    if (s.code() == SQLITE_BUSY && ls.ok()) return s;  // the position moved: read the record again
     if (s.code() == SQLITE_BUSY_RECOVERY) {
       // Let SQLite rebuild the wal-index from the WAL, then try again.
       sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
     }
-    if (stopping_ || attempt > 20) {
-      sidecar_.CommitUpdate(pos);  // clears the pending mark: nothing applied
-      return Status::Error(s.message(), SQLITE_BUSY);
-    }
+    if (stopping_ || attempt > 20) return Status::Error(s.message(), SQLITE_BUSY);
   }
-  StoreUpdate(u);
-  if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);  // the newest epoch seen only grows
-  sidecar_.SetAcked(t.txid, seq);
   {
     std::lock_guard<std::mutex> g(mu_);
     primary_seen_ = t.node;

@@ -86,7 +86,7 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       const sidecar::Position dp = sidecar_.Read();
       if (m.role() != failover::Role::kPrimary) {
         draining = false;
-      } else if (dp.acked_txid >= dp.txid || now >= drain_until) {
+      } else if ((dp.acked_txid >= dp.txid && sidecar_.pending_txid() == 0) || now >= drain_until) {
         if (dp.acked_txid < dp.txid) {
           sqlite3_log(SQLITE_WARNING, "litejet: %s: stepping down with TXIDs %llu..%llu not acknowledged after %lld ms",
                       cfg_.name.c_str(), (unsigned long long)dp.acked_txid + 1, (unsigned long long)dp.txid,
@@ -122,8 +122,12 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
       if (t.from == failover::Role::kPrimary) writes_open = false;
       // The epoch of every record this node publishes from here on (its
-      // unshipped commits' too): the lease's.
-      if (t.to == failover::Role::kPrimary) sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
+      // unshipped commits' too): the lease's. Kept in memory until the log
+      // accepts a record or marker of it: written to the sidecar at once, a
+      // term that never appended (its marker refused: a deposed primary's
+      // record landed first) would make this node refuse that record.
+      if (t.to == failover::Role::kPrimary) term_epoch_ = m.epoch();
+      if (t.from == failover::Role::kPrimary) term_epoch_ = 0;
     }
     role_next_ms_ = std::min(m.NextTickAt(), now + 1000);
     if (draining) role_next_ms_ = std::min(role_next_ms_, now + 2);  // watch the backlog go
@@ -140,16 +144,15 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
         return false;
       }
     }
-    // The epoch of this node's records: the lease's.
-    sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
     sidecar::Position pos = sidecar_.Read();
+    const uint64_t term = std::max(pos.epoch, m.epoch());  // the epoch of this node's records: the lease's
     if (pos.txid > 0) {
       // The epoch marker, expecting the log's end as read: from here on a
       // deposed primary's publish fails the expectation. If it is refused,
       // someone appended after that read: step down and catch up.
       record::Txn mk;
       mk.txid = pos.txid;
-      mk.epoch = pos.epoch;
+      mk.epoch = term;
       mk.timestamp_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
                                      std::chrono::system_clock::now().time_since_epoch())
                                      .count());
@@ -175,6 +178,7 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       *seq = nseq;
       sidecar_.SetAcked(pos.txid, nseq);
     }
+    sidecar_.SetEpoch(term);  // the log has the marker (or is empty): the term is real
     writes_open = true;
     publish();
     sqlite3_log(SQLITE_NOTICE, "litejet: %s: primary in epoch %llu at TXID %llu: writes open", cfg_.name.c_str(),
@@ -202,6 +206,10 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       if (m.role() == failover::Role::kPrimary) m.StepDown(SteadyMs());
       tick();
       publish();
+      // Commits not shipped (this node may be elected again, ahead of the
+      // log, and ship them): out of the WAL before the restart blocker goes,
+      // as the guards no longer run for a node that is not primary.
+      MoveBacklog(Locker(), 1000, "the node is no longer primary");
       DropBlocker();
       fenced_ = false;  // a replica now: writes are refused as a replica's
     } else {

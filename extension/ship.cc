@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "extension/agent_retry.h"
+#include "common/durable.h"
 #include "extension/engine.h"
 #include "common/clock.h"
 #include "failover/role.h"
@@ -32,8 +33,11 @@ namespace litejet {
 namespace {
 // The process that left a pending mark is alive (0: an older build's mark,
 // taken as alive, as before). EPERM: alive, another user's.
+// A committer in another PID namespace (a container sharing the volume)
+// cannot be seen from here: taken as alive, as before.
 bool CommitterAlive(const sidecar::PendingCommit& pc) {
-  return pc.pid == 0 || ::kill(pid_t(pc.pid), 0) == 0 || errno == EPERM;
+  if (pc.pid == 0 || (pc.pidns != 0 && pc.pidns != durable::PidNamespace())) return true;
+  return ::kill(pid_t(pc.pid), 0) == 0 || errno == EPERM;
 }
 }  // namespace
 
@@ -215,7 +219,7 @@ void Engine::RunPrimary(transport::Log& log) {
     // Each record carries the epoch it is published in (the sidecar's: the
     // lease's while role=auto holds it), also one committed or spooled
     // under an earlier lease of this node.
-    const uint64_t ship_epoch = sidecar_.Read().epoch;
+    const uint64_t ship_epoch = std::max(sidecar_.Read().epoch, term_epoch_.load());
     for (record::Txn& t : txns) {
       if (t.epoch < ship_epoch) t.epoch = ship_epoch;
       zrec.clear();
@@ -318,6 +322,8 @@ void Engine::RunPrimary(transport::Log& log) {
     // In doubt meanwhile: the committer already failed; the log decides.
     if (abandoned || sidecar_.indoubt_txid() != 0) continue;
     sidecar_.SetAcked(last_txid, seq, txns[batch.size() - 1].checksum_after);
+    // The log took a record of this term: its epoch is this node's now.
+    if (ship_epoch > sidecar_.Read().epoch) sidecar_.SetEpoch(ship_epoch);
     next = last_txid + 1;
     connected_ = true;
     ClearError();
@@ -452,6 +458,17 @@ Status Engine::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, 
                          : Status::Error("litejet: agent cannot open " + path_, SQLITE_CANTOPEN);
     if (!ls.ok()) return ls;
     verdict = "did not reach the log: forgotten";
+  } else if (pos.txid > txid && pos.acked_txid >= pos.txid && log_txid >= pos.txid) {
+    // This node was a replica meanwhile (demoted with the commit in doubt)
+    // and applied the log past that TXID: the log decided, this database
+    // has its answer.
+    Status ls = Locker() ? Locker()->WithWriteLock(2000, [&] {
+      if (sidecar_.indoubt_txid() != txid) return;
+      sidecar_.SetInDoubt(0);
+    })
+                         : Status::Error("litejet: agent cannot open " + path_, SQLITE_CANTOPEN);
+    if (!ls.ok()) return ls;
+    verdict = "was settled by the log while this node was a replica";
   } else if (pos.txid == txid && log_txid == txid) {
     // Taken from the log already (the agent stopped before it said so).
     Status ls = Locker() ? Locker()->WithWriteLock(2000, [&] {

@@ -87,6 +87,7 @@ struct Sidecar::Header {
   uint32_t rebuild_kept_len, rebuild_reason_len;
   uint64_t rebuild_kept[kRoleTextMax / 8];
   uint64_t rebuild_reason[kRoleTextMax / 8];
+  uint64_t pending_pidns;  // the pending committer's PID namespace (spare bytes: 0 in older files)
 };
 
 
@@ -284,6 +285,7 @@ PendingCommit Sidecar::pending_commit() const {
   p.commit_frame = Load(&hdr()->pending_frame);
   p.spool_offset = Load(&hdr()->pending_spool_offset);
   p.pid = Load(&hdr()->pending_pid);
+  p.pidns = Load(&hdr()->pending_pidns);
   return p;
 }
 
@@ -306,6 +308,7 @@ Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommi
   Store(&hdr()->pending_frame, where.commit_frame);
   Store(&hdr()->pending_spool_offset, where.spool_offset);
   Store(&hdr()->pending_pid, where.pid);
+  Store(&hdr()->pending_pidns, where.pidns);
   Store(&hdr()->pending_txid, txid);
   return Status::OK();
 }

@@ -56,6 +56,7 @@ struct PendingCommit {
   // The committing process (0: unknown, files of older builds): a sync
   // record past the spool's end ships only while that process lives.
   uint32_t pid = 0;
+  uint64_t pidns = 0;  // its PID namespace (inode of /proc/self/ns/pid; 0: unknown)
 };
 
 // Power loss (docs/design.md): the newest state whose bytes are known to be
