@@ -339,14 +339,21 @@ std::string Engine::StatusJson() const {
   return j;
 }
 
+// Sleeps on the sidecar's change word (a futex: woken by the agent of any
+// process when it stores a position or an acknowledgement), not a poll.
+// Each sleep is bounded (100 ms) so that a writer of an older build, which
+// does not wake anyone, or a role change only delays the answer.
 bool Engine::Wait(uint64_t txid, int64_t timeout_ms) const {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   for (;;) {
+    const uint32_t seen = sidecar_.change_count();
     sidecar::Position p = Position();
     uint64_t have = IsPrimary() ? p.acked_txid : p.txid;
     if (have >= txid) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+    sidecar_.WaitChange(seen, std::min<int64_t>(left, 100));
   }
 }
 

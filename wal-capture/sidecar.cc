@@ -7,11 +7,14 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -88,6 +91,11 @@ struct Sidecar::Header {
   uint64_t rebuild_kept[kRoleTextMax / 8];
   uint64_t rebuild_reason[kRoleTextMax / 8];
   uint64_t pending_pidns;  // the pending committer's PID namespace (spare bytes: 0 in older files)
+  // repl_wait wakes on these (a futex on a shared mapping works across
+  // processes): bumped after every change of the position or acknowledgement;
+  // waiters counts the processes' threads sleeping on it, so that a change
+  // makes the wake-up system call only when someone waits.
+  uint32_t change_word, change_waiters;
 };
 
 
@@ -476,6 +484,33 @@ void Sidecar::CommitUpdate(const Position& p) {
   Store(&h->txid, p.txid);  // release stores: in this order in memory
   End(&h->seq);
   Store(&h->pending_txid, uint64_t(0));
+  Changed();
+}
+
+void Sidecar::Changed() {
+  Header* h = hdr();
+  __atomic_add_fetch(&h->change_word, 1u, __ATOMIC_SEQ_CST);
+  // Seq-cst on both sides: a waiter that registered before this load is
+  // woken; one that registers after it sees the new word and does not sleep.
+  if (__atomic_load_n(&h->change_waiters, __ATOMIC_SEQ_CST) != 0) {
+    ::syscall(SYS_futex, &h->change_word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  }
+}
+
+uint32_t Sidecar::change_count() const { return __atomic_load_n(&hdr()->change_word, __ATOMIC_SEQ_CST); }
+
+void Sidecar::WaitChange(uint32_t seen, int64_t timeout_ms) const {
+  if (timeout_ms <= 0) return;
+  Header* h = hdr();
+  __atomic_add_fetch(&h->change_waiters, 1u, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&h->change_word, __ATOMIC_SEQ_CST) == seen) {
+    struct timespec ts;
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = long(timeout_ms % 1000) * 1000000L;
+    // Not FUTEX_PRIVATE: the word is in a file mapping shared by processes.
+    ::syscall(SYS_futex, &h->change_word, FUTEX_WAIT, seen, &ts, nullptr, 0);
+  }
+  __atomic_sub_fetch(&h->change_waiters, 1u, __ATOMIC_SEQ_CST);
 }
 
 uint64_t Sidecar::pending_txid() const { return Load(&hdr()->pending_txid); }
@@ -487,6 +522,7 @@ void Sidecar::SetAcked(uint64_t txid, uint64_t log_seq, uint64_t checksum) {
   Store(&h->acked_checksum, checksum);
   Store(&h->acked_txid, txid);  // last (see CommitUpdate)
   End(&h->seq_ack);
+  Changed();
 }
 
 void Sidecar::SetSpoolEnd(uint64_t end) {

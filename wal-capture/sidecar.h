@@ -135,6 +135,12 @@ class Sidecar {
   uint64_t pending_txid() const;
 
   void SetAcked(uint64_t txid, uint64_t log_seq, uint64_t checksum = 0);
+
+  // Waiting for the position (repl_wait), in any process: change_count()
+  // moves after every CommitUpdate and SetAcked; WaitChange sleeps until it
+  // is no longer `seen` (or timeout_ms passed, or a spurious wake-up).
+  uint32_t change_count() const;
+  void WaitChange(uint32_t seen, int64_t timeout_ms) const;
   // Sync durability: the TXID of a commit that failed without an answer from
   // JetStream (its record may be in the log or not), 0 when none. Kept until
   // the agent reconciled with the log; writes wait meanwhile. Set and
@@ -184,6 +190,7 @@ class Sidecar {
 
  private:
   Status Map(uint64_t capacity);
+  void Changed();  // after a change of the position or acknowledgement: wake repl_wait
   void SetBoot(const std::string& boot);
   struct Header;
   Header* hdr() const { return reinterpret_cast<Header*>(base_); }
