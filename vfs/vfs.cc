@@ -403,6 +403,9 @@ int Register(Host* host) {
     rc = sqlite3_vfs_register(&g_vfs, 1);
   });
   if (rc == SQLITE_OK && g_host == nullptr) rc = SQLITE_ERROR;
+  // Loaded again after sqlite3_shutdown() + sqlite3_initialize(), which made
+  // "unix" the default again: the default once more, as on the first load.
+  if (rc == SQLITE_OK && sqlite3_vfs_find(nullptr) != &g_vfs) rc = sqlite3_vfs_register(&g_vfs, 1);
   return rc;
 }
 

@@ -268,6 +268,47 @@ print("LATE %d" % late.execute("select repl_position()").fetchone()[0])
     eq(lines[1], "LATE 1", "a database opened after the failed load is replicated")
 
 
+def test_loading_again_after_sqlite3_shutdown():
+    # In a fresh process: load, close everything, sqlite3_shutdown() and
+    # sqlite3_initialize() (which make "unix" the default VFS again and forget
+    # the auto extensions), load again: litejet is the default VFS again and a
+    # replicated database opened afterwards works.
+    script = r"""
+import ctypes, sqlite3, sys, _sqlite3
+ext, nats = sys.argv[1], sys.argv[2]
+lib = ctypes.CDLL(_sqlite3.__file__)
+class Vfs(ctypes.Structure):
+    _fields_ = [("iVersion", ctypes.c_int), ("szOsFile", ctypes.c_int), ("mxPathname", ctypes.c_int),
+                ("pNext", ctypes.c_void_p), ("zName", ctypes.c_char_p)]
+lib.sqlite3_vfs_find.restype = ctypes.POINTER(Vfs)
+lib.sqlite3_vfs_find.argtypes = [ctypes.c_char_p]
+def load():
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(ext)
+    boot.close()
+load()
+print("FIRST " + lib.sqlite3_vfs_find(None).contents.zName.decode())
+print("SHUTDOWN %d" % lib.sqlite3_shutdown())
+print("INIT %d" % lib.sqlite3_initialize())
+print("AFTER " + lib.sqlite3_vfs_find(None).contents.zName.decode())
+try:
+    load()
+    print("LOADED")
+except sqlite3.OperationalError as e:
+    print("ERROR " + str(e))
+print("AGAIN " + lib.sqlite3_vfs_find(None).contents.zName.decode())
+db = sqlite3.connect("file:again.db?nats=%s&role=primary" % nats, uri=True, isolation_level=None)
+db.execute("create table t(x)")
+print("POSITION %d" % db.execute("select repl_position()").fetchone()[0])
+db.close()
+"""
+    out = subprocess.run([sys.executable, "-c", script, EXT, NATS], capture_output=True, text=True, timeout=60)
+    eq(out.returncode, 0, "the process exits normally (%s)" % out.stderr[-500:])
+    eq(out.stdout.splitlines(), ["FIRST litejet", "SHUTDOWN 0", "INIT 0", "AFTER unix", "LOADED", "AGAIN litejet",
+                                 "POSITION 1"], "load, shutdown, initialize, load again")
+
+
 def main():
     if not os.path.exists(EXT + ".so"):
         print("FAIL: %s.so not found (set LITEJET_BUILD to the build directory)" % EXT)
