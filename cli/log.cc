@@ -149,14 +149,10 @@ bool Scanner::Message(const transport::Message& m, const std::function<bool(cons
   const std::string where =
       record_start_ == m.seq ? at : "sequences " + std::to_string(record_start_) + ".." + std::to_string(m.seq);
   std::vector<std::string> recs;
-  if (record::IsBatch(rec_.data(), rec_.size())) {
-    st = record::DecodeBatch(rec_.data(), rec_.size(), &recs);
-    if (!st.ok()) {
-      out_ = {kBroken, Stripped(st.message()), m.seq, where};
-      return false;
-    }
-  } else {
-    recs.push_back(std::move(rec_));
+  st = record::Unbatch(&rec_, &recs);
+  if (!st.ok()) {
+    out_ = {kBroken, Stripped(st.message()), m.seq, where};
+    return false;
   }
   for (size_t i = 0; i < recs.size(); i++) {
     record::Txn t;

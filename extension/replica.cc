@@ -124,11 +124,7 @@ void Engine::RunReplica(transport::Log& log) {
       }
       if (!complete) return true;
       std::vector<std::string> recs;
-      if (record::IsBatch(rec.data(), rec.size())) {
-        a = record::DecodeBatch(rec.data(), rec.size(), &recs);
-      } else {
-        recs.push_back(std::move(rec));
-      }
+      a = record::Unbatch(&rec, &recs);
       for (size_t i = 0; a.ok() && i < recs.size(); i++) {
         record::Txn t;
         a = record::Decode(recs[i].data(), recs[i].size(), &t);

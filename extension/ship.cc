@@ -499,12 +499,8 @@ Status Engine::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, 
                            transport::kUnavailable);
     }
     std::vector<std::string> recs;
-    if (record::IsBatch(rec.data(), rec.size())) {
-      ds = record::DecodeBatch(rec.data(), rec.size(), &recs);
-      if (!ds.ok()) return ds;
-    } else {
-      recs.push_back(std::move(rec));
-    }
+    ds = record::Unbatch(&rec, &recs);
+    if (!ds.ok()) return ds;
     record::Txn t;
     bool have = false;
     for (const std::string& r : recs) {

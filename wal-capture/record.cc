@@ -511,6 +511,13 @@ Status EncodeBatch(const std::vector<std::string>& records, std::string* out, in
 
 bool IsBatch(const void* data, size_t n) { return n >= 4 && Load32(Bytes(data)) == kBatchMagic; }
 
+Status Unbatch(std::string* message, std::vector<std::string>* records) {
+  records->clear();
+  if (IsBatch(message->data(), message->size())) return DecodeBatch(message->data(), message->size(), records);
+  records->push_back(std::move(*message));
+  return Status::OK();
+}
+
 Status DecodeBatch(const void* data, size_t n, std::vector<std::string>* records) {
   const unsigned char* p = Bytes(data);
   auto bad = [](const std::string& m) { return Status::Error("litejet: batch: " + m, kCorrupt); };

@@ -116,6 +116,9 @@ Status EncodeBatch(const std::vector<std::string>& records, std::string* out, in
 // SQLITE_CORRUPT with a message.
 Status DecodeBatch(const void* data, size_t n, std::vector<std::string>* records);
 bool IsBatch(const void* data, size_t n);
+// A whole message's record(s): a batch's records (DecodeBatch), or the one
+// record itself (moved from *message).
+Status Unbatch(std::string* message, std::vector<std::string>* records);
 
 constexpr uint32_t kChunkMagic = 0x4B434A4C;  // "LJCK" little-endian
 constexpr uint16_t kChunkVersion = 1;
