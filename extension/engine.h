@@ -166,6 +166,8 @@ class Engine : public vfs::DbHooks {
                       uint64_t sum);
   // Replica agent: sync the WAL, then record the applied position as durable.
   Status SyncApplied(apply::WalWriter& w);
+  // Records p as durable (the mark): w synced, its last commit frame holds p.
+  Status MarkApplied(const apply::WalWriter& w, const sidecar::Position& p);
   Status MarkNewGeneration(apply::WalWriter& w, uint32_t salt1, uint32_t salt2);
 
   // --- the agent (extension/agent.cc) ---------------------------------------

@@ -400,6 +400,13 @@ Status Engine::SyncApplied(apply::WalWriter& w) {
   Status s = w.Sync();
   if (!s.ok()) return s;
   durable::CrashPoint("apply_wal_synced");
+  s = MarkApplied(w, p);
+  durable::CrashPoint("apply_mark_synced");
+  return s;
+}
+
+// Replica: the WAL is synced up to w's last commit frame, which holds p.
+Status Engine::MarkApplied(const apply::WalWriter& w, const sidecar::Position& p) {
   sidecar::Mark m;
   m.txid = p.txid;
   m.checksum = p.checksum;
@@ -408,9 +415,7 @@ Status Engine::SyncApplied(apply::WalWriter& w) {
   m.salt2 = w.last_salt2();
   m.frame = w.last_commit_frame();
   m.db_pages = p.db_pages;
-  s = sidecar_.SetMark(m);
-  durable::CrashPoint("apply_mark_synced");
-  return s;
+  return sidecar_.SetMark(m);
 }
 
 // Replica agent, before a new WAL generation's header is written: the

@@ -403,17 +403,7 @@ Status Engine::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* d
   // Durable before it counts: the WAL synced, then the mark (a power loss
   // must not bring back the diverged TXIDs the mark may name).
   s = writer.Sync();
-  if (s.ok()) {
-    sidecar::Mark m;
-    m.txid = st.txid;
-    m.checksum = st.checksum;
-    m.log_seq = st.log_seq;
-    m.salt1 = writer.last_salt1();
-    m.salt2 = writer.last_salt2();
-    m.frame = writer.last_commit_frame();
-    m.db_pages = st.db_pages;
-    s = sidecar_.SetMark(m);
-  }
+  if (s.ok()) s = MarkApplied(writer, sidecar_.Read());  // the position installed above
   if (!s.ok()) return failed(s);
 
   info.active = false;

@@ -28,6 +28,17 @@
 
 namespace litejet {
 
+namespace {
+failover::RoleOptions RoleOptionsFor(const Config& cfg, failover::Configured configured) {
+  failover::RoleOptions ro;
+  ro.configured = configured;
+  ro.node = cfg.node;
+  ro.advertise = cfg.advertise;
+  ro.ttl_ms = cfg.lease_ttl_ms;
+  return ro;
+}
+}  // namespace
+
 void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
   sidecar_.SetWriteUntil(0);  // a previous agent's grant is not ours (and CLOCK_MONOTONIC may have restarted)
   if (!lease) {
@@ -35,12 +46,7 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
     RunReplica(log);
     return;
   }
-  failover::RoleOptions ro;
-  ro.configured = failover::Configured::kAuto;
-  ro.node = cfg_.node;
-  ro.advertise = cfg_.advertise;
-  ro.ttl_ms = cfg_.lease_ttl_ms;
-  failover::RoleMachine m(lease, ro);
+  failover::RoleMachine m(lease, RoleOptionsFor(cfg_, failover::Configured::kAuto));
   bool writes_open = false;
   // What every process of this node reads: write_until_ns gates writes, so
   // it is closed first and opened last.
@@ -242,12 +248,7 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
 // If an auto node holds the lease when it starts, the log fences one of them
 // (the first to append after the other's marker or record loses).
 void Engine::RunStaticPrimary(transport::Log& log, transport::LeaseStore* lease) {
-  failover::RoleOptions ro;
-  ro.configured = failover::Configured::kPrimary;
-  ro.node = cfg_.node;
-  ro.advertise = cfg_.advertise;
-  ro.ttl_ms = cfg_.lease_ttl_ms;
-  failover::RoleMachine m(lease, ro);
+  failover::RoleMachine m(lease, RoleOptionsFor(cfg_, failover::Configured::kPrimary));
   step_downs_seen_ = sidecar_.step_down_requests();  // not ours: repl_step_down() is for role=auto
   role_tick_ = [&] {
     const int64_t now = SteadyMs();
