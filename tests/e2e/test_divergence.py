@@ -101,6 +101,20 @@ def primaries(workers):
     return [n for n, w in workers.items() if w.alive and w.one("SELECT repl_is_primary()") == 1]
 
 
+def kept_rows(s, kept, where):
+    """The rows of a kept diverged database as it was: a copy of it and its
+    WAL, opened elsewhere (SQLite recovers the WAL)."""
+    probe = s.path(where, "kept.db")
+    for suffix in ("", "-wal"):
+        if os.path.exists(kept + suffix):
+            with open(kept + suffix, "rb") as f, open(probe + suffix, "wb") as g:
+                g.write(f.read())
+    con = sqlite3.connect(probe)
+    got = [r[0] for r in con.execute("SELECT v FROM t ORDER BY id")]
+    con.close()
+    return got
+
+
 def rows(w):
     return [r[0] for r in w.sql("SELECT v FROM t ORDER BY id")]
 
@@ -165,17 +179,7 @@ def body(s):
     s.eq(A.one("PRAGMA integrity_check"), "ok", "a: integrity_check ok")
     s.eq(rows(A), ["e1-%d" % i for i in range(10)] + ["after-1", "after-2"], "a: the log's rows, none of its lost ones")
 
-    # The diverged database as it was (a copy, opened elsewhere: SQLite
-    # recovers its WAL).
-    probe = s.path("probe", "kept.db")
-    for suffix in ("", "-wal"):
-        if os.path.exists(kept + suffix):
-            with open(kept + suffix, "rb") as f, open(probe + suffix, "wb") as g:
-                g.write(f.read())
-    con = sqlite3.connect(probe)
-    kept_rows = [r[0] for r in con.execute("SELECT v FROM t ORDER BY id")]
-    con.close()
-    s.eq(kept_rows, ["e1-%d" % i for i in range(10)] + ["lost-%d" % i for i in range(3)],
+    s.eq(kept_rows(s, kept, "probe"), ["e1-%d" % i for i in range(10)] + ["lost-%d" % i for i in range(3)],
          "the kept copy holds a's three lost commits")
 
     with open(a_err, "rb") as f:
@@ -303,15 +307,7 @@ def killed_mid_commit(s, srv):
     s.eq(rows(A), rows(B), "ka: the same rows as kb (no 'dead-6')")
     s.eq(A.one("SELECT repl_checksum()"), B.one("SELECT repl_checksum()"), "ka: the same checksum as kb")
     kept = (A.status().get("rebuild") or {}).get("kept") or ""
-    probe = s.path("probe2", "kept.db")
-    for suffix in ("", "-wal"):
-        if os.path.exists(kept + suffix):
-            with open(kept + suffix, "rb") as f, open(probe + suffix, "wb") as g:
-                g.write(f.read())
-    con = sqlite3.connect(probe)
-    kept_rows = [r[0] for r in con.execute("SELECT v FROM t ORDER BY id")]
-    con.close()
-    s.eq(kept_rows[-1:], ["dead-6"], "the kept copy ends with the killed commit")
+    s.eq(kept_rows(s, kept, "probe2")[-1:], ["dead-6"], "the kept copy ends with the killed commit")
     A.exit()
     B.exit()
 
