@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "extension/applier.h"
 #include "extension/commit.h"
+#include "extension/forwarding.h"
 #include "extension/role_loop.h"
 #include "extension/ship.h"
 
@@ -160,10 +161,11 @@ bool AgentControl::WriteLockHeld() {
 
 void Agent::SetLogFactoryForTesting(LogFactory f) { LogFactoryRef() = std::move(f); }
 
-Agent::Agent(NodeState& n, AgentControl& a, CommitPath& commit)
+Agent::Agent(NodeState& n, AgentControl& a, CommitPath& commit, Forwarding& forward)
     : n_(n),
       a_(a),
       commit_(commit),
+      forward_(forward),
       ship_(std::make_unique<Shipper>(n, a, commit)),
       apply_(std::make_unique<Applier>(n, a, commit)),
       roles_(std::make_unique<RoleLoop>(n, a, commit, *ship_, *apply_)) {}
@@ -297,6 +299,9 @@ void Agent::Main() {
     }
   }
   a_.SetLog(log.get());
+  // Other nodes' repl_exec, answered while this node takes writes (served
+  // with forward=on, refused naming the parameter with forward=off).
+  if (n_.cfg.role != Role::kReplica) forward_.StartServer();
   if (n_.cfg.role == Role::kPrimary) {
     if (lease) {
       roles_->RunStaticPrimary(*log, lease.get());
@@ -308,6 +313,7 @@ void Agent::Main() {
   } else {
     apply_->Run(*log, nullptr);
   }
+  forward_.StopServer();
   a_.SetBoard(nullptr);
   a_.SetLog(nullptr);
 }

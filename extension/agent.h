@@ -24,6 +24,7 @@
 namespace litejet {
 
 class CommitPath;
+class Forwarding;
 class Shipper;
 class Applier;
 class RoleLoop;
@@ -97,7 +98,7 @@ class Agent {
   using LogFactory = std::function<Status(const transport::Options&, std::unique_ptr<transport::Log>*)>;
   static void SetLogFactoryForTesting(LogFactory f);
 
-  Agent(NodeState& n, AgentControl& a, CommitPath& commit);
+  Agent(NodeState& n, AgentControl& a, CommitPath& commit, Forwarding& forward);
   ~Agent();
 
   void Start();
@@ -115,6 +116,7 @@ class Agent {
   NodeState& n_;
   AgentControl& a_;
   CommitPath& commit_;
+  Forwarding& forward_;
   std::unique_ptr<Shipper> ship_;
   std::unique_ptr<Applier> apply_;
   std::unique_ptr<RoleLoop> roles_;

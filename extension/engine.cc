@@ -25,7 +25,11 @@ std::map<std::string, std::weak_ptr<Engine>>& Registry() {
 }  // namespace
 
 Engine::Engine(const Config& cfg, std::string path)
-    : node_(cfg, std::move(path)), control_(node_), commit_(node_, control_), agent_(node_, control_, commit_) {}
+    : node_(cfg, std::move(path)),
+      control_(node_),
+      commit_(node_, control_),
+      forward_(node_, control_, this),
+      agent_(node_, control_, commit_, forward_) {}
 
 Engine::~Engine() {
   agent_.Stop();

@@ -10,6 +10,7 @@
 //   ship.h       Shipper: the primary's loop; sync commits in doubt
 //   applier.h    Applier: the replica's loop; divergence repair (replica.cc, rebuild.cc)
 //   role_loop.h  RoleLoop: the election and every role transition
+//   forwarding.h Forwarding: repl_exec, here or on the primary; the primary's serving thread
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include "extension/agent.h"
 #include "extension/commit.h"
 #include "extension/config.h"
+#include "extension/forwarding.h"
 #include "extension/node.h"
 #include "transport/log.h"
 #include "vfs/vfs.h"
@@ -59,6 +61,10 @@ class Engine : public vfs::DbHooks {
   // applied and visible to reads that start afterwards. False on timeout.
   bool Wait(uint64_t txid, int64_t timeout_ms) const;
   bool StepDown();
+  // repl_exec(): here on the primary, else forwarded to it (forwarding.h).
+  Status Exec(const forward::Request& req, forward::Reply* out) {
+    return forward_.Exec(req, node_.cfg.forward_timeout_ms, out);
+  }
 
   // --- DbHooks: the commit path ---------------------------------------------
   int BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int flags) override {
@@ -91,6 +97,7 @@ class Engine : public vfs::DbHooks {
   NodeState node_;
   AgentControl control_;
   CommitPath commit_;
+  Forwarding forward_;
   Agent agent_;
 };
 
