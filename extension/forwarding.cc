@@ -149,7 +149,11 @@ void Forwarding::StartServer() {
 }
 
 void Forwarding::StopServer() {
-  server_stop_ = true;
+  {
+    std::lock_guard<std::mutex> g(server_mu_);
+    server_stop_ = true;
+    if (server_rq_) server_rq_->Interrupt();
+  }
   if (server_.joinable()) server_.join();
 }
 
@@ -166,24 +170,37 @@ void Forwarding::ServeMain() {
     n_.Fail("litejet: write forwarding of \"" + n_.cfg.name + "\": " + s.message());
     return;
   }
+  {
+    std::lock_guard<std::mutex> g(server_mu_);
+    if (server_stop_) return;
+    server_rq_ = rq.get();
+  }
+  struct Forget {
+    Forwarding* f;
+    ~Forget() {
+      std::lock_guard<std::mutex> g(f->server_mu_);
+      f->server_rq_ = nullptr;
+    }
+  } forget{this};
   while (!server_stop_ && !a_.stopping()) {
     const bool primary = n_.IsPrimary();
     if (primary && !rq->Listening()) {
       if (!rq->Listen().ok()) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (!a_.Sleep(50)) break;
         continue;
       }
     } else if (!primary && rq->Listening()) {
       rq->Unlisten();
     }
     if (!rq->Listening()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (!a_.Sleep(20)) break;
       continue;
     }
+    // StopServer interrupts the wait.
     std::string data, reply_to;
     bool got = false;
-    if (!rq->Next(50, &data, &reply_to, &got).ok()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!rq->Next(200, &data, &reply_to, &got).ok()) {
+      if (!a_.Sleep(20)) break;
       continue;
     }
     if (!got) continue;

@@ -68,6 +68,8 @@ class Forwarding {
   std::unique_ptr<transport::Requests> client_;  // client_mu_: opened on first use
   std::thread server_;
   std::atomic<bool> server_stop_{false};
+  std::mutex server_mu_;
+  transport::Requests* server_rq_ = nullptr;  // server_mu_: the serving thread's, to interrupt it
 };
 
 }  // namespace litejet

@@ -54,6 +54,7 @@ class NatsRequests final : public Requests {
   Status Listen() override {
     std::lock_guard<std::mutex> g(mu_);
     if (sub_) return Status::OK();
+    if (interrupted_) return Status::Error("litejet: nats: stopped serving " + subject_);
     const std::string what = "subscribe to " + subject_;
     if (!conn_.Connected()) return conn_.NotConnected(what);
     natsStatus s = natsConnection_QueueSubscribeSync(&sub_, conn_.Conn(), subject_.c_str(), "litejet-forward");
@@ -92,6 +93,14 @@ class NatsRequests final : public Requests {
       nats_GetLastError(nullptr);
       return Status::OK();
     }
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (interrupted_) {
+        if (msg) natsMsg_Destroy(msg);
+        nats_GetLastError(nullptr);
+        return Status::Error("litejet: nats: stopped serving " + subject_);
+      }
+    }
     if (s != NATS_OK) return conn_.Fail("read from " + subject_, s, 0);
     data->assign(natsMsg_GetData(msg), size_t(natsMsg_GetDataLength(msg)));
     const char* r = natsMsg_GetReply(msg);
@@ -110,11 +119,20 @@ class NatsRequests final : public Requests {
 
   bool Connected() const override { return conn_.Connected(); }
 
+  // Unsubscribing (not destroying: the serving thread may be inside
+  // NextMsg on it) ends its wait at once.
+  void Interrupt() override {
+    std::lock_guard<std::mutex> g(mu_);
+    interrupted_ = true;
+    if (sub_) natsSubscription_Unsubscribe(sub_);
+  }
+
  private:
   NatsConn conn_;
   const std::string subject_;
   mutable std::mutex mu_;
   natsSubscription* sub_ = nullptr;
+  bool interrupted_ = false;
 };
 
 }  // namespace

@@ -31,6 +31,9 @@ class Requests {
   virtual bool Listening() const = 0;
   virtual Status Next(int64_t wait_ms, std::string* data, std::string* reply_to, bool* got) = 0;
   virtual Status Respond(const std::string& reply_to, const std::string& data) = 0;
+  // Any thread: a Next() under way (or the next one) returns at once; the
+  // serving side is over (Listen() fails from here on).
+  virtual void Interrupt() = 0;
   virtual bool Connected() const = 0;
 };
 
