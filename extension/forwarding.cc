@@ -38,23 +38,27 @@ vfs::DbHooks* InternalUse::For(const std::string& path) {
 
 Forwarding::~Forwarding() { StopServer(); }
 
-// On a private connection opened for this request and closed after it: an
-// open connection would keep the database's WAL and locks in a state its
-// owner did not ask for, and costs ~0.1 ms to open.
-forward::Reply Forwarding::RunHere(const forward::Request& req, bool dedupe) {
+// On a private connection through the litejet VFS: the serving thread keeps
+// one (*cached) for its life; a local call opens one for the call (a
+// connection kept open by the engine would be closed from the engine's
+// destructor, inside the host's own sqlite3_close).
+forward::Reply Forwarding::RunHere(const forward::Request& req, bool dedupe, sqlite3** cached) {
   std::lock_guard<std::mutex> g(local_mu_);
   InternalUse use(engine_, n_.path);
-  sqlite3* db = nullptr;
+  sqlite3* db = cached ? *cached : nullptr;
   forward::Reply r;
-  if (sqlite3_open_v2(n_.path.c_str(), &db, SQLITE_OPEN_READWRITE, "litejet") != SQLITE_OK) {
-    r.code = db ? sqlite3_extended_errcode(db) : SQLITE_NOMEM;
-    r.message = std::string("cannot open the database: ") + (db ? sqlite3_errmsg(db) : "out of memory");
-    sqlite3_close(db);
-    return r;
+  if (!db) {
+    if (sqlite3_open_v2(n_.path.c_str(), &db, SQLITE_OPEN_READWRITE, "litejet") != SQLITE_OK) {
+      r.code = db ? sqlite3_extended_errcode(db) : SQLITE_NOMEM;
+      r.message = std::string("cannot open the database: ") + (db ? sqlite3_errmsg(db) : "out of memory");
+      sqlite3_close(db);
+      return r;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (cached) *cached = db;
   }
-  sqlite3_busy_timeout(db, 5000);
   r = forward::Execute(db, req, [&] { return n_.sidecar.Read().txid; }, dedupe, WallMs());
-  sqlite3_close(db);
+  if (!cached) sqlite3_close(db);
   r.node = n_.cfg.node;
   return r;
 }
@@ -64,7 +68,7 @@ Status Forwarding::Exec(const forward::Request& req, int64_t timeout_ms, forward
   std::string last_why;
   for (int attempt = 0;; attempt++) {
     if (n_.IsPrimary()) {
-      *out = RunHere(req, /*dedupe=*/attempt > 0);
+      *out = RunHere(req, /*dedupe=*/attempt > 0, nullptr);
       if (out->code != SQLITE_OK) {
         if ((out->code & 0xff) == SQLITE_READONLY && !n_.IsPrimary() && SteadyMs() < deadline) continue;  // demoted meanwhile
         return Status::Error(out->message, out->code);
@@ -175,13 +179,19 @@ void Forwarding::ServeMain() {
     if (server_stop_) return;
     server_rq_ = rq.get();
   }
+  sqlite3* db = nullptr;  // the serving connection, opened at the first request
   struct Forget {
     Forwarding* f;
+    sqlite3** db;
     ~Forget() {
+      if (*db) {
+        InternalUse use(f->engine_, f->n_.path);
+        sqlite3_close(*db);
+      }
       std::lock_guard<std::mutex> g(f->server_mu_);
       f->server_rq_ = nullptr;
     }
-  } forget{this};
+  } forget{this, &db};
   while (!server_stop_ && !a_.stopping()) {
     const bool primary = n_.IsPrimary();
     if (primary && !rq->Listening()) {
@@ -218,7 +228,7 @@ void Forwarding::ServeMain() {
                     "\" does not take forwarded writes (forward=off): set forward=on on the primary (URI parameter "
                     "forward or LITEJET_FORWARD)";
     } else {
-      rep = RunHere(req, /*dedupe=*/true);
+      rep = RunHere(req, /*dedupe=*/true, &db);
       // Refused as a replica's write: the lease went meanwhile.
       if ((rep.code & 0xff) == SQLITE_READONLY && !n_.IsPrimary()) {
         rep = forward::Reply();

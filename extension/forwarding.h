@@ -57,7 +57,7 @@ class Forwarding {
   void StopServer();
 
  private:
-  forward::Reply RunHere(const forward::Request& req, bool dedupe);
+  forward::Reply RunHere(const forward::Request& req, bool dedupe, sqlite3** cached);
   void ServeMain();
 
   NodeState& n_;
