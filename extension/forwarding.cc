@@ -128,7 +128,7 @@ Status Forwarding::Exec(const forward::Request& req, int64_t timeout_ms, forward
         return Status::Error("litejet: repl_exec: the write committed on the primary (" + r.node + ") as TXID " +
                                  std::to_string(r.txid) + " but is not applied here yet; repl_wait(" +
                                  std::to_string(r.txid) + ") waits for it",
-                             SQLITE_BUSY);
+                             SQLITE_BUSY_TIMEOUT);
       }
       n_.sidecar.WaitChange(seen, std::min<int64_t>(l, 100));
     }
@@ -137,7 +137,7 @@ Status Forwarding::Exec(const forward::Request& req, int64_t timeout_ms, forward
                            " is unknown: no answer from a primary within " + std::to_string(timeout_ms) + " ms (" +
                            last_why + "); it ran at most once: SELECT repl_exec_retry() sends the same request "
                            "again and it runs only if it has not",
-                       SQLITE_BUSY);
+                       SQLITE_BUSY_TIMEOUT);
 }
 
 void Forwarding::StartServer() {

@@ -47,8 +47,9 @@ class Forwarding {
   // repl_exec(): runs req here when this node is primary, else on the
   // primary. On success *out has the TXID (applied here when this returns).
   // Errors: the primary's (code and message, prefixed "litejet: primary
-  // <node>: "), or a refusal, or an unknown outcome (code SQLITE_BUSY,
-  // message saying how to retry) when no answer came in time.
+  // <node>: "), or a refusal, or an unknown outcome (code
+  // SQLITE_BUSY_TIMEOUT, message saying how to retry) when no answer came
+  // in time or the write is not applied here yet.
   Status Exec(const forward::Request& req, int64_t timeout_ms, forward::Reply* out);
 
   // The host's agent, forward=on: serve other nodes' requests while this

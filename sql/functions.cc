@@ -160,9 +160,9 @@ void RunExec(sqlite3_context* ctx, const char* fname, Engine& e, const forward::
   Status s = e.Exec(req, &r);
   std::lock_guard<std::mutex> g(st->mu);
   if (!s.ok()) {
-    // SQLITE_BUSY from Exec: the outcome is unknown (or not applied here
-    // yet): keep the request for repl_exec_retry().
-    if (s.code() == SQLITE_BUSY) {
+    // SQLITE_BUSY_TIMEOUT from Exec: the outcome is unknown (or not applied
+    // here yet): keep the request for repl_exec_retry().
+    if (s.code() == SQLITE_BUSY_TIMEOUT) {
       st->unknown = true;
       st->pending = req;
     } else {
