@@ -1,0 +1,134 @@
+// snapshot/replay.cc: the log's records applied to a plain database file
+// (ApplyRecord, the checks extension/rebuild.cc's ReplayLog makes, factored
+// out so restore and the rebuild share them) and ScanLog, the log read as
+// records whatever their chunking and batching.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/clock.h"
+#include "snapshot/snapshot.h"
+#include "wal-capture/checksum.h"
+
+namespace litejet::snapshot {
+
+namespace {
+constexpr int kCorrupt = 11, kIoErr = 10;
+}
+
+Status ApplyRecord(int fd, const std::string& path, const std::string& name, const record::Txn& t, uint64_t seq,
+                   ReplayState* st, bool* applied) {
+  *applied = false;
+  const std::string log = "the log of \"" + name + "\"";
+  if (t.epoch < st->epoch) {
+    return Status::Error("litejet: " + log + " goes back from epoch " + std::to_string(st->epoch) + " to " +
+                             std::to_string(t.epoch) + " at TXID " + std::to_string(t.txid) + " (sequence " +
+                             std::to_string(seq) + ")",
+                         kCorrupt);
+  }
+  st->epoch = t.epoch;
+  if (t.epoch_marker) {
+    if (t.txid != st->txid || t.checksum_after != st->checksum) {
+      return Status::Error("litejet: " + log + " has an epoch marker at TXID " + std::to_string(t.txid) +
+                               " (checksum " + checksum::Hex(t.checksum_after) + ") after TXID " +
+                               std::to_string(st->txid) + " (checksum " + checksum::Hex(st->checksum) + ")",
+                           kCorrupt);
+    }
+    st->log_seq = seq;
+    return Status::OK();
+  }
+  if (t.txid <= st->txid) return Status::OK();  // a retried publish's earlier copy, or before a snapshot
+  if (t.txid != st->txid + 1) {
+    return Status::Error("litejet: " + log + " " +
+                             (st->txid == 0 ? "starts at TXID " + std::to_string(t.txid)
+                                            : "jumps from TXID " + std::to_string(st->txid) + " to " +
+                                                  std::to_string(t.txid)) +
+                             ": a rebuild needs a snapshot",
+                         kCorrupt);
+  }
+  if (t.checksum_before != st->checksum) {
+    return Status::Error("litejet: " + log + " breaks its checksum chain at TXID " + std::to_string(t.txid) +
+                             " (before " + checksum::Hex(t.checksum_before) + ", previous after " +
+                             checksum::Hex(st->checksum) + ")",
+                         kCorrupt);
+  }
+  if (t.page_size == 0 || (st->page_size != 0 && t.page_size != st->page_size)) {
+    return Status::Error("litejet: " + log + " changes page size at TXID " + std::to_string(t.txid), kCorrupt);
+  }
+  for (const record::Page& p : t.pages) {
+    if (p.pgno == 0 || p.pgno > t.db_pages || p.data.size() != t.page_size) {
+      return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " of \"" + name +
+                               "\" has a page outside its database (page " + std::to_string(p.pgno) + ")",
+                           kCorrupt);
+    }
+    const off_t off = off_t(p.pgno - 1) * off_t(t.page_size);
+    if (::pwrite(fd, p.data.data(), p.data.size(), off) != ssize_t(p.data.size())) {
+      return Status::Error("litejet: cannot write " + path + ": " + std::strerror(errno), kIoErr);
+    }
+  }
+  if (::ftruncate(fd, off_t(t.db_pages) * off_t(t.page_size)) != 0) {
+    return Status::Error("litejet: cannot size " + path + ": " + std::strerror(errno), kIoErr);
+  }
+  st->page_size = t.page_size;
+  st->txid = t.txid;
+  st->checksum = t.checksum_after;
+  st->db_pages = t.db_pages;
+  st->log_seq = seq;
+  st->commit_time_us = t.timestamp_us;
+  *applied = true;
+  return Status::OK();
+}
+
+Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_ms,
+               const std::function<Status(const record::Txn&, uint64_t seq, bool* more)>& fn) {
+  if (from == 0) from = 1;
+  record::Reassembler ra;
+  std::string rec;
+  bool leading = true;  // chunks of a record begun before `from` are skipped
+  bool more = true;
+  Status bad;
+  uint64_t next = from;
+  while (next <= last && more && bad.ok()) {
+    const uint64_t before = next;
+    Status s = log.Read(next, wait_ms, [&](const transport::Message& m) {
+      next = m.seq + 1;
+      record::ChunkInfo ci;
+      if (leading && record::PeekChunk(m.data.data(), m.data.size(), &ci) && ci.index > 0) return m.seq < last;
+      leading = false;
+      bool complete = false;
+      uint64_t txid = 0;
+      Status a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);
+      // A record that lost its last chunks (its publisher died) is followed
+      // by a retry from chunk 0: start over with this message.
+      if (!a.ok()) a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);
+      if (!a.ok()) {
+        ra.Reset();
+        return m.seq < last;
+      }
+      if (!complete) return m.seq < last;
+      std::vector<std::string> recs;
+      a = record::Unbatch(&rec, &recs);
+      for (size_t i = 0; a.ok() && more && i < recs.size(); i++) {
+        record::Txn t;
+        a = record::Decode(recs[i].data(), recs[i].size(), &t);
+        if (a.ok()) a = fn(t, m.seq, &more);
+      }
+      if (!a.ok()) {
+        bad = Status::Error(a.message() + " (sequence " + std::to_string(m.seq) + ")", a.code());
+        return false;
+      }
+      return more && m.seq < last;
+    });
+    if (!bad.ok()) return bad;
+    if (!s.ok()) return s;
+    if (next == before && more) {
+      return Status::Error("litejet: no message from the log for " + std::to_string(wait_ms) + " ms at sequence " +
+                               std::to_string(next) + " (its last is " + std::to_string(last) + ")",
+                           transport::kUnavailable);
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace litejet::snapshot
