@@ -87,6 +87,7 @@ Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_m
   std::string rec;
   bool leading = true;  // chunks of a record begun before `from` are skipped
   bool more = true;
+  uint64_t start = 0;  // first message of the record being reassembled
   Status bad;
   uint64_t next = from;
   while (next <= last && more && bad.ok()) {
@@ -98,7 +99,9 @@ Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_m
       leading = false;
       bool complete = false;
       uint64_t txid = 0;
+      if (!ra.pending()) start = m.seq;
       Status a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);
+      if (!a.ok()) start = m.seq;
       // A record that lost its last chunks (its publisher died) is followed
       // by a retry from chunk 0: start over with this message.
       if (!a.ok()) a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);
@@ -112,7 +115,7 @@ Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_m
       for (size_t i = 0; a.ok() && more && i < recs.size(); i++) {
         record::Txn t;
         a = record::Decode(recs[i].data(), recs[i].size(), &t);
-        if (a.ok()) a = fn(t, m.seq, &more);
+        if (a.ok()) a = fn(t, start, &more);
       }
       if (!a.ok()) {
         bad = Status::Error(a.message() + " (sequence " + std::to_string(m.seq) + ")", a.code());
@@ -127,6 +130,28 @@ Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_m
                                std::to_string(next) + " (its last is " + std::to_string(last) + ")",
                            transport::kUnavailable);
     }
+  }
+  return Status::OK();
+}
+
+Status RecordStart(transport::Log& log, uint64_t seq, int64_t wait_ms, uint64_t* start) {
+  bool got = false;
+  Status bad;
+  Status s = log.Read(seq, wait_ms, [&](const transport::Message& m) {
+    record::ChunkInfo ci;
+    if (m.seq != seq || !record::PeekChunk(m.data.data(), m.data.size(), &ci) || ci.index >= seq) {
+      bad = Status::Error("litejet: log message " + std::to_string(seq) + " is not a record's chunk", kCorrupt);
+    } else {
+      *start = seq - ci.index;
+      got = true;
+    }
+    return false;
+  });
+  if (!bad.ok()) return bad;
+  if (!s.ok()) return s;
+  if (!got) {
+    return Status::Error("litejet: no log message " + std::to_string(seq) + " within " + std::to_string(wait_ms) + " ms",
+                         transport::kUnavailable);
   }
   return Status::OK();
 }

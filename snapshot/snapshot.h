@@ -43,7 +43,7 @@ constexpr size_t kChunkHeaderSize = 72;
 //        0    4  magic "LJSM"     4 2 version (1)   6 2 reserved, 0
 //        8    8  snapshot id     16 8 txid         24 8 checksum
 //       32    4  page size       36 4 db_pages     40 4 chunk count   44 4 reserved, 0
-//       48    8  log_seq: stream sequence of the log message completing the record of txid
+//       48    8  log_seq: stream sequence of the first log message (chunk 0) of the record of txid
 //       56    8  epoch of that record
 //       64    8  time the snapshot was taken, UTC ms
 //       72    8  commit time of the record of txid, UTC us
@@ -63,7 +63,8 @@ struct ChunkHeader {
 struct Manifest {
   uint64_t id = 0, txid = 0, checksum = 0;
   uint32_t page_size = 0, db_pages = 0, chunk_count = 0;
-  uint64_t log_seq = 0, epoch = 0, time_ms = 0, commit_time_us = 0;
+  uint64_t log_seq = 0;  // where replay after this snapshot starts (chunk 0 of the record of txid)
+  uint64_t epoch = 0, time_ms = 0, commit_time_us = 0;
   uint64_t raw_bytes = 0, stored_bytes = 0;
 };
 
@@ -142,12 +143,19 @@ Status ApplyRecord(int fd, const std::string& path, const std::string& name, con
                    ReplayState* st, bool* applied);
 
 // Reads log messages from..last (reassembling chunks, opening batches) and
-// hands each record to fn in order with the sequence of the message that
-// completed it; fn returns false to stop. `from` may be in the middle of a
-// record or a batch: leading chunks of a record begun before it are skipped.
-// kTruncated when `from` is gone; kUnavailable when no message came for wait_ms.
+// hands each record to fn in order with the sequence of the first message
+// (chunk 0) of the record or batch holding it; *more = false stops. A
+// record's later transactions of a batch follow with the same sequence.
+// Leading chunks of a record begun before `from` are skipped. kTruncated
+// when `from` is gone; kUnavailable when no message came for wait_ms.
 Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_ms,
                const std::function<Status(const record::Txn&, uint64_t seq, bool* more)>& fn);
+
+// The sequence of the first message (chunk 0) of the record that the log
+// message at seq completes (what a manifest's log_seq is): seq minus that
+// message's chunk index. For a producer that knows the completing sequence
+// (the sidecar's log_seq).
+Status RecordStart(transport::Log& log, uint64_t seq, int64_t wait_ms, uint64_t* start);
 
 // ---------------------------------------------------------------- store
 
