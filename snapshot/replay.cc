@@ -118,7 +118,10 @@ Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_m
         if (a.ok()) a = fn(t, start, &more);
       }
       if (!a.ok()) {
-        bad = Status::Error(a.message() + " (sequence " + std::to_string(m.seq) + ")", a.code());
+        bad = Status::Error(a.message() + (start == m.seq ? " (sequence " + std::to_string(m.seq) + ")"
+                                                          : " (sequences " + std::to_string(start) + ".." +
+                                                                std::to_string(m.seq) + ")"),
+                            a.code());
         return false;
       }
       return more && m.seq < last;

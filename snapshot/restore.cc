@@ -91,7 +91,9 @@ Status Restore(transport::Log& log, Store* store, const RestoreRequest& req, Res
     const bool done_already = req.txid != 0 && st.txid == req.txid;
     if (!done_already && from <= last) {
       s = ScanLog(log, from, last, req.timeout_ms, [&](const record::Txn& t, uint64_t seq, bool* more) {
-        const bool fresh = !t.epoch_marker && t.txid > st.txid;
+        // A transaction past the target ends the replay, unless it does not
+        // follow on (then ApplyRecord names the gap).
+        const bool fresh = !t.epoch_marker && t.txid == st.txid + 1;
         if (fresh && req.txid != 0 && t.txid > req.txid) {
           *more = false;
           return Status::OK();

@@ -401,6 +401,54 @@ void restore_from_log_and_snapshot(void**) {
   std::system(("rm -rf " + dir).c_str());
 }
 
+// Retention trimmed the log below the snapshot: restore still works from
+// it; with the snapshot damaged the error names it, its chunk and the log's start.
+void restore_after_the_log_was_trimmed(void**) {
+  auto ls = lt::NewMemoryStore();
+  auto log = lt::NewMemoryLog(ls);
+  History h = Publish(*log, 12);
+  auto store = Mem();
+  conf::VectorSource src(h.page_size, h.states[6]);
+  sn::PutInfo in;
+  in.txid = 6;
+  in.checksum = h.sums[6];
+  in.log_seq = h.seqs[6];
+  in.epoch = 1;
+  in.commit_time_us = 6000;
+  in.id = 0x66;
+  sn::Manifest m;
+  AssertOk(sn::Put(*store, src, in, 1000, &m, 4 * 1024));
+  sn::RetentionPolicy pol;
+  pol.keep_snapshots = 1;
+  sn::RetentionPlan plan = sn::PlanRetention({m}, pol, 0);
+  assert_int_equal(plan.log_purge_below, h.seqs[6]);
+  AssertOk(log->PurgeBelow(plan.log_purge_below, 1000));
+  const std::string dir = TempDir(), db = dir + "/t.db";
+  sn::RestoreRequest rq;
+  rq.target = db;
+  rq.name = "x";
+  rq.txid = 10;
+  sn::RestoreResult rr;
+  AssertOk(sn::Restore(*log, store.get(), rq, &rr));
+  assert_true(rr.from_snapshot);
+  assert_int_equal(rr.state.txid, 10);
+  assert_true(ReadFile(db) == Joined(h.states[10]));
+  const std::string seq = "s " + std::to_string(h.seqs[6]) + ".." + std::to_string(h.seqs[6] + 1);  // the batch's chunks
+  rq.txid = 3;
+  AssertError(sn::Restore(*log, store.get(), rq, &rr), 11,
+              "litejet: cannot restore \"x\": the log from its first record: the log of \"x\" starts at TXID 6: a "
+              "rebuild needs a snapshot (sequence" + seq + ")");
+  AssertOk(store->Damage(m.id, 1, "", 1000));
+  rq.txid = 10;
+  AssertError(sn::Restore(*log, store.get(), rq, &rr), 11,
+              "litejet: cannot restore \"x\": the log from its first record: the log of \"x\" starts at TXID 6: a "
+              "rebuild needs a snapshot (sequence" + seq + "); snapshot 0000000000000066 (TXID 6): snapshot "
+              "0000000000000066 chunk 1: found chunk 2 of snapshot 0000000000000066 in its place");
+  assert_int_equal(access(db.c_str(), F_OK), 0);  // the earlier restore's file is left alone
+  assert_int_equal(access((db + ".litejet-restore").c_str(), F_OK), -1);
+  std::system(("rm -rf " + dir).c_str());
+}
+
 }  // namespace
 
 int main() {
@@ -417,6 +465,7 @@ int main() {
       cmocka_unit_test(retention_keeps_newest_n),
       cmocka_unit_test(retention_keeps_a_txid_or_time_window),
       cmocka_unit_test(restore_from_log_and_snapshot),
+      cmocka_unit_test(restore_after_the_log_was_trimmed),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
