@@ -112,6 +112,18 @@ def body(s):
             "restore --time %s: TXID 8, the last committed before it" % iso(gap), err)
     s.eq(rows_of(s.path("x", "time.db")), rows(8), "restore --time: the primary's rows at TXID 8")
 
+    out, err = restore(s.path("x", "future.db"), "--time", "2100-01-01T00:00:00Z")
+    s.check(out and out["txid"] == max(history), "restore --time in the future (no fraction): the last TXID", err)
+    rc, out, err = run("restore", s.path("x", "bad.db"), *nats, "--time", "2026-11-27 21:00:00")
+    s.check(rc == 2 and err == "litejet: restore: --time must be a UTC time like 2026-11-27T21:00:00Z or "
+            "2026-11-27T21:00:00.123Z, got \"2026-11-27 21:00:00\" (see litejet restore --help)\n",
+            "restore --time with a bad time: exit 2 naming it", err)
+    rc, out, err = run("restore", s.path("x", "bad.db"), *nats, "--txid", "99")
+    s.check(rc == 1 and err.endswith("\nlitejet: restore: the log of \"app\" ends at TXID %d, before TXID 99\n"
+                                     % max(history))
+            and not os.path.exists(s.path("x", "bad.db")) and not os.path.exists(s.path("x", "bad.db.litejet-restore")),
+            "restore --txid past the log's end: exit 1, no file left", err)
+
     # Snapshots of files at rest (the restored ones): found in the log by their checksum.
     rc, o1, err = run("snapshot", s.path("x", "mid.db"), *nats, "--json")
     s1 = json.loads(o1) if rc == 0 else {}
