@@ -32,7 +32,8 @@ Status Restore(transport::Log& log, Store* store, const RestoreRequest& req, Res
   }
   for (const Manifest& m : all) {
     if (req.txid != 0 && m.txid > req.txid) continue;
-    if (req.time_us >= 0 && m.commit_time_us > uint64_t(req.time_us)) continue;
+    // A snapshot whose TXID's commit time is unknown (0) cannot be placed in time.
+    if (req.time_us >= 0 && (m.commit_time_us == 0 || m.commit_time_us > uint64_t(req.time_us))) continue;
     candidates.push_back(m);
   }
 

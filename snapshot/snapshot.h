@@ -192,6 +192,8 @@ std::shared_ptr<MemoryStore> NewMemoryStore(size_t max_payload = 1 << 20);
 std::unique_ptr<Store> NewMemoryStoreClient(std::shared_ptr<MemoryStore> s);
 
 // What Put publishes besides the pages: the position they are at.
+// log_seq: the first message of the record of txid (RecordStart); commit_time_us:
+// that record's timestamp_us (0: unknown; restore --time then never uses it).
 struct PutInfo {
   uint64_t txid = 0, checksum = 0, log_seq = 0, epoch = 0, commit_time_us = 0;
   uint64_t id = 0;  // 0: a random one

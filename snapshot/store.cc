@@ -63,8 +63,10 @@ Status Put(Store& store, PageSource& src, const PutInfo& info, int64_t timeout_m
   uint64_t sum = 0;
   std::string raw, enc;
   uint32_t pgno = 1;
+  uint32_t cap = per_chunk;  // pages per chunk now: smaller after a split, back up when chunks compress well
   while (pgno <= pages) {
-    uint32_t n = std::min<uint32_t>(per_chunk, pages - pgno + 1);
+    uint32_t n = std::min<uint32_t>(cap, pages - pgno + 1);
+    bool split = false;
     raw.resize(size_t(n) * ps);
     for (uint32_t i = 0; i < n; i++) {
       s = src.Read(pgno + i, &raw[size_t(i) * ps]);
@@ -77,6 +79,12 @@ Status Put(Store& store, PageSource& src, const PutInfo& info, int64_t timeout_m
       if (enc.size() <= store.MaxPayload() || n == 1) break;
       n = (n + 1) / 2;
       raw.resize(size_t(n) * ps);
+      split = true;
+    }
+    if (split) {
+      cap = n;  // incompressible pages: do not compress every chunk twice
+    } else if (cap < per_chunk && enc.size() < store.MaxPayload() / 2) {
+      cap = std::min(per_chunk, cap * 2);
     }
     if (enc.size() > store.MaxPayload()) {
       return fail(Status::Error("litejet: " + what + ": one page does not fit the server's max payload"));
