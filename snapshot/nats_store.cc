@@ -1,11 +1,14 @@
 // snapshot/nats_store.cc: the snapshot Store on JetStream: stream
 // "<prefix>_<name>_snap" over "<prefix>.<name>.snap.>", chunks on
-// "...snap.<id>.c", the manifest on "...snap.<id>.m". Reads use direct gets
-// (no consumers): chunks by "next message on the subject after seq".
+// "...snap.<id>.c", the manifest on "...snap.<id>.m". Manifests are read by
+// get-last-by-subject; chunks stream through an ordered consumer (one direct
+// get per chunk costs a round trip each: half the speed on 1 GB).
 #include <nats/nats.h>
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "snapshot/snapshot.h"
 #include "transport/nats_conn.h"
@@ -19,6 +22,8 @@ using transport::internal::MsLeft;
 using transport::internal::NatsConn;
 
 constexpr int64_t kApiWaitMs = 2000;
+constexpr int64_t kHeartbeatNs = 5000LL * 1000 * 1000;
+constexpr int64_t kInactiveNs = 10000LL * 1000 * 1000;  // the server drops a consumer nobody reads
 constexpr size_t kDefaultServerMaxPayload = 1 << 20;
 
 class NatsStore final : public Store {
@@ -28,6 +33,18 @@ class NatsStore final : public Store {
         base_(o.prefix + "." + o.name + ".snap."),
         replicas_(o.stream_replicas < 1 ? 1 : o.stream_replicas),
         conn_(o, kApiWaitMs) {}
+  // Subscriptions are freed only after the connection (nats.c 3.4.1 may
+  // still use one for an inbound message: see transport/nats_log.cc).
+  ~NatsStore() override {
+    std::vector<natsSubscription*> subs;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      subs.swap(retired_);
+    }
+    conn_.Close([subs] {
+      for (natsSubscription* sub : subs) natsSubscription_Destroy(sub);
+    });
+  }
   Status Start(const transport::Options& o) { return conn_.Start(o); }
 
   Status Ensure(int64_t timeout_ms) override;
@@ -64,6 +81,8 @@ class NatsStore final : public Store {
   const std::string stream_, base_;
   const int replicas_;
   NatsConn conn_;
+  std::mutex mu_;
+  std::vector<natsSubscription*> retired_;  // unsubscribed, freed with the connection
 };
 
 Status NatsStore::Ensure(int64_t timeout_ms) {
@@ -190,7 +209,66 @@ Status NatsStore::Scan(const std::string& subject, int64_t timeout_ms,
 }
 
 Status NatsStore::Chunks(uint64_t id, int64_t timeout_ms, const std::function<bool(const std::string&)>& fn) {
-  return Scan(Subject(id, "c"), timeout_ms, [&](uint64_t, const std::string& d) { return fn(d); });
+  const std::string subject = Subject(id, "c");
+  const std::string what = "read " + subject;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (!conn_.WaitConnected(deadline)) return conn_.NotConnected(what);
+  // How many there are: a consumer on none would wait for the timeout.
+  jsOptions jo = Opts(deadline);
+  jo.Stream.Info.SubjectsFilter = subject.c_str();
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, conn_.Js(), stream_.c_str(), &jo, &jerr);
+  if (s == NATS_NOT_FOUND) return Status::OK();  // no stream: no chunk
+  if (s != NATS_OK) return conn_.Fail(what, s, jerr);
+  uint64_t count = 0;
+  if (si->State.Subjects) {
+    for (int i = 0; i < si->State.Subjects->Count; i++) count += si->State.Subjects->List[i].Msgs;
+  }
+  jsStreamInfo_Destroy(si);
+  if (count == 0) return Status::OK();
+
+  jsOptions so_jo = Opts(deadline);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream_.c_str();
+  so.Ordered = true;
+  so.Config.DeliverPolicy = js_DeliverAll;
+  so.Config.Heartbeat = kHeartbeatNs;
+  so.Config.InactiveThreshold = kInactiveNs;
+  natsSubscription* sub = nullptr;
+  jerr = static_cast<jsErrCode>(0);
+  s = js_SubscribeSync(&sub, conn_.Js(), subject.c_str(), &so_jo, &so, &jerr);
+  if (s != NATS_OK) return conn_.Fail(what + ": create consumer", s, jerr);
+  Status st;
+  uint64_t got = 0;
+  while (got < count) {
+    natsMsg* m = nullptr;
+    // The wait is per message: a chunk is at most a max payload.
+    s = natsSubscription_NextMsg(&m, sub, std::max<int64_t>(timeout_ms, 1));
+    if (s == NATS_SLOW_CONSUMER) continue;  // the ordered consumer resets itself
+    if (s != NATS_OK) {
+      st = conn_.Fail(what + " (" + std::to_string(got) + " of " + std::to_string(count) + " chunks read)", s, 0);
+      break;
+    }
+    jsMsgMetaData* meta = nullptr;
+    uint64_t pending = 0;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+      pending = meta->NumPending;
+      jsMsgMetaData_Destroy(meta);
+    }
+    std::string data(natsMsg_GetData(m), size_t(natsMsg_GetDataLength(m)));
+    natsMsg_Destroy(m);
+    got++;
+    if (!fn(data) || pending == 0) break;  // pending 0: purged meanwhile, nothing more
+  }
+  // Never Unsubscribe (it deletes the consumer by a name the ordered
+  // consumer's recreation may free meanwhile): gone at its next message,
+  // or when freed; the server drops the consumer after kInactiveNs.
+  natsSubscription_AutoUnsubscribe(sub, 1);
+  std::lock_guard<std::mutex> l(mu_);
+  retired_.push_back(sub);
+  return st;
 }
 
 Status NatsStore::Purge(uint64_t id, int64_t timeout_ms) {
