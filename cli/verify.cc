@@ -95,13 +95,21 @@ int RunVerify(int argc, char** argv) {
   rc = NatsOptions(c, a, &o);
   if (rc >= 0) return rc;
 
+  // --json: a verdict object on stdout too, when the answer is "differs".
+  auto fail = [&](const std::string& why, int status) {
+    if (a.json) {
+      std::string w = why.rfind("litejet: ", 0) == 0 ? why.substr(9) : why;
+      std::printf("{\"db\":%s,\"ok\":false,\"error\":%s}\n", JsonString(db).c_str(), JsonString(w).c_str());
+    }
+    return Fail(c, why, status);
+  };
   off_t size = 0, wal = 0;
-  if (!Size(db, &size)) return Fail(c, "cannot open " + db + ": no such file", kDiffers);
+  if (!Size(db, &size)) return fail("cannot open " + db + ": no such file", kDiffers);
   const bool at_rest = !Size(db + "-wal", &wal) || wal == 0;
   uint64_t file_sum = 0;
   if (at_rest) {
     litejet::Status st = checksum::OfFile(db, &file_sum);
-    if (!st.ok()) return Fail(c, st.message(), kDiffers);
+    if (!st.ok()) return fail(st.message(), kDiffers);
   }
   bool has_sidecar = Size(db + "-litejet", &wal);
   uint64_t txid = 0, sum = file_sum;
@@ -109,17 +117,17 @@ int RunVerify(int argc, char** argv) {
     sidecar::Sidecar sc;
     bool created = false;
     litejet::Status st = sc.Open(db + "-litejet", &created);
-    if (!st.ok()) return Fail(c, st.message(), kDiffers);
+    if (!st.ok()) return fail(st.message(), kDiffers);
     sidecar::Position p = sc.Read();
     txid = p.txid;
     sum = p.checksum;
     if (at_rest && file_sum != sum) {
-      return Fail(c, db + " at TXID " + std::to_string(txid) + ": the file's pages sum to " + checksum::Hex(file_sum) +
+      return fail(db + " at TXID " + std::to_string(txid) + ": the file's pages sum to " + checksum::Hex(file_sum) +
                          ", its sidecar says " + checksum::Hex(sum) + " (changed behind litejet's back)",
                   kDiffers);
     }
   } else if (!at_rest) {
-    return Fail(c, db + " has no sidecar (" + db + "-litejet) and WAL content: checkpoint it first", kDiffers);
+    return fail(db + " has no sidecar (" + db + "-litejet) and WAL content: checkpoint it first", kDiffers);
   }
 
   litejet::Status st = transport::InitLibrary();
@@ -128,9 +136,10 @@ int RunVerify(int argc, char** argv) {
   uint64_t first = 0, last = 0;
   if (st.ok()) st = log->Range(a.timeout_ms, &first, &last);
   if (st.code() == transport::kNoStream) {
-    return Fail(c, "no database \"" + o.name + "\": stream " + o.prefix + "_" + o.name + " not found", kUnreachable);
+    return fail("no database \"" + o.name + "\": stream " + o.prefix + "_" + o.name + " not found", kUnreachable);
   }
-  if (!st.ok()) return Fail(c, "cannot reach NATS: " + st.message(), kUnreachable);
+  if (!st.ok()) return fail("cannot reach NATS: " + (st.message().rfind("litejet: ", 0) == 0 ? st.message().substr(9) : st.message()),
+                          kUnreachable);
   bool found = false, seen_first = false;
   uint64_t log_sum = 0, first_txid = 0, last_txid = 0;
   st = snapshot::ScanLog(*log, first, last, a.timeout_ms, [&](const record::Txn& t, uint64_t, bool* more) {
@@ -146,27 +155,27 @@ int RunVerify(int argc, char** argv) {
     }
     return litejet::Status::OK();
   });
-  if (!st.ok()) return Fail(c, st.message(), st.code() == transport::kUnavailable ? kUnreachable : kDiffers);
+  if (!st.ok()) return fail(st.message(), st.code() == transport::kUnavailable ? kUnreachable : kDiffers);
   const char* source = has_sidecar ? (at_rest ? "sidecar and file" : "sidecar") : "file";
   if (!found) {
     if (!has_sidecar) {
-      return Fail(c, "no transaction in the log of \"" + o.name + "\" has the checksum of " + db + " (" +
+      return fail("no transaction in the log of \"" + o.name + "\" has the checksum of " + db + " (" +
                          checksum::Hex(sum) + ")",
                   kDiffers);
     }
     if (txid == 0 && sum == 0) {
       // An empty database at TXID 0: nothing to compare.
     } else if (txid > last_txid) {
-      return Fail(c, db + " is at TXID " + std::to_string(txid) + " but the log of \"" + o.name + "\" ends at TXID " +
+      return fail(db + " is at TXID " + std::to_string(txid) + " but the log of \"" + o.name + "\" ends at TXID " +
                          std::to_string(last_txid),
                   kDiffers);
     } else {
-      return Fail(c, "TXID " + std::to_string(txid) + " of " + db + " is no longer in the log of \"" + o.name +
+      return fail("TXID " + std::to_string(txid) + " of " + db + " is no longer in the log of \"" + o.name +
                          "\" (it starts at TXID " + std::to_string(first_txid) + ")",
                   kDiffers);
     }
   } else if (log_sum != sum) {
-    return Fail(c, db + " at TXID " + std::to_string(txid) + " has checksum " + checksum::Hex(sum) + ", the log has " +
+    return fail(db + " at TXID " + std::to_string(txid) + " has checksum " + checksum::Hex(sum) + ", the log has " +
                        checksum::Hex(log_sum),
                 kDiffers);
   }

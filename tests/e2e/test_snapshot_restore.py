@@ -201,6 +201,21 @@ def body(s):
     s.check(rc == 1 and err.startswith("litejet: verify: %s at TXID %d: the file's pages sum to " % (copies["bad"], last))
             and err.endswith(", its sidecar says %s (changed behind litejet's back)\n" % history[last][1]),
             "verify on a changed copy: exit 1 naming TXID and both checksums", err)
+    # Against another database's log (a wrong --name): same TXIDs, other checksums.
+    o = Worker("o")
+    o.open(primary_uri(s.path("o", "other.db"), srv.url, name="other", node="o1"))
+    o.sql("CREATE TABLE u(v)")
+    for i in range(last - 1):  # TXID 1 is the CREATE TABLE
+        o.sql("INSERT INTO u VALUES (?)", (i,))
+    s.eq(o.one("SELECT repl_wait(?, 10000)", (last,)), 1, "other: TXID %d acknowledged" % last)
+    osum = o.one("SELECT repl_checksum()") if o.one("SELECT repl_position()") == last else None
+    o.sql("INSERT INTO u VALUES (0)")
+    rc, out, err = run("verify", copies["good"], "--nats", srv.url, "--name", "other", "--json")
+    s.check(rc == 1 and err == "litejet: verify: %s at TXID %d has checksum %s, the log has %s\n"
+            % (copies["good"], last, history[last][1], osum) and
+            json.loads(out) == {"db": copies["good"], "ok": False, "error": err[len("litejet: verify: "):-1]},
+            "verify against another database's log: exit 1 naming TXID and both checksums", out + err)
+    o.exit()
     os.unlink(copies["bad"] + "-litejet")
     rc, out, err = run("verify", copies["bad"], *nats)
     s.check(rc == 1 and err.startswith("litejet: verify: no transaction in the log of \"app\" has the checksum of "),
