@@ -285,14 +285,14 @@ int RunSnapshot(int argc, char** argv) {
   snapshot::PutInfo in;
   uint64_t log_sum = 0;
   if (st.ok()) {
-    st = snapshot::ScanLog(*log, first, last, a.timeout_ms, [&](const record::Txn& t, uint64_t seq, bool*) {
+    st = snapshot::ScanLog(*log, first, last, a.timeout_ms, [&](const record::Txn& t, const snapshot::LogPos& pos, bool*) {
       if (t.epoch_marker) return litejet::Status::OK();
       bool match = want_txid ? t.txid == want_txid : t.checksum_after == sum;
       if (match) {
         found = true;
         in.txid = t.txid;
         log_sum = t.checksum_after;
-        in.log_seq = seq;
+        in.log_seq = pos.start;
         in.epoch = t.epoch;
         in.commit_time_us = t.timestamp_us;
       }

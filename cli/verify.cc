@@ -142,7 +142,7 @@ int RunVerify(int argc, char** argv) {
                           kUnreachable);
   bool found = false, seen_first = false;
   uint64_t log_sum = 0, first_txid = 0, last_txid = 0;
-  st = snapshot::ScanLog(*log, first, last, a.timeout_ms, [&](const record::Txn& t, uint64_t, bool* more) {
+  st = snapshot::ScanLog(*log, first, last, a.timeout_ms, [&](const record::Txn& t, const snapshot::LogPos&, bool* more) {
     if (!seen_first) first_txid = t.txid;
     seen_first = true;
     last_txid = t.txid;

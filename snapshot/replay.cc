@@ -17,8 +17,9 @@ namespace {
 constexpr int kCorrupt = 11, kIoErr = 10;
 }
 
-Status ApplyRecord(int fd, const std::string& path, const std::string& name, const record::Txn& t, uint64_t seq,
+Status ApplyRecord(int fd, const std::string& path, const std::string& name, const record::Txn& t, const LogPos& pos,
                    ReplayState* st, bool* applied) {
+  const uint64_t seq = pos.start;
   *applied = false;
   const std::string log = "the log of \"" + name + "\"";
   if (t.epoch < st->epoch) {
@@ -36,6 +37,7 @@ Status ApplyRecord(int fd, const std::string& path, const std::string& name, con
                            kCorrupt);
     }
     st->log_seq = seq;
+    st->consumed_seq = pos.last_in_message ? pos.end : pos.start - 1;
     return Status::OK();
   }
   if (t.txid <= st->txid) return Status::OK();  // a retried publish's earlier copy, or before a snapshot
@@ -75,13 +77,14 @@ Status ApplyRecord(int fd, const std::string& path, const std::string& name, con
   st->checksum = t.checksum_after;
   st->db_pages = t.db_pages;
   st->log_seq = seq;
+  st->consumed_seq = pos.last_in_message ? pos.end : pos.start - 1;
   st->commit_time_us = t.timestamp_us;
   *applied = true;
   return Status::OK();
 }
 
 Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_ms,
-               const std::function<Status(const record::Txn&, uint64_t seq, bool* more)>& fn) {
+               const std::function<Status(const record::Txn&, const LogPos& pos, bool* more)>& fn) {
   if (from == 0) from = 1;
   record::Reassembler ra;
   std::string rec;
@@ -115,7 +118,11 @@ Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_m
       for (size_t i = 0; a.ok() && more && i < recs.size(); i++) {
         record::Txn t;
         a = record::Decode(recs[i].data(), recs[i].size(), &t);
-        if (a.ok()) a = fn(t, start, &more);
+        LogPos pos;
+        pos.start = start;
+        pos.end = m.seq;
+        pos.last_in_message = i + 1 == recs.size();
+        if (a.ok()) a = fn(t, pos, &more);
       }
       if (!a.ok()) {
         bad = Status::Error(a.message() + (start == m.seq ? " (sequence " + std::to_string(m.seq) + ")"

@@ -81,6 +81,7 @@ Status Restore(transport::Log& log, Store* store, const RestoreRequest& req, Res
       st.checksum = m.checksum;
       st.epoch = m.epoch;
       st.log_seq = m.log_seq;
+      st.consumed_seq = m.log_seq - 1;  // the record's batch may hold later TXIDs: read it again
       st.page_size = m.page_size;
       st.db_pages = m.db_pages;
       st.commit_time_us = m.commit_time_us;
@@ -91,7 +92,7 @@ Status Restore(transport::Log& log, Store* store, const RestoreRequest& req, Res
     const uint64_t from = snap ? std::max(st.log_seq, first) : first;
     const bool done_already = req.txid != 0 && st.txid == req.txid;
     if (!done_already && from <= last) {
-      s = ScanLog(log, from, last, req.timeout_ms, [&](const record::Txn& t, uint64_t seq, bool* more) {
+      s = ScanLog(log, from, last, req.timeout_ms, [&](const record::Txn& t, const LogPos& pos, bool* more) {
         // A transaction past the target ends the replay, unless it does not
         // follow on (then ApplyRecord names the gap).
         const bool fresh = !t.epoch_marker && t.txid == st.txid + 1;
@@ -104,13 +105,13 @@ Status Restore(transport::Log& log, Store* store, const RestoreRequest& req, Res
           return Status::OK();
         }
         bool applied = false;
-        Status a = ApplyRecord(b.fd(), b.tmp_path(), req.name, t, seq, &st, &applied);
+        Status a = ApplyRecord(b.fd(), b.tmp_path(), req.name, t, pos, &st, &applied);
         if (!a.ok()) return a;
         if (applied) records++;
         if (progress) {
           Progress p;
           p.phase = "log";
-          p.done = seq - from + 1;
+          p.done = pos.end - from + 1;
           p.total = last - from + 1;
           p.txid = st.txid;
           progress(p);

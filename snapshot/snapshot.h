@@ -127,9 +127,21 @@ class FileBuilder {
 
 // ---------------------------------------------------------------- replay
 
+// Where a record lies in the log: the first and the last message of the
+// record (or batch) holding it, and whether it is the batch's last record.
+struct LogPos {
+  uint64_t start = 0, end = 0;
+  bool last_in_message = true;
+};
+
 // Where a replay stands: the position of the file it writes.
 struct ReplayState {
-  uint64_t txid = 0, checksum = 0, epoch = 0, log_seq = 0, commit_time_us = 0;
+  uint64_t txid = 0, checksum = 0, epoch = 0, commit_time_us = 0;
+  uint64_t log_seq = 0;  // first message of the record of txid (a manifest's log_seq)
+  // The engine's sidecar convention: reading resumes at consumed_seq + 1
+  // (the record's last message, or the message before its batch when later
+  // records of the batch are not applied: they are read again and skipped).
+  uint64_t consumed_seq = 0;
   uint32_t page_size = 0, db_pages = 0;
 };
 
@@ -139,17 +151,16 @@ struct ReplayState {
 // TXIDs follow each other (a txid <= st->txid is a retried publish's earlier
 // copy: skipped, *applied = false), checksum_before is the previous
 // checksum_after, the page size never changes. name names the log in errors.
-Status ApplyRecord(int fd, const std::string& path, const std::string& name, const record::Txn& t, uint64_t seq,
+Status ApplyRecord(int fd, const std::string& path, const std::string& name, const record::Txn& t, const LogPos& pos,
                    ReplayState* st, bool* applied);
 
 // Reads log messages from..last (reassembling chunks, opening batches) and
-// hands each record to fn in order with the sequence of the first message
-// (chunk 0) of the record or batch holding it; *more = false stops. A
-// record's later transactions of a batch follow with the same sequence.
+// hands each record to fn in order with its place (LogPos: the batch's
+// records share start and end); *more = false stops.
 // Leading chunks of a record begun before `from` are skipped. kTruncated
 // when `from` is gone; kUnavailable when no message came for wait_ms.
 Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_ms,
-               const std::function<Status(const record::Txn&, uint64_t seq, bool* more)>& fn);
+               const std::function<Status(const record::Txn&, const LogPos& pos, bool* more)>& fn);
 
 // The sequence of the first message (chunk 0) of the record that the log
 // message at seq completes (what a manifest's log_seq is): seq minus that

@@ -337,6 +337,10 @@ void restore_from_log_and_snapshot(void**) {
     assert_true(rr.state.checksum == h.sums[t]);
     assert_true(ReadFile(db) == Joined(h.states[t]));
     assert_int_equal(rr.records, t);
+    assert_int_equal(rr.state.log_seq, h.seqs[t]);
+    // 6 and 7 are one batch in two chunks: after 6, read the batch again; after 7, go on after it.
+    uint64_t resume = t == 6 ? h.seqs[6] - 1 : t == 7 ? h.seqs[7] + 1 : t == 4 ? h.seqs[5] - 1 : t == 12 ? 0 : h.seqs[t];
+    if (t != 12) assert_int_equal(rr.state.consumed_seq, resume);
   }
   // A snapshot at TXID 6 (inside the batch 6..7): restore to 7, 10 and the latest uses it.
   conf::VectorSource src(h.page_size, h.states[6]);
