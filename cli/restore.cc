@@ -168,8 +168,9 @@ int OpenLog(const Command& c, const transport::Options& o, int64_t timeout_ms, s
   uint64_t first = 0, last = 0;
   st = (*log)->Range(timeout_ms, &first, &last);
   if (st.code() == transport::kNoStream) {
-    return Fail(c, "no database \"" + o.name + "\" on " + Redact(o.urls.empty() ? "" : o.urls[0]) + ": stream " +
-                       o.prefix + "_" + o.name + " not found",
+    return Fail(c,
+                "no database \"" + o.name + "\" on " + Redact(o.urls.empty() ? "" : o.urls[0]) + ": stream " +
+                    o.prefix + "_" + o.name + " not found",
                 kUnreachable);
   }
   if (!st.ok()) return Fail(c, "cannot reach NATS: " + Stripped(st.message()), kUnreachable);
@@ -241,8 +242,8 @@ int RunRestore(int argc, char** argv) {
   }
   for (const std::string& k : rr.skipped) std::printf("skipped %s\n", k.c_str());
   std::string source = rr.from_snapshot ? "snapshot " + snapshot::IdHex(rr.snapshot.id) + " (TXID " +
-                                              std::to_string(rr.snapshot.txid) + ") and " +
-                                              std::to_string(rr.records) + " transactions of the log"
+                                              std::to_string(rr.snapshot.txid) + ") and " + std::to_string(rr.records) +
+                                              " transactions of the log"
                                         : "the log (" + std::to_string(rr.records) + " transactions)";
   std::printf("restored %s to TXID %" PRIu64 " (checksum %s, committed %s) from %s\n", db.c_str(), rr.state.txid,
               sum.c_str(), Time(rr.state.commit_time_us).c_str(), source.c_str());
@@ -285,19 +286,20 @@ int RunSnapshot(int argc, char** argv) {
   snapshot::PutInfo in;
   uint64_t log_sum = 0;
   if (st.ok()) {
-    st = snapshot::ScanLog(*log, first, last, a.timeout_ms, [&](const record::Txn& t, const snapshot::LogPos& pos, bool*) {
-      if (t.epoch_marker) return litejet::Status::OK();
-      bool match = want_txid ? t.txid == want_txid : t.checksum_after == sum;
-      if (match) {
-        found = true;
-        in.txid = t.txid;
-        log_sum = t.checksum_after;
-        in.log_seq = pos.start;
-        in.epoch = t.epoch;
-        in.commit_time_us = t.timestamp_us;
-      }
-      return litejet::Status::OK();
-    });
+    st = snapshot::ScanLog(*log, first, last, a.timeout_ms,
+                           [&](const record::Txn& t, const snapshot::LogPos& pos, bool*) {
+                             if (t.epoch_marker) return litejet::Status::OK();
+                             bool match = want_txid ? t.txid == want_txid : t.checksum_after == sum;
+                             if (match) {
+                               found = true;
+                               in.txid = t.txid;
+                               log_sum = t.checksum_after;
+                               in.log_seq = pos.start;
+                               in.epoch = t.epoch;
+                               in.commit_time_us = t.timestamp_us;
+                             }
+                             return litejet::Status::OK();
+                           });
   }
   if (!st.ok()) {
     return Fail(c, st.message(), st.code() == transport::kUnavailable ? kUnreachable : kFailed);
@@ -319,7 +321,8 @@ int RunSnapshot(int argc, char** argv) {
   if (st.ok()) st = snapshot::Put(*store, *src, in, std::max<int64_t>(a.timeout_ms, 60000), &m);
   if (!st.ok()) return Fail(c, st.message(), st.code() == transport::kUnavailable ? kUnreachable : kFailed);
   if (a.json) {
-    std::printf("{\"id\":\"%s\",\"txid\":%" PRIu64 ",\"checksum\":\"%s\",\"db_pages\":%u,\"page_size\":%u,"
+    std::printf("{\"id\":\"%s\",\"txid\":%" PRIu64
+                ",\"checksum\":\"%s\",\"db_pages\":%u,\"page_size\":%u,"
                 "\"chunks\":%u,\"raw_bytes\":%" PRIu64 ",\"stored_bytes\":%" PRIu64 ",\"log_seq\":%" PRIu64 "}\n",
                 snapshot::IdHex(m.id).c_str(), m.txid, checksum::Hex(m.checksum).c_str(), m.db_pages, m.page_size,
                 m.chunk_count, m.raw_bytes, m.stored_bytes, m.log_seq);

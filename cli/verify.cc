@@ -84,8 +84,10 @@ int RunVerify(int argc, char** argv) {
     db = s;
   }
   if (db.empty()) return Usage(c, "DB (the database file) is required");
-  if (!has_nats && std::getenv("LITEJET_NATS_URL")) args.insert(args.end(), {"--nats", std::getenv("LITEJET_NATS_URL")});
-  if (!has_name) args.insert(args.end(), {"--name", std::getenv("LITEJET_NAME") ? std::getenv("LITEJET_NAME") : DefaultName(db)});
+  if (!has_nats && std::getenv("LITEJET_NATS_URL"))
+    args.insert(args.end(), {"--nats", std::getenv("LITEJET_NATS_URL")});
+  if (!has_name)
+    args.insert(args.end(), {"--name", std::getenv("LITEJET_NAME") ? std::getenv("LITEJET_NAME") : DefaultName(db)});
   std::vector<char*> argp;
   for (auto& s : args) argp.push_back(s.data());
   NatsArgs a;
@@ -123,7 +125,7 @@ int RunVerify(int argc, char** argv) {
     sum = p.checksum;
     if (at_rest && file_sum != sum) {
       return fail(db + " at TXID " + std::to_string(txid) + ": the file's pages sum to " + checksum::Hex(file_sum) +
-                         ", its sidecar says " + checksum::Hex(sum) + " (changed behind litejet's back)",
+                      ", its sidecar says " + checksum::Hex(sum) + " (changed behind litejet's back)",
                   kDiffers);
     }
   } else if (!at_rest) {
@@ -138,45 +140,48 @@ int RunVerify(int argc, char** argv) {
   if (st.code() == transport::kNoStream) {
     return fail("no database \"" + o.name + "\": stream " + o.prefix + "_" + o.name + " not found", kUnreachable);
   }
-  if (!st.ok()) return fail("cannot reach NATS: " + (st.message().rfind("litejet: ", 0) == 0 ? st.message().substr(9) : st.message()),
-                          kUnreachable);
+  if (!st.ok())
+    return fail(
+        "cannot reach NATS: " + (st.message().rfind("litejet: ", 0) == 0 ? st.message().substr(9) : st.message()),
+        kUnreachable);
   bool found = false, seen_first = false;
   uint64_t log_sum = 0, first_txid = 0, last_txid = 0;
-  st = snapshot::ScanLog(*log, first, last, a.timeout_ms, [&](const record::Txn& t, const snapshot::LogPos&, bool* more) {
-    if (!seen_first) first_txid = t.txid;
-    seen_first = true;
-    last_txid = t.txid;
-    if (t.epoch_marker) return litejet::Status::OK();
-    if (has_sidecar ? t.txid == txid : t.checksum_after == sum) {
-      found = true;
-      txid = t.txid;
-      log_sum = t.checksum_after;
-      if (has_sidecar) *more = false;
-    }
-    return litejet::Status::OK();
-  });
+  st = snapshot::ScanLog(*log, first, last, a.timeout_ms,
+                         [&](const record::Txn& t, const snapshot::LogPos&, bool* more) {
+                           if (!seen_first) first_txid = t.txid;
+                           seen_first = true;
+                           last_txid = t.txid;
+                           if (t.epoch_marker) return litejet::Status::OK();
+                           if (has_sidecar ? t.txid == txid : t.checksum_after == sum) {
+                             found = true;
+                             txid = t.txid;
+                             log_sum = t.checksum_after;
+                             if (has_sidecar) *more = false;
+                           }
+                           return litejet::Status::OK();
+                         });
   if (!st.ok()) return fail(st.message(), st.code() == transport::kUnavailable ? kUnreachable : kDiffers);
   const char* source = has_sidecar ? (at_rest ? "sidecar and file" : "sidecar") : "file";
   if (!found) {
     if (!has_sidecar) {
-      return fail("no transaction in the log of \"" + o.name + "\" has the checksum of " + db + " (" +
-                         checksum::Hex(sum) + ")",
-                  kDiffers);
+      return fail(
+          "no transaction in the log of \"" + o.name + "\" has the checksum of " + db + " (" + checksum::Hex(sum) + ")",
+          kDiffers);
     }
     if (txid == 0 && sum == 0) {
       // An empty database at TXID 0: nothing to compare.
     } else if (txid > last_txid) {
       return fail(db + " is at TXID " + std::to_string(txid) + " but the log of \"" + o.name + "\" ends at TXID " +
-                         std::to_string(last_txid),
+                      std::to_string(last_txid),
                   kDiffers);
     } else {
       return fail("TXID " + std::to_string(txid) + " of " + db + " is no longer in the log of \"" + o.name +
-                         "\" (it starts at TXID " + std::to_string(first_txid) + ")",
+                      "\" (it starts at TXID " + std::to_string(first_txid) + ")",
                   kDiffers);
     }
   } else if (log_sum != sum) {
     return fail(db + " at TXID " + std::to_string(txid) + " has checksum " + checksum::Hex(sum) + ", the log has " +
-                       checksum::Hex(log_sum),
+                    checksum::Hex(log_sum),
                 kDiffers);
   }
   if (a.json) {

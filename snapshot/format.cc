@@ -75,8 +75,8 @@ Status EncodeChunk(uint64_t id, uint32_t index, uint32_t first_pgno, uint32_t pa
 Status DecodeChunk(const void* data, size_t n, ChunkHeader* hdr, std::string* raw) {
   const auto* p = static_cast<const unsigned char*>(data);
   if (n < kChunkHeaderSize) {
-    return Corrupt("chunk", "truncated header (" + std::to_string(n) + " of " + std::to_string(kChunkHeaderSize) +
-                                " bytes)");
+    return Corrupt("chunk",
+                   "truncated header (" + std::to_string(n) + " of " + std::to_string(kChunkHeaderSize) + " bytes)");
   }
   if (Get32(p) != kChunkMagic) return Corrupt("chunk", "bad magic (not a snapshot chunk)");
   if (Get16(p + 4) != kVersion) {
@@ -164,9 +164,8 @@ Status DecodeManifest(const void* data, size_t n, Manifest* out) {
   m.commit_time_us = Get64(p + 72);
   m.raw_bytes = Get64(p + 80);
   m.stored_bytes = Get64(p + 88);
-  if (Get16(p + 6) != 0 || Get32(p + 44) != 0 || !ValidPageSize(m.page_size) || m.db_pages == 0 ||
-      m.chunk_count == 0 || m.chunk_count > m.db_pages || m.txid == 0 ||
-      m.raw_bytes != uint64_t(m.db_pages) * m.page_size) {
+  if (Get16(p + 6) != 0 || Get32(p + 44) != 0 || !ValidPageSize(m.page_size) || m.db_pages == 0 || m.chunk_count == 0 ||
+      m.chunk_count > m.db_pages || m.txid == 0 || m.raw_bytes != uint64_t(m.db_pages) * m.page_size) {
     return Corrupt("manifest " + IdHex(m.id), "invalid fields");
   }
   *out = m;

@@ -137,9 +137,8 @@ Status FileBuilder::Finish(uint32_t db_pages, uint32_t page_size, uint64_t want)
     sum ^= checksum::PageHash(page.data(), page_size, pg);
   }
   if (sum != want) {
-    return Status::Error("litejet: the restored pages sum to " + checksum::Hex(sum) + ", the log says " +
-                             checksum::Hex(want),
-                         kCorrupt);
+    return Status::Error(
+        "litejet: the restored pages sum to " + checksum::Hex(sum) + ", the log says " + checksum::Hex(want), kCorrupt);
   }
   // The replaced database's WAL, shm and sidecar would be applied to (or
   // describe) the new file: they go first.

@@ -42,12 +42,12 @@ Status ApplyRecord(int fd, const std::string& path, const std::string& name, con
   }
   if (t.txid <= st->txid) return Status::OK();  // a retried publish's earlier copy, or before a snapshot
   if (t.txid != st->txid + 1) {
-    return Status::Error("litejet: " + log + " " +
-                             (st->txid == 0 ? "starts at TXID " + std::to_string(t.txid)
-                                            : "jumps from TXID " + std::to_string(st->txid) + " to " +
-                                                  std::to_string(t.txid)) +
-                             ": a rebuild needs a snapshot",
-                         kCorrupt);
+    return Status::Error(
+        "litejet: " + log + " " +
+            (st->txid == 0 ? "starts at TXID " + std::to_string(t.txid)
+                           : "jumps from TXID " + std::to_string(st->txid) + " to " + std::to_string(t.txid)) +
+            ": a rebuild needs a snapshot",
+        kCorrupt);
   }
   if (t.checksum_before != st->checksum) {
     return Status::Error("litejet: " + log + " breaks its checksum chain at TXID " + std::to_string(t.txid) +
@@ -160,8 +160,9 @@ Status RecordStart(transport::Log& log, uint64_t seq, int64_t wait_ms, uint64_t*
   if (!bad.ok()) return bad;
   if (!s.ok()) return s;
   if (!got) {
-    return Status::Error("litejet: no log message " + std::to_string(seq) + " within " + std::to_string(wait_ms) + " ms",
-                         transport::kUnavailable);
+    return Status::Error(
+        "litejet: no log message " + std::to_string(seq) + " within " + std::to_string(wait_ms) + " ms",
+        transport::kUnavailable);
   }
   return Status::OK();
 }

@@ -121,8 +121,8 @@ Status Restore(transport::Log& log, Store* store, const RestoreRequest& req, Res
       });
       if (!s.ok()) {
         if (s.code() == transport::kUnavailable || s.code() == 10) return s;  // NATS or our disk: no fallback helps
-        last_err = Status::Error("litejet: " + label + (snap ? " then the log: " : ": ") + Stripped(s.message()),
-                                 s.code());
+        last_err =
+            Status::Error("litejet: " + label + (snap ? " then the log: " : ": ") + Stripped(s.message()), s.code());
         if (snap) out->skipped.push_back(label + ": the log after it: " + Stripped(s.message()));
         continue;
       }

@@ -35,7 +35,7 @@ namespace litejet::snapshot {
 //       56    8  XXH64 of the stored bytes (seed 0)
 //       64    8  XXH64 of bytes [0, 64) (seed 0)
 //       72       stored bytes: one zstd frame of the raw pages
-constexpr uint32_t kChunkMagic = 0x43534A4C;  // "LJSC" little-endian
+constexpr uint32_t kChunkMagic = 0x43534A4C;     // "LJSC" little-endian
 constexpr uint32_t kManifestMagic = 0x4D534A4C;  // "LJSM" little-endian
 constexpr uint16_t kVersion = 1;
 constexpr size_t kChunkHeaderSize = 72;
@@ -171,8 +171,8 @@ Status RecordStart(transport::Log& log, uint64_t seq, int64_t wait_ms, uint64_t*
 // ---------------------------------------------------------------- store
 
 // Status codes beyond SQLite's and transport's.
-constexpr int kNoSnapshot = 1101;   // no such snapshot / no snapshot stream
-constexpr int kBadChunk = 1102;     // a chunk is missing, damaged or out of order
+constexpr int kNoSnapshot = 1101;  // no such snapshot / no snapshot stream
+constexpr int kBadChunk = 1102;    // a chunk is missing, damaged or out of order
 
 // The raw storage of one database's snapshots (JetStream or in memory).
 // Subjects (NATS): "<prefix>.<name>.snap.<id>.c" chunks in order,
@@ -211,7 +211,7 @@ struct PutInfo {
 };
 
 struct Progress {
-  const char* phase = "";  // "snapshot" (chunks), "log" (replay), "verify"
+  const char* phase = "";        // "snapshot" (chunks), "log" (replay), "verify"
   uint64_t done = 0, total = 0;  // bytes (snapshot) or TXIDs (log); total 0 if unknown
   uint64_t txid = 0;
 };
@@ -240,18 +240,18 @@ Status Delete(Store& store, uint64_t id, int64_t timeout_ms);
 // ---------------------------------------------------------------- restore
 
 struct RestoreRequest {
-  std::string target;       // database file to build
-  std::string name;         // replication name, for messages
-  uint64_t txid = 0;        // 0: the latest complete transaction
-  int64_t time_us = -1;     // >= 0: the last transaction committed at or before it (txid must be 0)
+  std::string target;         // database file to build
+  std::string name;           // replication name, for messages
+  uint64_t txid = 0;          // 0: the latest complete transaction
+  int64_t time_us = -1;       // >= 0: the last transaction committed at or before it (txid must be 0)
   int64_t timeout_ms = 5000;  // no answer from NATS for this long: give up
 };
 
 struct RestoreResult {
-  ReplayState state;             // the restored position
+  ReplayState state;  // the restored position
   bool from_snapshot = false;
-  Manifest snapshot;             // when from_snapshot
-  uint64_t records = 0;          // records applied from the log
+  Manifest snapshot;                 // when from_snapshot
+  uint64_t records = 0;              // records applied from the log
   std::vector<std::string> skipped;  // snapshots not used, each "snapshot <id> (TXID t): why"
 };
 
@@ -266,9 +266,9 @@ Status Restore(transport::Log& log, Store* store, const RestoreRequest& req, Res
 // ---------------------------------------------------------------- retention
 
 struct RetentionPolicy {
-  size_t keep_snapshots = 2;       // keep at least the newest N usable snapshots (>= 1)
-  uint64_t keep_txids = 0;         // and every snapshot within this many TXIDs of the newest
-  uint64_t keep_ms = 0;            // and every snapshot taken within this many ms of now
+  size_t keep_snapshots = 2;  // keep at least the newest N usable snapshots (>= 1)
+  uint64_t keep_txids = 0;    // and every snapshot within this many TXIDs of the newest
+  uint64_t keep_ms = 0;       // and every snapshot taken within this many ms of now
 };
 
 struct RetentionPlan {

@@ -146,13 +146,15 @@ Status Get(Store& store, const Manifest& m, int64_t timeout_ms,
     if (!d.ok()) {
       std::string why = d.message();
       const std::string head = "litejet: snapshot chunk " + std::to_string(index) + ": ";
-      if (why.rfind(head, 0) == 0) why = why.substr(head.size());
-      else if (why.rfind("litejet: snapshot chunk: ", 0) == 0) why = why.substr(25);
+      if (why.rfind(head, 0) == 0)
+        why = why.substr(head.size());
+      else if (why.rfind("litejet: snapshot chunk: ", 0) == 0)
+        why = why.substr(25);
       bad = Status::Error("litejet: " + at + why, kBadChunk);
     } else if (h.id != m.id || h.index != index) {
-      bad = Status::Error("litejet: " + at + "found chunk " + std::to_string(h.index) + " of snapshot " +
-                              IdHex(h.id) + " in its place",
-                          kBadChunk);
+      bad = Status::Error(
+          "litejet: " + at + "found chunk " + std::to_string(h.index) + " of snapshot " + IdHex(h.id) + " in its place",
+          kBadChunk);
     } else if (h.page_size != m.page_size || h.first_pgno != next_pgno ||
                uint64_t(h.first_pgno) + h.page_count - 1 > m.db_pages) {
       bad = Status::Error("litejet: " + at + "pages " + std::to_string(h.first_pgno) + ".." +

@@ -85,7 +85,8 @@ inline Status RoundTrip(Store& st) {
   VectorSource src = MakePages(4096, 300, false);
   Manifest m;
   LITEJET_SNAP_OK(Put(st, src, InfoFor(src, 42), 10000, &m, 64 * 4096));
-  LITEJET_SNAP_CHECK(m.chunk_count == 5, "300 pages of 64 per chunk: want 5 chunks, got " + std::to_string(m.chunk_count));
+  LITEJET_SNAP_CHECK(m.chunk_count == 5,
+                     "300 pages of 64 per chunk: want 5 chunks, got " + std::to_string(m.chunk_count));
   std::vector<Manifest> list;
   LITEJET_SNAP_OK(List(st, 10000, &list));
   LITEJET_SNAP_CHECK(list.size() == 1, "List: want 1 snapshot, got " + std::to_string(list.size()));
@@ -107,13 +108,15 @@ inline Status IncompressibleSplits(Store& st) {
   VectorSource src = MakePages(4096, 600, true);
   Manifest m;
   LITEJET_SNAP_OK(Put(st, src, InfoFor(src, 5), 20000, &m));
-  LITEJET_SNAP_CHECK(m.chunk_count >= 4, "2.4 MB of random pages: want >= 4 chunks, got " + std::to_string(m.chunk_count));
+  LITEJET_SNAP_CHECK(m.chunk_count >= 4,
+                     "2.4 MB of random pages: want >= 4 chunks, got " + std::to_string(m.chunk_count));
   size_t biggest = 0;
   LITEJET_SNAP_OK(st.Chunks(m.id, 10000, [&](const std::string& c) {
     biggest = std::max(biggest, c.size());
     return true;
   }));
-  LITEJET_SNAP_CHECK(biggest <= st.MaxPayload(), "a chunk of " + std::to_string(biggest) + " bytes exceeds max payload");
+  LITEJET_SNAP_CHECK(biggest <= st.MaxPayload(),
+                     "a chunk of " + std::to_string(biggest) + " bytes exceeds max payload");
   std::vector<std::string> pages;
   uint32_t chunks = 0;
   LITEJET_SNAP_OK(ReadBack(st, m, &pages, &chunks));
@@ -194,8 +197,9 @@ inline Status DamageDetected(Store& st) {
   LITEJET_SNAP_CHECK(g.code() == kBadChunk && g.message() == want, "flipped byte: got \"" + g.message() + "\"");
   LITEJET_SNAP_OK(st.Damage(m.id, 1, good1.substr(0, good1.size() - 10), 10000));
   g = get();
-  want = "litejet: snapshot 0000000000005eed chunk 1: truncated (" + std::to_string(good1.size() - 10 - kChunkHeaderSize) +
-         " of " + std::to_string(good1.size() - kChunkHeaderSize) + " stored bytes)";
+  want = "litejet: snapshot 0000000000005eed chunk 1: truncated (" +
+         std::to_string(good1.size() - 10 - kChunkHeaderSize) + " of " +
+         std::to_string(good1.size() - kChunkHeaderSize) + " stored bytes)";
   LITEJET_SNAP_CHECK(g.code() == kBadChunk && g.message() == want, "truncated: got \"" + g.message() + "\"");
   LITEJET_SNAP_OK(st.Damage(m.id, 1, "", 10000));
   g = get();

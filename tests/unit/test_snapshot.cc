@@ -4,6 +4,10 @@
 // retention plan, and Restore from an in-memory log with and without a
 // snapshot, by TXID and by time, falling back past a damaged chunk.
 #include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,11 +17,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 extern "C" {
 #include <cmocka.h>
 }
@@ -274,7 +273,7 @@ History Publish(lt::Log& log, uint64_t n) {
     h.sums.push_back(txn.checksum_after);
     h.seqs.push_back(first);
     if (t == 7) h.seqs[6] = first;  // the batch holding 6 and 7
-    if (t == 4) {  // a chunked record: RecordStart finds its first message from its last
+    if (t == 4) {                   // a chunked record: RecordStart finds its first message from its last
       uint64_t start = 0;
       AssertOk(sn::RecordStart(log, last, 1000, &start));
       assert_true(last > first && start == first);
@@ -339,7 +338,11 @@ void restore_from_log_and_snapshot(void**) {
     assert_int_equal(rr.records, t);
     assert_int_equal(rr.state.log_seq, h.seqs[t]);
     // 6 and 7 are one batch in two chunks: after 6, read the batch again; after 7, go on after it.
-    uint64_t resume = t == 6 ? h.seqs[6] - 1 : t == 7 ? h.seqs[7] + 1 : t == 4 ? h.seqs[5] - 1 : t == 12 ? 0 : h.seqs[t];
+    uint64_t resume = t == 6    ? h.seqs[6] - 1
+                      : t == 7  ? h.seqs[7] + 1
+                      : t == 4  ? h.seqs[5] - 1
+                      : t == 12 ? 0
+                                : h.seqs[t];
     if (t != 12) assert_int_equal(rr.state.consumed_seq, resume);
   }
   // A snapshot at TXID 6 (inside the batch 6..7): restore to 7, 10 and the latest uses it.
@@ -398,8 +401,8 @@ void restore_from_log_and_snapshot(void**) {
   assert_int_equal(rr.state.txid, 10);
   assert_true(ReadFile(db) == Joined(h.states[10]));
   assert_int_equal(rr.skipped.size(), 1);
-  assert_string_equal(rr.skipped[0].c_str(), ("snapshot " + sn::IdHex(m.id) + " (TXID 6): snapshot " +
-                                              sn::IdHex(m.id) + " chunk 1: bad magic (not a snapshot chunk)")
+  assert_string_equal(rr.skipped[0].c_str(), ("snapshot " + sn::IdHex(m.id) + " (TXID 6): snapshot " + sn::IdHex(m.id) +
+                                              " chunk 1: bad magic (not a snapshot chunk)")
                                                  .c_str());
   assert_int_equal(access((db + ".litejet-restore").c_str(), F_OK), -1);
   std::system(("rm -rf " + dir).c_str());
@@ -437,17 +440,21 @@ void restore_after_the_log_was_trimmed(void**) {
   assert_true(rr.from_snapshot);
   assert_int_equal(rr.state.txid, 10);
   assert_true(ReadFile(db) == Joined(h.states[10]));
-  const std::string seq = "s " + std::to_string(h.seqs[6]) + ".." + std::to_string(h.seqs[6] + 1);  // the batch's chunks
+  const std::string seq =
+      "s " + std::to_string(h.seqs[6]) + ".." + std::to_string(h.seqs[6] + 1);  // the batch's chunks
   rq.txid = 3;
   AssertError(sn::Restore(*log, store.get(), rq, &rr), 11,
               "litejet: cannot restore \"x\": the log from its first record: the log of \"x\" starts at TXID 6: a "
-              "rebuild needs a snapshot (sequence" + seq + ")");
+              "rebuild needs a snapshot (sequence" +
+                  seq + ")");
   AssertOk(store->Damage(m.id, 1, "", 1000));
   rq.txid = 10;
   AssertError(sn::Restore(*log, store.get(), rq, &rr), 11,
               "litejet: cannot restore \"x\": the log from its first record: the log of \"x\" starts at TXID 6: a "
-              "rebuild needs a snapshot (sequence" + seq + "); snapshot 0000000000000066 (TXID 6): snapshot "
-              "0000000000000066 chunk 1: found chunk 2 of snapshot 0000000000000066 in its place");
+              "rebuild needs a snapshot (sequence" +
+                  seq +
+                  "); snapshot 0000000000000066 (TXID 6): snapshot "
+                  "0000000000000066 chunk 1: found chunk 2 of snapshot 0000000000000066 in its place");
   assert_int_equal(access(db.c_str(), F_OK), 0);  // the earlier restore's file is left alone
   assert_int_equal(access((db + ".litejet-restore").c_str(), F_OK), -1);
   std::system(("rm -rf " + dir).c_str());
