@@ -21,6 +21,8 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include <sqlite3.h>
+
 #include "snapshot/snapshot.h"
 #include "snapshot/store_conformance.h"
 #include "transport/log.h"
@@ -460,6 +462,63 @@ void restore_after_the_log_was_trimmed(void**) {
   std::system(("rm -rf " + dir).c_str());
 }
 
+// A file at rest is a PageSource; one with WAL content is refused. The
+// builder renames only a file whose checksum verified.
+void file_source_and_builder(void**) {
+  const std::string dir = TempDir(), db = dir + "/src.db";
+  sqlite3* h = nullptr;
+  assert_int_equal(sqlite3_open(db.c_str(), &h), SQLITE_OK);
+  assert_int_equal(
+      sqlite3_exec(h, "CREATE TABLE t(v); INSERT INTO t VALUES (randomblob(5000));", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(h);
+  std::unique_ptr<sn::PageSource> src;
+  AssertOk(sn::OpenFileSource(db, &src));
+  uint64_t want = 0;
+  uint32_t pages = 0, ps = 0;
+  AssertOk(litejet::checksum::OfFile(db, &want, &pages, &ps));
+  assert_int_equal(src->page_size(), ps);
+  assert_int_equal(src->db_pages(), pages);
+  assert_true(pages >= 3);
+  std::string page(ps, '\0');
+  uint64_t sum = 0;
+  for (uint32_t pg = 1; pg <= pages; pg++) {
+    AssertOk(src->Read(pg, page.data()));
+    sum ^= litejet::checksum::PageHash(page.data(), ps, pg);
+  }
+  assert_true(sum == want);
+  AssertError(src->Read(pages + 1, page.data()), 1, "litejet: " + db + ": no page " + std::to_string(pages + 1));
+  { std::ofstream(db + "-wal") << "frames"; }
+  AssertError(sn::OpenFileSource(db, &src), 26,
+              "litejet: " + db + " has 6 bytes of WAL in " + db +
+                  "-wal: checkpoint it first (PRAGMA wal_checkpoint(TRUNCATE)) with no process open");
+  unlink((db + "-wal").c_str());
+
+  const std::string target = dir + "/built.db";
+  std::string raw = ReadFile(db);
+  {
+    sn::FileBuilder b;
+    AssertOk(b.Open(target));
+    AssertOk(b.WritePages(1, ps, raw));
+    AssertError(b.Finish(pages, ps, want ^ 1), 11,
+                "litejet: the restored pages sum to " + litejet::checksum::Hex(want) + ", the log says " +
+                    litejet::checksum::Hex(want ^ 1));
+    assert_int_equal(access(target.c_str(), F_OK), -1);
+  }
+  assert_int_equal(access((target + ".litejet-restore").c_str(), F_OK), -1);  // removed with the builder
+  {
+    std::ofstream(target) << "old";
+    std::ofstream(target + "-wal") << "old wal";
+    sn::FileBuilder b;
+    AssertOk(b.Open(target));
+    AssertOk(b.WritePages(1, ps, raw + std::string(ps, 'x')));  // a page past the end: cut by Finish
+    AssertOk(b.Finish(pages, ps, want));
+  }
+  assert_true(ReadFile(target) == raw);
+  assert_int_equal(access((target + "-wal").c_str(), F_OK), -1);
+  std::system(("rm -rf " + dir).c_str());
+}
+
 }  // namespace
 
 int main() {
@@ -477,6 +536,7 @@ int main() {
       cmocka_unit_test(retention_keeps_a_txid_or_time_window),
       cmocka_unit_test(restore_from_log_and_snapshot),
       cmocka_unit_test(restore_after_the_log_was_trimmed),
+      cmocka_unit_test(file_source_and_builder),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
