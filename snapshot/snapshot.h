@@ -203,7 +203,9 @@ std::shared_ptr<MemoryStore> NewMemoryStore(size_t max_payload = 1 << 20);
 std::unique_ptr<Store> NewMemoryStoreClient(std::shared_ptr<MemoryStore> s);
 
 // What Put publishes besides the pages: the position they are at.
-// log_seq: the first message of the record of txid (RecordStart); commit_time_us:
+// log_seq: the first message of the record of txid (RecordStart; an earlier
+// sequence also works, replay skips TXIDs at or below the snapshot's, a later
+// one does not: a batch may hold txid and later TXIDs); commit_time_us:
 // that record's timestamp_us (0: unknown; restore --time then never uses it).
 struct PutInfo {
   uint64_t txid = 0, checksum = 0, log_seq = 0, epoch = 0, commit_time_us = 0;
@@ -279,6 +281,10 @@ struct RetentionPlan {
 };
 
 // Pure: manifests as List returns them (any order), the policy, the time now.
-RetentionPlan PlanRetention(const std::vector<Manifest>& snapshots, const RetentionPolicy& p, uint64_t now_ms);
+// still_needed_seq (0: none): the log from this sequence on is still read by
+// someone (e.g. the lowest resume position among live replicas): it is never
+// purged, whatever the snapshots allow.
+RetentionPlan PlanRetention(const std::vector<Manifest>& snapshots, const RetentionPolicy& p, uint64_t now_ms,
+                            uint64_t still_needed_seq = 0);
 
 }  // namespace litejet::snapshot

@@ -268,7 +268,8 @@ std::unique_ptr<Store> NewMemoryStoreClient(std::shared_ptr<MemoryStore> s) {
 
 // ---------------------------------------------------------------- retention
 
-RetentionPlan PlanRetention(const std::vector<Manifest>& snapshots, const RetentionPolicy& p, uint64_t now_ms) {
+RetentionPlan PlanRetention(const std::vector<Manifest>& snapshots, const RetentionPolicy& p, uint64_t now_ms,
+                            uint64_t still_needed_seq) {
   std::vector<Manifest> s = snapshots;
   std::sort(s.begin(), s.end(), [](const Manifest& a, const Manifest& b) {
     return a.txid != b.txid ? a.txid > b.txid : a.time_ms > b.time_ms;
@@ -290,6 +291,7 @@ RetentionPlan PlanRetention(const std::vector<Manifest>& snapshots, const Retent
   // Replay from a snapshot starts at its log_seq (that message may hold
   // later transactions of a batch): keep it.
   plan.log_purge_below = oldest_kept_seq;
+  if (still_needed_seq != 0) plan.log_purge_below = std::min(plan.log_purge_below, still_needed_seq);
   return plan;
 }
 

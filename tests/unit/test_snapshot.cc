@@ -185,6 +185,10 @@ void retention_keeps_newest_n(void**) {
   plan = sn::PlanRetention(s, p, 5000);
   assert_true((plan.delete_ids == std::vector<uint64_t>{2, 3, 1}));
   assert_int_equal(plan.log_purge_below, 430);
+  plan = sn::PlanRetention(s, p, 5000, 400);  // a replica still reads from 400: kept
+  assert_int_equal(plan.log_purge_below, 400);
+  plan = sn::PlanRetention(s, p, 5000, 500);
+  assert_int_equal(plan.log_purge_below, 430);
   plan = sn::PlanRetention({}, p, 5000);
   assert_true(plan.delete_ids.empty());
   assert_int_equal(plan.log_purge_below, 0);
