@@ -1,11 +1,14 @@
 // The agent of a replicated database: at most one per host (an flock on
-// "<db>-litejet-agent" decides). This file is its life: start, stop, the
-// process's exit, the host lock, the heartbeat, keeping the backlog out of a
-// WAL about to lose it. What it does in each role is elsewhere:
-//   ship.cc       primary: the local log to JetStream; sync commits in doubt
-//   replica.cc    replica: the log applied under the readers
-//   rebuild.cc    replica: a diverged database kept and rebuilt from the log
-//   role_loop.cc  role=auto: the election and every role transition
+// "<db>-litejet-agent" decides). This file is its life (start, stop, the
+// process's exit, the host lock) and the plumbing its loops share (stop,
+// sleep and kick, the link, the heartbeat, the locker). What it does in
+// each role is elsewhere:
+//   ship.cc       Shipper, primary: the local log to JetStream; sync commits in doubt
+//   replica.cc    Applier, replica: the log applied under the readers
+//   rebuild.cc    Applier, replica: a diverged database kept and rebuilt from the log
+//   role_loop.cc  RoleLoop, role=auto: the election and every role transition
+#include "extension/agent.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -17,15 +20,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
-#include "extension/engine.h"
 #include "common/clock.h"
-#include "failover/role.h"
-#include "wal-capture/apply.h"
-#include "wal-capture/checksum.h"
-#include "wal-capture/record.h"
-#include "wal-capture/local_log.h"
-#include "wal-capture/spool.h"
+#include "extension/applier.h"
+#include "extension/commit.h"
+#include "extension/forwarding.h"
+#include "extension/role_loop.h"
+#include "extension/ship.h"
 
 namespace litejet {
 
@@ -40,27 +42,27 @@ constexpr int64_t kExitAgentWaitMs = 20;
 constexpr int kExitLockWaitMs = 100;
 
 std::mutex g_all_mu;
-std::vector<Engine*>& AllAgents() {
-  static auto* v = new std::vector<Engine*>;
+std::vector<Agent*>& AllAgents() {
+  static auto* v = new std::vector<Agent*>;
   return *v;
 }
 
-Engine::LogFactory& LogFactoryRef() {
-  static auto* f = new Engine::LogFactory;
+Agent::LogFactory& LogFactoryRef() {
+  static auto* f = new Agent::LogFactory;
   return *f;
 }
 
 // atexit: the process exits with replicated databases still open. Stop every
 // agent at once, give them kExitAgentWaitMs together, and put each backlog in
 // its spool; never wait on the network. The lock is held throughout, so an
-// engine destroyed meanwhile (its StopAgent takes it) is not freed under us.
+// engine destroyed meanwhile (its Agent::Stop takes it) is not freed under us.
 void StopAllAgents() {
   try {
     std::lock_guard<std::mutex> g(g_all_mu);
     auto& all = AllAgents();
-    for (Engine* e : all) e->SignalStop(true);
+    for (Agent* a : all) a->SignalStop(true);
     const int64_t deadline = SteadyMs() + kExitAgentWaitMs;
-    for (Engine* e : all) e->StopAgentAtExit(deadline);
+    for (Agent* a : all) a->StopAtExit(deadline);
     all.clear();
   } catch (...) {
     // Nothing may escape an atexit handler.
@@ -69,9 +71,108 @@ void StopAllAgents() {
 
 }  // namespace
 
-void Engine::SetLogFactoryForTesting(LogFactory f) { LogFactoryRef() = std::move(f); }
+// ---- AgentControl -------------------------------------------------------------
 
-void Engine::StartAgent() {
+void AgentControl::SignalStop(bool at_exit) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stopping_ = true;
+    exiting_ = at_exit;
+    if (log_) {
+      // A wait for the server returns now (at exit: a wait that starts).
+      if (at_exit) {
+        log_->InterruptAtExit();
+      } else {
+        log_->Interrupt();
+      }
+    }
+  }
+  cv_.notify_all();
+}
+
+void AgentControl::SetLog(transport::Log* log) {
+  std::lock_guard<std::mutex> g(mu_);
+  log_ = log;
+  if (log_ && stopping_) {  // stopped before it had a log to interrupt
+    if (exiting_) {
+      log_->InterruptAtExit();
+    } else {
+      log_->Interrupt();
+    }
+  }
+}
+
+bool AgentControl::Sleep(int64_t ms) {
+  std::unique_lock<std::mutex> l(mu_);
+  uint64_t k = kicks_;
+  cv_.wait_for(l, std::chrono::milliseconds(ms), [&] { return stopping_ || kicks_ != k; });
+  return !stopping_;
+}
+
+void AgentControl::Kick() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    kicks_++;
+  }
+  cv_.notify_all();
+}
+
+// nats.c knows of a lost connection before the agent's next call fails.
+bool AgentControl::LinkUp(std::string* why) const {
+  std::lock_guard<std::mutex> g(mu_);
+  const bool up = connected && (!log_ || log_->Connected());
+  // Only the transport's own account (a connection lost, a connect that
+  // failed): before the agent's first call the link is merely not up yet.
+  if (!up && why && log_) *why = log_->LastError();
+  return up;
+}
+
+void AgentControl::Beat() {
+  if (!board_ || stopping_) return;
+  cluster_.Tick(*board_, SteadyMs(), [&] {
+    transport::NodeState me;
+    sidecar::Position p = n_.sidecar.Read();
+    me.node = n_.cfg.node;
+    me.role = n_.RoleName();
+    me.advertise = n_.cfg.advertise;
+    me.txid = p.txid;
+    me.epoch = p.epoch;
+    me.last_error = n_.LastError();
+    return me;
+  });
+}
+
+apply::WalWriter* AgentControl::Locker() {
+  if (!locker_) {
+    locker_ = std::make_unique<apply::WalWriter>();
+    if (!locker_->Open(n_.path).ok()) locker_.reset();
+  }
+  return locker_.get();
+}
+
+bool AgentControl::WriteLockHeld() {
+  apply::WalWriter* locker = Locker();
+  if (!locker) return true;  // cannot tell: assume the committer is alive
+  Status s = locker->WithWriteLock(0, [] {});
+  return !s.ok() && s.code() == SQLITE_BUSY;
+}
+
+// ---- Agent ------------------------------------------------------------------
+
+void Agent::SetLogFactoryForTesting(LogFactory f) { LogFactoryRef() = std::move(f); }
+
+Agent::Agent(NodeState& n, AgentControl& a, CommitPath& commit, Forwarding& forward)
+    : n_(n),
+      a_(a),
+      commit_(commit),
+      forward_(forward),
+      ship_(std::make_unique<Shipper>(n, a, commit)),
+      apply_(std::make_unique<Applier>(n, a, commit)),
+      roles_(std::make_unique<RoleLoop>(n, a, commit, *ship_, *apply_)) {}
+
+Agent::~Agent() = default;
+
+void Agent::Start() {
   {
     std::lock_guard<std::mutex> g(g_all_mu);
     static bool registered = false;
@@ -90,108 +191,76 @@ void Engine::StartAgent() {
   // process was killed) would let this process write before its own agent
   // ran an election. No live agent on this host (the host lock is free):
   // the grant is nobody's. Closed before the first statement can look.
-  if (cfg_.role == Role::kAuto && TakeHostLock()) sidecar_.SetWriteUntil(0);
-  agent_ = std::thread([this] {
+  if (n_.cfg.role == Role::kAuto && TakeHostLock()) n_.sidecar.SetWriteUntil(0);
+  thread_ = std::thread([this] {
     // An exception must not end the process (std::terminate): the agent
     // stops and says why in repl_status().last_error.
     try {
-      AgentMain();
+      Main();
     } catch (const std::exception& e) {
-      Fail(std::string("litejet: replication agent of \"") + cfg_.name + "\" stopped: " + e.what());
+      n_.Fail(std::string("litejet: replication agent of \"") + n_.cfg.name + "\" stopped: " + e.what());
     } catch (...) {
-      Fail("litejet: replication agent of \"" + cfg_.name + "\" stopped: unknown exception");
+      n_.Fail("litejet: replication agent of \"" + n_.cfg.name + "\" stopped: unknown exception");
     }
-    std::lock_guard<std::mutex> g(agent_mu_);
-    agent_done_ = true;
-    agent_cv_.notify_all();
+    std::lock_guard<std::mutex> g(a_.mu_);
+    a_.done_ = true;
+    a_.cv_.notify_all();
   });
 }
 
-void Engine::SignalStop(bool at_exit) {
-  {
-    std::lock_guard<std::mutex> g(agent_mu_);
-    stopping_ = true;
-    exiting_ = at_exit;
-    if (log_) {
-      // A wait for the server returns now (at exit: a wait that starts).
-      if (at_exit) {
-        log_->InterruptAtExit();
-      } else {
-        log_->Interrupt();
-      }
-    }
-  }
-  agent_cv_.notify_all();
-}
-
-void Engine::StopAgentAtExit(int64_t deadline_ms) {
+void Agent::StopAtExit(int64_t deadline_ms) {
   bool done = false;
   {
-    std::unique_lock<std::mutex> l(agent_mu_);
-    done = agent_cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(deadline_ms - SteadyMs(), 0)),
-                              [&] { return agent_done_; });
+    std::unique_lock<std::mutex> l(a_.mu_);
+    done = a_.cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(deadline_ms - SteadyMs(), 0)),
+                           [&] { return a_.done_; });
   }
   if (done) {
-    if (agent_.joinable()) agent_.join();
+    if (thread_.joinable()) thread_.join();
   } else {
     // The agent is still in a call to the server. It ends by itself (or
     // with the process); the engine is never freed at exit, so it touches
-    // nothing freed (should the host still close the database, StopAgent
-    // waits for agent_done_).
-    std::lock_guard<std::mutex> g(agent_mu_);
-    if (agent_.joinable()) agent_.detach();
-    agent_detached_ = true;
+    // nothing freed (should the host still close the database, Stop waits
+    // for done_).
+    std::lock_guard<std::mutex> g(a_.mu_);
+    if (thread_.joinable()) thread_.detach();
+    detached_ = true;
   }
   if (!was_host_agent_) return;  // another process is the host's agent: it keeps the backlog
   // A busy agent keeps its own handle: hand off through one of ours.
   apply::WalWriter own;
-  apply::WalWriter* locker = done ? Locker() : own.Open(path_).ok() ? &own : nullptr;
-  MoveBacklog(locker, kExitLockWaitMs, "the process exits");
+  apply::WalWriter* locker = done ? a_.Locker() : own.Open(n_.path).ok() ? &own : nullptr;
+  commit_.MoveBacklog(locker, kExitLockWaitMs, "the process exits");
 }
 
-void Engine::StopAgent() {
+void Agent::Stop() {
   {
     std::lock_guard<std::mutex> g(g_all_mu);
     auto& v = AllAgents();
     v.erase(std::remove(v.begin(), v.end(), this), v.end());
   }
-  SignalStop();
+  a_.SignalStop(false);
   // Quick: every wait of the agent is interrupted, and its log closes its
   // connection in the background.
-  if (agent_.joinable()) {
-    agent_.join();
+  if (thread_.joinable()) {
+    thread_.join();
   } else {
-    std::unique_lock<std::mutex> l(agent_mu_);
-    agent_cv_.wait(l, [&] { return agent_done_ || !agent_detached_; });
+    std::unique_lock<std::mutex> l(a_.mu_);
+    a_.cv_.wait(l, [&] { return a_.done_ || !detached_; });
   }
   // Leaving with a backlog: once no litejet process has the database open,
   // any connection without litejet could checkpoint and delete the WAL.
-  if (was_host_agent_) GuardBacklog(true);
-  DropBlocker();  // after the hand-off: nothing unshipped is only in the WAL
+  if (was_host_agent_) commit_.GuardBacklog(true);
+  commit_.DropBlocker();  // after the hand-off: nothing unshipped is only in the WAL
   if (host_lock_fd_ >= 0) {
     ::close(host_lock_fd_);
     host_lock_fd_ = -1;
   }
 }
 
-bool Engine::Sleep(int64_t ms) {
-  std::unique_lock<std::mutex> l(agent_mu_);
-  uint64_t k = kicks_;
-  agent_cv_.wait_for(l, std::chrono::milliseconds(ms), [&] { return stopping_ || kicks_ != k; });
-  return !stopping_;
-}
-
-void Engine::Kick() {
-  {
-    std::lock_guard<std::mutex> g(agent_mu_);
-    kicks_++;
-  }
-  agent_cv_.notify_all();
-}
-
-bool Engine::TakeHostLock() {
+bool Agent::TakeHostLock() {
   if (host_lock_fd_ < 0) {
-    host_lock_fd_ = ::open((path_ + "-litejet-agent").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    host_lock_fd_ = ::open((n_.path + "-litejet-agent").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (host_lock_fd_ < 0) return false;
   }
   if (::flock(host_lock_fd_, LOCK_EX | LOCK_NB) != 0) return false;
@@ -199,110 +268,54 @@ bool Engine::TakeHostLock() {
   return true;
 }
 
-// Shipping is behind (disconnected, or slower than the commits): the oldest
-// commit that is only in the WAL has waited guard_ms. Move the backlog
-// to the spool now, under WAL_WRITE_LOCK, instead of at the next WAL
-// restart: a restart, TRUNCATE checkpoint or close by a connection that
-// does not use litejet would lose it. At most every guard_ms; always
-// (and without waiting for the age) when the agent stops.
-void Engine::GuardBacklog(bool always) {
-  const uint64_t guard_ms = guard_after_ms_;
-  if (!PrimaryNow()) return;
-  if (!always) {
-    ResolveDeadCommitFromAgent();
-    MaintainWal();
-  }
-  if (guard_ms == 0 && !always) return;
-  sidecar::Position p = sidecar_.Read();
-  const uint64_t first = std::max(p.acked_txid, p.spooled_txid) + 1;
-  if (first > p.txid) return;
-  const uint64_t now = uint64_t(SteadyMs());
-  if (!always) {
-    if (now < last_guard_ms_ + guard_ms) return;
-    uint64_t age = 0;
-    if (CommitAgeMs(first, &age) && age < guard_ms) return;  // not in the ring any more: old enough
-  }
-  last_guard_ms_ = now;
-  MoveBacklog(Locker(), always ? 2000 : 20, always ? "the agent stops" : "shipping is behind");
-}
-
-void Engine::MoveBacklog(apply::WalWriter* locker, int wait_ms, const char* why) {
-  if (!locker || !HasUnspooledBacklog()) return;  // any role: a demoted node keeps its unshipped commits
-  locker->WithWriteLock(wait_ms, [&] {
-    if (!DeadCommitPending() && HasUnspooledBacklog()) HandOff(why);
-  });
-}
-
-void Engine::AgentMain() {
+void Agent::Main() {
   // Another process on this host may be the agent; take over when it goes.
   while (!TakeHostLock()) {
-    if (!Sleep(500)) return;
+    if (!a_.Sleep(500)) return;
   }
   // role=auto: the grant of an agent that died is nobody's (this process
   // may be taking over from another that was killed), before connecting.
-  if (cfg_.role == Role::kAuto) sidecar_.SetWriteUntil(0);
-  MaintainWal();  // the restart blocker, before the first connect can take seconds
-  transport::Options o = TransportOptions(cfg_);
-  o.client_name = "litejet:" + cfg_.node + ":" + cfg_.name;
-  if (cfg_.role != Role::kReplica) o.advertise = cfg_.advertise;
+  if (n_.cfg.role == Role::kAuto) n_.sidecar.SetWriteUntil(0);
+  commit_.MaintainWal();  // the restart blocker, before the first connect can take seconds
+  transport::Options o = TransportOptions(n_.cfg);
+  o.client_name = "litejet:" + n_.cfg.node + ":" + n_.cfg.name;
+  if (n_.cfg.role != Role::kReplica) o.advertise = n_.cfg.advertise;
   std::unique_ptr<transport::Log> log;
   Status s = LogFactoryRef() ? LogFactoryRef()(o, &log) : transport::OpenNats(o, &log);
   if (!s.ok()) {
-    std::lock_guard<std::mutex> g(mu_);
-    SetError(s.message());
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.SetError(s.message());
     return;
   }
   // Heartbeats (NATS only: the in-memory log of the engine tests has none).
   std::unique_ptr<transport::LeaseStore> lease;
   std::unique_ptr<transport::NodeBoard> board;
   if (!LogFactoryRef()) {
-    Status bs = transport::OpenNatsLeases(o, cfg_.lease_ttl_ms, &lease, &board);
+    Status bs = transport::OpenNatsLeases(o, n_.cfg.lease_ttl_ms, &lease, &board);
     if (bs.ok()) {
-      board_ = board.get();
+      a_.SetBoard(board.get());
     } else {
-      sqlite3_log(SQLITE_WARNING, "litejet: %s: no heartbeats: %s", cfg_.name.c_str(), bs.message().c_str());
+      sqlite3_log(SQLITE_WARNING, "litejet: %s: no heartbeats: %s", n_.cfg.name.c_str(), bs.message().c_str());
     }
   }
-  {
-    std::lock_guard<std::mutex> g(agent_mu_);
-    log_ = log.get();
-    if (stopping_) {  // stopped before it had a log to interrupt
-      if (exiting_) {
-        log_->InterruptAtExit();
-      } else {
-        log_->Interrupt();
-      }
-    }
-  }
-  if (cfg_.role == Role::kPrimary) {
+  a_.SetLog(log.get());
+  // Other nodes' repl_exec, answered while this node takes writes (served
+  // with forward=on, refused naming the parameter with forward=off).
+  if (n_.cfg.role != Role::kReplica) forward_.StartServer();
+  if (n_.cfg.role == Role::kPrimary) {
     if (lease) {
-      RunStaticPrimary(*log, lease.get());
+      roles_->RunStaticPrimary(*log, lease.get());
     } else {
-      RunPrimary(*log);
+      ship_->Run(*log, nullptr);
     }
-  } else if (cfg_.role == Role::kAuto) {
-    RunAuto(*log, lease.get());
+  } else if (n_.cfg.role == Role::kAuto) {
+    roles_->RunAuto(*log, lease.get());
   } else {
-    RunReplica(*log);
+    apply_->Run(*log, nullptr);
   }
-  board_ = nullptr;
-  std::lock_guard<std::mutex> g(agent_mu_);
-  log_ = nullptr;
-}
-
-void Engine::Beat() {
-  if (!board_ || stopping_) return;
-  cluster_.Tick(*board_, SteadyMs(), [&] {
-    transport::NodeState me;
-    sidecar::Position p = sidecar_.Read();
-    me.node = cfg_.node;
-    me.role = RoleName();
-    me.advertise = cfg_.advertise;
-    me.txid = p.txid;
-    me.epoch = p.epoch;
-    me.last_error = LastError();
-    return me;
-  });
+  forward_.StopServer();
+  a_.SetBoard(nullptr);
+  a_.SetLog(nullptr);
 }
 
 }  // namespace litejet

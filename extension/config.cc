@@ -296,6 +296,19 @@ Status ParseConfig(const Lookup& uri, const Lookup& env, const std::string& db_p
     }
   }
 
+  s = Find(uri, env, "forward", false);
+  if (s.present) {
+    if (s.value == "on" || s.value == "1" || s.value == "true") {
+      c.forward = true;
+    } else if (s.value == "off" || s.value == "0" || s.value == "false") {
+      c.forward = false;
+    } else {
+      return Invalid("forward", s, "on or off");
+    }
+  }
+  st = ParseNumber(uri, env, "forward_timeout_ms", 100, 600000, &c.forward_timeout_ms);
+  if (!st.ok()) return st;
+
   st = ParseNumber(uri, env, "max_lag_ms", 0, 86400000, &c.max_lag_ms);
   if (!st.ok()) return st;
   st = ParseNumber(uri, env, "lease_ttl_ms", 500, 600000, &c.lease_ttl_ms);

@@ -24,6 +24,10 @@ struct Config {
   Role role = Role::kAuto;
   Durability durability = Durability::kAsync;
   int64_t max_lag_ms = 10000, lease_ttl_ms = 5000;
+  // Write forwarding (repl_exec): the primary serves replicas' writes only
+  // when forward is on; a replica's repl_exec waits forward_timeout_ms.
+  bool forward = false;
+  int64_t forward_timeout_ms = 10000;
   int stream_replicas = 1;
   std::string creds, token, user, password, tls_ca, tls_cert, tls_key;
   bool replicated() const { return !nats.empty(); }

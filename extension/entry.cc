@@ -7,6 +7,7 @@
 #include "common/sqlite.h"
 #include "extension/config.h"
 #include "extension/engine.h"
+#include "extension/forwarding.h"
 #include "sql/functions.h"
 #include "vfs/vfs.h"
 
@@ -24,6 +25,10 @@ class Host final : public vfs::Host {
   Status OpenMain(const char* zName, std::shared_ptr<vfs::DbHooks>* out) override {
     out->reset();
     if (zName == nullptr || *zName == '\0') return Status::OK();  // temp / in-memory
+    if (vfs::DbHooks* own = InternalUse::For(zName)) {
+      *out = std::shared_ptr<vfs::DbHooks>(std::shared_ptr<vfs::DbHooks>(), own);  // joins, does not hold
+      return Status::OK();
+    }
     Lookup uri = [zName](const char* key) -> const char* { return sqlite3_uri_parameter(zName, key); };
     Config cfg;
     Status s = ParseConfig(uri, ProcessEnv(), zName, &cfg);
@@ -35,6 +40,7 @@ class Host final : public vfs::Host {
     return Status::OK();
   }
   std::shared_ptr<vfs::DbHooks> Find(const std::string& db_path) override {
+    if (vfs::DbHooks* own = InternalUse::For(db_path)) return std::shared_ptr<vfs::DbHooks>(std::shared_ptr<vfs::DbHooks>(), own);
     return Engine::Find(db_path);
   }
 };

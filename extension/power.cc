@@ -11,13 +11,13 @@
 #include <vector>
 
 #include "common/durable.h"
-#include "extension/engine.h"
+#include "extension/power.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/record.h"
 #include "wal-capture/spool.h"
 #include "wal-capture/wal_format.h"
 
-namespace litejet {
+namespace litejet::power {
 
 namespace {
 
@@ -99,36 +99,41 @@ Status Recover(const std::string& path, bool truncate, Recovered* r) {
 
 }  // namespace
 
-Status Engine::RecoverAfterPowerLoss() {
-  return cfg_.role == Role::kPrimary ? RecoverPrimary() : RecoverReplica();
+Status RecoverReplica(NodeState& node);
+Status RecoverPrimary(NodeState& node);
+void StoreRecovered(NodeState& node, uint64_t txid, uint64_t log_seq, const std::vector<uint64_t>& hashes,
+                    uint32_t page_size, uint64_t sum);
+
+Status RecoverAfterPowerLoss(NodeState& node) {
+  return node.cfg.role == Role::kPrimary ? RecoverPrimary(node) : RecoverReplica(node);
 }
 
 // The position is stored with every page hash rewritten from the recovered
 // database (the sidecar's hash pages may be any mix of older and newer
 // versions after a power loss).
-void Engine::StoreRecovered(uint64_t txid, uint64_t log_seq, const std::vector<uint64_t>& hashes, uint32_t page_size,
+void StoreRecovered(NodeState& node, uint64_t txid, uint64_t log_seq, const std::vector<uint64_t>& hashes, uint32_t page_size,
                             uint64_t sum) {
-  sidecar::Position p = sidecar_.Read();
+  sidecar::Position p = node.sidecar.Read();
   p.txid = txid;
   p.checksum = sum;
   p.db_pages = uint32_t(hashes.size());
   if (page_size) p.page_size = page_size;
-  if (sidecar_.BeginUpdate(txid, p.db_pages).ok()) {
-    for (uint32_t i = 0; i < hashes.size(); i++) sidecar_.SetHash(i + 1, hashes[i]);
+  if (node.sidecar.BeginUpdate(txid, p.db_pages).ok()) {
+    for (uint32_t i = 0; i < hashes.size(); i++) node.sidecar.SetHash(i + 1, hashes[i]);
   }
-  sidecar_.CommitUpdate(p);
-  sidecar_.SetAcked(cfg_.role == Role::kPrimary ? std::min(p.acked_txid, txid) : txid, log_seq);
+  node.sidecar.CommitUpdate(p);
+  node.sidecar.SetAcked(node.cfg.role == Role::kPrimary ? std::min(p.acked_txid, txid) : txid, log_seq);
 }
 
 // Replica: the WAL is synced before the mark records a position (SyncApplied),
 // so the recovered database holds at least the mark's TXID; each commit frame
 // after the mark's is one more TXID.
-Status Engine::RecoverReplica() {
+Status RecoverReplica(NodeState& node) {
   Recovered r;
-  Status s = Recover(path_, true, &r);
+  Status s = Recover(node.path, true, &r);
   if (!s.ok()) return s;
-  const sidecar::Position p = sidecar_.Read();
-  const sidecar::Mark m = sidecar_.mark();
+  const sidecar::Position p = node.sidecar.Read();
+  const sidecar::Mark m = node.sidecar.mark();
   uint64_t counted = m.txid;
   if (r.mx_frame > 0 && m.salt1 == r.salt1 && m.salt2 == r.salt2) {
     for (uint32_t f : r.commits) counted += f > m.frame ? 1 : 0;
@@ -138,8 +143,8 @@ Status Engine::RecoverReplica() {
     // Nothing applied was ever durable, but the file has page 1 of the first
     // transaction (written before its WAL frames): start over from an empty
     // file, as a new replica does.
-    if (::truncate(path_.c_str(), 0) != 0) {
-      return Status::Error("litejet: replica \"" + cfg_.name + "\" after a power loss: cannot empty " + path_, SQLITE_IOERR);
+    if (::truncate(node.path.c_str(), 0) != 0) {
+      return Status::Error("litejet: replica \"" + node.cfg.name + "\" after a power loss: cannot empty " + node.path, SQLITE_IOERR);
     }
     r.hashes.clear();
     r.checksum = 0;
@@ -151,7 +156,7 @@ Status Engine::RecoverReplica() {
     txid = p.txid;  // the header reached the disk with the pages it describes
     log_seq = p.log_seq;
   } else if (counted == m.txid && m.checksum != r.checksum) {
-    return Status::Error("litejet: replica \"" + cfg_.name + "\" after a power loss: its database (checksum " +
+    return Status::Error("litejet: replica \"" + node.cfg.name + "\" after a power loss: its database (checksum " +
                          checksum::Hex(r.checksum) + ") is neither at TXID " + std::to_string(p.txid) +
                          " nor at the last durable TXID " + std::to_string(m.txid) + "; rebuild it from the log",
                          SQLITE_CORRUPT);
@@ -161,16 +166,16 @@ Status Engine::RecoverReplica() {
   }
   if (txid != p.txid) {
     sqlite3_log(SQLITE_NOTICE, "litejet: replica \"%s\": unclean start: position %llu rolled back to %llu (what its WAL durably holds)",
-                cfg_.name.c_str(), (unsigned long long)p.txid, (unsigned long long)txid);
+                node.cfg.name.c_str(), (unsigned long long)p.txid, (unsigned long long)txid);
   }
-  StoreRecovered(txid, log_seq, r.hashes, r.page_size, r.checksum);
+  StoreRecovered(node, txid, log_seq, r.hashes, r.page_size, r.checksum);
   sidecar::Mark nm;
   nm.txid = txid;
   nm.checksum = r.checksum;
   nm.log_seq = log_seq;
   nm.db_pages = uint32_t(r.hashes.size());
-  s = sidecar_.SetMark(nm);  // the WAL is empty now: the database file alone holds txid
-  if (s.ok()) s = sidecar_.Sync();
+  s = node.sidecar.SetMark(nm);  // the WAL is empty now: the database file alone holds txid
+  if (s.ok()) s = node.sidecar.Sync();
   return s;
 }
 
@@ -182,15 +187,15 @@ Status Engine::RecoverReplica() {
 // database file and the WAL), and with synchronous=NORMAL the sidecar may
 // know commits SQLite lost (rolled back when they never reached the log,
 // fenced when they did).
-Status Engine::RecoverPrimary() {
-  const sidecar::Position p = sidecar_.Read();
-  const std::string who = "litejet: primary \"" + cfg_.name + "\" after a power loss: ";
+Status RecoverPrimary(NodeState& node) {
+  const sidecar::Position p = node.sidecar.Read();
+  const std::string who = "litejet: primary \"" + node.cfg.name + "\" after a power loss: ";
   sqlite3* db = nullptr;
   struct Closer {
     sqlite3** db;
     ~Closer() { sqlite3_close(*db); }  // after the reading: the close may checkpoint
   } closer{&db};
-  if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") != SQLITE_OK) {
+  if (sqlite3_open_v2(node.path.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") != SQLITE_OK) {
     return Status::Error(who + "cannot open the database", SQLITE_IOERR);
   }
   sqlite3_busy_timeout(db, 5000);
@@ -200,7 +205,7 @@ Status Engine::RecoverPrimary() {
     return Status::Error(who + "cannot read the database: " + sqlite3_errmsg(db), SQLITE_IOERR);
   }
   unsigned char ih[48] = {0};
-  int shm = ::open((path_ + "-shm").c_str(), O_RDONLY | O_CLOEXEC);
+  int shm = ::open((node.path + "-shm").c_str(), O_RDONLY | O_CLOEXEC);
   if (shm >= 0) {
     if (::pread(shm, ih, sizeof ih, 0) != ssize_t(sizeof ih)) std::memset(ih, 0, sizeof ih);
     ::close(shm);
@@ -212,7 +217,7 @@ Status Engine::RecoverPrimary() {
   // The database file's pages (before any checkpoint of this start).
   std::vector<uint64_t> cur;
   uint32_t ps = 0;
-  Status s = checksum::HashFile(path_, &cur, &ps);
+  Status s = checksum::HashFile(node.path, &cur, &ps);
   if (!s.ok()) return s;
   uint32_t n = uint32_t(cur.size());
   uint64_t sum = 0;
@@ -226,7 +231,7 @@ Status Engine::RecoverPrimary() {
   std::vector<Commit> commits;
   const uint64_t initial = sum;
   if (mx > 0) {
-    int fd = ::open((path_ + "-wal").c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = ::open((node.path + "-wal").c_str(), O_RDONLY | O_CLOEXEC);
     unsigned char wh[wal::WAL_HDRSIZE];
     if (fd < 0 || ::pread(fd, wh, sizeof wh, 0) != ssize_t(sizeof wh)) {
       if (fd >= 0) ::close(fd);
@@ -299,7 +304,7 @@ Status Engine::RecoverPrimary() {
   // means they are not found). -1: the database file alone.
   long anchor = -2;
   sidecar::CommitEntry e;
-  if (sidecar_.GetCommit(p.txid, &e) && e.salt1 == salt1 && e.salt2 == salt2) {
+  if (node.sidecar.GetCommit(p.txid, &e) && e.salt1 == salt1 && e.salt2 == salt2) {
     for (size_t j = 0; j < commits.size(); j++) {
       if (commits[j].frame == e.commit_frame && commits[j].after == p.checksum) anchor = long(j);
     }
@@ -325,14 +330,14 @@ Status Engine::RecoverPrimary() {
       ne.commit_frame = c.frame;
       ne.db_pages = c.db_pages;
       ne.page_size = ps;
-      sidecar_.PutCommit(ne);
+      node.sidecar.PutCommit(ne);
     }
     if (t != p.txid) {
       sqlite3_log(SQLITE_NOTICE, "litejet: primary \"%s\": unclean start: commits %llu..%llu recovered from the WAL",
-                  cfg_.name.c_str(), (unsigned long long)p.txid + 1, (unsigned long long)t);
+                  node.cfg.name.c_str(), (unsigned long long)p.txid + 1, (unsigned long long)t);
     }
-    StoreRecovered(t, p.log_seq, cur, ps, sum);
-    return sidecar_.Sync();
+    StoreRecovered(node, t, p.log_seq, cur, ps, sum);
+    return node.sidecar.Sync();
   }
   // The sidecar is ahead: find the ring entry of SQLite's last commit.
   uint64_t have = 0;
@@ -340,7 +345,7 @@ Status Engine::RecoverPrimary() {
   // (An empty WAL: SQLite restarted it, and synced its new header, after a
   // checkpoint; the database file holds SQLite's last commit.)
   for (uint64_t t = p.txid; t > 0 && t + sidecar::kRingSlots > p.txid && !found; t--) {
-    if (sidecar_.GetCommit(t, &e) && e.checksum_after == sum &&
+    if (node.sidecar.GetCommit(t, &e) && e.checksum_after == sum &&
         (commits.empty() || (e.salt1 == salt1 && e.salt2 == salt2 && e.commit_frame == commits.back().frame))) {
       have = t;
       found = true;
@@ -359,12 +364,12 @@ Status Engine::RecoverPrimary() {
                          SQLITE_CORRUPT);
   }
   sqlite3_log(SQLITE_NOTICE, "litejet: primary \"%s\": unclean start: position %llu rolled back to %llu (commits lost before they were shipped)",
-              cfg_.name.c_str(), (unsigned long long)p.txid, (unsigned long long)have);
+              node.cfg.name.c_str(), (unsigned long long)p.txid, (unsigned long long)have);
   if (p.spooled_txid > have) {
     // Records of the lost TXIDs are in the spool: it ends before the first
     // entry that holds one (they would be read as the next commits' records).
     uint64_t cut = p.spool_end, kept = 0;
-    (void)spool::Scan(spool_.path(), p.spool_end, [&](const std::string& rec, uint64_t at) {
+    (void)spool::Scan(node.spool.path(), p.spool_end, [&](const std::string& rec, uint64_t at) {
       uint64_t last = 0;
       spool::SegmentHeader h;
       if (rec.size() >= sizeof h && std::memcmp(rec.data(), &spool::kSegmentMagic, 4) == 0) {
@@ -385,28 +390,28 @@ Status Engine::RecoverPrimary() {
       kept = std::max(kept, last);
       return Status::OK();
     });
-    sidecar_.SetSpooled(kept, cut);
+    node.sidecar.SetSpooled(kept, cut);
   }
-  StoreRecovered(have, p.log_seq, cur, ps, sum);
-  return sidecar_.Sync();
+  StoreRecovered(node, have, p.log_seq, cur, ps, sum);
+  return node.sidecar.Sync();
 }
 
 // Replica agent: makes what was applied durable, then records it as the
 // mark (never the other way round).
-Status Engine::SyncApplied(apply::WalWriter& w) {
-  const sidecar::Position p = sidecar_.Read();
-  if (p.txid <= sidecar_.mark().txid || w.last_commit_frame() == 0) return Status::OK();
+Status SyncApplied(NodeState& node, apply::WalWriter& w) {
+  const sidecar::Position p = node.sidecar.Read();
+  if (p.txid <= node.sidecar.mark().txid || w.last_commit_frame() == 0) return Status::OK();
   durable::CrashPoint("apply_before_sync");
   Status s = w.Sync();
   if (!s.ok()) return s;
   durable::CrashPoint("apply_wal_synced");
-  s = MarkApplied(w, p);
+  s = MarkApplied(node, w, p);
   durable::CrashPoint("apply_mark_synced");
   return s;
 }
 
 // Replica: the WAL is synced up to w's last commit frame, which holds p.
-Status Engine::MarkApplied(const apply::WalWriter& w, const sidecar::Position& p) {
+Status MarkApplied(NodeState& node, const apply::WalWriter& w, const sidecar::Position& p) {
   sidecar::Mark m;
   m.txid = p.txid;
   m.checksum = p.checksum;
@@ -415,16 +420,16 @@ Status Engine::MarkApplied(const apply::WalWriter& w, const sidecar::Position& p
   m.salt2 = w.last_salt2();
   m.frame = w.last_commit_frame();
   m.db_pages = p.db_pages;
-  return sidecar_.SetMark(m);
+  return node.sidecar.SetMark(m);
 }
 
 // Replica agent, before a new WAL generation's header is written: the
 // database file holds every applied TXID (a restart needs every frame
 // backfilled, and the checkpointer synced the file), so that is the mark.
-Status Engine::MarkNewGeneration(apply::WalWriter& w, uint32_t salt1, uint32_t salt2) {
+Status MarkNewGeneration(NodeState& node, apply::WalWriter& w, uint32_t salt1, uint32_t salt2) {
   Status s = w.Sync();
   if (!s.ok()) return s;
-  const sidecar::Position p = sidecar_.Read();
+  const sidecar::Position p = node.sidecar.Read();
   sidecar::Mark m;
   m.txid = p.txid;
   m.checksum = p.checksum;
@@ -433,9 +438,9 @@ Status Engine::MarkNewGeneration(apply::WalWriter& w, uint32_t salt1, uint32_t s
   m.salt2 = salt2;
   m.frame = 0;
   m.db_pages = p.db_pages;
-  s = sidecar_.SetMark(m);
+  s = node.sidecar.SetMark(m);
   durable::CrashPoint("apply_generation_marked");
   return s;
 }
 
-}  // namespace litejet
+}  // namespace litejet::power

@@ -28,7 +28,9 @@
 #include <cstring>
 #include <ctime>
 
-#include "extension/engine.h"
+#include "common/clock.h"
+#include "extension/applier.h"
+#include "extension/power.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/record.h"
 
@@ -113,10 +115,9 @@ bool Exists(const std::string& path) {
 }
 
 }  // namespace
-
 // The log's state up to its end (as it was when this began) in the file at
 // tmp; *state: its position.
-Status Engine::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltState* state) {
+Status Applier::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltState* state) {
   *state = RebuiltState();
   transport::Message last;
   bool found = false;
@@ -124,10 +125,10 @@ Status Engine::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltSta
   if (!s.ok()) return s;
   uint64_t end_seq = 0, end_txid = 0;
   if (found) {
-    s = LastCompleteTxid(log, last, &end_txid, &end_seq);
+    s = n_.LastCompleteTxid(log, last, &end_txid, &end_seq);
     if (!s.ok()) return s;
   }
-  if (end_seq == 0) return Status::Error("litejet: the log of \"" + cfg_.name + "\" has no complete record to rebuild from");
+  if (end_seq == 0) return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" has no complete record to rebuild from");
 
   int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::Error("litejet: cannot create " + tmp + ": " + ErrnoText(), SQLITE_CANTOPEN);
@@ -142,7 +143,7 @@ Status Engine::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltSta
   Status bad;
   auto apply = [&](const record::Txn& t, uint64_t seq) -> Status {
     if (t.epoch < state->epoch) {
-      return Status::Error("litejet: the log of \"" + cfg_.name + "\" goes back from epoch " +
+      return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" goes back from epoch " +
                                std::to_string(state->epoch) + " to " + std::to_string(t.epoch) + " at TXID " +
                                std::to_string(t.txid) + " (sequence " + std::to_string(seq) + ")",
                            SQLITE_CORRUPT);
@@ -150,7 +151,7 @@ Status Engine::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltSta
     state->epoch = t.epoch;
     if (t.epoch_marker) {
       if (t.txid != state->txid || t.checksum_after != state->checksum) {
-        return Status::Error("litejet: the log of \"" + cfg_.name + "\" has an epoch marker at TXID " +
+        return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" has an epoch marker at TXID " +
                                  std::to_string(t.txid) + " (checksum " + checksum::Hex(t.checksum_after) +
                                  ") after TXID " + std::to_string(state->txid) + " (checksum " +
                                  checksum::Hex(state->checksum) + ")",
@@ -161,7 +162,7 @@ Status Engine::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltSta
     }
     if (t.txid <= state->txid) return Status::OK();  // a retried publish's earlier copy
     if (t.txid != state->txid + 1) {
-      return Status::Error("litejet: the log of \"" + cfg_.name + "\" " +
+      return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" " +
                                (state->txid == 0 ? "starts at TXID " + std::to_string(t.txid)
                                                  : "jumps from TXID " + std::to_string(state->txid) + " to " +
                                                        std::to_string(t.txid)) +
@@ -169,19 +170,19 @@ Status Engine::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltSta
                            SQLITE_CORRUPT);
     }
     if (t.checksum_before != state->checksum) {
-      return Status::Error("litejet: the log of \"" + cfg_.name + "\" breaks its checksum chain at TXID " +
+      return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" breaks its checksum chain at TXID " +
                                std::to_string(t.txid) + " (before " + checksum::Hex(t.checksum_before) +
                                ", previous after " + checksum::Hex(state->checksum) + ")",
                            SQLITE_CORRUPT);
     }
     if (t.page_size == 0 || (state->page_size != 0 && t.page_size != state->page_size)) {
-      return Status::Error("litejet: the log of \"" + cfg_.name + "\" changes page size at TXID " + std::to_string(t.txid),
+      return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" changes page size at TXID " + std::to_string(t.txid),
                            SQLITE_CORRUPT);
     }
     state->page_size = t.page_size;
     for (const record::Page& p : t.pages) {
       if (p.pgno == 0 || p.pgno > t.db_pages || p.data.size() != t.page_size) {
-        return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " of \"" + cfg_.name +
+        return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " of \"" + n_.cfg.name +
                                  "\" has a page outside its database (page " + std::to_string(p.pgno) + ")",
                              SQLITE_CORRUPT);
       }
@@ -201,11 +202,11 @@ Status Engine::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltSta
   };
   int64_t heard = SteadyMs();
   while (from <= end_seq && bad.ok()) {
-    if (stopping_) return Status::Error("litejet: stopping", transport::kUnavailable);
+    if (a_.stopping()) return Status::Error("litejet: stopping", transport::kUnavailable);
     uint64_t before = from;
     s = log.Read(from, 1000, [&](const transport::Message& m) {
-      if (stopping_) return false;
-      Beat();
+      if (a_.stopping()) return false;
+      a_.Beat();
       bool complete = false;
       uint64_t txid = 0;
       Status a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);
@@ -240,15 +241,15 @@ Status Engine::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltSta
     if (from > before) heard = SteadyMs();
     if (!s.ok() && s.code() != transport::kUnavailable) return s;
     if (SteadyMs() - heard > 60000) {  // no message for a minute: the log is unreachable
-      return Status::Error("litejet: rebuild of \"" + cfg_.name + "\": the log stopped answering at sequence " +
+      return Status::Error("litejet: rebuild of \"" + n_.cfg.name + "\": the log stopped answering at sequence " +
                                std::to_string(from) + " of " + std::to_string(end_seq) +
                                (s.ok() ? std::string() : ": " + s.message()),
                            transport::kUnavailable);
     }
-    if (!s.ok() && !Sleep(250)) return Status::Error("litejet: stopping", transport::kUnavailable);
+    if (!s.ok() && !a_.Sleep(250)) return Status::Error("litejet: stopping", transport::kUnavailable);
   }
   if (state->txid != end_txid) {
-    return Status::Error("litejet: rebuild of \"" + cfg_.name + "\" reached TXID " + std::to_string(state->txid) +
+    return Status::Error("litejet: rebuild of \"" + n_.cfg.name + "\" reached TXID " + std::to_string(state->txid) +
                              " but the log ends at TXID " + std::to_string(end_txid),
                          SQLITE_CORRUPT);
   }
@@ -265,7 +266,7 @@ Status Engine::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltSta
     sum ^= state->hashes[pg - 1];
   }
   if (sum != state->checksum) {
-    return Status::Error("litejet: rebuild of \"" + cfg_.name + "\": the pages of the log up to TXID " +
+    return Status::Error("litejet: rebuild of \"" + n_.cfg.name + "\": the pages of the log up to TXID " +
                              std::to_string(state->txid) + " sum to " + checksum::Hex(sum) + ", but its record says " +
                              checksum::Hex(state->checksum),
                          SQLITE_CORRUPT);
@@ -273,29 +274,29 @@ Status Engine::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltSta
   return Status::OK();
 }
 
-Status Engine::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* db, const std::string& why,
+Status Applier::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* db, const std::string& why,
                        uint64_t* resume_seq) {
   const int64_t t0 = SteadyMs();
-  sidecar::RebuildInfo info = sidecar_.rebuild();
+  sidecar::RebuildInfo info = n_.sidecar.rebuild();
   info.active = true;
   info.at_unix_ms = NowUnixMs();
   info.txid = 0;
   info.reason = why;
-  std::string kept = path_ + ".diverged-" + UtcStamp(info.at_unix_ms);
-  for (int i = 2; Exists(kept); i++) kept = path_ + ".diverged-" + UtcStamp(info.at_unix_ms) + "-" + std::to_string(i);
+  std::string kept = n_.path + ".diverged-" + UtcStamp(info.at_unix_ms);
+  for (int i = 2; Exists(kept); i++) kept = n_.path + ".diverged-" + UtcStamp(info.at_unix_ms) + "-" + std::to_string(i);
   info.kept = kept;
-  sidecar_.SetRebuild(info);
+  n_.sidecar.SetRebuild(info);
   Tell(SQLITE_WARNING, why + "; keeping it as " + kept + " and rebuilding it from the log");
   {
-    std::lock_guard<std::mutex> g(mu_);
-    SetError(why + "; kept as " + kept + "; rebuilding from the log");
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.SetError(why + "; kept as " + kept + "; rebuilding from the log");
   }
   auto failed = [&](const Status& s) {
     info.active = false;
-    sidecar_.SetRebuild(info);
-    Tell(SQLITE_ERROR, "litejet: " + cfg_.name + ": rebuild from the log failed: " + s.message());
-    std::lock_guard<std::mutex> g(mu_);
-    SetError(why + "; kept as " + kept + "; the rebuild from the log failed: " + s.message());
+    n_.sidecar.SetRebuild(info);
+    Tell(SQLITE_ERROR, "litejet: " + n_.cfg.name + ": rebuild from the log failed: " + s.message());
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.SetError(why + "; kept as " + kept + "; the rebuild from the log failed: " + s.message());
     return s;
   };
 
@@ -304,20 +305,20 @@ Status Engine::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* d
   // as it is read: it copies what the WAL copy holds too).
   Status copied = Status::OK();
   Status ls = Status::Error("", SQLITE_BUSY);
-  for (int attempt = 0; attempt < 50 && !ls.ok() && !stopping_; attempt++) {
+  for (int attempt = 0; attempt < 50 && !ls.ok() && !a_.stopping(); attempt++) {
     ls = writer.WithWriteLock(2000, [&] {
       bool c = false;
-      copied = CopyFile(path_, kept, &c);
-      if (copied.ok()) copied = CopyFile(path_ + "-wal", kept + "-wal", &c);
-      if (copied.ok()) copied = CopyFile(path_ + "-litejet", kept + "-litejet", &c);
-      if (copied.ok()) copied = CopyFile(path_ + "-litejet-log", kept + "-litejet-log", &c);
+      copied = CopyFile(n_.path, kept, &c);
+      if (copied.ok()) copied = CopyFile(n_.path + "-wal", kept + "-wal", &c);
+      if (copied.ok()) copied = CopyFile(n_.path + "-litejet", kept + "-litejet", &c);
+      if (copied.ok()) copied = CopyFile(n_.path + "-litejet-log", kept + "-litejet-log", &c);
     });
   }
   if (!ls.ok()) return failed(ls);
   if (!copied.ok()) return failed(copied);
 
   // 2. The log's state, checked.
-  const std::string tmp = path_ + "-litejet-rebuild";
+  const std::string tmp = n_.path + "-litejet-rebuild";
   RebuiltState st;
   Status s = ReplayLog(log, tmp, &st);
   if (!s.ok()) {
@@ -343,13 +344,13 @@ Status Engine::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* d
   Status inner;
   size_t written = 0;
   ls = Status::Error("", SQLITE_BUSY);
-  for (int attempt = 0; attempt < 50 && !ls.ok() && !stopping_; attempt++) {
+  for (int attempt = 0; attempt < 50 && !ls.ok() && !a_.stopping(); attempt++) {
     inner = Status::OK();
     ls = writer.WithWriteLock(2000, [&] {
-      const sidecar::Position pos = sidecar_.Read();
+      const sidecar::Position pos = n_.sidecar.Read();
       std::vector<record::Page> pages;
       for (uint32_t pg = 1; pg <= st.db_pages && inner.ok(); pg++) {
-        if (pg <= pos.db_pages && pos.page_size == st.page_size && sidecar_.Hash(pg) == st.hashes[pg - 1]) continue;
+        if (pg <= pos.db_pages && pos.page_size == st.page_size && n_.sidecar.Hash(pg) == st.hashes[pg - 1]) continue;
         record::Page p;
         p.pgno = pg;
         p.data.resize(st.page_size);
@@ -370,15 +371,15 @@ Status Engine::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* d
         }
         pages.push_back(std::move(p));
       }
-      inner = sidecar_.BeginUpdate(st.txid, std::max(pos.db_pages, st.db_pages));
+      inner = n_.sidecar.BeginUpdate(st.txid, std::max(pos.db_pages, st.db_pages));
       if (!inner.ok()) return;
       inner = writer.AppendLocked(st.page_size, st.db_pages, pages);
       if (!inner.ok()) {
-        sidecar_.CommitUpdate(pos);  // nothing applied
+        n_.sidecar.CommitUpdate(pos);  // nothing applied
         return;
       }
       written = pages.size();
-      for (uint32_t pg = 1; pg <= st.db_pages; pg++) sidecar_.SetHash(pg, st.hashes[pg - 1]);
+      for (uint32_t pg = 1; pg <= st.db_pages; pg++) n_.sidecar.SetHash(pg, st.hashes[pg - 1]);
       sidecar::Position np = pos;
       np.txid = st.txid;
       np.checksum = st.checksum;
@@ -386,10 +387,10 @@ Status Engine::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* d
       np.page_size = st.page_size;
       np.spool_end = 0;
       np.spooled_txid = st.txid;
-      sidecar_.CommitUpdate(np);
-      sidecar_.SetInDoubt(0);
-      sidecar_.SetAcked(st.txid, st.log_seq);
-      if (st.epoch > pos.epoch) sidecar_.SetEpoch(st.epoch);
+      n_.sidecar.CommitUpdate(np);
+      n_.sidecar.SetInDoubt(0);
+      n_.sidecar.SetAcked(st.txid, st.log_seq);
+      if (st.epoch > pos.epoch) n_.sidecar.SetEpoch(st.epoch);
     });
     if (ls.ok() && inner.code() == SQLITE_BUSY_RECOVERY) {
       // Let SQLite rebuild the wal-index from the WAL, then try again.
@@ -403,21 +404,21 @@ Status Engine::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* d
   // Durable before it counts: the WAL synced, then the mark (a power loss
   // must not bring back the diverged TXIDs the mark may name).
   s = writer.Sync();
-  if (s.ok()) s = MarkApplied(writer, sidecar_.Read());  // the position installed above
+  if (s.ok()) s = power::MarkApplied(n_, writer, n_.sidecar.Read());  // the position installed above
   if (!s.ok()) return failed(s);
 
   info.active = false;
   info.count++;
   info.txid = st.txid;
-  sidecar_.SetRebuild(info);
-  Tell(SQLITE_WARNING, "litejet: " + cfg_.name + ": rebuilt from the log at TXID " + std::to_string(st.txid) +
+  n_.sidecar.SetRebuild(info);
+  Tell(SQLITE_WARNING, "litejet: " + n_.cfg.name + ": rebuilt from the log at TXID " + std::to_string(st.txid) +
                            " (checksum " + checksum::Hex(st.checksum) + ", " + std::to_string(st.db_pages) + " pages, " +
                            std::to_string(written) + " written, " + std::to_string(st.bytes) + " bytes of log read, " +
                            std::to_string(SteadyMs() - t0) + " ms); the diverged database is kept as " + kept);
   {
-    std::lock_guard<std::mutex> g(mu_);
-    primary_seen_.clear();
-    SetError(why + "; rebuilt from the log at TXID " + std::to_string(st.txid) + "; the diverged database is kept as " +
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.primary_seen.clear();
+    n_.SetError(why + "; rebuilt from the log at TXID " + std::to_string(st.txid) + "; the diverged database is kept as " +
              kept);
   }
   *resume_seq = st.log_seq + 1;

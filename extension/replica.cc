@@ -1,4 +1,4 @@
-// The replica's agent (Engine::RunReplica): reads the log and applies each
+// Applier, the replica's agent loop: reads the log and applies each
 // transaction to the WAL and wal-index (WalWriter) under the readers,
 // checking TXID, epoch and checksum chain (ApplyRecord, CheckRecord); a
 // history that is not the log's goes to the rebuild (rebuild.cc).
@@ -14,8 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "extension/agent_retry.h"
-#include "extension/engine.h"
+#include "extension/applier.h"
+#include "extension/power.h"
 #include "common/clock.h"
 #include "failover/role.h"
 #include "wal-capture/apply.h"
@@ -25,34 +25,33 @@
 #include "wal-capture/spool.h"
 
 namespace litejet {
-
-void Engine::RunReplica(transport::Log& log) {
+void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
   LITEJET_RETRY(log.Ensure(500));
-  connected_ = true;
-  ClearError();
+  a_.connected = true;
+  n_.ClearError();
   apply::WalWriter writer;
-  Status s = writer.Open(path_);
+  Status s = writer.Open(n_.path);
   sqlite3* db = nullptr;
-  if (s.ok() && sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") != SQLITE_OK) {
-    s = Status::Error("litejet: agent cannot open " + path_ + ": " + (db ? sqlite3_errmsg(db) : "?"));
+  if (s.ok() && sqlite3_open_v2(n_.path.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") != SQLITE_OK) {
+    s = Status::Error("litejet: agent cannot open " + n_.path + ": " + (db ? sqlite3_errmsg(db) : "?"));
   }
   if (!s.ok()) {
     sqlite3_close(db);
-    std::lock_guard<std::mutex> g(mu_);
-    SetError(s.message());
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.SetError(s.message());
     return;
   }
   sqlite3_busy_timeout(db, 1000);
   // Power loss: the WAL is synced before the sidecar records a position as
   // durable (the mark), once per read or 100 ms, never per transaction.
-  writer.set_on_new_header([&](uint32_t a, uint32_t b) { return MarkNewGeneration(writer, a, b); });
+  writer.set_on_new_header([&](uint32_t a, uint32_t b) { return power::MarkNewGeneration(n_, writer, a, b); });
   auto last_sync = std::chrono::steady_clock::now();
   auto sync_applied = [&] {
-    Status ss = SyncApplied(writer);
+    Status ss = power::SyncApplied(n_, writer);
     last_sync = std::chrono::steady_clock::now();
     if (!ss.ok()) {
-      std::lock_guard<std::mutex> g(mu_);
-      SetError(ss.message());
+      std::lock_guard<std::mutex> g(n_.mu);
+      n_.SetError(ss.message());
     }
   };
   // A commit this node made as primary and whose committer was killed
@@ -61,20 +60,20 @@ void Engine::RunReplica(transport::Log& log) {
   // know (its pages would mix with the record's under the log's checksum).
   s = SettleDeadCommit(db, 20);
   if (!s.ok()) {
-    std::lock_guard<std::mutex> g(mu_);
-    SetError(s.message());
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.SetError(s.message());
     sqlite3_close(db);
     return;
   }
   record::Reassembler ra;
-  uint64_t from = sidecar_.Read().log_seq + 1;
+  uint64_t from = n_.sidecar.Read().log_seq + 1;
   {
     // The log acknowledged more than this database holds: a sync committer
     // was killed after JetStream acknowledged its record, before its commit
     // frame (a primary's next writer would take it from the log; as a
     // replica, apply it). log_seq is that record's last chunk: read the
     // record again from its first.
-    const sidecar::Position p0 = sidecar_.Read();
+    const sidecar::Position p0 = n_.sidecar.Read();
     if (p0.acked_txid > p0.txid && p0.log_seq > 0) {
       uint64_t first = p0.log_seq;
       (void)log.Read(p0.log_seq, 2000, [&](const transport::Message& m) {
@@ -92,20 +91,20 @@ void Engine::RunReplica(transport::Log& log) {
   std::string rec;
   bool leave = false;
   std::string diverged;  // why this database's history is not the log's
-  while (!stopping_ && !fatal && !leave) {
-    Beat();
-    if (role_tick_ && RoleDue() && role_tick_()) {  // role=auto: elected
+  while (!a_.stopping() && !fatal && !leave) {
+    a_.Beat();
+    if (hooks && hooks->due() && hooks->tick()) {  // role=auto: elected
       leave = true;
       break;
     }
     Status rs = log.Read(from, 500, [&](const transport::Message& m) {
-      if (stopping_) return false;
-      if (role_tick_ && RoleDue() && !ra.pending()) return false;  // the role's turn
-      Beat();
-      if (!connected_) {
+      if (a_.stopping()) return false;
+      if (hooks && hooks->due() && !ra.pending()) return false;  // the role's turn
+      a_.Beat();
+      if (!a_.connected) {
         // Messages flow again: the outage is over.
-        connected_ = true;
-        ClearError();
+        a_.connected = true;
+        n_.ClearError();
       }
       bool complete = false;
       uint64_t txid = 0;
@@ -118,8 +117,8 @@ void Engine::RunReplica(transport::Log& log) {
       }
       from = m.seq + 1;
       if (!a.ok()) {
-        std::lock_guard<std::mutex> g(mu_);
-        SetError("litejet: log of \"" + cfg_.name + "\" at sequence " + std::to_string(m.seq) + ": " + a.message());
+        std::lock_guard<std::mutex> g(n_.mu);
+        n_.SetError("litejet: log of \"" + n_.cfg.name + "\" at sequence " + std::to_string(m.seq) + ": " + a.message());
         return true;  // skip it; continuity checks catch a real gap
       }
       if (!complete) return true;
@@ -134,16 +133,16 @@ void Engine::RunReplica(transport::Log& log) {
       }
       if (a.ok() && std::chrono::steady_clock::now() - last_sync > std::chrono::milliseconds(100)) sync_applied();
       if (a.ok() && !m.advertise.empty()) {
-        std::lock_guard<std::mutex> g(mu_);
-        primary_seen_ = m.advertise;  // the writer's advertise address, as repl_primary() promises
+        std::lock_guard<std::mutex> g(n_.mu);
+        n_.primary_seen = m.advertise;  // the writer's advertise address, as repl_primary() promises
       }
       if (!a.ok() && a.code() == kDiverged) {
         diverged = a.message();
         return false;
       }
       if (!a.ok()) {
-        std::lock_guard<std::mutex> g(mu_);
-        SetError(a.message());
+        std::lock_guard<std::mutex> g(n_.mu);
+        n_.SetError(a.message());
         if (a.code() == SQLITE_BUSY) {
           from = record_start;  // try this record again
           ra.Reset();
@@ -155,20 +154,20 @@ void Engine::RunReplica(transport::Log& log) {
       return true;
     });
     if (!rs.ok()) {
-      connected_ = false;
-      std::lock_guard<std::mutex> g(mu_);
-      SetError(rs.message());
-    } else if (!connected_) {
-      connected_ = true;
-      ClearError();
+      a_.connected = false;
+      std::lock_guard<std::mutex> g(n_.mu);
+      n_.SetError(rs.message());
+    } else if (!a_.connected) {
+      a_.connected = true;
+      n_.ClearError();
     }
-    if (rs.ok() && diverged.empty() && cfg_.role == Role::kReplica) {
+    if (rs.ok() && diverged.empty() && n_.cfg.role == Role::kReplica) {
       // At the log's end (no message for a while) with commits the log never
       // acknowledged: a primary's, before this node was made a replica. A
       // replica never ships them: they are not history.
-      const sidecar::Position p = sidecar_.Read();
+      const sidecar::Position p = n_.sidecar.Read();
       if (p.txid > p.acked_txid) {
-        diverged = "litejet: database \"" + cfg_.name + "\" diverged: it is ahead of the log (TXIDs " +
+        diverged = "litejet: database \"" + n_.cfg.name + "\" diverged: it is ahead of the log (TXIDs " +
                    std::to_string(p.acked_txid + 1) + ".." + std::to_string(p.txid) +
                    " never reached it) and role=replica never ships them";
       }
@@ -177,8 +176,8 @@ void Engine::RunReplica(transport::Log& log) {
       // Once per agent: a rebuild that failed is not tried again (each try
       // keeps another copy of the database); the reason stays in last_error.
       if (rebuild_failed_) {
-        std::lock_guard<std::mutex> g(mu_);
-        SetError(diverged + "; not rebuilt: an earlier rebuild failed (" + rebuild_error_ + ")");
+        std::lock_guard<std::mutex> g(n_.mu);
+        n_.SetError(diverged + "; not rebuilt: an earlier rebuild failed (" + rebuild_error_ + ")");
         fatal = true;
         break;
       }
@@ -199,29 +198,29 @@ void Engine::RunReplica(transport::Log& log) {
     // restarts the WAL once everything is backfilled.
     sync_applied();
     if (writer.wal_frames() > 1000) sqlite3_exec(db, "PRAGMA wal_checkpoint(PASSIVE)", nullptr, nullptr, nullptr);
-    if (rs.ok() == false && !Sleep(250)) break;
+    if (rs.ok() == false && !a_.Sleep(250)) break;
   }
   sync_applied();
   sqlite3_close(db);
 }
 
-Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq) {
-  if (sidecar_.pending_txid() != 0 && sidecar_.pending_commit().commit_frame != 0) {
+Status Applier::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq) {
+  if (n_.sidecar.pending_txid() != 0 && n_.sidecar.pending_commit().commit_frame != 0) {
     // A committer of this node's primary days, killed since (checked here
     // too: it may have been mid-commit in another process at the demotion).
     Status st = SettleDeadCommit(db, 1);
     if (!st.ok()) return st;  // SQLITE_BUSY: this record again later
   }
-  sidecar::Position pos = sidecar_.Read();
+  sidecar::Position pos = n_.sidecar.Read();
   if (t.epoch_marker) {
     // A new primary's first word: nothing to write, an epoch to learn.
     if (t.epoch < pos.epoch) {
-      return Status::Error("litejet: epoch marker of \"" + cfg_.name + "\" for epoch " + std::to_string(t.epoch) +
+      return Status::Error("litejet: epoch marker of \"" + n_.cfg.name + "\" for epoch " + std::to_string(t.epoch) +
                                " after epoch " + std::to_string(pos.epoch) + ": refused (node " + t.node + ")",
                            SQLITE_CORRUPT);
     }
     if (t.txid == pos.txid && t.checksum_after != pos.checksum) {
-      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+      return Status::Error("litejet: database \"" + n_.cfg.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
                                " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
                                checksum::Hex(t.checksum_after) + " (epoch marker of node " + t.node + ")",
                            kDiverged);
@@ -229,21 +228,21 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
     if (t.txid < pos.txid && t.txid >= pos.acked_txid) {
       // A new primary started from the log's end at t.txid: this node's
       // commits after it (never acknowledged by the log) are not history.
-      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: it has TXIDs " +
+      return Status::Error("litejet: database \"" + n_.cfg.name + "\" diverged: it has TXIDs " +
                                std::to_string(t.txid + 1) + ".." + std::to_string(pos.txid) +
                                " that never reached the log, and node " + t.node + " became primary in epoch " +
                                std::to_string(t.epoch) + " at TXID " + std::to_string(t.txid),
                            kDiverged);
     }
     if (t.txid > pos.txid) {
-      return Status::Error("litejet: log of \"" + cfg_.name + "\" has an epoch marker at TXID " + std::to_string(t.txid) +
+      return Status::Error("litejet: log of \"" + n_.cfg.name + "\" has an epoch marker at TXID " + std::to_string(t.txid) +
                                " while this replica is at " + std::to_string(pos.txid),
                            SQLITE_CORRUPT);
     }
-    if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);
-    sidecar_.SetAcked(std::max(pos.acked_txid, std::min(t.txid, pos.txid)), seq);
-    std::lock_guard<std::mutex> g(mu_);
-    primary_seen_ = t.node;
+    if (t.epoch > pos.epoch) n_.sidecar.SetEpoch(t.epoch);
+    n_.sidecar.SetAcked(std::max(pos.acked_txid, std::min(t.txid, pos.txid)), seq);
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.primary_seen = t.node;
     return Status::OK();
   }
   if (t.txid <= pos.txid) {
@@ -252,25 +251,25 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
     // not: another node's record for a TXID this node committed and the log
     // never acknowledged, or other content at this node's TXID.
     const bool this_one = t.txid == pos.txid && t.checksum_after == pos.checksum;  // applied, not yet acknowledged
-    if (t.txid > pos.acked_txid && t.node != cfg_.node && !this_one) {
-      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: its TXID " + std::to_string(t.txid) +
+    if (t.txid > pos.acked_txid && t.node != n_.cfg.node && !this_one) {
+      return Status::Error("litejet: database \"" + n_.cfg.name + "\" diverged: its TXID " + std::to_string(t.txid) +
                                " never reached the log, which has node " + t.node + "'s TXID " +
                                std::to_string(t.txid) + " (epoch " + std::to_string(t.epoch) + ") instead",
                            kDiverged);
     }
     if (t.txid == pos.txid && t.checksum_after != pos.checksum) {
-      return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
+      return Status::Error("litejet: database \"" + n_.cfg.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
                                " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
                                checksum::Hex(t.checksum_after) + " (node " + t.node + ", epoch " +
                                std::to_string(t.epoch) + ")",
                            kDiverged);
     }
-    if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);
-    sidecar_.SetAcked(std::max(pos.acked_txid, t.txid), seq);
+    if (t.epoch > pos.epoch) n_.sidecar.SetEpoch(t.epoch);
+    n_.sidecar.SetAcked(std::max(pos.acked_txid, t.txid), seq);
     return Status::OK();
   }
-  Update u;
-  Status s = CheckRecord(pos, t, &u);
+  NodeState::Update u;
+  Status s = n_.CheckRecord(pos, t, &u);
   if (!s.ok()) return s;
   // Check, mark, append and store under one WAL_WRITE_LOCK: a committer of
   // this node that passed its write check just before a demotion could
@@ -279,24 +278,24 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
   for (int attempt = 0;; attempt++) {
     Status inner;
     Status ls = writer.WithWriteLock(2000, [&] {
-      const sidecar::Position now = sidecar_.Read();
+      const sidecar::Position now = n_.sidecar.Read();
       if (now.txid != pos.txid || now.checksum != pos.checksum ||
-          (sidecar_.pending_txid() != 0 && sidecar_.pending_commit().commit_frame != 0)) {
-        inner = Status::Error("litejet: database \"" + cfg_.name + "\" changed (TXID " + std::to_string(now.txid) +
+          (n_.sidecar.pending_txid() != 0 && n_.sidecar.pending_commit().commit_frame != 0)) {
+        inner = Status::Error("litejet: database \"" + n_.cfg.name + "\" changed (TXID " + std::to_string(now.txid) +
                                   ") while record TXID " + std::to_string(t.txid) + " was being applied",
                               SQLITE_BUSY);
         return;
       }
-      inner = sidecar_.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
+      inner = n_.sidecar.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
       if (!inner.ok()) return;
       inner = writer.AppendLocked(t.page_size, t.db_pages, t.pages);
       if (!inner.ok()) {
-        sidecar_.CommitUpdate(pos);  // clears the pending mark: nothing applied
+        n_.sidecar.CommitUpdate(pos);  // clears the pending mark: nothing applied
         return;
       }
-      StoreUpdate(u);
-      if (t.epoch > pos.epoch) sidecar_.SetEpoch(t.epoch);  // the newest epoch seen only grows
-      sidecar_.SetAcked(t.txid, seq);
+      n_.StoreUpdate(u);
+      if (t.epoch > pos.epoch) n_.sidecar.SetEpoch(t.epoch);  // the newest epoch seen only grows
+      n_.sidecar.SetAcked(t.txid, seq);
     });
     if (ls.ok() && inner.ok()) break;
     s = ls.ok() ? inner : ls;
@@ -305,69 +304,30 @@ Status Engine::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::
       // Let SQLite rebuild the wal-index from the WAL, then try again.
       sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
     }
-    if (stopping_ || attempt > 20) return Status::Error(s.message(), SQLITE_BUSY);
+    if (a_.stopping() || attempt > 20) return Status::Error(s.message(), SQLITE_BUSY);
   }
   {
-    std::lock_guard<std::mutex> g(mu_);
-    primary_seen_ = t.node;
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.primary_seen = t.node;
   }
   return Status::OK();
 }
 
-Status Engine::CheckRecord(const sidecar::Position& pos, const record::Txn& t, Update* out) {
-  if (t.txid != pos.txid + 1) {
-    return Status::Error("litejet: log of \"" + cfg_.name + "\" jumps from TXID " + std::to_string(pos.txid) +
-                         " to " + std::to_string(t.txid) + ": this replica needs a snapshot", SQLITE_CORRUPT);
-  }
-  if (t.epoch < pos.epoch) {
-    // Fencing makes this impossible in one stream (a deposed primary's
-    // publish fails its sequence expectation): refuse it if it happens.
-    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " of \"" + cfg_.name + "\" is from epoch " +
-                             std::to_string(t.epoch) + ", older than epoch " + std::to_string(pos.epoch) +
-                             " already seen: a deposed primary's record, refused (node " + t.node + ")",
-                         SQLITE_CORRUPT);
-  }
-  if (t.checksum_before != pos.checksum) {
-    return Status::Error("litejet: database \"" + cfg_.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
-                         " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
-                         checksum::Hex(t.checksum_before) + " (record TXID " + std::to_string(t.txid) + " of node " +
-                         t.node + ")", kDiverged);
-  }
-  if (pos.page_size != 0 && pos.db_pages != 0 && pos.page_size != t.page_size) {
-    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " has page size " +
-                         std::to_string(t.page_size) + ", the replica " + std::to_string(pos.page_size), SQLITE_CORRUPT);
-  }
-  Update& u = *out;
-  Status grew = ComputeUpdateInto(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size), &u);
-  if (!grew.ok()) return grew;
-  // A previous attempt that died while storing page hashes leaves some of
-  // them new: then the record's checksum (whose before-value matched the
-  // committed position above) is the truth, not a sum over mixed hashes.
-  const bool reapply = sidecar_.pending_txid() == t.txid && sidecar_.pending_commit().commit_frame == 0;
-  if (reapply) u.pos.checksum = t.checksum_after;
-  if (u.pos.checksum != t.checksum_after) {
-    return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " does not produce its checksum (" +
-                         checksum::Hex(u.pos.checksum) + " != " + checksum::Hex(t.checksum_after) + ")",
-                         SQLITE_CORRUPT);
-  }
-  return Status::OK();
-}
-
-Status Engine::SettleDeadCommit(sqlite3* db, int attempts) {
-  auto primary_mark = [&] { return sidecar_.pending_txid() != 0 && sidecar_.pending_commit().commit_frame != 0; };
+Status Applier::SettleDeadCommit(sqlite3* db, int attempts) {
+  auto primary_mark = [&] { return n_.sidecar.pending_txid() != 0 && n_.sidecar.pending_commit().commit_frame != 0; };
   if (!primary_mark()) return Status::OK();
-  apply::WalWriter* locker = Locker();
-  for (int attempt = 0; locker && attempt < attempts && !stopping_; attempt++) {
+  apply::WalWriter* locker = a_.Locker();
+  for (int attempt = 0; locker && attempt < attempts && !a_.stopping(); attempt++) {
     (void)locker->WithWriteLock(2000, [&] {
-      if (primary_mark() && !pending_.active) ResolveDeadCommit(locker->db_file(), vfs::ShmView{});
+      if (primary_mark() && commit_.DeadCommitPending()) commit_.ResolveDeadCommit(locker->db_file(), vfs::ShmView{});
     });
     if (!primary_mark()) return Status::OK();
     // The wal-index may need recovery first (ResolveDeadCommit leaves it
     // to a reader): let SQLite rebuild it, then try again.
     sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
-    if (!Sleep(50)) break;
+    if (!a_.Sleep(50)) break;
   }
-  return Status::Error("litejet: database \"" + cfg_.name + "\": TXID " + std::to_string(sidecar_.pending_txid()) +
+  return Status::Error("litejet: database \"" + n_.cfg.name + "\": TXID " + std::to_string(n_.sidecar.pending_txid()) +
                            " was being committed by a process that died, and its outcome could not be settled; "
                            "this replica does not apply the log until it is",
                        SQLITE_BUSY);

@@ -1,6 +1,6 @@
-// role=auto (Engine::RunAuto): every role transition of a node in one place.
+// RoleLoop (role=auto): every role transition of a node in one place.
 // The election (failover::RoleMachine over the lease store) decides; this
-// loop moves the agent between RunReplica and RunPrimary, tells every
+// loop moves the agent between the Applier and the Shipper, tells every
 // process of the node through the sidecar's role block (write_until_ns
 // gates writes: closed first, opened last), and opens writes only once the
 // log ends where this database does and the epoch marker is in.
@@ -16,8 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "extension/agent_retry.h"
-#include "extension/engine.h"
+#include "extension/role_loop.h"
 #include "common/clock.h"
 #include "failover/role.h"
 #include "wal-capture/apply.h"
@@ -38,15 +37,14 @@ failover::RoleOptions RoleOptionsFor(const Config& cfg, failover::Configured con
   return ro;
 }
 }  // namespace
-
-void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
-  sidecar_.SetWriteUntil(0);  // a previous agent's grant is not ours (and CLOCK_MONOTONIC may have restarted)
+void RoleLoop::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
+  n_.sidecar.SetWriteUntil(0);  // a previous agent's grant is not ours (and CLOCK_MONOTONIC may have restarted)
   if (!lease) {
-    Fail("litejet: database \"" + cfg_.name + "\": role=auto needs the lease bucket, which could not be opened; serving as a replica");
-    RunReplica(log);
+    n_.Fail("litejet: database \"" + n_.cfg.name + "\": role=auto needs the lease bucket, which could not be opened; serving as a replica");
+    apply_.Run(log, nullptr);
     return;
   }
-  failover::RoleMachine m(lease, RoleOptionsFor(cfg_, failover::Configured::kAuto));
+  failover::RoleMachine m(lease, RoleOptionsFor(n_.cfg, failover::Configured::kAuto));
   bool writes_open = false;
   // What every process of this node reads: write_until_ns gates writes, so
   // it is closed first and opened last.
@@ -56,20 +54,20 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
     if (m.role() == failover::Role::kPrimary && writes_open) {
       r.state = sidecar::RoleState::kPrimary;
       r.epoch = m.epoch();
-      r.primary = cfg_.advertise;
-      sidecar_.SetRole(r);
-      sidecar_.SetWriteUntil(m.WriteDeadline() * 1000000);  // SteadyMs and SteadyNs: the same clock
+      r.primary = n_.cfg.advertise;
+      n_.sidecar.SetRole(r);
+      n_.sidecar.SetWriteUntil(m.WriteDeadline() * 1000000);  // SteadyMs and SteadyNs: the same clock
     } else {
-      sidecar_.SetWriteUntil(0);
+      n_.sidecar.SetWriteUntil(0);
       r.state = m.role() == failover::Role::kCandidate || m.role() == failover::Role::kPrimary
                     ? sidecar::RoleState::kCandidate
                     : sidecar::RoleState::kReplica;
       r.epoch = m.max_epoch_seen();
       r.primary = m.primary().known ? (m.primary().advertise.empty() ? m.primary().node : m.primary().advertise) : "";
-      sidecar_.SetRole(r);
+      n_.sidecar.SetRole(r);
     }
   };
-  step_downs_seen_ = sidecar_.step_down_requests();
+  step_downs_seen_ = n_.sidecar.step_down_requests();
   // repl_step_down(): writes close at once; what is committed ships first
   // (bounded by half a TTL), then the lease goes. Released with a backlog,
   // the next primary would start from the log's end without those commits:
@@ -78,32 +76,32 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
   int64_t drain_until = 0;
   auto tick = [&]() {
     const int64_t now = SteadyMs();
-    const uint64_t sd = sidecar_.step_down_requests();
+    const uint64_t sd = n_.sidecar.step_down_requests();
     if (sd != step_downs_seen_) {
       step_downs_seen_ = sd;
       if (m.role() == failover::Role::kPrimary && !draining) {
         writes_open = false;
-        sidecar_.SetWriteUntil(0);
+        n_.sidecar.SetWriteUntil(0);
         draining = true;
-        drain_until = now + std::max<int64_t>(cfg_.lease_ttl_ms / 2, 1);
+        drain_until = now + std::max<int64_t>(n_.cfg.lease_ttl_ms / 2, 1);
       }
     }
     if (draining) {
-      const sidecar::Position dp = sidecar_.Read();
+      const sidecar::Position dp = n_.sidecar.Read();
       if (m.role() != failover::Role::kPrimary) {
         draining = false;
-      } else if ((dp.acked_txid >= dp.txid && sidecar_.pending_txid() == 0) || now >= drain_until) {
+      } else if ((dp.acked_txid >= dp.txid && n_.sidecar.pending_txid() == 0) || now >= drain_until) {
         if (dp.acked_txid < dp.txid) {
           sqlite3_log(SQLITE_WARNING, "litejet: %s: stepping down with TXIDs %llu..%llu not acknowledged after %lld ms",
-                      cfg_.name.c_str(), (unsigned long long)dp.acked_txid + 1, (unsigned long long)dp.txid,
-                      (long long)std::max<int64_t>(cfg_.lease_ttl_ms / 2, 1));
+                      n_.cfg.name.c_str(), (unsigned long long)dp.acked_txid + 1, (unsigned long long)dp.txid,
+                      (long long)std::max<int64_t>(n_.cfg.lease_ttl_ms / 2, 1));
         }
         draining = false;
         m.StepDown(now);
       }
     }
     failover::Progress pr;
-    const sidecar::Position pos = sidecar_.Read();
+    const sidecar::Position pos = n_.sidecar.Read();
     pr.applied = pos.txid;
     if (m.role() != failover::Role::kPrimary) {
       // Caught up? The log's last complete record (one request per poll),
@@ -111,7 +109,7 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       transport::Message last;
       bool found = false;
       uint64_t t = 0, end_seq = 0;
-      if (log.Last(500, &last, &found).ok() && (!found || LastCompleteTxid(log, last, &t, &end_seq).ok())) {
+      if (log.Last(500, &last, &found).ok() && (!found || n_.LastCompleteTxid(log, last, &t, &end_seq).ok())) {
         pr.log_last = found ? t : 0;
         pr.log_last_known = true;
         pr.log_read = pos.log_seq >= end_seq;
@@ -125,7 +123,7 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       pr.log_last_known = true;
     }
     for (const failover::Transition& t : m.Tick(now, pr)) {
-      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", n_.cfg.name.c_str(), t.ToString().c_str());
       if (t.from == failover::Role::kPrimary) writes_open = false;
       // The epoch of every record this node publishes from here on (its
       // unshipped commits' too): the lease's. Kept in memory until the log
@@ -135,22 +133,25 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       if (t.to == failover::Role::kPrimary) term_epoch_ = m.epoch();
       if (t.from == failover::Role::kPrimary) term_epoch_ = 0;
     }
-    role_next_ms_ = std::min(m.NextTickAt(), now + 1000);
-    if (draining) role_next_ms_ = std::min(role_next_ms_, now + 2);  // watch the backlog go
+    next_ms_ = std::min(m.NextTickAt(), now + 1000);
+    if (draining) next_ms_ = std::min(next_ms_, now + 2);  // watch the backlog go
     publish();
   };
-  role_ready_ = [&](uint64_t* seq) {
+  RoleHooks hooks;
+  hooks.due = [&] { return SteadyMs() >= next_ms_ || n_.sidecar.step_down_requests() != step_downs_seen_; };
+  hooks.term_epoch = [&] { return term_epoch_.load(); };
+  hooks.ready = [&](uint64_t* seq) {
     if (m.role() != failover::Role::kPrimary || draining) return false;
-    if (sidecar_.Read().txid == 0) {
+    if (n_.sidecar.Read().txid == 0) {
       // An empty database (nothing in the log either): in WAL mode before
       // the first write, as a primary's is at open.
-      Status ps = Prepare(false, true);
+      Status ps = n_.Prepare(false, true);
       if (!ps.ok()) {
-        Fail(ps.message());
+        n_.Fail(ps.message());
         return false;
       }
     }
-    sidecar::Position pos = sidecar_.Read();
+    sidecar::Position pos = n_.sidecar.Read();
     const uint64_t term = std::max(pos.epoch, m.epoch());  // the epoch of this node's records: the lease's
     if (pos.txid > 0) {
       // The epoch marker, expecting the log's end as read: from here on a
@@ -162,7 +163,7 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       mk.timestamp_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
                                      std::chrono::system_clock::now().time_since_epoch())
                                      .count());
-      mk.node = cfg_.node;
+      mk.node = n_.cfg.node;
       mk.page_size = pos.page_size;
       mk.db_pages = pos.db_pages;
       mk.checksum_before = mk.checksum_after = pos.checksum;
@@ -173,39 +174,38 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       if (ms.ok()) ms = record::Split(rec, mk.txid, std::max<size_t>(log.MaxPayload(), 64 * 1024) - 1024, &chunks);
       uint64_t nseq = *seq;
       for (size_t i = 0; ms.ok() && i < chunks.size(); i++) {
-        ms = log.Publish(chunks[i], nseq, cfg_.name + ":" + std::to_string(mk.epoch) + ":marker:" + std::to_string(i),
+        ms = log.Publish(chunks[i], nseq, n_.cfg.name + ":" + std::to_string(mk.epoch) + ":marker:" + std::to_string(i),
                          2000, &nseq);
       }
       if (!ms.ok()) {
-        Fail("litejet: database \"" + cfg_.name + "\": elected in epoch " + std::to_string(mk.epoch) +
+        n_.Fail("litejet: database \"" + n_.cfg.name + "\": elected in epoch " + std::to_string(mk.epoch) +
              " but its epoch marker was not appended (" + ms.message() + "); stepping down");
         return false;
       }
       *seq = nseq;
-      sidecar_.SetAcked(pos.txid, nseq);
+      n_.sidecar.SetAcked(pos.txid, nseq);
     }
-    sidecar_.SetEpoch(term);  // the log has the marker (or is empty): the term is real
+    n_.sidecar.SetEpoch(term);  // the log has the marker (or is empty): the term is real
     writes_open = true;
     publish();
-    sqlite3_log(SQLITE_NOTICE, "litejet: %s: primary in epoch %llu at TXID %llu: writes open", cfg_.name.c_str(),
-                (unsigned long long)m.epoch(), (unsigned long long)sidecar_.Read().txid);
-    ClearError();
+    sqlite3_log(SQLITE_NOTICE, "litejet: %s: primary in epoch %llu at TXID %llu: writes open", n_.cfg.name.c_str(),
+                (unsigned long long)m.epoch(), (unsigned long long)n_.sidecar.Read().txid);
+    n_.ClearError();
     return true;
   };
-  role_next_ms_ = SteadyMs();
+  next_ms_ = SteadyMs();
   tick();
-  while (!stopping_) {
+  while (!a_.stopping()) {
     if (m.role() == failover::Role::kPrimary) {
       // One term: leave when the role changes or a new lease replaced this
       // one (lost and acquired again: a new epoch needs a new marker).
       const uint64_t term = m.epoch();
-      role_tick_ = [&, term] {
+      hooks.tick = [&, term] {
         tick();
         return m.role() != failover::Role::kPrimary || m.epoch() != term;
       };
-      RunPrimary(log);
-      role_tick_ = nullptr;
-      if (stopping_) break;
+      ship_.Run(log, &hooks);
+      if (a_.stopping()) break;
       // Whatever ended it (lost lease, fenced by the log, stopping): no
       // writes from here on, in any process.
       writes_open = false;
@@ -215,28 +215,26 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       // Commits not shipped (this node may be elected again, ahead of the
       // log, and ship them): out of the WAL before the restart blocker goes,
       // as the guards no longer run for a node that is not primary.
-      MoveBacklog(Locker(), 1000, "the node is no longer primary");
-      DropBlocker();
-      fenced_ = false;  // a replica now: writes are refused as a replica's
+      commit_.MoveBacklog(a_.Locker(), 1000, "the node is no longer primary");
+      commit_.DropBlocker();
+      n_.fenced = false;  // a replica now: writes are refused as a replica's
     } else {
-      role_tick_ = [&] {
+      hooks.tick = [&] {
         tick();
         return m.role() == failover::Role::kPrimary;
       };
-      RunReplica(log);
-      role_tick_ = nullptr;
-      if (m.role() != failover::Role::kPrimary && !stopping_ && !Sleep(250)) break;
+      apply_.Run(log, &hooks);
+      if (m.role() != failover::Role::kPrimary && !a_.stopping() && !a_.Sleep(250)) break;
     }
   }
   // A clean stop gives the lease up at once, so another node takes over
   // without waiting for it to expire.
-  sidecar_.SetWriteUntil(0);
-  if (!exiting_) {
+  n_.sidecar.SetWriteUntil(0);
+  if (!a_.exiting()) {
     for (const failover::Transition& t : m.Close(SteadyMs())) {
-      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", n_.cfg.name.c_str(), t.ToString().c_str());
     }
   }
-  role_ready_ = nullptr;
   writes_open = false;
   publish();
 }
@@ -247,28 +245,29 @@ void Engine::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
 // role=auto node is elected beside it. Its records carry the lease's epoch.
 // If an auto node holds the lease when it starts, the log fences one of them
 // (the first to append after the other's marker or record loses).
-void Engine::RunStaticPrimary(transport::Log& log, transport::LeaseStore* lease) {
-  failover::RoleMachine m(lease, RoleOptionsFor(cfg_, failover::Configured::kPrimary));
-  step_downs_seen_ = sidecar_.step_down_requests();  // not ours: repl_step_down() is for role=auto
-  role_tick_ = [&] {
+void RoleLoop::RunStaticPrimary(transport::Log& log, transport::LeaseStore* lease) {
+  failover::RoleMachine m(lease, RoleOptionsFor(n_.cfg, failover::Configured::kPrimary));
+  step_downs_seen_ = n_.sidecar.step_down_requests();  // not ours: repl_step_down() is for role=auto
+  RoleHooks hooks;
+  hooks.due = [&] { return SteadyMs() >= next_ms_ || n_.sidecar.step_down_requests() != step_downs_seen_; };
+  hooks.tick = [&] {
     const int64_t now = SteadyMs();
-    step_downs_seen_ = sidecar_.step_down_requests();
+    step_downs_seen_ = n_.sidecar.step_down_requests();
     failover::Progress pr;
-    pr.applied = pr.log_last = sidecar_.Read().txid;  // the log is this node's to write
+    pr.applied = pr.log_last = n_.sidecar.Read().txid;  // the log is this node's to write
     pr.log_last_known = true;
     for (const failover::Transition& t : m.Tick(now, pr)) {
-      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
-      if (t.to == failover::Role::kPrimary) sidecar_.SetEpoch(std::max(sidecar_.Read().epoch, m.epoch()));
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", n_.cfg.name.c_str(), t.ToString().c_str());
+      if (t.to == failover::Role::kPrimary) n_.sidecar.SetEpoch(std::max(n_.sidecar.Read().epoch, m.epoch()));
     }
-    role_next_ms_ = std::min(m.NextTickAt(), now + 1000);
+    next_ms_ = std::min(m.NextTickAt(), now + 1000);
     return false;  // never leaves: writes do not depend on the lease
   };
-  role_next_ms_ = SteadyMs();
-  RunPrimary(log);
-  role_tick_ = nullptr;
-  if (!exiting_) {
+  next_ms_ = SteadyMs();
+  ship_.Run(log, &hooks);
+  if (!a_.exiting()) {
     for (const failover::Transition& t : m.Close(SteadyMs())) {
-      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", cfg_.name.c_str(), t.ToString().c_str());
+      sqlite3_log(SQLITE_NOTICE, "litejet: %s: %s", n_.cfg.name.c_str(), t.ToString().c_str());
     }
   }
 }

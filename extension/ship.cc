@@ -1,4 +1,4 @@
-// The primary's agent (Engine::RunPrimary): ships the local log (the commits'
+// Shipper, the primary's agent loop: ships the local log (the commits'
 // frames in the WAL, or in the spool once the WAL was about to lose them) to
 // JetStream, one record or a batch per message, fenced by the log's expected
 // last sequence; and settles sync commits whose outcome is unknown
@@ -17,9 +17,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "extension/agent_retry.h"
 #include "common/durable.h"
-#include "extension/engine.h"
+#include "extension/ship.h"
 #include "common/clock.h"
 #include "failover/role.h"
 #include "wal-capture/apply.h"
@@ -40,100 +39,62 @@ bool CommitterAlive(const sidecar::PendingCommit& pc) {
   return ::kill(pid_t(pc.pid), 0) == 0 || errno == EPERM;
 }
 }  // namespace
-
-// The TXID of the last record whose every chunk is in the log, given the
-// log's last message. A chunk names its record's last TXID only (a batch's
-// first is inside its compressed body), so for a record cut short (its
-// publisher died between chunks) the answer is the record before it: the
-// message just before its chunk 0, walking back over earlier cut attempts.
-Status Engine::LastCompleteTxid(transport::Log& log, const transport::Message& last, uint64_t* txid,
-                                uint64_t* end_seq) {
-  transport::Message m = last;
-  for (int hops = 0;; hops++) {
-    record::ChunkInfo ci;
-    if (!record::PeekChunk(m.data.data(), m.data.size(), &ci)) {
-      return Status::Error("litejet: the log of \"" + cfg_.name + "\" has a message that is not a litejet chunk at sequence " +
-                           std::to_string(m.seq));
-    }
-    if (ci.index + 1 == ci.count) {
-      *txid = ci.txid;
-      if (end_seq) *end_seq = m.seq;
-      return Status::OK();
-    }
-    if (m.seq <= uint64_t(ci.index) + 1 || hops > 1000) {
-      *txid = 0;  // nothing complete before it
-      if (end_seq) *end_seq = 0;
-      return Status::OK();
-    }
-    const uint64_t want = m.seq - ci.index - 1;
-    bool got = false;
-    Status s = log.Read(want, 2000, [&](const transport::Message& x) {
-      if (x.seq == want) {
-        m = x;
-        got = true;
-      }
-      return false;
-    });
-    if (!s.ok()) return s;
-    if (!got) return Status::Error("litejet: cannot read message " + std::to_string(want) + " of the log of \"" + cfg_.name + "\"", transport::kUnavailable);
-  }
-}
-
-void Engine::RunPrimary(transport::Log& log) {
+void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
+  const bool gated = hooks && hooks->ready;  // role=auto: writes open once the log ends here
   LITEJET_RETRY(log.Ensure(500));
   uint64_t seq = 0;
   // A sync commit left in doubt (by a process that was stopped meanwhile,
   // too): the log's answer before anything else.
-  if (sidecar_.indoubt_txid() != 0 && !ReconcileInDoubt(log, &seq)) return;
+  if (n_.sidecar.indoubt_txid() != 0 && !ReconcileInDoubt(log, &seq)) return;
   transport::Message last;
   bool found = false;
   LITEJET_RETRY(log.Last(1000, &last, &found));
-  connected_ = true;
-  ClearError();
+  a_.connected = true;
+  n_.ClearError();
   seq = found ? last.seq : 0;
   // A record whose last chunk never made it counts as not shipped: publish
   // it again from its first chunk.
   uint64_t log_txid = 0, end_seq = 0;
-  if (found) LITEJET_RETRY(LastCompleteTxid(log, last, &log_txid, &end_seq));
-  sidecar::Position pos = sidecar_.Read();
-  if (role_ready_ && found && end_seq > pos.log_seq) {
+  if (found) LITEJET_RETRY(n_.LastCompleteTxid(log, last, &log_txid, &end_seq));
+  sidecar::Position pos = n_.sidecar.Read();
+  if (gated && found && end_seq > pos.log_seq) {
     // role=auto: the log grew after this node read it to its end (a deposed
     // primary that did not know yet): those records are not in this
     // database, and may not be this node's history. Step down and read them.
-    Fail("litejet: database \"" + cfg_.name + "\": the log moved past sequence " + std::to_string(pos.log_seq) +
+    n_.Fail("litejet: database \"" + n_.cfg.name + "\": the log moved past sequence " + std::to_string(pos.log_seq) +
          " (now " + std::to_string(end_seq) + ") after this node was elected; stepping down to read it");
     return;
   }
   if (log_txid > pos.txid) {
-    std::lock_guard<std::mutex> g(mu_);
-    fenced_ = true;
-    SetError("litejet: the log of \"" + cfg_.name + "\" is at TXID " + std::to_string(log_txid) +
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.fenced = true;
+    n_.SetError("litejet: the log of \"" + n_.cfg.name + "\" is at TXID " + std::to_string(log_txid) +
              " but this database is at " + std::to_string(pos.txid) +
              ": another node has been primary; this node does not write");
     return;
   }
-  sidecar_.SetAcked(std::max(pos.acked_txid, log_txid), seq);
+  n_.sidecar.SetAcked(std::max(pos.acked_txid, log_txid), seq);
   // role=auto: writes open once the log ends where this database does: its
   // commits that never reached the log (this node was primary before and
   // died or lost the lease with them unshipped; reading the log to its end
   // showed nobody wrote past them) are shipped first, in this lease's epoch;
-  // then the epoch marker goes in (role_ready_).
-  bool ready = !role_ready_;
-  if (!ready && sidecar_.Read().acked_txid >= sidecar_.Read().txid) {
-    if (!role_ready_(&seq)) return;  // nothing to ship first (and an empty database gets WAL mode here)
+  // then the epoch marker goes in (hooks->ready).
+  bool ready = !gated;
+  if (!ready && n_.sidecar.Read().acked_txid >= n_.sidecar.Read().txid) {
+    if (!hooks->ready(&seq)) return;  // nothing to ship first (and an empty database gets WAL mode here)
     ready = true;
   }
-  agent_cv_.notify_all();
+  a_.NotifyAll();
 
   locallog::Reader reader;
-  Status s = reader.Open(path_, &sidecar_);
+  Status s = reader.Open(n_.path, &n_.sidecar);
   if (!s.ok()) {
-    std::lock_guard<std::mutex> g(mu_);
-    SetError(s.message());
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.SetError(s.message());
     return;
   }
-  uint64_t next = sidecar_.Read().acked_txid + 1;
-  int spool_fd = ::open(spool_.path().c_str(), O_RDONLY | O_CLOEXEC);
+  uint64_t next = n_.sidecar.Read().acked_txid + 1;
+  int spool_fd = ::open(n_.spool.path().c_str(), O_RDONLY | O_CLOEXEC);
   // A private reader on the plain VFS, opened only when the wal-index needs
   // recovery. It never deletes the WAL on close: the reader above holds a
   // SHARED lock on the database for as long as it lives.
@@ -153,22 +114,22 @@ void Engine::RunPrimary(transport::Log& log) {
   // LITEJET_TEST_HOLD_ACK_MS: hold it that long instead (a committer dies meanwhile).
   int64_t hold_ack_ms = 0;
   if (const char* h = std::getenv("LITEJET_TEST_HOLD_ACK_MS")) hold_ack_ms = std::strtoll(h, nullptr, 10);
-  while (!stopping_) {
-    if (role_tick_ && RoleDue() && role_tick_()) break;  // role=auto: no longer primary
-    GuardBacklog(false);
-    Beat();
-    if (sidecar_.indoubt_txid() != 0) {
+  while (!a_.stopping()) {
+    if (hooks && hooks->due() && hooks->tick()) break;  // role=auto: no longer primary
+    commit_.GuardBacklog(false);
+    a_.Beat();
+    if (n_.sidecar.indoubt_txid() != 0) {
       if (!ReconcileInDoubt(log, &seq)) break;
-      next = sidecar_.Read().acked_txid + 1;
+      next = n_.sidecar.Read().acked_txid + 1;
       continue;
     }
     // Gather what is committed and not shipped: one record, or a backlog of
     // small ones packed into one message (one publish, one round trip).
-    sidecar::Position now = sidecar_.Read();
+    sidecar::Position now = n_.sidecar.Read();
     if (!ready && now.acked_txid >= now.txid) {
-      if (!role_ready_(&seq)) break;
+      if (!hooks->ready(&seq)) break;
       ready = true;
-      next = sidecar_.Read().acked_txid + 1;
+      next = n_.sidecar.Read().acked_txid + 1;
       continue;
     }
     // A sync committer's record lies just past the spool's committed end
@@ -179,8 +140,8 @@ void Engine::RunPrimary(transport::Log& log) {
     // WAL_WRITE_LOCK held is not enough: the next writer holds it while it
     // resolves a dead committer's commit, whose record must not ship. The
     // committer's process must be alive (same host: the lock says so).
-    const bool sync_pending = cfg_.durability == Durability::kSync && sidecar_.pending_txid() == now.txid + 1 &&
-                              CommitterAlive(sidecar_.pending_commit()) && WriteLockHeld();
+    const bool sync_pending = n_.cfg.durability == Durability::kSync && n_.sidecar.pending_txid() == now.txid + 1 &&
+                              CommitterAlive(n_.sidecar.pending_commit()) && a_.WriteLockHeld();
     uint64_t last = sync_pending ? now.txid + 1 : now.txid;
     uint64_t spool_limit = now.spool_end;
     if (sync_pending && spool_fd >= 0) {
@@ -190,21 +151,21 @@ void Engine::RunPrimary(transport::Log& log) {
     if (!sync_pending && reader.spool_offset() > now.spool_end) reader.set_spool_offset(now.spool_end);
     txns.clear();
     const uint64_t spool_off0 = reader.spool_offset();
-    s = next <= last ? reader.Read(next, last, now.txid, now.spool_end, spool_limit, 1024, max_chunk * 4, cfg_.node, &txns)
+    s = next <= last ? reader.Read(next, last, now.txid, now.spool_end, spool_limit, 1024, max_chunk * 4, n_.cfg.node, &txns)
                      : Status::OK();
     if (!s.ok()) {
       {
-        std::lock_guard<std::mutex> g(mu_);
-        SetError(s.message());
+        std::lock_guard<std::mutex> g(n_.mu);
+        n_.SetError(s.message());
       }
       if (s.code() == SQLITE_BUSY_RECOVERY) {
         // No connection has read the database since the shm was created
         // (a restart after a crash): let SQLite rebuild the wal-index.
-        if (!recovery_db) sqlite3_open_v2(path_.c_str(), &recovery_db, SQLITE_OPEN_READWRITE, "unix");
+        if (!recovery_db) sqlite3_open_v2(n_.path.c_str(), &recovery_db, SQLITE_OPEN_READWRITE, "unix");
         if (recovery_db) sqlite3_exec(recovery_db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
       }
       if (s.code() == SQLITE_BUSY || s.code() == SQLITE_BUSY_RECOVERY) {
-        if (!Sleep(5)) break;
+        if (!a_.Sleep(5)) break;
         continue;
       }
       break;  // the local log is damaged: nothing more can be shipped in order
@@ -219,7 +180,7 @@ void Engine::RunPrimary(transport::Log& log) {
     // Each record carries the epoch it is published in (the sidecar's: the
     // lease's while role=auto holds it), also one committed or spooled
     // under an earlier lease of this node.
-    const uint64_t ship_epoch = std::max(sidecar_.Read().epoch, term_epoch_.load());
+    const uint64_t ship_epoch = std::max(n_.sidecar.Read().epoch, hooks && hooks->term_epoch ? hooks->term_epoch() : uint64_t(0));
     for (record::Txn& t : txns) {
       if (t.epoch < ship_epoch) t.epoch = ship_epoch;
       zrec.clear();
@@ -236,8 +197,8 @@ void Engine::RunPrimary(transport::Log& log) {
       batch.push_back(std::move(zrec));
     }
     if (!s.ok()) {
-      std::lock_guard<std::mutex> g(mu_);
-      SetError(s.message());
+      std::lock_guard<std::mutex> g(n_.mu);
+      n_.SetError(s.message());
       break;
     }
     // What did not fit is read again next time (from the spool too: rewind;
@@ -245,7 +206,7 @@ void Engine::RunPrimary(transport::Log& log) {
     if (batch.size() < txns.size()) reader.set_spool_offset(spool_off0);
     if (batch.empty()) {
       if (now.spool_end > 0 && !sync_pending && ResetSpool()) reader.set_spool_offset(0);
-      if (!Sleep(1)) break;
+      if (!a_.Sleep(1)) break;
       continue;
     }
     if (s.ok() && batch.size() == 1 && !single) {
@@ -255,21 +216,21 @@ void Engine::RunPrimary(transport::Log& log) {
     if (s.ok() && batch.size() > 1) s = record::EncodeBatch(batch, &blob, 1);
     if (s.ok()) s = record::Split(batch.size() == 1 ? batch[0] : blob, last_txid, max_chunk, &chunks);
     if (!s.ok()) {
-      std::lock_guard<std::mutex> g(mu_);
-      SetError(s.message());
+      std::lock_guard<std::mutex> g(n_.mu);
+      n_.SetError(s.message());
       break;
     }
     // The msg-id names the content too (the checksum after it): a record that
     // did not land is replaced by another one with the same TXIDs, which the
     // dedupe window must not take for the first.
     bool abandoned = false;
-    for (size_t i = 0; i < chunks.size() && !stopping_ && !abandoned; i++) {
-      std::string id = cfg_.name + ":" + std::to_string(epoch) + ":" + std::to_string(first_txid) + "-" +
+    for (size_t i = 0; i < chunks.size() && !a_.stopping() && !abandoned; i++) {
+      std::string id = n_.cfg.name + ":" + std::to_string(epoch) + ":" + std::to_string(first_txid) + "-" +
                        std::to_string(last_txid) + ":" + checksum::Hex(last_checksum) + ":" + std::to_string(i);
       for (;;) {
         // A sync committer gave up waiting: its record is not sent again;
         // what the log has decides (ReconcileInDoubt).
-        if (sidecar_.indoubt_txid() != 0) {
+        if (n_.sidecar.indoubt_txid() != 0) {
           abandoned = true;
           break;
         }
@@ -282,94 +243,75 @@ void Engine::RunPrimary(transport::Log& log) {
         s = log.Publish(chunks[i], seq, id, log.Connected() ? 5000 : 1, &nseq);
         if (s.ok()) {
           seq = nseq;
-          if (crash_point_ == 5 && i == 0 && chunks.size() > 1 && batch.size() > 1 && last_txid >= crash_txid_) _exit(9);
+          if (n_.crash_point == 5 && i == 0 && chunks.size() > 1 && batch.size() > 1 && last_txid >= n_.crash_txid) _exit(9);
           break;
         }
-        connected_ = false;
+        a_.connected = false;
         {
-          // Under mu_: once a sync committer gave up (it says why), its
+          // Under n_.mu: once a sync committer gave up (it says why), its
           // reason stays in last_error, not this publish's failure.
-          std::lock_guard<std::mutex> g(mu_);
-          if (sidecar_.indoubt_txid() != 0 && s.code() != transport::kFenced) {
+          std::lock_guard<std::mutex> g(n_.mu);
+          if (n_.sidecar.indoubt_txid() != 0 && s.code() != transport::kFenced) {
             abandoned = true;
             break;
           }
-          SetError(s.message());
+          n_.SetError(s.message());
         }
         if (s.code() == transport::kFenced) {
-          std::lock_guard<std::mutex> g(mu_);
-          fenced_ = true;
-          SetError("litejet: fenced: another node appended to the log of \"" + cfg_.name +
+          std::lock_guard<std::mutex> g(n_.mu);
+          n_.fenced = true;
+          n_.SetError("litejet: fenced: another node appended to the log of \"" + n_.cfg.name +
                    "\"; this node stopped writing");
           if (spool_fd >= 0) ::close(spool_fd);
           return;
         }
-        GuardBacklog(false);
-        if (!Sleep(200)) {
+        commit_.GuardBacklog(false);
+        if (!a_.Sleep(200)) {
           if (spool_fd >= 0) ::close(spool_fd);
           return;
         }
       }
     }
-    if (stopping_) break;
+    if (a_.stopping()) break;
     if (hold_ack_txid != 0 && !abandoned && first_txid <= hold_ack_txid && hold_ack_txid <= last_txid) {
       auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(hold_ack_ms > 0 ? hold_ack_ms : 15000);
-      while ((hold_ack_ms > 0 || sidecar_.indoubt_txid() != hold_ack_txid) && std::chrono::steady_clock::now() < until &&
-             Sleep(5)) {
+      while ((hold_ack_ms > 0 || n_.sidecar.indoubt_txid() != hold_ack_txid) && std::chrono::steady_clock::now() < until &&
+             a_.Sleep(5)) {
       }
       hold_ack_txid = 0;  // once
     }
     // In doubt meanwhile: the committer already failed; the log decides.
-    if (abandoned || sidecar_.indoubt_txid() != 0) continue;
-    sidecar_.SetAcked(last_txid, seq, txns[batch.size() - 1].checksum_after);
+    if (abandoned || n_.sidecar.indoubt_txid() != 0) continue;
+    n_.sidecar.SetAcked(last_txid, seq, txns[batch.size() - 1].checksum_after);
     // The log took a record of this term: its epoch is this node's now.
-    if (ship_epoch > sidecar_.Read().epoch) sidecar_.SetEpoch(ship_epoch);
+    if (ship_epoch > n_.sidecar.Read().epoch) n_.sidecar.SetEpoch(ship_epoch);
     next = last_txid + 1;
-    connected_ = true;
-    ClearError();
+    a_.connected = true;
+    n_.ClearError();
   }
   if (spool_fd >= 0) ::close(spool_fd);
   (void)reader;
 }
 
-// The agent's own handle on the database for taking WAL_WRITE_LOCK (opened
-// on first use; null if it cannot be).
-apply::WalWriter* Engine::Locker() {
-  if (!spool_locker_) {
-    spool_locker_ = std::make_unique<apply::WalWriter>();
-    if (!spool_locker_->Open(path_).ok()) spool_locker_.reset();
-  }
-  return spool_locker_.get();
-}
-
-// True when some connection (of any process) holds WAL_WRITE_LOCK now.
-bool Engine::WriteLockHeld() {
-  apply::WalWriter* locker = Locker();
-  if (!locker) return true;  // cannot tell: assume the committer is alive
-  Status s = locker->WithWriteLock(0, [] {});
-  return !s.ok() && s.code() == SQLITE_BUSY;
-}
-
 // Everything in the spool is shipped: start it over at offset 0, under
 // WAL_WRITE_LOCK so that no hand-off or sync commit writes meanwhile (the
 // file keeps its size: its blocks are reused).
-bool Engine::ResetSpool() {
-  sidecar::Position p = sidecar_.Read();
+bool Shipper::ResetSpool() {
+  sidecar::Position p = n_.sidecar.Read();
   if (p.acked_txid < p.spooled_txid) return false;
-  apply::WalWriter* locker = Locker();
+  apply::WalWriter* locker = a_.Locker();
   if (!locker) return false;
   bool done = false;
   locker->WithWriteLock(100, [&] {
-    sidecar::Position pos = sidecar_.Read();
-    if (sidecar_.pending_txid() != 0 || pos.acked_txid < pos.spooled_txid) return;
-    sidecar_.SetSpooled(pos.spooled_txid, 0);
+    sidecar::Position pos = n_.sidecar.Read();
+    if (n_.sidecar.pending_txid() != 0 || pos.acked_txid < pos.spooled_txid) return;
+    n_.sidecar.SetSpooled(pos.spooled_txid, 0);
     // On disk before the next hand-off writes over the spool's front.
-    (void)sidecar_.SyncHeader();
+    (void)n_.sidecar.SyncHeader();
     done = true;
   });
   return done;
 }
-
 
 // ---- sync commits in doubt --------------------------------------------------
 //
@@ -389,36 +331,36 @@ bool Engine::ResetSpool() {
 //   replica applies a record (WalWriter), so the database has the
 //   transaction under its TXID.
 // - anything else: another node wrote the log; fenced.
-bool Engine::ReconcileInDoubt(transport::Log& log, uint64_t* seq) {
+bool Shipper::ReconcileInDoubt(transport::Log& log, uint64_t* seq) {
   for (;;) {
-    const uint64_t txid = sidecar_.indoubt_txid();
+    const uint64_t txid = n_.sidecar.indoubt_txid();
     if (txid == 0) return true;
     bool done = false;
     Status s = ReconcileOnce(log, txid, seq, &done);
     if (s.code() == SQLITE_CORRUPT) {
       // The log's answer cannot be read or does not fit this database.
-      std::lock_guard<std::mutex> g(mu_);
-      fenced_ = true;
-      SetError(InDoubtMessage(txid) + ": " + s.message() + "; this node stopped writing");
+      std::lock_guard<std::mutex> g(n_.mu);
+      n_.fenced = true;
+      n_.SetError(n_.InDoubtMessage(txid) + ": " + s.message() + "; this node stopped writing");
     }
-    if (fenced_) return false;
+    if (n_.fenced) return false;
     if (s.ok() && done) {
-      connected_ = true;
-      ClearError();
-      agent_cv_.notify_all();
+      a_.connected = true;
+      n_.ClearError();
+      a_.NotifyAll();
       return true;
     }
     if (!s.ok()) {
-      if (s.code() == transport::kUnavailable) connected_ = false;
-      std::lock_guard<std::mutex> g(mu_);
-      SetError(InDoubtMessage(txid) + ": " + s.message());
+      if (s.code() == transport::kUnavailable) a_.connected = false;
+      std::lock_guard<std::mutex> g(n_.mu);
+      n_.SetError(n_.InDoubtMessage(txid) + ": " + s.message());
     }
-    GuardBacklog(false);
-    if (!Sleep(s.code() == SQLITE_BUSY ? 20 : 250)) return false;
+    commit_.GuardBacklog(false);
+    if (!a_.Sleep(s.code() == SQLITE_BUSY ? 20 : 250)) return false;
   }
 }
 
-Status Engine::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, bool* done) {
+Status Shipper::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, bool* done) {
   *done = false;
   transport::Message last;
   bool found = false;
@@ -430,18 +372,18 @@ Status Engine::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, 
   record::ChunkInfo ci;
   if (found) {
     if (!record::PeekChunk(last.data.data(), last.data.size(), &ci) || ci.count == 0 || ci.index >= ci.count) {
-      return Status::Error("litejet: the last message of the log of \"" + cfg_.name + "\" (sequence " +
+      return Status::Error("litejet: the last message of the log of \"" + n_.cfg.name + "\" (sequence " +
                                std::to_string(last.seq) + ") is not a litejet record",
                            SQLITE_CORRUPT);
     }
     log_txid = ci.index + 1 == ci.count ? ci.txid : ci.txid - 1;
   }
   const uint64_t last_seq = found ? last.seq : 0;
-  const sidecar::Position pos = sidecar_.Read();
+  const sidecar::Position pos = n_.sidecar.Read();
   auto fence = [&](const std::string& why) {
-    std::lock_guard<std::mutex> g(mu_);
-    fenced_ = true;
-    SetError("litejet: the log of \"" + cfg_.name + "\" " + why + " while sync commit TXID " + std::to_string(txid) +
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.fenced = true;
+    n_.SetError("litejet: the log of \"" + n_.cfg.name + "\" " + why + " while sync commit TXID " + std::to_string(txid) +
              " was in doubt at TXID " + std::to_string(pos.txid) +
              ": another node has been primary; this node does not write");
     return Status::OK();
@@ -450,33 +392,33 @@ Status Engine::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, 
   if (pos.txid + 1 == txid && log_txid + 1 == txid) {
     // It did not land. Also forget an acknowledgement recorded while the
     // committer was giving up: the next commit of this TXID waits for its own.
-    Status ls = Locker() ? Locker()->WithWriteLock(2000, [&] {
-      if (sidecar_.indoubt_txid() != txid) return;
-      sidecar_.SetAcked(pos.txid, last_seq);
-      sidecar_.SetInDoubt(0);
+    Status ls = a_.Locker() ? a_.Locker()->WithWriteLock(2000, [&] {
+      if (n_.sidecar.indoubt_txid() != txid) return;
+      n_.sidecar.SetAcked(pos.txid, last_seq);
+      n_.sidecar.SetInDoubt(0);
     })
-                         : Status::Error("litejet: agent cannot open " + path_, SQLITE_CANTOPEN);
+                         : Status::Error("litejet: agent cannot open " + n_.path, SQLITE_CANTOPEN);
     if (!ls.ok()) return ls;
     verdict = "did not reach the log: forgotten";
   } else if (pos.txid > txid && pos.acked_txid >= pos.txid && log_txid >= pos.txid) {
     // This node was a replica meanwhile (demoted with the commit in doubt)
     // and applied the log past that TXID: the log decided, this database
     // has its answer.
-    Status ls = Locker() ? Locker()->WithWriteLock(2000, [&] {
-      if (sidecar_.indoubt_txid() != txid) return;
-      sidecar_.SetInDoubt(0);
+    Status ls = a_.Locker() ? a_.Locker()->WithWriteLock(2000, [&] {
+      if (n_.sidecar.indoubt_txid() != txid) return;
+      n_.sidecar.SetInDoubt(0);
     })
-                         : Status::Error("litejet: agent cannot open " + path_, SQLITE_CANTOPEN);
+                         : Status::Error("litejet: agent cannot open " + n_.path, SQLITE_CANTOPEN);
     if (!ls.ok()) return ls;
     verdict = "was settled by the log while this node was a replica";
   } else if (pos.txid == txid && log_txid == txid) {
     // Taken from the log already (the agent stopped before it said so).
-    Status ls = Locker() ? Locker()->WithWriteLock(2000, [&] {
-      if (sidecar_.indoubt_txid() != txid) return;
-      sidecar_.SetAcked(txid, last_seq);
-      sidecar_.SetInDoubt(0);
+    Status ls = a_.Locker() ? a_.Locker()->WithWriteLock(2000, [&] {
+      if (n_.sidecar.indoubt_txid() != txid) return;
+      n_.sidecar.SetAcked(txid, last_seq);
+      n_.sidecar.SetInDoubt(0);
     })
-                         : Status::Error("litejet: agent cannot open " + path_, SQLITE_CANTOPEN);
+                         : Status::Error("litejet: agent cannot open " + n_.path, SQLITE_CANTOPEN);
     if (!ls.ok()) return ls;
     verdict = "was already taken from the log";
   } else if (pos.txid + 1 == txid && log_txid == txid) {
@@ -495,7 +437,7 @@ Status Engine::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, 
     if (!ds.ok()) return ds;
     if (!complete) {
       return Status::Error("litejet: cannot read TXID " + std::to_string(txid) + " back from the log of \"" +
-                               cfg_.name + "\"",
+                               n_.cfg.name + "\"",
                            transport::kUnavailable);
     }
     std::vector<std::string> recs;
@@ -512,9 +454,9 @@ Status Engine::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, 
         have = true;
       }
     }
-    if (!have || t.node != cfg_.node || t.epoch != pos.epoch || t.checksum_before != pos.checksum) {
+    if (!have || t.node != n_.cfg.node || t.epoch != pos.epoch || t.checksum_before != pos.checksum) {
       return fence("has TXID " + std::to_string(txid) + " from " + (have ? "node \"" + t.node + "\"" : "elsewhere") +
-                   (have && t.node == cfg_.node ? " on another database state" : ""));
+                   (have && t.node == n_.cfg.node ? " on another database state" : ""));
     }
     s = TakeFromLog(t, last.seq);
     if (!s.ok()) return s;
@@ -524,7 +466,7 @@ Status Engine::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, 
   }
   *seq = last_seq;
   *done = true;
-  sqlite3_log(SQLITE_NOTICE, "litejet: %s: sync commit TXID %llu %s", cfg_.name.c_str(), (unsigned long long)txid,
+  sqlite3_log(SQLITE_NOTICE, "litejet: %s: sync commit TXID %llu %s", n_.cfg.name.c_str(), (unsigned long long)txid,
               verdict);
   return Status::OK();
 }
@@ -533,31 +475,31 @@ Status Engine::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq, 
 // WAL_WRITE_LOCK, so that the frames, the position and the end of the doubt
 // go together. Dying in the middle leaves the doubt (and the pending mark):
 // the next agent applies the same record again.
-Status Engine::TakeFromLog(const record::Txn& t, uint64_t seq) {
-  apply::WalWriter* w = Locker();
-  if (!w) return Status::Error("litejet: agent cannot open " + path_, SQLITE_CANTOPEN);
+Status Shipper::TakeFromLog(const record::Txn& t, uint64_t seq) {
+  apply::WalWriter* w = a_.Locker();
+  if (!w) return Status::Error("litejet: agent cannot open " + n_.path, SQLITE_CANTOPEN);
   Status st;
   Status ls = w->WithWriteLock(2000, [&] {
-    if (sidecar_.indoubt_txid() != t.txid) return;
-    sidecar::Position pos = sidecar_.Read();
-    Update u;
-    st = CheckRecord(pos, t, &u);
-    if (st.ok()) st = sidecar_.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
+    if (n_.sidecar.indoubt_txid() != t.txid) return;
+    sidecar::Position pos = n_.sidecar.Read();
+    NodeState::Update u;
+    st = n_.CheckRecord(pos, t, &u);
+    if (st.ok()) st = n_.sidecar.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
     if (!st.ok()) return;
     st = w->AppendLocked(t.page_size, t.db_pages, t.pages);
     if (!st.ok()) {
-      sidecar_.CommitUpdate(pos);  // clears the pending mark: nothing applied
+      n_.sidecar.CommitUpdate(pos);  // clears the pending mark: nothing applied
       return;
     }
-    StoreUpdate(u);
-    sidecar_.SetAcked(t.txid, seq);
-    sidecar_.SetInDoubt(0);
+    n_.StoreUpdate(u);
+    n_.sidecar.SetAcked(t.txid, seq);
+    n_.sidecar.SetInDoubt(0);
   });
   if (!ls.ok()) return ls;
   if (st.code() == SQLITE_BUSY_RECOVERY) {
     // Let SQLite rebuild the wal-index (a private reader), then try again.
     sqlite3* db = nullptr;
-    if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") == SQLITE_OK) {
+    if (sqlite3_open_v2(n_.path.c_str(), &db, SQLITE_OPEN_READWRITE, "unix") == SQLITE_OK) {
       sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
     }
     sqlite3_close(db);

@@ -5,10 +5,13 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 
+#include "common/json.h"
 #include "extension/engine.h"
+#include "forward/forward.h"
 #include "vfs/vfs.h"
 #include "wal-capture/checksum.h"
 
@@ -123,6 +126,109 @@ void Snapshot(sqlite3_context* ctx, Engine&, int, sqlite3_value**) {
   sqlite3_result_error(ctx, "repl_snapshot: snapshots are not implemented yet", -1);
 }
 
+// ---- repl_exec ------------------------------------------------------------
+//
+// Per connection: the request whose outcome is unknown (for
+// repl_exec_retry()) and the last result (repl_last_exec()). Freed with the
+// connection (the functions' destructor).
+struct ExecState {
+  std::mutex mu;
+  bool unknown = false;
+  forward::Request pending;
+  std::string last_json = "null";
+};
+
+std::shared_ptr<ExecState>& StateOf(sqlite3_context* ctx) {
+  return *static_cast<std::shared_ptr<ExecState>*>(sqlite3_user_data(ctx));
+}
+
+std::shared_ptr<Engine> MainEngine(sqlite3_context* ctx, const char* fname) {
+  bool has_schema = false;
+  return EngineFor(ctx, fname, 0, nullptr, 0, 0, &has_schema);
+}
+
+void RunExec(sqlite3_context* ctx, const char* fname, Engine& e, const forward::Request& req) {
+  auto& st = StateOf(ctx);
+  if (!sqlite3_get_autocommit(sqlite3_context_db_handle(ctx))) {
+    std::string m = std::string(fname) +
+                    ": refused inside an open transaction (BEGIN ... COMMIT): the write commits in a transaction of "
+                    "its own (on the primary), which could not be atomic with this one; call it outside";
+    sqlite3_result_error(ctx, m.c_str(), -1);
+    return;
+  }
+  forward::Reply r;
+  Status s = e.Exec(req, &r);
+  std::lock_guard<std::mutex> g(st->mu);
+  if (!s.ok()) {
+    // SQLITE_BUSY from Exec: the outcome is unknown (or not applied here
+    // yet): keep the request for repl_exec_retry().
+    if (s.code() == SQLITE_BUSY) {
+      st->unknown = true;
+      st->pending = req;
+    } else {
+      st->unknown = false;
+    }
+    sqlite3_result_error(ctx, s.message().c_str(), -1);
+    sqlite3_result_error_code(ctx, s.code());
+    return;
+  }
+  st->unknown = false;
+  st->last_json = "{\"txid\":" + std::to_string(r.txid) + ",\"changes\":" + std::to_string(r.changes) +
+                  ",\"last_insert_rowid\":" + std::to_string(r.last_rowid) + ",\"node\":" + JsonString(r.node) +
+                  ",\"id\":" + JsonString(req.id) + ",\"duplicate\":" + (r.duplicate ? "true" : "false") + "}";
+  sqlite3_result_int64(ctx, sqlite3_int64(r.txid));
+}
+
+void ExecFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  try {
+    if (argc < 1 || sqlite3_value_type(argv[0]) != SQLITE_TEXT) {
+      sqlite3_result_error(ctx, "repl_exec: the first argument must be the SQL text of one statement", -1);
+      return;
+    }
+    std::shared_ptr<Engine> e = MainEngine(ctx, "repl_exec");
+    if (!e) return;
+    forward::Request req;
+    req.id = forward::NewId();
+    req.sql.assign(reinterpret_cast<const char*>(sqlite3_value_text(argv[0])), size_t(sqlite3_value_bytes(argv[0])));
+    for (int k = 1; k < argc; k++) req.params.push_back(forward::FromSql(argv[k]));
+    RunExec(ctx, "repl_exec", *e, req);
+  } catch (const std::bad_alloc&) {
+    sqlite3_result_error_nomem(ctx);
+  } catch (const std::exception& ex) {
+    sqlite3_result_error(ctx, (std::string("repl_exec: ") + ex.what()).c_str(), -1);
+  }
+}
+
+void ExecRetryFn(sqlite3_context* ctx, int, sqlite3_value**) {
+  try {
+    std::shared_ptr<Engine> e = MainEngine(ctx, "repl_exec_retry");
+    if (!e) return;
+    forward::Request req;
+    {
+      auto& st = StateOf(ctx);
+      std::lock_guard<std::mutex> g(st->mu);
+      if (!st->unknown) {
+        sqlite3_result_error(ctx, "repl_exec_retry: no repl_exec of this connection has an unknown outcome", -1);
+        return;
+      }
+      req = st->pending;
+    }
+    RunExec(ctx, "repl_exec_retry", *e, req);
+  } catch (const std::bad_alloc&) {
+    sqlite3_result_error_nomem(ctx);
+  } catch (const std::exception& ex) {
+    sqlite3_result_error(ctx, (std::string("repl_exec_retry: ") + ex.what()).c_str(), -1);
+  }
+}
+
+void LastExecFn(sqlite3_context* ctx, int, sqlite3_value**) {
+  auto& st = StateOf(ctx);
+  std::lock_guard<std::mutex> g(st->mu);
+  sqlite3_result_text(ctx, st->last_json.c_str(), int(st->last_json.size()), SQLITE_TRANSIENT);
+}
+
+void FreeState(void* p) { delete static_cast<std::shared_ptr<ExecState>*>(p); }
+
 const FnSpec kFns[] = {
     {"repl_position", 0, 0, Position},  {"repl_wait", 1, 2, Wait},         {"repl_is_primary", 0, 0, IsPrimary},
     {"repl_primary", 0, 0, Primary},    {"repl_checksum", 0, 0, Checksum}, {"repl_status", 0, 0, StatusFn},
@@ -156,6 +262,19 @@ int RegisterFunctions(sqlite3* db) {
                                           const_cast<FnSpec*>(&f), Dispatch, nullptr, nullptr, nullptr);
       if (rc != SQLITE_OK) return rc;
     }
+  }
+  // repl_exec and friends share one state per connection.
+  auto state = std::make_shared<ExecState>();
+  struct {
+    const char* name;
+    int n;
+    void (*fn)(sqlite3_context*, int, sqlite3_value**);
+  } const exec_fns[] = {{"repl_exec", -1, ExecFn}, {"repl_exec_retry", 0, ExecRetryFn}, {"repl_last_exec", 0, LastExecFn}};
+  for (const auto& f : exec_fns) {
+    auto* box = new std::shared_ptr<ExecState>(state);
+    int rc = sqlite3_create_function_v2(db, f.name, f.n, SQLITE_UTF8 | SQLITE_DIRECTONLY, box, f.fn, nullptr, nullptr,
+                                        FreeState);
+    if (rc != SQLITE_OK) return rc;  // SQLite called FreeState(box)
   }
   return SQLITE_OK;
 }

@@ -30,6 +30,7 @@ set(LITEJET_E2E_TESTS
     failover
     divergence
     static_primary_lease
+    forward
     cli_replicate
     cli_log
     snapshot_restore)

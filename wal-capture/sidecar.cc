@@ -33,6 +33,10 @@ constexpr size_t kHeaderBytes = 4096;
 constexpr size_t kRingBytes = kRingSlots * sizeof(CommitEntry);
 constexpr size_t kFixedBytes = kHeaderBytes + kRingBytes;  // before the page hashes
 constexpr uint64_t kMinCapacity = 1024;
+constexpr uint32_t kSegmentShift = 20;  // 2^20 hash slots per mapped segment
+constexpr size_t kSegmentBytes = (size_t(1) << kSegmentShift) * 8;
+constexpr size_t kSegments = size_t(1) << (32 - kSegmentShift);
+static_assert(kFixedBytes % 4096 == 0, "segments are mapped at page-aligned offsets");
 
 template <typename T>
 T Load(const T* p) {
@@ -101,12 +105,32 @@ struct Sidecar::Header {
 
 Sidecar::~Sidecar() {
   static_assert(sizeof(Header) <= kHeaderBytes, "header fits its page");
+  if (segments_) {
+    for (size_t i = 0; i < kSegments; i++) {
+      if (uint64_t* seg = segments_[i].load()) ::munmap(seg, kSegmentBytes);
+    }
+  }
   if (base_) ::munmap(base_, mapped_);
   if (fd_ >= 0) ::close(fd_);
 }
 
-uint64_t* Sidecar::hashes() const {
-  return reinterpret_cast<uint64_t*>(static_cast<char*>(base_) + kFixedBytes);
+uint64_t* Sidecar::Slot(uint32_t pgno) {
+  const size_t i = size_t(pgno - 1) >> kSegmentShift;
+  uint64_t* seg = segments_[i].load(std::memory_order_acquire);
+  if (seg == nullptr) {
+    std::lock_guard<std::mutex> g(segments_mu_);
+    seg = segments_[i].load(std::memory_order_relaxed);
+    if (seg == nullptr) {
+      // May reach past the file's end: only slots below capacity (which the
+      // file holds) are ever touched.
+      void* p = ::mmap(nullptr, kSegmentBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd_,
+                       off_t(kFixedBytes + i * kSegmentBytes));
+      if (p == MAP_FAILED) return nullptr;
+      seg = static_cast<uint64_t*>(p);
+      segments_[i].store(seg, std::memory_order_release);
+    }
+  }
+  return seg + ((pgno - 1) & ((uint32_t(1) << kSegmentShift) - 1));
 }
 
 CommitEntry* Sidecar::ring() const {
@@ -220,18 +244,17 @@ Status Sidecar::SyncHeader() { return durable::SyncMap(base_, kHeaderBytes, path
 // hashes are rebuilt from the database then, so they are not synced).
 Status Sidecar::Sync() { return durable::SyncMap(base_, kFixedBytes, path_); }
 
-// The mapping is made once, as large as the largest possible database
-// (2^32 pages), and never moved: other threads read through it at any time,
-// so growing the file (ftruncate) is all that growth takes. Slots past the
-// file's end are never touched: capacity is published only after the file
-// grew.
+// The header and ring are mapped once; the page hashes in segments (Slot),
+// never moved: growing the file (ftruncate) is all that growth takes. Slots
+// past the file's end are never touched: capacity is published only after
+// the file grew.
 Status Sidecar::Map(uint64_t capacity) {
   if (base_ == nullptr) {
-    size_t want = kFixedBytes + (size_t(1) << 32) * 8;
-    void* p = ::mmap(nullptr, want, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd_, 0);
+    void* p = ::mmap(nullptr, kFixedBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd_, 0);
     if (p == MAP_FAILED) return Status::Error("litejet: cannot map sidecar " + path_ + ": " + std::strerror(errno), 10);
     base_ = p;
-    mapped_ = want;
+    mapped_ = kFixedBytes;
+    segments_.reset(new std::atomic<uint64_t*>[kSegments]());
   }
   capacity_ = capacity;
   return Status::OK();
@@ -283,7 +306,8 @@ uint64_t Sidecar::Hash(uint32_t pgno) {
     // Another process grew the file.
     if (!Map(Load(&hdr()->capacity)).ok() || pgno > capacity_) return 0;
   }
-  return hashes()[pgno - 1];
+  uint64_t* slot = Slot(pgno);
+  return slot ? *slot : 0;
 }
 
 PendingCommit Sidecar::pending_commit() const {
@@ -311,6 +335,14 @@ Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommi
     Status s = Map(cap);
     if (!s.ok()) return s;
   }
+  // Every segment the update writes is mapped now, so SetHash cannot fail.
+  for (uint64_t pg = 1; max_pgno > 0 && pg <= max_pgno; pg += uint64_t(1) << kSegmentShift) {
+    if (Slot(uint32_t(pg)) == nullptr) {
+      return Status::Error("litejet: cannot map sidecar " + path_ + " for page " + std::to_string(pg) + ": " +
+                               std::strerror(errno),
+                           10);
+    }
+  }
   Store(&hdr()->pending_salt1, where.salt1);
   Store(&hdr()->pending_salt2, where.salt2);
   Store(&hdr()->pending_frame, where.commit_frame);
@@ -325,7 +357,7 @@ void Sidecar::SetHash(uint32_t pgno, uint64_t h) {
   // BeginUpdate grew the file to every page of the update; anything else is
   // a caller's bug, and must not write past the file (SIGBUS) or before it.
   if (pgno == 0 || pgno > capacity_) return;
-  hashes()[pgno - 1] = h;
+  if (uint64_t* slot = Slot(pgno)) *slot = h;
 }
 
 uint64_t Sidecar::capacity() const { return std::max<uint64_t>(capacity_, Load(&hdr()->capacity)); }

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
+#include <mutex>
 #include <cstdint>
 #include <string>
 
@@ -194,14 +196,21 @@ class Sidecar {
   void SetBoot(const std::string& boot);
   struct Header;
   Header* hdr() const { return reinterpret_cast<Header*>(base_); }
-  uint64_t* hashes() const;
+  // The hash slot of pgno (1 <= pgno <= capacity_), its segment mapped on
+  // first use; null when it cannot be mapped.
+  uint64_t* Slot(uint32_t pgno);
   CommitEntry* ring() const;
 
   std::string path_;
   int fd_ = -1;
-  void* base_ = nullptr;
+  void* base_ = nullptr;  // the header and the commit ring
   size_t mapped_ = 0;
   std::atomic<uint64_t> capacity_{0};  // page slots known to exist in the file
+  // The page hashes, in segments of 2^20 slots (8 MiB) mapped when first
+  // touched and never moved (other threads read through them at any time):
+  // the address space taken grows with the database, not its maximum size.
+  std::unique_ptr<std::atomic<uint64_t*>[]> segments_;
+  std::mutex segments_mu_;
 };
 
 }  // namespace litejet::sidecar

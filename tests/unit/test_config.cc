@@ -441,6 +441,19 @@ void durability_values(void**) {
   }
 }
 
+void forward_values(void**) {
+  assert_false(Good({}).forward);  // off by default: safe
+  assert_true(Good({{"forward", "on"}}).forward);
+  assert_false(Good({{"forward", "off"}}).forward);
+  assert_int_equal(Good({}).forward_timeout_ms, 10000);
+  assert_int_equal(Good({{"forward_timeout_ms", "250"}}).forward_timeout_ms, 250);
+  for (const char* v : {"", "ON", "yes", "on "}) {
+    std::string msg = std::string("litejet: forward \"") + v + "\" is invalid: use on or off";
+    BadR({{"forward", v}}, msg.c_str());
+  }
+  BadR({{"forward_timeout_ms", "5"}}, "litejet: forward_timeout_ms \"5\" is invalid: use an integer from 100 to 600000");
+}
+
 void explicit_values_are_checked_even_without_nats(void**) {
   Bad({{"role", "boss"}}, {}, "litejet: role \"boss\" is invalid: use auto, primary or replica");
   Bad({{"nats", ""}, {"max_lag_ms", "x"}}, {},
@@ -678,6 +691,7 @@ int main(void) {
       cmocka_unit_test(node_default_is_the_host_name),
       cmocka_unit_test(role_values),
       cmocka_unit_test(durability_values),
+      cmocka_unit_test(forward_values),
       cmocka_unit_test(explicit_values_are_checked_even_without_nats),
       cmocka_unit_test(names_round_trip),
       cmocka_unit_test(max_lag_ms_range),

@@ -1,0 +1,52 @@
+// Applier: the replica's agent loop (replica.cc) and divergence repair
+// (rebuild.cc). Reads the log and applies each transaction to the WAL and
+// wal-index (WalWriter) under the readers, checking TXID, epoch and
+// checksum chain; a database whose history is not the log's is kept as
+// <db>.diverged-<UTC time> and rebuilt from the log.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/sqlite.h"
+#include "extension/agent.h"
+#include "extension/commit.h"
+#include "extension/node.h"
+#include "extension/role_hooks.h"
+#include "transport/log.h"
+#include "wal-capture/apply.h"
+
+namespace litejet {
+
+class Applier {
+ public:
+  Applier(NodeState& n, AgentControl& a, CommitPath& commit) : n_(n), a_(a), commit_(commit) {}
+  // Until the agent stops or (hooks) the role changes.
+  void Run(transport::Log& log, const RoleHooks* hooks);
+
+ private:
+  Status ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq);
+  // Before applying: a commit this node made as primary whose committer
+  // died unfinished is settled first (CommitPath::ResolveDeadCommit).
+  Status SettleDeadCommit(sqlite3* db, int attempts);
+  // Keeps the database as <db>.diverged-<UTC time>, rebuilds it from the log
+  // and installs it under its readers; *resume_seq: where the replica reads
+  // on. Says what happened in repl_status(), last_error and sqlite3_log.
+  Status Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* db, const std::string& why,
+                 uint64_t* resume_seq);
+  struct RebuiltState {
+    uint64_t txid = 0, checksum = 0, epoch = 0, log_seq = 0, bytes = 0;
+    uint32_t db_pages = 0, page_size = 0;
+    std::vector<uint64_t> hashes;  // of pages 1..db_pages
+  };
+  Status ReplayLog(transport::Log& log, const std::string& tmp, RebuiltState* state);
+
+  NodeState& n_;
+  AgentControl& a_;
+  CommitPath& commit_;
+  bool rebuild_failed_ = false;  // a rebuild failed; divergence is then fatal
+  std::string rebuild_error_;
+};
+
+}  // namespace litejet
