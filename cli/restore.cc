@@ -268,52 +268,57 @@ int RunSnapshot(int argc, char** argv) {
   uint64_t sum = 0;
   st = checksum::OfFile(db, &sum);
   if (!st.ok()) return Fail(c, st.message(), kFailed);
-  uint64_t want_txid = 0;
-  if (Exists(db + "-litejet")) {
+  uint64_t want_txid = 0, hint_seq = 0;
+  const bool has_sidecar = Exists(db + "-litejet");
+  if (has_sidecar) {
     sidecar::Sidecar sc;
     bool created = false;
     st = sc.Open(db + "-litejet", &created);
     if (!st.ok()) return Fail(c, st.message(), kFailed);
     want_txid = sc.Read().txid;
+    hint_seq = sc.Read().log_seq;
   }
   std::unique_ptr<transport::Log> log;
   rc = OpenLog(c, o, a.timeout_ms, &log);
   if (rc >= 0) return rc;
-  uint64_t first = 0, last = 0;
-  st = log->Range(a.timeout_ms, &first, &last);
   // The record: the sidecar's TXID, or the newest with the file's checksum.
-  bool found = false;
-  snapshot::PutInfo in;
-  uint64_t log_sum = 0;
-  if (st.ok()) {
-    st = snapshot::ScanLog(*log, first, last, a.timeout_ms,
-                           [&](const record::Txn& t, const snapshot::LogPos& pos, bool*) {
-                             if (t.epoch_marker) return litejet::Status::OK();
-                             bool match = want_txid ? t.txid == want_txid : t.checksum_after == sum;
-                             if (match) {
-                               found = true;
-                               in.txid = t.txid;
-                               log_sum = t.checksum_after;
-                               in.log_seq = pos.start;
-                               in.epoch = t.epoch;
-                               in.commit_time_us = t.timestamp_us;
-                             }
-                             return litejet::Status::OK();
-                           });
+  snapshot::FoundRecord fr;
+  if (has_sidecar) {
+    st = snapshot::FindRecord(*log, want_txid, hint_seq, a.timeout_ms, &fr);
+  } else {
+    uint64_t first = 0, last = 0;
+    st = log->Range(a.timeout_ms, &first, &last);
+    if (st.ok()) {
+      st = snapshot::ScanLog(*log, first, last, a.timeout_ms,
+                             [&](const record::Txn& t, const snapshot::LogPos& pos, bool*) {
+                               if (!t.epoch_marker && t.checksum_after == sum) {
+                                 fr.found = true;
+                                 fr.txn = t;
+                                 fr.txn.pages.clear();
+                                 fr.pos = pos;
+                               }
+                               return litejet::Status::OK();
+                             });
+    }
   }
   if (!st.ok()) {
     return Fail(c, st.message(), st.code() == transport::kUnavailable ? kUnreachable : kFailed);
   }
-  if (!found) {
-    return Fail(c, want_txid ? "TXID " + std::to_string(want_txid) + " of " + db +
-                                   " (its sidecar's) is not in the log of \"" + o.name + "\""
-                             : "no transaction in the log of \"" + o.name + "\" has the checksum of " + db + " (" +
-                                   checksum::Hex(sum) + ")");
+  if (!fr.found) {
+    return Fail(c, has_sidecar ? "TXID " + std::to_string(want_txid) + " of " + db +
+                                     " (its sidecar's) is not in the log of \"" + o.name + "\""
+                               : "no transaction in the log of \"" + o.name + "\" has the checksum of " + db + " (" +
+                                     checksum::Hex(sum) + ")");
   }
-  if (log_sum != sum) {
-    return Fail(c, db + " at TXID " + std::to_string(in.txid) + " (its sidecar's) has checksum " + checksum::Hex(sum) +
-                       ", the log has " + checksum::Hex(log_sum));
+  if (fr.txn.checksum_after != sum) {
+    return Fail(c, db + " at TXID " + std::to_string(want_txid) + " (its sidecar's) has checksum " +
+                       checksum::Hex(sum) + ", the log has " + checksum::Hex(fr.txn.checksum_after));
   }
+  snapshot::PutInfo in;
+  in.txid = fr.txn.txid;
+  in.log_seq = fr.pos.start;
+  in.epoch = fr.txn.epoch;
+  in.commit_time_us = fr.txn.timestamp_us;
   in.checksum = sum;
   std::unique_ptr<snapshot::Store> store;
   st = snapshot::OpenNatsStore(o, &store);

@@ -114,7 +114,7 @@ int RunVerify(int argc, char** argv) {
     if (!st.ok()) return fail(st.message(), kDiffers);
   }
   bool has_sidecar = Size(db + "-litejet", &wal);
-  uint64_t txid = 0, sum = file_sum;
+  uint64_t txid = 0, sum = file_sum, hint_seq = 0;
   if (has_sidecar) {
     sidecar::Sidecar sc;
     bool created = false;
@@ -123,6 +123,7 @@ int RunVerify(int argc, char** argv) {
     sidecar::Position p = sc.Read();
     txid = p.txid;
     sum = p.checksum;
+    hint_seq = p.log_seq;
     if (at_rest && file_sum != sum) {
       return fail(db + " at TXID " + std::to_string(txid) + ": the file's pages sum to " + checksum::Hex(file_sum) +
                       ", its sidecar says " + checksum::Hex(sum) + " (changed behind litejet's back)",
@@ -144,22 +145,26 @@ int RunVerify(int argc, char** argv) {
     return fail(
         "cannot reach NATS: " + (st.message().rfind("litejet: ", 0) == 0 ? st.message().substr(9) : st.message()),
         kUnreachable);
-  bool found = false, seen_first = false;
+  bool found = false;
   uint64_t log_sum = 0, first_txid = 0, last_txid = 0;
-  st = snapshot::ScanLog(*log, first, last, a.timeout_ms,
-                         [&](const record::Txn& t, const snapshot::LogPos&, bool* more) {
-                           if (!seen_first) first_txid = t.txid;
-                           seen_first = true;
-                           last_txid = t.txid;
-                           if (t.epoch_marker) return litejet::Status::OK();
-                           if (has_sidecar ? t.txid == txid : t.checksum_after == sum) {
-                             found = true;
-                             txid = t.txid;
-                             log_sum = t.checksum_after;
-                             if (has_sidecar) *more = false;
-                           }
-                           return litejet::Status::OK();
-                         });
+  if (has_sidecar) {
+    // The sidecar's log_seq is where its TXID's record is (or just before it).
+    snapshot::FoundRecord fr;
+    st = snapshot::FindRecord(*log, txid, hint_seq, a.timeout_ms, &fr);
+    found = fr.found;
+    log_sum = fr.txn.checksum_after;
+    first_txid = fr.first_txid;
+    last_txid = fr.last_txid;
+  } else {
+    st = snapshot::ScanLog(*log, first, last, a.timeout_ms, [&](const record::Txn& t, const snapshot::LogPos&, bool*) {
+      if (!t.epoch_marker && t.checksum_after == sum) {
+        found = true;
+        txid = t.txid;
+        log_sum = t.checksum_after;
+      }
+      return litejet::Status::OK();
+    });
+  }
   if (!st.ok()) return fail(st.message(), st.code() == transport::kUnavailable ? kUnreachable : kDiffers);
   const char* source = has_sidecar ? (at_rest ? "sidecar and file" : "sidecar") : "file";
   if (!found) {

@@ -4,6 +4,7 @@
 // records whatever their chunking and batching.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -142,6 +143,41 @@ Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_m
     }
   }
   return Status::OK();
+}
+
+Status FindRecord(transport::Log& log, uint64_t txid, uint64_t hint_seq, int64_t wait_ms, FoundRecord* out) {
+  *out = FoundRecord();
+  uint64_t first = 0, last = 0;
+  Status s = log.Range(wait_ms, &first, &last);
+  if (!s.ok()) return s;
+  if (first > last) return Status::OK();
+  auto scan = [&](uint64_t from, bool whole) {
+    bool seen = false;
+    return ScanLog(log, from, last, wait_ms, [&](const record::Txn& t, const LogPos& pos, bool* more) {
+      if (whole && !seen) out->first_txid = t.txid;
+      seen = true;
+      out->last_txid = t.txid;
+      if (!t.epoch_marker && t.txid == txid) {
+        out->found = true;
+        out->txn = t;
+        out->txn.pages.clear();
+        out->pos = pos;
+      } else if (t.txid > txid && (out->found || !whole)) {
+        *more = false;  // found (a retried copy would have come right after it), or the hint was past it
+      }
+      return Status::OK();
+    });
+  };
+  if (hint_seq > first && hint_seq <= last) {
+    uint64_t start = hint_seq;
+    if (!RecordStart(log, hint_seq, wait_ms, &start).ok()) start = hint_seq;
+    s = scan(std::max(start, first), false);
+    if (s.ok() && out->found) return s;
+    if (!s.ok() && s.code() != transport::kTruncated) return s;
+  }
+  FoundRecord again;
+  *out = again;
+  return scan(first, true);
 }
 
 Status RecordStart(transport::Log& log, uint64_t seq, int64_t wait_ms, uint64_t* start) {

@@ -162,6 +162,20 @@ Status ApplyRecord(int fd, const std::string& path, const std::string& name, con
 Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_ms,
                const std::function<Status(const record::Txn&, const LogPos& pos, bool* more)>& fn);
 
+// The transaction record of txid (not an epoch marker) and its place.
+// hint_seq (0: none), e.g. a sidecar's log_seq: a sequence at or a little
+// before the record, where the search starts; when the record is not found
+// from there (the hint was past it, or gone), the whole log is scanned.
+// *found = false when the log does not hold it (then *last_txid: the log's
+// last TXID, *first_txid: its first).
+struct FoundRecord {
+  bool found = false;
+  record::Txn txn;  // pages dropped
+  LogPos pos;
+  uint64_t first_txid = 0, last_txid = 0;
+};
+Status FindRecord(transport::Log& log, uint64_t txid, uint64_t hint_seq, int64_t wait_ms, FoundRecord* out);
+
 // The sequence of the first message (chunk 0) of the record that the log
 // message at seq completes (what a manifest's log_seq is): seq minus that
 // message's chunk index. For a producer that knows the completing sequence

@@ -351,6 +351,22 @@ void restore_from_log_and_snapshot(void**) {
                                 : h.seqs[t];
     if (t != 12) assert_int_equal(rr.state.consumed_seq, resume);
   }
+  // FindRecord: from a hint at or before the record, past it, or none; a TXID the log lacks.
+  for (uint64_t hint : {h.seqs[6] - 1, h.seqs[6] + 1, h.seqs[10], uint64_t(0)}) {
+    sn::FoundRecord fr;
+    AssertOk(sn::FindRecord(*log, 7, hint, 1000, &fr));
+    assert_true(fr.found && fr.txn.txid == 7 && fr.txn.checksum_after == h.sums[7] && fr.txn.pages.empty());
+    assert_true(fr.pos.start == h.seqs[6] && fr.pos.end == h.seqs[6] + 1 && fr.pos.last_in_message);
+    assert_int_equal(fr.txn.timestamp_us, 7000);
+  }
+  sn::FoundRecord fr;
+  AssertOk(sn::FindRecord(*log, 13, h.seqs[12], 1000, &fr));
+  assert_false(fr.found);
+  assert_int_equal(fr.first_txid, 1);
+  assert_int_equal(fr.last_txid, 12);
+  AssertOk(sn::FindRecord(*log, 6, 0, 1000, &fr));
+  assert_true(fr.found && fr.txn.txid == 6 && !fr.pos.last_in_message);
+
   // A snapshot at TXID 6 (inside the batch 6..7): restore to 7, 10 and the latest uses it.
   conf::VectorSource src(h.page_size, h.states[6]);
   sn::PutInfo in;
