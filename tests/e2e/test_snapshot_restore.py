@@ -197,6 +197,16 @@ def body(s):
     rc, out, err = run("verify", copies["good"], *nats)
     s.check(rc == 0 and out == "%s: TXID %d, checksum %s (from the sidecar and file) matches the log\n"
             % (copies["good"], last, history[last][1]), "verify on a checkpointed copy: exit 0", out + err)
+    # A replica's checkpointed copy with its sidecar: snapshot at the sidecar's TXID; restore uses it.
+    rc, out, err = run("snapshot", copies["good"], *nats, "--json")
+    s3 = json.loads(out) if rc == 0 else {}
+    s.check(rc == 0 and s3["txid"] == last and s3["checksum"] == history[last][1],
+            "snapshot of a replica's copy: at its sidecar's TXID %d" % last, out + err)
+    out, err = restore(s.path("z", "c.db"))
+    s.check(out and out["snapshot"] == {"id": s3.get("id"), "txid": last} and out["records"] == 0 and
+            out["checksum"] == history[last][1], "restore: from the replica's snapshot, no log record after it",
+            json.dumps(out) + err)
+    s.eq(rows_of(s.path("z", "c.db")), rows(last), "restore from the replica's snapshot: the primary's rows")
     rc, out, err = run("verify", copies["bad"], *nats)
     s.check(rc == 1 and err.startswith("litejet: verify: %s at TXID %d: the file's pages sum to " % (copies["bad"], last))
             and err.endswith(", its sidecar says %s (changed behind litejet's back)\n" % history[last][1]),
