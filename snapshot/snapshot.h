@@ -166,8 +166,8 @@ Status ScanLog(transport::Log& log, uint64_t from, uint64_t last, int64_t wait_m
 // hint_seq (0: none), e.g. a sidecar's log_seq: a sequence at or a little
 // before the record, where the search starts; when the record is not found
 // from there (the hint was past it, or gone), the whole log is scanned.
-// *found = false when the log does not hold it (then *last_txid: the log's
-// last TXID, *first_txid: its first).
+// found = false when the log does not hold it (then last_txid is the log's
+// last TXID and first_txid its first).
 struct FoundRecord {
   bool found = false;
   record::Txn txn;  // pages dropped
