@@ -1,5 +1,5 @@
 // The litejet command-line tool: dispatches to the commands (cli/cli.h).
-// Implemented: status, replicate, log, --help, --version; the others arrive one by one.
+// Implemented: status, replicate, log, restore, snapshot, verify, --help, --version; metrics arrives later.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -14,9 +14,11 @@ const char kUsage[] =
     "\n"
     "commands:\n"
     "  replicate DB [--nats URL] [--role R] [...]   run the replication agent for DB\n"
-    "  restore DB --nats URL --name NAME [--txid T] build DB from a snapshot and the log\n"
+    "  restore DB --nats URL --name NAME [--txid T | --time UTC] [--force]\n"
+    "                                               build DB from a snapshot and the log (restore --help)\n"
+    "  snapshot DB --nats URL --name NAME           publish a snapshot of DB at rest (snapshot --help)\n"
     "  status --nats URL [--name NAME] [--json]     show the cluster (status --help)\n"
-    "  verify DB                                    check DB against the log\n"
+    "  verify DB [--nats URL --name NAME]           check DB against the log (verify --help)\n"
     "  log --nats URL --name NAME [--check]         recent transactions (log --help)\n"
     "\n"
     "options:\n"
@@ -42,10 +44,9 @@ int main(int argc, char** argv) {
   if (cmd == "status") return litejet::cli::RunStatus(argc - 2, argv + 2);
   if (cmd == "replicate") return litejet::cli::RunReplicate(argc - 2, argv + 2);
   if (cmd == "log") return litejet::cli::RunLog(argc - 2, argv + 2);
-  if (cmd == "restore" || cmd == "verify") {
-    std::fprintf(stderr, "litejet: %s: not implemented yet\n", cmd.c_str());
-    return 1;
-  }
+  if (cmd == "restore") return litejet::cli::RunRestore(argc - 2, argv + 2);
+  if (cmd == "snapshot") return litejet::cli::RunSnapshot(argc - 2, argv + 2);
+  if (cmd == "verify") return litejet::cli::RunVerify(argc - 2, argv + 2);
   std::fprintf(stderr, "litejet: unknown command \"%s\" (try --help)\n", cmd.c_str());
   return 2;
 }

@@ -32,7 +32,8 @@ set(LITEJET_E2E_TESTS
     static_primary_lease
     forward
     cli_replicate
-    cli_log)
+    cli_log
+    snapshot_restore)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
@@ -44,7 +45,7 @@ foreach(t IN LISTS LITEJET_E2E_TESTS)
   endif()
 endforeach()
 
-set_property(TEST e2e_cli_replicate e2e_cli_log APPEND PROPERTY LABELS cli)
+set_property(TEST e2e_cli_replicate e2e_cli_log e2e_snapshot_restore APPEND PROPERTY LABELS cli)
 
 # Kill-torture (issue 8): SIGKILL at random instants, seeded and printed.
 # 40 rounds here (about a minute); sanitized builds run 10.

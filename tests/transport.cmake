@@ -12,3 +12,6 @@ add_dependencies(test_cli_status litejet_cli)
 litejet_integration(test_cli_log)
 add_dependencies(test_cli_log litejet_cli)
 set_property(TEST test_cli_status test_cli_log APPEND PROPERTY LABELS cli)
+# snapshot/: the snapshot codec, stores (memory; JetStream), retention and restore.
+litejet_unit(test_snapshot)
+litejet_integration(test_snapshot_nats)

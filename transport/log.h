@@ -72,6 +72,11 @@ class Log {
   // stream does not exist.
   virtual Status Range(int64_t timeout_ms, uint64_t* first, uint64_t* last) = 0;
 
+  // Retention: removes every message with seq < below (a message at or
+  // after it stays). A below at or under the first message is a no-op.
+  // Reads from a removed seq fail with kTruncated; Range's first moves up.
+  virtual Status PurgeBelow(uint64_t below, int64_t timeout_ms) = 0;
+
   virtual bool Connected() const = 0;
   // Largest `data` Publish accepts: the server's max payload minus room for the
   // headers litejet adds (kHeaderReserve), so records can be chunked to it.

@@ -1,5 +1,6 @@
 // transport/memory_log.cc: the in-memory Log for engine tests. It keeps the
 // JetStream semantics litejet relies on: fencing, msg-id dedupe, ordered reads, outages.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -24,6 +25,7 @@ struct MemoryStore {
   std::condition_variable cv;  // a message was appended or availability changed
   bool available = true;
   std::vector<std::string> messages;  // seq = index + 1
+  uint64_t first = 1;                 // messages below it were purged (PurgeBelow)
   struct Dedupe {
     std::string id;
     uint64_t seq;
@@ -60,8 +62,17 @@ class MemoryLog final : public Log {
   Status Range(int64_t, uint64_t* first, uint64_t* last) override {
     std::lock_guard<std::mutex> l(store_->mu);
     if (!store_->available) return Fail(Unavailable("range"));
-    *first = 1;  // nothing is ever removed
     *last = store_->messages.size();
+    *first = std::min<uint64_t>(store_->first, *last + 1);
+    return Status::OK();
+  }
+
+  Status PurgeBelow(uint64_t below, int64_t) override {
+    std::lock_guard<std::mutex> l(store_->mu);
+    if (!store_->available) return Fail(Unavailable("purge"));
+    below = std::min<uint64_t>(below, store_->messages.size() + 1);
+    for (uint64_t seq = store_->first; seq < below; seq++) std::string().swap(store_->messages[seq - 1]);
+    store_->first = std::max(store_->first, below);
     return Status::OK();
   }
 
@@ -125,6 +136,11 @@ class MemoryLog final : public Log {
         if (!store_->cv.wait_for(l, std::chrono::milliseconds(wait_ms > 0 ? wait_ms : 0), ready)) {
           if (!store_->available) return Fail(Unavailable("read"));
           return Status::OK();
+        }
+        if (next < store_->first) {
+          return Fail(Status::Error("litejet: memory log: read failed: message " + std::to_string(next) +
+                                        " is no longer in the log (first is " + std::to_string(store_->first) + ")",
+                                    kTruncated));
         }
         m.seq = next;
         m.data = store_->messages[next - 1];

@@ -71,6 +71,7 @@ class NatsLog final : public Log {
                  uint64_t* seq) override;
   Status Read(uint64_t from, int64_t wait_ms, const std::function<bool(const Message&)>& fn) override;
   Status Range(int64_t timeout_ms, uint64_t* first, uint64_t* last) override;
+  Status PurgeBelow(uint64_t below, int64_t timeout_ms) override;
 
   bool Connected() const override { return conn_.Connected(); }
   size_t MaxPayload() const override {
@@ -227,6 +228,22 @@ Status NatsLog::Range(int64_t timeout_ms, uint64_t* first, uint64_t* last) {
   // An empty stream reports FirstSeq 0 (never written) or LastSeq + 1 (purged).
   *first = si->State.Msgs == 0 ? *last + 1 : si->State.FirstSeq;
   jsStreamInfo_Destroy(si);
+  return Status::OK();
+}
+
+Status NatsLog::PurgeBelow(uint64_t below, int64_t timeout_ms) {
+  const std::string what = "purge " + stream_ + " below sequence " + std::to_string(below);
+  if (below <= 1) return Status::OK();
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (!WaitConnected(deadline)) return NotConnected(what);
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = std::max<int64_t>(MsLeft(deadline), 1);
+  jo.Stream.Purge.Subject = subject_.c_str();
+  jo.Stream.Purge.Sequence = below;  // up to, not including
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_PurgeStream(Js(), stream_.c_str(), &jo, &jerr);
+  if (s != NATS_OK) return Fail(what, s, jerr);
   return Status::OK();
 }
 

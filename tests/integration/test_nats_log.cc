@@ -131,6 +131,7 @@ void stale_writer_is_fenced(void** state) { AssertOk(conf::FencedChain(Single(st
 void retry_with_same_msg_id_returns_original_seq(void** state) { AssertOk(conf::DedupeRetry(Single(state))); }
 void read_from_any_position_in_order(void** state) { AssertOk(conf::ReadPositions(Single(state))); }
 void range_follows_appends(void** state) { AssertOk(conf::RangeFollowsAppends(Single(state))); }
+void purge_below_keeps_the_rest(void** state) { AssertOk(conf::PurgeBelowKeepsTheRest(Single(state))); }
 void concurrent_reader_sees_every_message_once(void** state) {
   AssertOk(conf::ConcurrentReadWrite(Single(state), 2000));
 }
@@ -443,6 +444,7 @@ int main(int argc, char** argv) {
       cmocka_unit_test(large_message_round_trips),
       cmocka_unit_test(ensure_rejects_an_incompatible_stream),
       cmocka_unit_test(range_follows_appends),
+      cmocka_unit_test(purge_below_keeps_the_rest),
       cmocka_unit_test(range_of_a_missing_stream_is_no_stream),
       cmocka_unit_test(list_databases_names_only_the_prefixs_logs),
   };

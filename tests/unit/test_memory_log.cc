@@ -34,6 +34,7 @@ void retry_with_same_msg_id_returns_original_seq(void**) {
   AssertOk(conf::DedupeRetry(OpenerFor(lt::NewMemoryStore())));
 }
 void range_follows_appends(void**) { AssertOk(conf::RangeFollowsAppends(OpenerFor(lt::NewMemoryStore()))); }
+void purge_below_keeps_the_rest(void**) { AssertOk(conf::PurgeBelowKeepsTheRest(OpenerFor(lt::NewMemoryStore()))); }
 void read_from_any_position_in_order(void**) { AssertOk(conf::ReadPositions(OpenerFor(lt::NewMemoryStore()))); }
 void concurrent_reader_sees_every_message_once(void**) {
   AssertOk(conf::ConcurrentReadWrite(OpenerFor(lt::NewMemoryStore()), 2000));
@@ -139,6 +140,7 @@ int main() {
       cmocka_unit_test(retry_with_same_msg_id_returns_original_seq),
       cmocka_unit_test(read_from_any_position_in_order),
       cmocka_unit_test(range_follows_appends),
+      cmocka_unit_test(purge_below_keeps_the_rest),
       cmocka_unit_test(concurrent_reader_sees_every_message_once),
       cmocka_unit_test(racing_writers_have_one_winner_per_seq),
       cmocka_unit_test(simultaneous_writers_have_one_winner_per_round),
