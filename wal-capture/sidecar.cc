@@ -6,18 +6,18 @@
 #include "wal-capture/sidecar.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <linux/futex.h>
+#include <sys/file.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <thread>
 
@@ -98,20 +98,15 @@ struct Sidecar::Header {
   uint32_t change_word, change_waiters;
 };
 
-
 Sidecar::~Sidecar() {
   static_assert(sizeof(Header) <= kHeaderBytes, "header fits its page");
   if (base_) ::munmap(base_, mapped_);
   if (fd_ >= 0) ::close(fd_);
 }
 
-uint64_t* Sidecar::hashes() const {
-  return reinterpret_cast<uint64_t*>(static_cast<char*>(base_) + kFixedBytes);
-}
+uint64_t* Sidecar::hashes() const { return reinterpret_cast<uint64_t*>(static_cast<char*>(base_) + kFixedBytes); }
 
-CommitEntry* Sidecar::ring() const {
-  return reinterpret_cast<CommitEntry*>(static_cast<char*>(base_) + kHeaderBytes);
-}
+CommitEntry* Sidecar::ring() const { return reinterpret_cast<CommitEntry*>(static_cast<char*>(base_) + kHeaderBytes); }
 
 Status Sidecar::Open(const std::string& path, bool* created, bool* unclean) {
   if (unclean) *unclean = false;
@@ -254,7 +249,8 @@ Position Sidecar::Read() const {
         stuck_s = s1;
         stuck_a = a1;
         stuck_since = std::chrono::steady_clock::now();
-      } else if ((spins & 1023) == 0 && std::chrono::steady_clock::now() - stuck_since > std::chrono::milliseconds(100)) {
+      } else if ((spins & 1023) == 0 &&
+                 std::chrono::steady_clock::now() - stuck_since > std::chrono::milliseconds(100)) {
         give_up = true;
       }
       if (!give_up) {
@@ -383,7 +379,8 @@ void ReadStable(const uint64_t* seq, Fn&& read) {
       if (s1 != stuck) {
         stuck = s1;
         stuck_since = std::chrono::steady_clock::now();
-      } else if ((tries & 1023) == 0 && std::chrono::steady_clock::now() - stuck_since > std::chrono::milliseconds(100)) {
+      } else if ((tries & 1023) == 0 &&
+                 std::chrono::steady_clock::now() - stuck_since > std::chrono::milliseconds(100)) {
         give_up = true;
       }
       if (!give_up) {

@@ -63,7 +63,8 @@ void sidecar_two_writers_and_a_reader(void**) {
   while (std::chrono::steady_clock::now() < until) {
     auto t0 = std::chrono::steady_clock::now();
     sidecar::Position p = r.Read();
-    auto ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+    auto ns =
+        uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
     if (ns > slowest_ns) slowest_ns = ns;
     reads++;
     if (p.checksum != 3 * p.txid || p.log_seq != 5 * p.acked_txid) {
