@@ -72,7 +72,8 @@ static int is_hex16(const char* s) {
 }
 
 int main(void) {
-  char dir[] = "/tmp/litejet-c-app-XXXXXX";
+  const char* tmp = getenv("TMPDIR");
+  char dir[256];
   char path[512], uri[1024], text[512];
   sqlite3* db = NULL;
   int rc;
@@ -82,6 +83,7 @@ int main(void) {
   unsetenv("LITEJET_ROLE");
   unsetenv("LITEJET_NAME");
 
+  snprintf(dir, sizeof dir, "%s/litejet-c-app-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (!mkdtemp(dir)) {
     perror("mkdtemp");
     return 1;
