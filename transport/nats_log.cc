@@ -387,6 +387,7 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
     next_ = from;
   }
   auto idle_since = Clock::now();
+  Status no_consumer;  // why the last consumer creation failed, while there is none
   for (;;) {
     if (Interrupted()) return NotConnected("read " + subject_);
     int64_t left = wait_ms - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - idle_since).count();
@@ -394,11 +395,15 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
       // Keep sub_ either way: nats.c resubscribes and recreates the ordered
       // consumer (missed heartbeats) once the server is back.
       if (!Connected()) return NotConnected("read " + subject_);
+      // Connected, but no consumer the whole wait (e.g. the server refuses
+      // to create one: a permissions violation): the log was unreachable.
+      if (!sub_ && !no_consumer.ok()) return no_consumer;
       return Status::OK();
     }
     if (!sub_) {
       Status st = Subscribe(next_, left);
       if (!st.ok() && st.code() != kUnavailable) return st;
+      no_consumer = st;
       continue;  // on kUnavailable, again until the wait is over
     }
     natsMsg* m = nullptr;

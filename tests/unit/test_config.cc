@@ -590,6 +590,28 @@ void password_is_never_echoed(void**) {
   assert_non_null(strstr(st.message().c_str(), "password"));
 }
 
+// nkey_seed is a path like creds; the two exclude each other.
+void nkey_seed_is_a_secret_path(void**) {
+  Config c = Good({{"nkey_seed", "/run/secrets/app.nk"}});
+  assert_string_equal(c.nkey_seed.c_str(), "/run/secrets/app.nk");
+  c = Good({}, {{"LITEJET_NKEY_SEED", "env.nk"}});
+  assert_string_equal(c.nkey_seed.c_str(), "env.nk");
+  assert_string_equal(TransportOptions(c).nkey_seed.c_str(), "env.nk");
+  BadR({{"nkey_seed", "a.nk"}, {"creds", "a.creds"}},
+       "litejet: creds and nkey_seed are both set: use one (a creds file holds its own nkey)");
+}
+
+// js_domain: a JetStream domain name, passed to the transport; empty = unset.
+void js_domain_is_a_token(void**) {
+  assert_string_equal(Good({}).js_domain.c_str(), "");
+  Config c = Good({{"js_domain", "hub"}});
+  assert_string_equal(c.js_domain.c_str(), "hub");
+  assert_string_equal(TransportOptions(c).js_domain.c_str(), "hub");
+  assert_string_equal(Good({}, {{"LITEJET_JS_DOMAIN", "central-1"}}).js_domain.c_str(), "central-1");
+  assert_string_equal(Good({{"js_domain", ""}}).js_domain.c_str(), "");
+  BadR({{"js_domain", "a.b"}}, "litejet: js_domain \"a.b\" is invalid: use [A-Za-z0-9_-]{1,64}");
+}
+
 void tls_cert_and_key_come_together(void**) {
   BadR({{"tls_cert", "c.pem"}}, "litejet: tls_cert is set without tls_key: set both or neither");
   BadR({{"tls_key", "k.pem"}}, "litejet: tls_key is set without tls_cert: set both or neither");
@@ -667,6 +689,8 @@ int main(void) {
       cmocka_unit_test(password_without_user_is_an_error),
       cmocka_unit_test(password_is_never_echoed),
       cmocka_unit_test(tls_cert_and_key_come_together),
+      cmocka_unit_test(nkey_seed_is_a_secret_path),
+      cmocka_unit_test(js_domain_is_a_token),
       cmocka_unit_test(process_env_reads_getenv),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
