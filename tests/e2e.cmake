@@ -31,7 +31,9 @@ set(LITEJET_E2E_TESTS
     divergence
     static_primary_lease
     cli_replicate
-    cli_log)
+    cli_log
+    secure
+    edge)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
