@@ -138,7 +138,11 @@ Status NatsLog::CheckCompatible(const jsStreamInfo* si) {
   const jsStreamConfig* c = si->Config;
   bool has_subject = false;
   for (int i = 0; c && i < c->SubjectsLen; i++) has_subject |= subject_ == c->Subjects[i];
-  if (!c || !has_subject) {
+  // A mirror of the log (another JetStream domain's, at the edge: see
+  // docs/operations.md) holds its messages, subjects and sequences, and
+  // takes no publishes of its own: a replica reads it like the log.
+  const bool mirror = c && c->Mirror && c->Mirror->Name && stream_ == c->Mirror->Name;
+  if (!c || !(has_subject || mirror)) {
     return Fail(Status::Error("litejet: nats: stream " + stream_ + " exists but does not hold subject " + subject_));
   }
   if (c->Storage != js_FileStorage) {

@@ -6,6 +6,7 @@
 # leaf and reaches the hub's JetStream with js_domain=hub. It replicates,
 # keeps serving reads while the link is down (while the primary writes on),
 # and catches up once the link is back.
+import json
 import os
 import socket
 import subprocess
@@ -141,6 +142,22 @@ class Server:
             self.proc.wait()
 
 
+def js_request(port, subject, payload, timeout=10):
+    """One JetStream API request over a bare NATS connection; the reply, parsed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as c:
+        f = c.makefile("rb")
+        f.readline()  # INFO
+        data = json.dumps(payload).encode()
+        c.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.edge 1\r\n'
+                  + ("PUB %s _INBOX.edge %d\r\n" % (subject, len(data))).encode() + data + b"\r\n")
+        while True:
+            line = f.readline().decode().strip()
+            if line.startswith("MSG "):
+                return json.loads(f.read(int(line.split()[-1]) + 2)[:-2])
+            if not line or line.startswith("-ERR"):
+                raise RuntimeError("%s: %r" % (subject, line))
+
+
 def body(s):
     leaf_port = free_port()
     link = Relay(leaf_port)
@@ -167,6 +184,16 @@ def body(s):
     r.open(replica_uri(s.path("r", "edge.db"), leaf.url, js_domain="hub"))
     same_state(s, p, r, 2, "replica on the leaf (js_domain=hub)")
 
+    # The other layout: the log mirrored into the leaf's own domain; a
+    # replica without js_domain reads the mirror.
+    made = js_request(leaf.port, "$JS.API.STREAM.CREATE.litejet_edge", {
+        "name": "litejet_edge", "storage": "file",
+        "mirror": {"name": "litejet_edge", "external": {"api": "$JS.hub.API"}}})
+    s.check("error" not in made, "a mirror of the log in the leaf's domain", repr(made))
+    m = Worker("mirror-replica")
+    m.open(replica_uri(s.path("m", "edge.db"), leaf.url, node="m1"))
+    same_state(s, p, m, 2, "replica reading the leaf's mirror")
+
     link.cut()
     s.check(wait_until(lambda: "Leafnode connection closed" in leaf.log_text(), 20),
             "the leaf link is down", leaf.log_text()[-1500:])
@@ -176,6 +203,11 @@ def body(s):
     s.eq(r.one("SELECT repl_wait(3, 1500)", timeout=30), 0, "the edge replica does not get them while cut off")
     s.eq(r.sql("SELECT x FROM t ORDER BY rowid"), [["before"]], "the edge replica serves reads while cut off")
     s.eq(r.one("SELECT repl_position()"), 2, "the edge replica stays at its position")
+    # A replica started at the site while it is cut off starts from the mirror.
+    n = Worker("new-mirror-replica")
+    n.open(replica_uri(s.path("n", "edge.db"), leaf.url, node="n1"))
+    s.eq(n.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "a new replica at the cut-off site starts from the mirror")
+    s.eq(n.sql("SELECT x FROM t ORDER BY rowid"), [["before"]], "... and serves what the mirror had")
     st = r.status()
     log("edge replica while cut off: connected=%s last_error=%r" % (st["connected"], st["last_error"]))
 
@@ -184,8 +216,10 @@ def body(s):
     s.check(wait_until(lambda: leaf.leafs() > links_before, 30), "the leaf link is back", leaf.log_text()[-1500:])
     same_state(s, p, r, 7, "edge replica after the link is back")
     s.eq(r.one("SELECT count(*) FROM t"), 6, "the edge replica has every row")
-    p.exit()
-    r.exit()
+    same_state(s, p, m, 7, "mirror replica after the link is back")
+    same_state(s, p, n, 7, "new mirror replica after the link is back")
+    for w in (p, r, m, n):
+        w.exit()
 
 
 if __name__ == "__main__":
