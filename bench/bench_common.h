@@ -124,8 +124,8 @@ inline sqlite3* OpenPlain(const std::string& path) {
 inline sqlite3* OpenLitejet(const std::string& path, const std::string& query, bool wal = true) {
   std::string uri = "file:" + path + (query.empty() ? "" : "?" + query);
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI,
-                           LITEJET_VFS_NAME);
+  int rc =
+      sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, LITEJET_VFS_NAME);
   if (rc != SQLITE_OK) Die("open %s: %s", uri.c_str(), db ? sqlite3_errmsg(db) : "?");
   // The primary's agent may briefly take the write lock (spool rotation).
   sqlite3_busy_timeout(db, 10000);

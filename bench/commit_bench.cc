@@ -46,7 +46,7 @@ struct Options {
 
 struct RunResult {
   double txns_per_s = 0;
-  double cpu_us = 0;  // CPU time of the committing thread per transaction (user + system)
+  double cpu_us = 0;         // CPU time of the committing thread per transaction (user + system)
   double shipped_per_s = 0;  // live: txns / (first commit .. last acknowledged)
   double drain_ms = 0;       // live: last commit -> last acknowledged
 };
@@ -170,16 +170,23 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) Usage();
       return argv[++i];
     };
-    if (a == "--rounds") o.rounds = std::atoi(val().c_str());
-    else if (a == "--txns") o.txns = std::atoi(val().c_str());
+    if (a == "--rounds")
+      o.rounds = std::atoi(val().c_str());
+    else if (a == "--txns")
+      o.txns = std::atoi(val().c_str());
     else if (a == "--rows") {
       o.rows.clear();
       for (auto& s : Split(val())) o.rows.push_back(std::atoi(s.c_str()));
-    } else if (a == "--modes") o.modes = Split(val());
-    else if (a == "--dir") o.dir = val();
-    else if (a == "--nats") o.nats = val();
-    else if (a == "--md") o.md = val();
-    else Usage();
+    } else if (a == "--modes")
+      o.modes = Split(val());
+    else if (a == "--dir")
+      o.dir = val();
+    else if (a == "--nats")
+      o.nats = val();
+    else if (a == "--md")
+      o.md = val();
+    else
+      Usage();
   }
   if (o.rounds < 1 || o.txns < 1 || o.rows.empty() || o.modes.empty()) Usage();
   if (o.dir.empty()) o.dir = "bench-data";
@@ -226,8 +233,9 @@ int main(int argc, char** argv) {
   // Second table: CPU time of the committing thread per transaction. Less
   // sensitive to other jobs on the machine than wall time (it leaves out time
   // spent waiting for a core, and the checkpoints' fsync waits).
-  std::string cpu_md = "\nCPU time of the committing thread (user + system), µs per transaction, median over rounds; "
-                       "ratio = plain CPU / mode CPU, per round, median (min–max):\n\n| rows/txn |";
+  std::string cpu_md =
+      "\nCPU time of the committing thread (user + system), µs per transaction, median over rounds; "
+      "ratio = plain CPU / mode CPU, per round, median (min–max):\n\n| rows/txn |";
   for (auto& m : o.modes) cpu_md += " " + m + " µs |";
   for (auto& m : o.modes) {
     if (m != "plain") cpu_md += " " + m + "/plain |";

@@ -119,9 +119,8 @@ int PrimaryMain(int argc, char** argv) {
   std::printf("PRIMARY rows=%" PRId64 " start_us=%" PRId64 " end_us=%" PRId64 " elapsed_s=%.3f busy=%" PRId64
               " late=%" PRId64 " stalls=%" PRId64 " waits=%" PRId64 " unacked_at_stop=%" PRId64
               " acked=%d drain_ms=%.1f commit_p50_us=%.1f commit_p99_us=%.1f commit_max_us=%.1f\n",
-              rows, start_real, end_real, double(t1 - t0) / 1e9, busy, late, stalls, waits, last - acked_at_stop,
-              acked, double(t2 - t1) / 1e6, Percentile(commit_us, 50), Percentile(commit_us, 99),
-              Percentile(commit_us, 100));
+              rows, start_real, end_real, double(t1 - t0) / 1e9, busy, late, stalls, waits, last - acked_at_stop, acked,
+              double(t2 - t1) / 1e6, Percentile(commit_us, 50), Percentile(commit_us, 99), Percentile(commit_us, 100));
   std::fflush(stdout);
   sqlite3_finalize(begin);
   sqlite3_finalize(commit);
@@ -181,8 +180,8 @@ int ReplicaMain(int argc, char** argv) {
           if (sqlite3_prepare_v2(db, "SELECT json_extract(repl_status(), '$.last_error')", -1, &st, nullptr) ==
                   SQLITE_OK &&
               sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
-            first_error += std::string("; repl_status().last_error: ") +
-                           reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+            first_error +=
+                std::string("; repl_status().last_error: ") + reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
           }
           sqlite3_finalize(st);
         }
@@ -219,8 +218,8 @@ int ReplicaMain(int argc, char** argv) {
   if (!f) Die("cannot write %s", csv.c_str());
   for (auto& s : seen) std::fprintf(f, "%" PRId64 ",%" PRId64 ",%" PRId64 "\n", s.id, s.ts, s.vis);
   std::fclose(f);
-  std::printf("REPLICA rows=%zu last_id=%" PRId64 " complete=%d read_errors=%" PRId64 " first_error=%s\n",
-              seen.size(), last_id, int(expect >= 0 && last_id >= expect), read_errors,
+  std::printf("REPLICA rows=%zu last_id=%" PRId64 " complete=%d read_errors=%" PRId64 " first_error=%s\n", seen.size(),
+              last_id, int(expect >= 0 && last_id >= expect), read_errors,
               first_error.empty() ? "-" : first_error.c_str());
   std::fflush(stdout);
   sqlite3_finalize(sel);
@@ -234,7 +233,7 @@ int ReplicaMain(int argc, char** argv) {
 
 struct Child {
   pid_t pid = -1;
-  int in = -1;   // our end of its stdin
+  int in = -1;          // our end of its stdin
   FILE* out = nullptr;  // its stdout
 };
 
@@ -315,12 +314,12 @@ Outcome RunScenario(const Scenario& sc, const std::string& base, const std::stri
   MakeDirs(dir + "/p");
   MakeDirs(dir + "/r");
   std::string csv = dir + "/seen.csv";
-  Child rep = Spawn({"lag_bench", "replica", "--db", dir + "/r/" + name + ".db", "--nats", url, "--name", name,
-                     "--csv", csv, "--wait", sc.wait});
+  Child rep = Spawn({"lag_bench", "replica", "--db", dir + "/r/" + name + ".db", "--nats", url, "--name", name, "--csv",
+                     csv, "--wait", sc.wait});
   ReadLine(rep, "READY");
-  Child pri = Spawn({"lag_bench", "primary", "--db", dir + "/p/" + name + ".db", "--nats", url, "--name", name,
-                     "--rate", Fmt("%g", sc.rate), "--seconds", Fmt("%g", sc.seconds), "--window",
-                     std::to_string(sc.window)});
+  Child pri =
+      Spawn({"lag_bench", "primary", "--db", dir + "/p/" + name + ".db", "--nats", url, "--name", name, "--rate",
+             Fmt("%g", sc.rate), "--seconds", Fmt("%g", sc.seconds), "--window", std::to_string(sc.window)});
   std::string pl = ReadLine(pri, "PRIMARY");
   if (Wait(pri) != 0) Die("primary failed");
   std::string n = Fmt("%.0f\n", Field(pl, "rows"));
@@ -369,13 +368,14 @@ Outcome RunScenario(const Scenario& sc, const std::string& base, const std::stri
     o.apply_rate = last_vis > first_vis ? double(o.seen) / (double(last_vis - first_vis) / 1e6) : 0;
     o.catchup_ms = (double(last_vis) - end_us) / 1000.0;
   }
-  std::printf("  %s:\n    primary %.0f txns in %.1f s = %.0f txns/s; commit p50 %.0f us, p99 %.0f us, max %.1f ms; "
-              "late %.0f, stalls>=50ms %.0f, refused %.0f; unshipped at stop %.0f; drain %.0f ms\n"
-              "    replica saw %zu/%.0f (%.0f when the primary stopped); lag p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
-              "apply %.0f txns/s; final lag %.1f ms; last row seen %.0f ms after the primary stopped\n",
-              sc.label.c_str(), o.rows, sc.seconds, o.commit_rate, o.commit_p50, o.commit_p99, o.commit_max / 1000,
-              o.late, o.stalls, o.busy, o.unacked_at_stop, o.drain_ms, o.seen, o.rows, o.seen_at_end, o.lag_p50,
-              o.lag_p99, o.lag_max, o.apply_rate, o.final_lag, o.catchup_ms);
+  std::printf(
+      "  %s:\n    primary %.0f txns in %.1f s = %.0f txns/s; commit p50 %.0f us, p99 %.0f us, max %.1f ms; "
+      "late %.0f, stalls>=50ms %.0f, refused %.0f; unshipped at stop %.0f; drain %.0f ms\n"
+      "    replica saw %zu/%.0f (%.0f when the primary stopped); lag p50 %.1f ms, p99 %.1f ms, max %.1f ms; "
+      "apply %.0f txns/s; final lag %.1f ms; last row seen %.0f ms after the primary stopped\n",
+      sc.label.c_str(), o.rows, sc.seconds, o.commit_rate, o.commit_p50, o.commit_p99, o.commit_max / 1000, o.late,
+      o.stalls, o.busy, o.unacked_at_stop, o.drain_ms, o.seen, o.rows, o.seen_at_end, o.lag_p50, o.lag_p99, o.lag_max,
+      o.apply_rate, o.final_lag, o.catchup_ms);
   if (o.seen != size_t(o.rows)) std::printf("    WARNING: the replica did not see every row within 60 s\n");
   if (o.read_errors > 0) {
     std::printf("    WARNING: %.0f replica reads failed (retried), first: %s\n", o.read_errors, o.first_error.c_str());
@@ -407,14 +407,22 @@ int DriverMain(int argc, char** argv) {
       if (i + 1 >= argc) Die("%s needs a value", a.c_str());
       return argv[++i];
     };
-    if (a == "--seconds") seconds = std::atof(val().c_str());
-    else if (a == "--rates") rates = val();
-    else if (a == "--wait-rates") wait_rates = val();
-    else if (a == "--window") window = std::atoll(val().c_str());
-    else if (a == "--burst-seconds") burst = std::atof(val().c_str());
-    else if (a == "--dir") dir = val();
-    else if (a == "--nats") url = val();
-    else if (a == "--md") md = val();
+    if (a == "--seconds")
+      seconds = std::atof(val().c_str());
+    else if (a == "--rates")
+      rates = val();
+    else if (a == "--wait-rates")
+      wait_rates = val();
+    else if (a == "--window")
+      window = std::atoll(val().c_str());
+    else if (a == "--burst-seconds")
+      burst = std::atof(val().c_str());
+    else if (a == "--dir")
+      dir = val();
+    else if (a == "--nats")
+      url = val();
+    else if (a == "--md")
+      md = val();
     else {
       std::fprintf(stderr,
                    "usage: lag_bench [--seconds S] [--rates 200,1000] [--wait-rates 1000] [--window N]\n"
@@ -436,8 +444,8 @@ int DriverMain(int argc, char** argv) {
   for (double r : Rates(rates)) scs.push_back({Fmt("%g/s, poll", r), r, seconds, 0, "poll"});
   for (double r : Rates(wait_rates)) scs.push_back({Fmt("%g/s, repl_wait", r), r, seconds, 0, "repl_wait"});
   if (window > 0) {
-    scs.push_back({Fmt("max sustained (<= %lld unacked), poll", static_cast<long long>(window)), 0, seconds, window,
-                   "poll"});
+    scs.push_back(
+        {Fmt("max sustained (<= %lld unacked), poll", static_cast<long long>(window)), 0, seconds, window, "poll"});
   }
   if (burst > 0) scs.push_back({Fmt("unthrottled burst %g s, poll", burst), 0, burst, 0, "poll"});
   std::printf("lag_bench: primary and replica processes on this machine (%ld cores), nats %s\n",
@@ -459,12 +467,12 @@ int DriverMain(int argc, char** argv) {
   for (size_t k = 0; k < scs.size(); k++) {
     const Outcome& o = outs[k];
     if (scs[k].rate == 0) {
-      m += Fmt("\n*%s*: %.0f txns in %g s (%.0f txns/s); when the primary stopped the replica had %.0f of them "
-               "(%.0f%%), %.0f were not yet acknowledged by JetStream; the replica applied %.0f txns/s and saw the "
-               "last one %.0f ms after the primary stopped (final lag %.0f ms).",
-               scs[k].label.c_str(), o.rows, scs[k].seconds, o.commit_rate, o.seen_at_end,
-               o.rows > 0 ? 100.0 * o.seen_at_end / o.rows : 0, o.unacked_at_stop, o.apply_rate, o.catchup_ms,
-               o.final_lag);
+      m += Fmt(
+          "\n*%s*: %.0f txns in %g s (%.0f txns/s); when the primary stopped the replica had %.0f of them "
+          "(%.0f%%), %.0f were not yet acknowledged by JetStream; the replica applied %.0f txns/s and saw the "
+          "last one %.0f ms after the primary stopped (final lag %.0f ms).",
+          scs[k].label.c_str(), o.rows, scs[k].seconds, o.commit_rate, o.seen_at_end,
+          o.rows > 0 ? 100.0 * o.seen_at_end / o.rows : 0, o.unacked_at_stop, o.apply_rate, o.catchup_ms, o.final_lag);
       if (o.stalls > 0 || o.busy > 0) {
         m += Fmt(" %.0f commits waited 50 ms or more (longest %.1f s), %.0f were refused.", o.stalls,
                  o.commit_max / 1e6, o.busy);

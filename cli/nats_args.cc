@@ -85,10 +85,10 @@ int ParseNatsArgs(const Command& c, int argc, char** argv, NatsArgs* a) {
   struct Opt {
     const char* name;
     std::string* out;
-  } opts[] = {{"--nats", &a->nats},         {"--name", &a->name},     {"--prefix", &a->prefix},
-              {"--creds", &a->creds},       {"--token", &a->token},   {"--user", &a->user},
-              {"--password", &a->password}, {"--tls-ca", &a->tls_ca}, {"--tls-cert", &a->tls_cert},
-              {"--tls-key", &a->tls_key}};
+  } opts[] = {{"--nats", &a->nats},         {"--name", &a->name},           {"--prefix", &a->prefix},
+              {"--creds", &a->creds},       {"--token", &a->token},         {"--user", &a->user},
+              {"--password", &a->password}, {"--tls-ca", &a->tls_ca},       {"--tls-cert", &a->tls_cert},
+              {"--tls-key", &a->tls_key},   {"--nkey-seed", &a->nkey_seed}, {"--js-domain", &a->js_domain}};
   std::string timeout;
   for (int i = 0; i < argc; i++) {
     std::string arg = argv[i], value;
@@ -142,17 +142,19 @@ int NatsOptions(const Command& c, const NatsArgs& a, transport::Options* o) {
     std::string k = key;
     if (k == "node") return "litejet-cli";
     if (k == "name" && a.name.empty()) return "_";
-    const std::string* v = k == "nats"       ? &a.nats
-                           : k == "name"     ? &a.name
-                           : k == "prefix"   ? &a.prefix
-                           : k == "creds"    ? &a.creds
-                           : k == "token"    ? &a.token
-                           : k == "user"     ? &a.user
-                           : k == "password" ? &a.password
-                           : k == "tls_ca"   ? &a.tls_ca
-                           : k == "tls_cert" ? &a.tls_cert
-                           : k == "tls_key"  ? &a.tls_key
-                                             : nullptr;
+    const std::string* v = k == "nats"        ? &a.nats
+                           : k == "name"      ? &a.name
+                           : k == "prefix"    ? &a.prefix
+                           : k == "creds"     ? &a.creds
+                           : k == "token"     ? &a.token
+                           : k == "user"      ? &a.user
+                           : k == "password"  ? &a.password
+                           : k == "tls_ca"    ? &a.tls_ca
+                           : k == "tls_cert"  ? &a.tls_cert
+                           : k == "tls_key"   ? &a.tls_key
+                           : k == "nkey_seed" ? &a.nkey_seed
+                           : k == "js_domain" ? &a.js_domain
+                                              : nullptr;
     return v && !v->empty() ? v->c_str() : nullptr;
   };
   Config cfg;

@@ -26,7 +26,7 @@ struct Command {
 };
 
 struct NatsArgs {
-  std::string nats, name, prefix, creds, token, user, password, tls_ca, tls_cert, tls_key;
+  std::string nats, name, prefix, creds, token, user, password, tls_ca, tls_cert, tls_key, nkey_seed, js_domain;
   bool json = false;
   int64_t timeout_ms = 5000;
   std::set<std::string> flags;                // the command's flags given

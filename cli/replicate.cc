@@ -113,7 +113,8 @@ int RunReplicate(int argc, char** argv) {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(uri.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, nullptr) !=
       SQLITE_OK) {
-    std::fprintf(stderr, "litejet: replicate: cannot open %s: %s\n", path.c_str(), db ? sqlite3_errmsg(db) : "out of memory");
+    std::fprintf(stderr, "litejet: replicate: cannot open %s: %s\n", path.c_str(),
+                 db ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_close(db);
     return 1;
   }

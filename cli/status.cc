@@ -34,7 +34,8 @@ const char kStatusUsage[] =
     "  --prefix P           stream/bucket prefix (default litejet)\n"
     "  --json               one JSON object (without --name: an array of them) instead of text\n"
     "  --timeout-ms N       give up after N ms (default 5000)\n"
-    "  --creds F, --token T, --user U, --password P, --tls-ca F, --tls-cert F, --tls-key F\n"
+    "  --creds F, --token T, --user U, --password P, --tls-ca F, --tls-cert F, --tls-key F,\n"
+    "  --nkey-seed F, --js-domain D\n"
     "                       authentication and TLS, as the URI parameters\n";
 
 const Command kStatus{"status", kStatusUsage, /*name_required=*/false, {}, {}};

@@ -1,6 +1,6 @@
 // Syncs, the test-only durable image (LITEJET_TEST_DURABLE_DIR), crash points.
-#include <sys/stat.h>
 #include "common/durable.h"
+#include <sys/stat.h>
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -13,7 +13,9 @@ inline std::atomic<unsigned>& FenceWord() {
   static std::atomic<unsigned> w{0};
   return w;
 }
-inline void Fence(std::memory_order o) { FenceWord().fetch_add(0, o == std::memory_order_seq_cst ? o : std::memory_order_acq_rel); }
+inline void Fence(std::memory_order o) {
+  FenceWord().fetch_add(0, o == std::memory_order_seq_cst ? o : std::memory_order_acq_rel);
+}
 #else
 inline void Fence(std::memory_order o) { std::atomic_thread_fence(o); }
 #endif

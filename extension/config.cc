@@ -262,6 +262,12 @@ Status ParseConfig(const Lookup& uri, const Lookup& env, const std::string& db_p
     if (!st.ok()) return st;
   }
 
+  s = Find(uri, env, "js_domain", true);
+  if (s.present) {
+    st = ParseToken("js_domain", s, 64, "_-", "[A-Za-z0-9_-]{1,64}", repl, &c.js_domain);
+    if (!st.ok()) return st;
+  }
+
   s = Find(uri, env, "advertise", false);
   if (s.present) {
     bool ok = !s.value.empty() && s.value.size() <= 256;
@@ -324,10 +330,14 @@ Status ParseConfig(const Lookup& uri, const Lookup& env, const std::string& db_p
     std::string* field;
   } const secrets[] = {{"creds", &c.creds},       {"token", &c.token},   {"user", &c.user},
                        {"password", &c.password}, {"tls_ca", &c.tls_ca}, {"tls_cert", &c.tls_cert},
-                       {"tls_key", &c.tls_key}};
+                       {"tls_key", &c.tls_key},   {"nkey_seed", &c.nkey_seed}};
   for (const auto& sec : secrets) *sec.field = Find(uri, env, sec.key, true).value;
   if (!c.password.empty() && c.user.empty()) {
     return Status::Error("litejet: password is set without user: set user too, or use token",
+                         kSqliteError);
+  }
+  if (!c.creds.empty() && !c.nkey_seed.empty()) {
+    return Status::Error("litejet: creds and nkey_seed are both set: use one (a creds file holds its own nkey)",
                          kSqliteError);
   }
   // A client certificate is useless without its key and vice versa; say so before NATS does.
@@ -378,6 +388,8 @@ transport::Options TransportOptions(const Config& c) {
   o.tls_ca = c.tls_ca;
   o.tls_cert = c.tls_cert;
   o.tls_key = c.tls_key;
+  o.nkey_seed = c.nkey_seed;
+  o.js_domain = c.js_domain;
   o.prefix = c.prefix;
   o.name = c.name;
   o.stream_replicas = c.stream_replicas;

@@ -29,7 +29,8 @@ struct Config {
   bool forward = false;
   int64_t forward_timeout_ms = 10000;
   int stream_replicas = 1;
-  std::string creds, token, user, password, tls_ca, tls_cert, tls_key;
+  std::string creds, token, user, password, tls_ca, tls_cert, tls_key, nkey_seed;
+  std::string js_domain;  // JetStream domain to reach (edge replicas on a leaf node: the hub's); "" = local
   bool replicated() const { return !nats.empty(); }
 };
 

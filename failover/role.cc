@@ -124,6 +124,7 @@ void RoleMachine::TickPrimary(int64_t now) {
   if (now < next_renew_) return;
   lt::Lease l = held_;
   Status st = store_->Renew(&l, std::max<int64_t>(1, std::min(o_.call_timeout_ms, deadline_ - now)));
+  lease_error_ = st.ok() || st.code() == lt::kLeaseHeld || st.code() == lt::kLeaseLost ? "" : st.message();
   if (st.ok()) {
     held_ = l;
     Learn(l);
@@ -158,7 +159,12 @@ void RoleMachine::TickOther(int64_t now, const Progress& p) {
   next_poll_ = now + o_.poll_ms;
   lt::Lease cur;
   bool found = false;
-  if (!store_->Current(o_.call_timeout_ms, &cur, &found).ok()) return;  // keep what we knew; retry next poll
+  Status cs = store_->Current(o_.call_timeout_ms, &cur, &found);
+  if (!cs.ok()) {
+    lease_error_ = cs.message();
+    return;  // keep what we knew; retry next poll
+  }
+  lease_error_.clear();
   if (found) {
     // A key with this node's id that this machine does not hold (it fenced
     // itself, or a previous process of this node) is waited out like any other.
@@ -174,6 +180,7 @@ void RoleMachine::TickOther(int64_t now, const Progress& p) {
   }
   lt::Lease got;
   Status st = store_->Acquire(o_.node, o_.advertise, o_.call_timeout_ms, &got);
+  lease_error_ = st.ok() || st.code() == lt::kLeaseHeld ? "" : st.message();
   if (st.ok()) {
     held_ = got;
     Learn(got);

@@ -103,7 +103,11 @@ class RoleMachine {
   uint64_t max_epoch_seen() const { return max_epoch_; }                        // only grows
   const PrimaryInfo& primary() const { return primary_; }
   const std::string& last_reason() const { return last_reason_; }  // the last transition's reason
-  const RoleOptions& options() const { return o_; }                // with defaults resolved
+  // The last lease call's failure in the store's words ("" once a call is
+  // answered): what keeps a candidate from the lease (e.g. the server's
+  // permissions violation), for the caller's last_error.
+  const std::string& lease_error() const { return lease_error_; }
+  const RoleOptions& options() const { return o_; }  // with defaults resolved
 
  private:
   void Move(Role to, int64_t now, std::string reason);
@@ -125,6 +129,7 @@ class RoleMachine {
   uint64_t max_epoch_ = 0;
   PrimaryInfo primary_;
   std::string last_reason_;
+  std::string lease_error_;
   std::vector<Transition> pending_;
   std::atomic<int64_t> write_deadline_;
 };

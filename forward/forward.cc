@@ -244,8 +244,7 @@ int Exec(sqlite3* db, const char* sql) { return sqlite3_exec(db, sql, nullptr, n
 
 }  // namespace
 
-Reply Execute(sqlite3* db, const Request& req, const std::function<uint64_t()>& position, bool dedupe,
-              int64_t now_ms) {
+Reply Execute(sqlite3* db, const Request& req, const std::function<uint64_t()>& position, bool dedupe, int64_t now_ms) {
   // The statement first, outside the transaction: a syntax error or a
   // statement that does not write costs no lock.
   Stmt s;
@@ -288,7 +287,8 @@ Reply Execute(sqlite3* db, const Request& req, const std::function<uint64_t()>& 
     }
     if (rc != SQLITE_OK) return Fail(db, sqlite3_extended_errcode(db), "");
   }
-  if (!sqlite3_get_autocommit(db)) return Fail(db, SQLITE_ERROR, "repl_exec: the executing connection is in a transaction");
+  if (!sqlite3_get_autocommit(db))
+    return Fail(db, SQLITE_ERROR, "repl_exec: the executing connection is in a transaction");
   rc = Exec(db, "BEGIN IMMEDIATE");
   if (rc != SQLITE_OK) return Fail(db, sqlite3_extended_errcode(db), "");
   auto rollback = [&](Reply r) {
@@ -332,7 +332,8 @@ Reply Execute(sqlite3* db, const Request& req, const std::function<uint64_t()>& 
   out.txid = txid;
   if (dedupe) {
     Stmt ins;
-    std::string sql = std::string("INSERT INTO ") + kTable + "(id, txid, changes, last_rowid, at_ms) VALUES(?1, ?2, ?3, ?4, ?5)";
+    std::string sql =
+        std::string("INSERT INTO ") + kTable + "(id, txid, changes, last_rowid, at_ms) VALUES(?1, ?2, ?3, ?4, ?5)";
     if (sqlite3_prepare_v2(db, sql.c_str(), -1, &ins.st, nullptr) != SQLITE_OK) {
       return rollback(Fail(db, sqlite3_extended_errcode(db), ""));
     }
@@ -344,8 +345,8 @@ Reply Execute(sqlite3* db, const Request& req, const std::function<uint64_t()>& 
     if (sqlite3_step(ins.st) != SQLITE_DONE) return rollback(Fail(db, sqlite3_extended_errcode(db), ""));
     // Forget ids past the window, a few at a time, in the same transaction.
     Stmt del;
-    std::string ds = std::string("DELETE FROM ") + kTable + " WHERE id IN (SELECT id FROM " + kTable +
-                     " WHERE at_ms < ?1 LIMIT 16)";
+    std::string ds =
+        std::string("DELETE FROM ") + kTable + " WHERE id IN (SELECT id FROM " + kTable + " WHERE at_ms < ?1 LIMIT 16)";
     if (sqlite3_prepare_v2(db, ds.c_str(), -1, &del.st, nullptr) == SQLITE_OK) {
       sqlite3_bind_int64(del.st, 1, now_ms - kDedupeWindowMs);
       sqlite3_step(del.st);

@@ -36,8 +36,8 @@ struct Request {
 };
 
 struct Reply {
-  int code = SQLITE_OK;  // the primary's (extended) result code
-  std::string message;   // the primary's error message when code != SQLITE_OK
+  int code = SQLITE_OK;      // the primary's (extended) result code
+  std::string message;       // the primary's error message when code != SQLITE_OK
   bool not_primary = false;  // the node that answered does not take writes now: ask again
   bool duplicate = false;    // the id had run already: its recorded outcome
   uint64_t txid = 0;
@@ -64,7 +64,6 @@ Value FromSql(sqlite3_value* v);
 // transaction holds the write lock, its TXID is position() + 1. dedupe: look
 // the id up first and record it with the outcome. Refuses anything but one
 // statement that writes. The reply's code/message carry SQLite's error.
-Reply Execute(sqlite3* db, const Request& r, const std::function<uint64_t()>& position, bool dedupe,
-              int64_t now_ms);
+Reply Execute(sqlite3* db, const Request& r, const std::function<uint64_t()>& position, bool dedupe, int64_t now_ms);
 
 }  // namespace litejet::forward

@@ -23,10 +23,10 @@ extern "C" {
 /* Registers the "litejet" VFS as the default VFS and the repl_* SQL functions
  * on db and on every connection opened afterwards. Returns
  * SQLITE_OK_LOAD_PERMANENTLY on the first successful call. */
-int sqlite3_litejet_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi);
+int sqlite3_litejet_init(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* pApi);
 
 /* The library version, LITEJET_VERSION. */
-const char *litejet_version(void);
+const char* litejet_version(void);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 # Shared by scripts/test and scripts/demo: install what is missing (as root on
 # Debian), then configure and build into a directory.
 LITEJET_PACKAGES=(build-essential cmake pkg-config libsqlite3-dev sqlite3 libnats-dev libssl-dev libxxhash-dev
-  libzstd-dev libcmocka-dev nats-server python3 tcl libsqlite3-tcl clang libclang-rt-14-dev)
+  libzstd-dev libcmocka-dev nats-server python3 tcl libsqlite3-tcl clang libclang-rt-14-dev clang-format openssl)
 
 ensure_packages() {
   local missing=()

@@ -30,8 +30,8 @@ struct FnSpec {
 // Reports the error on ctx and returns null when there is none.
 // The schema is the argument past max_args, or a TEXT last argument past
 // min_args (so repl_wait(7, 'aux') names a schema, repl_wait(7, 100) a timeout).
-std::shared_ptr<Engine> EngineFor(sqlite3_context* ctx, const char* fname, int argc, sqlite3_value** argv,
-                                  int min_args, int max_args, bool* has_schema) {
+std::shared_ptr<Engine> EngineFor(sqlite3_context* ctx, const char* fname, int argc, sqlite3_value** argv, int min_args,
+                                  int max_args, bool* has_schema) {
   *has_schema = false;
   const char* schema = "main";
   if (argc > max_args || (argc > 0 && argc > min_args && sqlite3_value_type(argv[argc - 1]) == SQLITE_TEXT)) {
@@ -73,8 +73,8 @@ bool IntArg(sqlite3_context* ctx, const char* fname, const char* what, sqlite3_v
   if (t == SQLITE_FLOAT) {
     const double d = sqlite3_value_double(v);
     // Whole and inside int64 (2^63 is the first double past it).
-    if (d == d && d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == static_cast<double>(
-                                                                                      static_cast<sqlite3_int64>(d))) {
+    if (d == d && d >= -9223372036854775808.0 && d < 9223372036854775808.0 &&
+        d == static_cast<double>(static_cast<sqlite3_int64>(d))) {
       *out = static_cast<sqlite3_int64>(d);
       return true;
     }
@@ -258,8 +258,8 @@ int RegisterFunctions(sqlite3* db) {
   for (const FnSpec& f : kFns) {
     // One registration per arity: with and without the schema argument.
     for (int n = f.min_args; n <= f.max_args + 1; n++) {
-      int rc = sqlite3_create_function_v2(db, f.name, n, SQLITE_UTF8 | SQLITE_DIRECTONLY,
-                                          const_cast<FnSpec*>(&f), Dispatch, nullptr, nullptr, nullptr);
+      int rc = sqlite3_create_function_v2(db, f.name, n, SQLITE_UTF8 | SQLITE_DIRECTONLY, const_cast<FnSpec*>(&f),
+                                          Dispatch, nullptr, nullptr, nullptr);
       if (rc != SQLITE_OK) return rc;
     }
   }
@@ -269,7 +269,8 @@ int RegisterFunctions(sqlite3* db) {
     const char* name;
     int n;
     void (*fn)(sqlite3_context*, int, sqlite3_value**);
-  } const exec_fns[] = {{"repl_exec", -1, ExecFn}, {"repl_exec_retry", 0, ExecRetryFn}, {"repl_last_exec", 0, LastExecFn}};
+  } const exec_fns[] = {
+      {"repl_exec", -1, ExecFn}, {"repl_exec_retry", 0, ExecRetryFn}, {"repl_last_exec", 0, LastExecFn}};
   for (const auto& f : exec_fns) {
     auto* box = new std::shared_ptr<ExecState>(state);
     int rc = sqlite3_create_function_v2(db, f.name, f.n, SQLITE_UTF8 | SQLITE_DIRECTONLY, box, f.fn, nullptr, nullptr,

@@ -33,7 +33,9 @@ set(LITEJET_E2E_TESTS
     forward
     cli_replicate
     cli_log
-    snapshot_restore)
+    snapshot_restore
+    secure
+    edge)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

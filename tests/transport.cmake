@@ -1,6 +1,8 @@
 # transport/: the JetStream log (transport/log.h) and its in-memory fake.
 # Included from tests/CMakeLists.txt after the litejet_* helpers.
 litejet_unit(test_memory_log)
+# transport/nats_conn.h: the nkey seed -> public key derivation.
+litejet_unit(test_nkey)
 litejet_integration(test_nats_log)
 # transport/lease.h: the KV leases and heartbeats and their in-memory fake.
 litejet_unit(test_lease_memory)

@@ -20,12 +20,12 @@ constexpr int kLeaseHeld = 1101;  // Acquire: another node holds the lease (out 
 constexpr int kLeaseLost = 1102;  // Renew/Release: the key is not at our revision any more (expired, taken, deleted)
 
 struct Lease {
-  std::string node;           // the holder's node id
-  std::string advertise;      // what repl_primary() returns while it holds the lease
-  uint64_t epoch = 0;         // the key's revision when the holder created it; never reused
-  uint64_t revision = 0;      // the key's current revision: the compare-and-set token of Renew/Release
+  std::string node;             // the holder's node id
+  std::string advertise;        // what repl_primary() returns while it holds the lease
+  uint64_t epoch = 0;           // the key's revision when the holder created it; never reused
+  uint64_t revision = 0;        // the key's current revision: the compare-and-set token of Renew/Release
   int64_t renewed_unix_ms = 0;  // the holder's wall clock at its last write (informational only)
-  int64_t ttl_ms = 0;         // the TTL the store was opened with
+  int64_t ttl_ms = 0;           // the TTL the store was opened with
 };
 
 // One database's lease. Expiry is the store's: a key not renewed for ttl_ms
@@ -63,12 +63,12 @@ class LeaseStore {
 // What a node reports about itself (its heartbeat), one key per node.
 struct NodeState {
   std::string node;
-  std::string role;       // "primary", "replica", "candidate"
+  std::string role;  // "primary", "replica", "candidate"
   std::string advertise;
-  uint64_t txid = 0;      // its position
-  uint64_t epoch = 0;     // the newest epoch it has seen
-  int64_t unix_ms = 0;    // its wall clock when it wrote this
-  std::string last_error; // "" if none
+  uint64_t txid = 0;       // its position
+  uint64_t epoch = 0;      // the newest epoch it has seen
+  int64_t unix_ms = 0;     // its wall clock when it wrote this
+  std::string last_error;  // "" if none
 };
 
 class NodeBoard {
@@ -102,6 +102,6 @@ std::shared_ptr<MemoryLeases> NewMemoryLeases();
 std::unique_ptr<LeaseStore> NewMemoryLeaseStore(std::shared_ptr<MemoryLeases> m, int64_t ttl_ms);
 std::unique_ptr<NodeBoard> NewMemoryNodeBoard(std::shared_ptr<MemoryLeases> m);
 void AdvanceMemoryLeaseClock(MemoryLeases& m, int64_t ms);  // expiry happens on this clock
-void SetMemoryLeasesAvailable(MemoryLeases& m, bool up);     // false: calls fail with kUnavailable
+void SetMemoryLeasesAvailable(MemoryLeases& m, bool up);    // false: calls fail with kUnavailable
 
 }  // namespace litejet::transport

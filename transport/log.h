@@ -23,6 +23,8 @@ constexpr int kNoStream = 1005;     // Range: the log's stream does not exist (n
 struct Options {
   std::vector<std::string> urls;  // already validated
   std::string user, password, token, creds, tls_ca, tls_cert, tls_key;
+  std::string nkey_seed;  // path of a user nkey seed file ("SU..."): nkey authentication
+  std::string js_domain;  // JetStream domain of the log and buckets (a leaf node's hub), "" = the server's own
   std::string prefix = "litejet", name;  // stream "<prefix>_<name>", subject "<prefix>.<name>.log"
   int stream_replicas = 1;
   std::string client_name;  // connection name in server monitoring, e.g. "litejet:<node>:<name>"

@@ -228,16 +228,16 @@ inline Status PurgeBelowKeepsTheRest(const Opener& open) {
   LITEJET_CONF_OK(w->PurgeBelow(6, 5000));
   uint64_t first = 0, last = 0;
   LITEJET_CONF_OK(r->Range(5000, &first, &last));
-  LITEJET_CONF_CHECK(first == 6 && last == 10, "after PurgeBelow(6): range " + std::to_string(first) + ".." +
-                                                    std::to_string(last));
+  LITEJET_CONF_CHECK(first == 6 && last == 10,
+                     "after PurgeBelow(6): range " + std::to_string(first) + ".." + std::to_string(last));
   LITEJET_CONF_OK(ReadRange(*r, 6, 10, 5000, ExpectPayload()));
   Status st = r->Read(3, 5000, [](const Message&) { return true; });
   LITEJET_CONF_CHECK(st.code() == kTruncated, "Read(3) after PurgeBelow(6): want kTruncated, got code " +
                                                   std::to_string(st.code()) + " " + st.message());
   LITEJET_CONF_OK(w->PurgeBelow(2, 5000));
   LITEJET_CONF_OK(r->Range(5000, &first, &last));
-  LITEJET_CONF_CHECK(first == 6 && last == 10, "after PurgeBelow(2): range " + std::to_string(first) + ".." +
-                                                    std::to_string(last));
+  LITEJET_CONF_CHECK(first == 6 && last == 10,
+                     "after PurgeBelow(2): range " + std::to_string(first) + ".." + std::to_string(last));
   uint64_t seq = 0;
   LITEJET_CONF_OK(w->Publish(Payload(11), 10, "", 5000, &seq));
   LITEJET_CONF_CHECK(seq == 11, "append after a purge: seq " + std::to_string(seq));

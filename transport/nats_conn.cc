@@ -2,12 +2,15 @@
 // nats_conn.h): background connect, bounded waits, background close.
 #include "transport/nats_conn.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -35,8 +38,11 @@ struct Events {
   bool connect_done = false;     // the connect thread returned
   natsConnection* nc = nullptr;  // its connection, until the NatsConn adopts it
   std::string connect_error;     // its hard failure (not "not connected yet"), if any
-  bool close_started = false;    // Interrupt() is closing the connection (in a thread of its own)
-  bool close_done = false;       // and has closed it: it may be destroyed
+  std::string connect_cause;     // why a single direct attempt after it failed ("" if it did not)
+  std::string violation;         // the server's last permissions violation, in its words
+  Clock::time_point violation_at;
+  bool close_started = false;  // Interrupt() is closing the connection (in a thread of its own)
+  bool close_done = false;     // and has closed it: it may be destroyed
 
   void Note(std::string e) {
     std::lock_guard<std::mutex> l(mu);
@@ -80,9 +86,15 @@ class Registry {
 };
 
 // nats.c callbacks: C boundary, nothing may escape.
-void OnStateChange(natsConnection*, void* closure) {
+void OnStateChange(natsConnection* nc, void* closure) {
   try {
-    if (auto e = Registry::Get().Find(closure)) e->Wake();
+    if (auto e = Registry::Get().Find(closure)) {
+      if (nc && natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED) {
+        std::lock_guard<std::mutex> l(e->mu);
+        e->connect_cause.clear();  // the direct attempt's failure is history
+      }
+      e->Wake();
+    }
   } catch (...) {
   }
 }
@@ -98,10 +110,21 @@ void OnClosed(natsConnection*, void* closure) {
   } catch (...) {
   }
 }
-void OnAsyncError(natsConnection*, natsSubscription*, natsStatus err, void* closure) {
+void OnAsyncError(natsConnection* nc, natsSubscription*, natsStatus err, void* closure) {
   try {
     if (auto e = Registry::Get().Find(closure)) {
-      e->Note(std::string("litejet: nats: asynchronous error: ") + natsStatus_GetText(err));
+      // The server's words when it sent them (-ERR 'Permissions Violation
+      // for Publish to "..."'), not just "Not Permitted".
+      const char* text = nullptr;
+      std::string why = natsStatus_GetText(err);
+      if (nc && natsConnection_GetLastError(nc, &text) != NATS_OK && text && *text) why = text;
+      std::lock_guard<std::mutex> l(e->mu);
+      e->last_error = "litejet: nats: server error: " + why;
+      if (err == NATS_NOT_PERMITTED || why.find("Violation") != std::string::npos) {
+        e->violation = why;
+        e->violation_at = Clock::now();
+      }
+      e->cv.notify_all();
     }
   } catch (...) {
   }
@@ -142,8 +165,112 @@ std::string Cause(natsStatus s, int jerr) {
       if (end != std::string::npos && cause.find(".c:") < end) cause.erase(0, end + 3);
     }
   }
+  // OpenSSL's words ("SSL handshake error: 20:unable to get local issuer
+  // certificate") do not say TLS: an operator looks for that word.
+  if (cause.rfind("SSL", 0) == 0) cause = "TLS handshake failed: " + cause;
   if (jerr != 0) cause += " (JetStream error " + std::to_string(jerr) + ")";
   return cause;
+}
+
+namespace {
+
+// nkeys (github.com/nats-io/nkeys): RFC 4648 base32 without padding, prefix
+// bytes, CRC-16/XMODEM little endian at the end.
+constexpr uint8_t kPrefixSeed = 18 << 3, kPrefixUser = 20 << 3;
+constexpr char kBase32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+uint16_t Crc16(const uint8_t* p, size_t n) {
+  uint16_t crc = 0;
+  for (size_t i = 0; i < n; i++) {
+    crc ^= static_cast<uint16_t>(p[i]) << 8;
+    for (int b = 0; b < 8; b++) crc = (crc & 0x8000) ? static_cast<uint16_t>((crc << 1) ^ 0x1021) : crc << 1;
+  }
+  return crc;
+}
+
+bool Base32Decode(const std::string& in, std::vector<uint8_t>* out) {
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char ch : in) {
+    const char* at = std::strchr(kBase32, ch);
+    if (ch == '\0' || !at) return false;
+    acc = (acc << 5) | static_cast<uint32_t>(at - kBase32);
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(static_cast<uint8_t>(acc >> bits));
+    }
+  }
+  return true;
+}
+
+std::string Base32Encode(const std::vector<uint8_t>& in) {
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (uint8_t byte : in) {
+    acc = (acc << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out += kBase32[(acc >> bits) & 31];
+    }
+  }
+  if (bits > 0) out += kBase32[(acc << (5 - bits)) & 31];
+  return out;
+}
+
+}  // namespace
+
+Status NkeyUserPublicKey(const std::string& seed, std::string* public_key) {
+  std::vector<uint8_t> raw;
+  struct Wipe {
+    std::vector<uint8_t>& v;
+    ~Wipe() { OPENSSL_cleanse(v.data(), v.size()); }
+  } wipe{raw};
+  if (!Base32Decode(seed, &raw) || raw.size() != 36) {
+    return Status::Error("litejet: nkey seed is malformed: not 58 base32 characters");
+  }
+  if (Crc16(raw.data(), 34) != (raw[34] | raw[35] << 8)) {
+    return Status::Error("litejet: nkey seed is malformed: its checksum does not match");
+  }
+  const int kind = ((raw[0] & 7) << 5) | ((raw[1] & 0xf8) >> 3);
+  if ((raw[0] & 0xf8) != kPrefixSeed || kind != kPrefixUser) {
+    return Status::Error("litejet: nkey seed is not a user seed (it must start with \"SU\")");
+  }
+  EVP_PKEY* key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, raw.data() + 2, 32);
+  std::vector<uint8_t> pub(1 + 32 + 2, 0);
+  size_t len = 32;
+  bool ok = key && EVP_PKEY_get_raw_public_key(key, pub.data() + 1, &len) == 1 && len == 32;
+  EVP_PKEY_free(key);
+  if (!ok) return Status::Error("litejet: nkey seed: OpenSSL cannot make an ed25519 key of it");
+  pub[0] = kPrefixUser;
+  const uint16_t crc = Crc16(pub.data(), 33);
+  pub[33] = static_cast<uint8_t>(crc & 0xff);
+  pub[34] = static_cast<uint8_t>(crc >> 8);
+  *public_key = Base32Encode(pub);
+  return Status::OK();
+}
+
+Status NkeyFromSeedFile(const std::string& path, std::string* public_key) {
+  std::ifstream f(path);
+  if (!f) {
+    return Status::Error("litejet: nats option nkey_seed: cannot read \"" + path + "\": " + std::strerror(errno));
+  }
+  std::string word, seed;
+  while (seed.empty() && f >> word) {
+    if (word.rfind("SU", 0) == 0) seed = word;
+    OPENSSL_cleanse(word.data(), word.size());
+  }
+  if (seed.empty()) {
+    return Status::Error("litejet: nats option nkey_seed: \"" + path +
+                         "\" holds no user nkey seed (a word starting "
+                         "with \"SU\")");
+  }
+  Status st = NkeyUserPublicKey(seed, public_key);
+  OPENSSL_cleanse(seed.data(), seed.size());
+  if (!st.ok()) return Status::Error("litejet: nats option nkey_seed \"" + path + "\": " + st.message().substr(9));
+  return st;
 }
 
 int64_t MsLeft(Clock::time_point deadline) {
@@ -151,7 +278,7 @@ int64_t MsLeft(Clock::time_point deadline) {
 }
 
 NatsConn::NatsConn(const Options& o, int64_t js_wait_ms)
-    : js_wait_ms_(js_wait_ms), events_(std::make_shared<Events>()) {
+    : js_wait_ms_(js_wait_ms), js_domain_(o.js_domain), events_(std::make_shared<Events>()) {
   // For messages only: credentials in a URL (nats://user:password@host)
   // never reach an error message, the log or repl_status().
   for (const auto& u : o.urls) {
@@ -205,26 +332,10 @@ void NatsConn::Close(std::function<void()> after) {
   }
 }
 
-Status NatsConn::Start(const Options& o) {
-  if (o.urls.empty()) return Status::Error("litejet: nats: no server URL (option nats)");
-  if (o.name.empty() || o.prefix.empty()) return Status::Error("litejet: nats: empty name or prefix");
-  if (!o.tls_cert.empty() != !o.tls_key.empty()) {
-    return Status::Error("litejet: nats options tls_cert and tls_key must be given together");
-  }
-  // nats.c reads creds only when connecting (and then retries forever): check up front.
-  for (auto [option, path] : {std::pair<const char*, const std::string*>{"creds", &o.creds},
-                              {"tls_ca", &o.tls_ca},
-                              {"tls_cert", &o.tls_cert},
-                              {"tls_key", &o.tls_key}}) {
-    if (!path->empty() && access(path->c_str(), R_OK) != 0) {
-      return Status::Error(std::string("litejet: nats option ") + option + ": cannot read \"" + *path +
-                           "\": " + std::strerror(errno));
-    }
-  }
+namespace {
 
-  natsOptions* opts = nullptr;
-  if (natsOptions_Create(&opts) != NATS_OK) return Status::Error("litejet: nats: cannot create options");
-  std::unique_ptr<natsOptions, void (*)(natsOptions*)> owner(opts, natsOptions_Destroy);
+// Servers, name, credentials and TLS: what every connection of o needs.
+Status SetServerOptions(const Options& o, natsOptions* opts) {
   auto bad = [&](const std::string& option, natsStatus s) {
     return Status::Error("litejet: nats option " + option + ": " + Cause(s, 0));
   };
@@ -245,6 +356,16 @@ Status NatsConn::Start(const Options& o) {
   if (!o.creds.empty() && (s = natsOptions_SetUserCredentialsFromFiles(opts, o.creds.c_str(), nullptr)) != NATS_OK) {
     return bad("creds", s);
   }
+  if (!o.nkey_seed.empty()) {
+    if (!o.creds.empty()) return Status::Error("litejet: nats options creds and nkey_seed exclude each other: set one");
+    std::string pub;
+    Status st = NkeyFromSeedFile(o.nkey_seed, &pub);
+    if (!st.ok()) return st;
+    // nats.c signs the server's nonce with the seed, read from the file at each connect.
+    if ((s = natsOptions_SetNKeyFromSeed(opts, pub.c_str(), o.nkey_seed.c_str())) != NATS_OK) {
+      return bad("nkey_seed", s);
+    }
+  }
   if (!o.tls_ca.empty() || !o.tls_cert.empty()) {
     if ((s = natsOptions_SetSecure(opts, true)) != NATS_OK) return bad("tls_ca (TLS support in nats.c)", s);
   }
@@ -255,6 +376,47 @@ Status NatsConn::Start(const Options& o) {
       (s = natsOptions_LoadCertificatesChain(opts, o.tls_cert.c_str(), o.tls_key.c_str())) != NATS_OK) {
     return bad("tls_cert/tls_key \"" + o.tls_cert + "\", \"" + o.tls_key + "\"", s);
   }
+
+  return Status::OK();
+}
+
+}  // namespace
+
+Status NatsConn::Start(const Options& o) {
+  if (o.urls.empty()) return Status::Error("litejet: nats: no server URL (option nats)");
+  if (o.name.empty() || o.prefix.empty()) return Status::Error("litejet: nats: empty name or prefix");
+  if (!o.tls_cert.empty() != !o.tls_key.empty()) {
+    return Status::Error("litejet: nats options tls_cert and tls_key must be given together");
+  }
+  // nats.c reads creds only when connecting (and then retries forever): check up front.
+  for (auto [option, path] : {std::pair<const char*, const std::string*>{"creds", &o.creds},
+                              {"tls_ca", &o.tls_ca},
+                              {"tls_cert", &o.tls_cert},
+                              {"tls_key", &o.tls_key},
+                              {"nkey_seed", &o.nkey_seed}}) {
+    if (!path->empty() && access(path->c_str(), R_OK) != 0) {
+      return Status::Error(std::string("litejet: nats option ") + option + ": cannot read \"" + *path +
+                           "\": " + std::strerror(errno));
+    }
+  }
+
+  natsOptions* opts = nullptr;
+  if (natsOptions_Create(&opts) != NATS_OK) return Status::Error("litejet: nats: cannot create options");
+  std::unique_ptr<natsOptions, void (*)(natsOptions*)> owner(opts, natsOptions_Destroy);
+  Status st = SetServerOptions(o, opts);
+  if (!st.ok()) return st;
+  natsStatus s;
+  // The same servers and credentials, one attempt, no retry: the retrying
+  // connection reports only "No server available for connection"; this one
+  // says why (an untrusted certificate, "Authorization Violation", ...).
+  natsOptions* probe = nullptr;
+  if (natsOptions_Create(&probe) != NATS_OK) return Status::Error("litejet: nats: cannot create options");
+  std::unique_ptr<natsOptions, void (*)(natsOptions*)> probe_owner(probe, natsOptions_Destroy);
+  st = SetServerOptions(o, probe);
+  if (!st.ok()) return st;
+  s = natsOptions_SetAllowReconnect(probe, false);
+  if (s == NATS_OK) s = natsOptions_SetTimeout(probe, kConnectTimeoutMs);
+  if (s != NATS_OK) return Status::Error("litejet: nats: cannot set connection options: " + Cause(s, 0));
 
   // Keep connecting forever in the background; pending requests fail at once
   // on a disconnect instead of waiting for their timeout.
@@ -276,7 +438,7 @@ Status NatsConn::Start(const Options& o) {
   // its own does it, so that no caller ever waits on it. Once the NatsConn is
   // gone (abandoned), that thread closes what it made; at process exit it is
   // simply left behind (it touches only nats.c and the shared Events).
-  auto connect = [events = events_, opts = owner.release(), servers = servers_] {
+  auto connect = [events = events_, opts = owner.release(), probe = probe_owner.release(), servers = servers_] {
     natsConnection* nc = nullptr;
     natsStatus cs = natsConnection_Connect(&nc, opts);
     std::string err;
@@ -297,6 +459,16 @@ Status NatsConn::Start(const Options& o) {
       events->cv.notify_all();
     }
     if (orphan && nc) natsConnection_Destroy(nc);
+    if (cs == NATS_NOT_YET_CONNECTED && !orphan) {
+      natsConnection* pc = nullptr;
+      natsStatus ps = natsConnection_Connect(&pc, probe);
+      const std::string cause = ps == NATS_OK ? "" : Cause(ps, 0);
+      if (pc) natsConnection_Destroy(pc);
+      std::lock_guard<std::mutex> l(events->mu);
+      events->connect_cause = cause;
+      if (!cause.empty() && events->last_error == err) events->last_error = err + " (" + cause + ")";
+    }
+    natsOptions_Destroy(probe);
     nats_ReleaseThreadMemory();
   };
   try {
@@ -338,6 +510,9 @@ natsConnection* NatsConn::AdoptLocked() const {
   jsOptions jo;  // the default wait of requests nats.c makes by itself (ordered consumer recreation)
   jsOptions_Init(&jo);
   jo.Wait = js_wait_ms_;
+  // Every JetStream request of this connection (log and buckets) goes to
+  // $JS.<domain>.API: from a leaf node, the hub's JetStream.
+  if (!js_domain_.empty()) jo.Domain = js_domain_.c_str();
   jsCtx* js = nullptr;
   natsStatus s = natsConnection_JetStream(&js, events_->nc, &jo);
   if (s != NATS_OK) {
@@ -367,7 +542,16 @@ Status NatsConn::Fail(Status s) {
 
 Status NatsConn::Fail(const std::string& what, natsStatus s, int jerr) {
   int code = jerr == JSStreamWrongLastSequenceErr ? kFenced : IsUnavailable(s, jerr) ? kUnavailable : 1;
-  return Fail(Status::Error("litejet: nats: " + what + " failed: " + Cause(s, jerr), code));
+  std::string cause = Cause(s, jerr);
+  // A request the server refused to route gets no answer: its timeout is
+  // the permissions violation the server reported meanwhile.
+  if (s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS) {
+    std::lock_guard<std::mutex> l(events_->mu);
+    if (!events_->violation.empty() && Clock::now() - events_->violation_at < std::chrono::seconds(10)) {
+      cause += " (the server reported: " + events_->violation + ")";
+    }
+  }
+  return Fail(Status::Error("litejet: nats: " + what + " failed: " + cause, code));
 }
 
 Status NatsConn::NotConnected(const std::string& what) {
@@ -384,6 +568,14 @@ Status NatsConn::NotConnected(const std::string& what) {
     } else if (!events_->connect_error.empty()) {
       why = " (" + events_->connect_error + ")";
     }
+  }
+  std::string cause;
+  {
+    std::lock_guard<std::mutex> l(events_->mu);
+    cause = events_->connect_cause;
+  }
+  if (!cause.empty() && why.find(cause) == std::string::npos) {
+    why = why.empty() ? " (" + cause + ")" : why.substr(0, why.size() - 1) + "; " + cause + ")";
   }
   return Fail(Status::Error("litejet: nats: " + what + " failed: not connected to " + servers_ + why, kUnavailable));
 }

@@ -23,6 +23,13 @@ bool IsUnavailable(natsStatus s, int jerr);
 // The cause of the last nats.c failure on this thread, in words.
 std::string Cause(natsStatus s, int jerr);
 int64_t MsLeft(Clock::time_point deadline);
+// The public key ("U...", 56 characters) of a NATS user nkey seed ("SU...",
+// 58 characters): base32 of a prefix, the ed25519 key and a CRC-16. The error
+// never shows the seed.
+Status NkeyUserPublicKey(const std::string& seed, std::string* public_key);
+// Reads the user seed from a seed file (the first word starting with "SU")
+// and derives its public key; errors name the file and the cause.
+Status NkeyFromSeedFile(const std::string& path, std::string* public_key);
 
 struct Events;
 
@@ -73,6 +80,7 @@ class NatsConn {
 
   std::string servers_;
   const int64_t js_wait_ms_;
+  const std::string js_domain_;
   std::shared_ptr<Events> events_;
   void* closure_ = nullptr;
   bool closed_ = false;

@@ -152,24 +152,31 @@ Status Shared::Ensure(const std::string& bucket, int64_t max_age_ms, bool is_lea
   cfg.DenyDelete = true;
   cfg.AllowDirect = true;
   cfg.Discard = js_DiscardNew;
+  // Look before creating: a node whose user may not create streams (a
+  // least-privilege replica, docs/operations.md) uses the bucket the primary made.
   jsOptions jo = Wait(deadline);
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_AddStream(&si, conn_.Js(), &cfg, &jo, &jerr);
-  if (s == NATS_OK) {
-    jsStreamInfo_Destroy(si);
-    return Status::OK();
+  natsStatus s = js_GetStreamInfo(&si, conn_.Js(), stream.c_str(), &jo, &jerr);
+  if (s == NATS_NOT_FOUND) {
+    jo = Wait(deadline);
+    jerr = static_cast<jsErrCode>(0);
+    s = js_AddStream(&si, conn_.Js(), &cfg, &jo, &jerr);
+    if (s == NATS_OK) {
+      jsStreamInfo_Destroy(si);
+      return Status::OK();
+    }
+    // Two nodes creating the bucket at once: the loser hears "name in use" or,
+    // when the winner's stream is still being set up, "subjects overlap"
+    // (10065). Either way the stream is there now: look at it.
+    if (jerr != JSStreamNameExistErr && jerr != JSStreamSubjectOverlapErr) return conn_.Fail(what, s, jerr);
+    jo = Wait(deadline);
+    jerr = static_cast<jsErrCode>(0);
+    s = js_GetStreamInfo(&si, conn_.Js(), stream.c_str(), &jo, &jerr);
   }
-  // Two nodes creating the bucket at once: the loser hears "name in use" or,
-  // when the winner's stream is still being set up, "subjects overlap"
-  // (10065). Either way the stream is there now: look at it.
-  if (jerr != JSStreamNameExistErr && jerr != JSStreamSubjectOverlapErr) return conn_.Fail(what, s, jerr);
-  // It exists with another configuration (another node's ttl, an operator's
-  // change): usable if its keys expire no sooner than our ttl says.
-  jo = Wait(deadline);
-  jerr = static_cast<jsErrCode>(0);
-  s = js_GetStreamInfo(&si, conn_.Js(), stream.c_str(), &jo, &jerr);
   if (s != NATS_OK) return conn_.Fail(what, s, jerr);
+  // It may exist with another configuration (another node's ttl, an
+  // operator's change): usable if its keys expire no sooner than our ttl says.
   const jsStreamConfig* c = si->Config;
   bool has_subjects = false;
   for (int i = 0; c && i < c->SubjectsLen; i++) has_subjects |= subjects == c->Subjects[i];

@@ -139,7 +139,11 @@ Status NatsLog::CheckCompatible(const jsStreamInfo* si) {
   const jsStreamConfig* c = si->Config;
   bool has_subject = false;
   for (int i = 0; c && i < c->SubjectsLen; i++) has_subject |= subject_ == c->Subjects[i];
-  if (!c || !has_subject) {
+  // A mirror of the log (another JetStream domain's, at the edge: see
+  // docs/operations.md) holds its messages, subjects and sequences, and
+  // takes no publishes of its own: a replica reads it like the log.
+  const bool mirror = c && c->Mirror && c->Mirror->Name && stream_ == c->Mirror->Name;
+  if (!c || !(has_subject || mirror)) {
     return Fail(Status::Error("litejet: nats: stream " + stream_ + " exists but does not hold subject " + subject_));
   }
   if (c->Storage != js_FileStorage) {
@@ -404,6 +408,7 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
     next_ = from;
   }
   auto idle_since = Clock::now();
+  Status no_consumer;  // why the last consumer creation failed, while there is none
   for (;;) {
     if (Interrupted()) return NotConnected("read " + subject_);
     int64_t left = wait_ms - std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - idle_since).count();
@@ -411,11 +416,15 @@ Status NatsLog::Read(uint64_t from, int64_t wait_ms, const std::function<bool(co
       // Keep sub_ either way: nats.c resubscribes and recreates the ordered
       // consumer (missed heartbeats) once the server is back.
       if (!Connected()) return NotConnected("read " + subject_);
+      // Connected, but no consumer the whole wait (e.g. the server refuses
+      // to create one: a permissions violation): the log was unreachable.
+      if (!sub_ && !no_consumer.ok()) return no_consumer;
       return Status::OK();
     }
     if (!sub_) {
       Status st = Subscribe(next_, left);
       if (!st.ok() && st.code() != kUnavailable) return st;
+      no_consumer = st;
       continue;  // on kUnavailable, again until the wait is over
     }
     natsMsg* m = nullptr;

@@ -217,8 +217,8 @@ int xShmLock(sqlite3_file* f, int offset, int n, int flags) {
     return rc;
   }
   if (excl) {
-    int rc = Guard("xShmLock", SQLITE_IOERR_SHMLOCK,
-                   [&] { return st->hooks->BeforeShmLock(r, st->shm, offset, n, flags); });
+    int rc =
+        Guard("xShmLock", SQLITE_IOERR_SHMLOCK, [&] { return st->hooks->BeforeShmLock(r, st->shm, offset, n, flags); });
     if (rc != SQLITE_OK) return rc;
   }
   int rc = r->pMethods->xShmLock(r, offset, n, flags);
@@ -287,9 +287,7 @@ sqlite3_io_methods MakeMethods(int version) {
 
 const sqlite3_io_methods g_methods[3] = {MakeMethods(1), MakeMethods(2), MakeMethods(3)};
 
-bool OurMethods(const sqlite3_io_methods* m) {
-  return m == &g_methods[0] || m == &g_methods[1] || m == &g_methods[2];
-}
+bool OurMethods(const sqlite3_io_methods* m) { return m == &g_methods[0] || m == &g_methods[1] || m == &g_methods[2]; }
 
 // ---- vfs methods ---------------------------------------------------------
 
@@ -345,12 +343,8 @@ int xDelete(sqlite3_vfs*, const char* z, int syncDir) {
   }
   return g_real->xDelete(g_real, z, syncDir);
 }
-int xAccess(sqlite3_vfs*, const char* z, int flags, int* out) {
-  return g_real->xAccess(g_real, z, flags, out);
-}
-int xFullPathname(sqlite3_vfs*, const char* z, int n, char* out) {
-  return g_real->xFullPathname(g_real, z, n, out);
-}
+int xAccess(sqlite3_vfs*, const char* z, int flags, int* out) { return g_real->xAccess(g_real, z, flags, out); }
+int xFullPathname(sqlite3_vfs*, const char* z, int n, char* out) { return g_real->xFullPathname(g_real, z, n, out); }
 void* xDlOpen(sqlite3_vfs*, const char* z) { return g_real->xDlOpen(g_real, z); }
 void xDlError(sqlite3_vfs*, int n, char* z) { g_real->xDlError(g_real, n, z); }
 void (*xDlSym(sqlite3_vfs*, void* p, const char* z))(void) { return g_real->xDlSym(g_real, p, z); }
@@ -362,9 +356,7 @@ int xGetLastError(sqlite3_vfs*, int n, char* z) {
   return g_real->xGetLastError ? g_real->xGetLastError(g_real, n, z) : 0;
 }
 int xCurrentTimeInt64(sqlite3_vfs*, sqlite3_int64* t) { return g_real->xCurrentTimeInt64(g_real, t); }
-int xSetSystemCall(sqlite3_vfs*, const char* z, sqlite3_syscall_ptr p) {
-  return g_real->xSetSystemCall(g_real, z, p);
-}
+int xSetSystemCall(sqlite3_vfs*, const char* z, sqlite3_syscall_ptr p) { return g_real->xSetSystemCall(g_real, z, p); }
 sqlite3_syscall_ptr xGetSystemCall(sqlite3_vfs*, const char* z) { return g_real->xGetSystemCall(g_real, z); }
 const char* xNextSystemCall(sqlite3_vfs*, const char* z) { return g_real->xNextSystemCall(g_real, z); }
 
@@ -413,9 +405,7 @@ sqlite3_vfs* Get() { return g_host ? &g_vfs : nullptr; }
 
 bool IsOurs(sqlite3_file* f) { return f && OurMethods(f->pMethods); }
 
-std::shared_ptr<DbHooks> HooksOf(sqlite3_file* f) {
-  return IsOurs(f) ? St(f)->hooks : nullptr;
-}
+std::shared_ptr<DbHooks> HooksOf(sqlite3_file* f) { return IsOurs(f) ? St(f)->hooks : nullptr; }
 
 std::string OpenError(sqlite3_file* f) { return IsOurs(f) ? St(f)->open_error : std::string(); }
 

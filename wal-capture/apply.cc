@@ -56,7 +56,7 @@ struct WalCkptInfo {
 static_assert(sizeof(WalCkptInfo) == 40, "WalCkptInfo layout");
 
 constexpr int WALINDEX_HDR_SIZE = 2 * sizeof(WalIndexHdr) + sizeof(WalCkptInfo);  // 136
-constexpr int HASHTABLE_NPAGE_ONE = HASHTABLE_NPAGE - WALINDEX_HDR_SIZE / 4;    // 4062
+constexpr int HASHTABLE_NPAGE_ONE = HASHTABLE_NPAGE - WALINDEX_HDR_SIZE / 4;      // 4062
 
 int WalHash(uint32_t pgno) { return int((pgno * HASHTABLE_HASH_1) & (HASHTABLE_NSLOT - 1)); }
 int WalNextHash(int k) { return (k + 1) & (HASHTABLE_NSLOT - 1); }
@@ -163,8 +163,8 @@ Status WalWriter::Open(const std::string& db_path) {
   int out = 0;
   int rc = vfs_->xOpen(vfs_, filename_, db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_MAIN_DB, &out);
   if (rc != SQLITE_OK) return Status::Error("litejet: apply: cannot open " + path_, rc);
-  rc = vfs_->xOpen(vfs_, sqlite3_filename_wal(filename_), wal_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_WAL,
-                   &out);
+  rc = vfs_->xOpen(vfs_, sqlite3_filename_wal(filename_), wal_,
+                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_WAL, &out);
   if (rc != SQLITE_OK) return Status::Error("litejet: apply: cannot open " + walname, rc);
   // Like any open WAL-mode connection, hold SHARED on the database file: the
   // last connection to close takes EXCLUSIVE to checkpoint and delete the
@@ -188,7 +188,9 @@ Status WalWriter::Lock(int64_t timeout_ms) {
   }
 }
 
-void WalWriter::Unlock() { db_->pMethods->xShmLock(db_, wal::WAL_WRITE_LOCK, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE); }
+void WalWriter::Unlock() {
+  db_->pMethods->xShmLock(db_, wal::WAL_WRITE_LOCK, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+}
 
 // Regions stay mapped until xShmUnmap (our destructor): ask the VFS once
 // (xShmMap takes the shm node's mutex, which every shm lock also takes).
@@ -200,7 +202,8 @@ Status WalWriter::MapRegion(int region, volatile char** out) {
   void volatile* p = nullptr;
   int rc = db_->pMethods->xShmMap(db_, region, WALINDEX_PGSZ, 1, &p);
   if (rc != SQLITE_OK || p == nullptr) {
-    return Status::Error("litejet: apply: cannot map wal-index region " + std::to_string(region), rc ? rc : SQLITE_IOERR);
+    return Status::Error("litejet: apply: cannot map wal-index region " + std::to_string(region),
+                         rc ? rc : SQLITE_IOERR);
   }
   *out = static_cast<volatile char*>(p);
   if (size_t(region) >= regions_.size()) regions_.resize(size_t(region) + 1, nullptr);
@@ -247,7 +250,8 @@ Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uin
   if (first == 0 || last < first) return Status::Error("litejet: read frames: empty range", SQLITE_CORRUPT);
   const size_t fsz0 = wal::WAL_FRAME_HDRSIZE + page_size;
   if (uint64_t(last - first + 1) * fsz0 > uint64_t(INT32_MAX)) {
-    return Status::Error("litejet: read frames: " + std::to_string(last - first + 1) + " frames in one read", SQLITE_TOOBIG);
+    return Status::Error("litejet: read frames: " + std::to_string(last - first + 1) + " frames in one read",
+                         SQLITE_TOOBIG);
   }
   volatile char* shm0 = nullptr;
   Status s = MapRegion(0, &shm0);
@@ -264,7 +268,8 @@ Status WalWriter::ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uin
   }
   if (h.mxFrame < last) {
     return Status::Error("litejet: read frames: frame " + std::to_string(last) + " is past the WAL's last commit (" +
-                         std::to_string(h.mxFrame) + ")", SQLITE_CORRUPT);
+                             std::to_string(h.mxFrame) + ")",
+                         SQLITE_CORRUPT);
   }
   const size_t fsz = wal::WAL_FRAME_HDRSIZE + page_size;
   const size_t need = size_t(last - first + 1) * fsz;
@@ -417,8 +422,9 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
   } else if (hdr.mxFrame > 0) {
     uint32_t ps = (hdr.szPage & 0xfe00) + ((hdr.szPage & 0x0001) << 16);
     if (ps != page_size) {
-      return Status::Error("litejet: apply: page size " + std::to_string(page_size) + " differs from the WAL's " +
-                           std::to_string(ps), SQLITE_CORRUPT);
+      return Status::Error(
+          "litejet: apply: page size " + std::to_string(page_size) + " differs from the WAL's " + std::to_string(ps),
+          SQLITE_CORRUPT);
     }
   }
 
@@ -438,7 +444,8 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
   // walRestartLog: when every frame has been checkpointed and no reader uses
   // the WAL (all of read locks 1..N can be had), start the WAL over.
   bool restart = !valid || hdr.mxFrame == 0;
-  if (valid && hdr.mxFrame > 0 && info->nBackfill == hdr.mxFrame && RestartHdrLocked(shm0, &hdr, /*with_slot0=*/false)) restart = true;
+  if (valid && hdr.mxFrame > 0 && info->nBackfill == hdr.mxFrame && RestartHdrLocked(shm0, &hdr, /*with_slot0=*/false))
+    restart = true;
 
   bool native = true;
   uint32_t cksum[2];

@@ -32,8 +32,7 @@ class WalWriter {
   // (some connection has read the database since the shm was created), or
   // the WAL must be empty; otherwise SQLITE_BUSY_RECOVERY asks the caller to
   // let SQLite recover it (run a read) and retry.
-  Status Append(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages,
-                int64_t lock_timeout_ms);
+  Status Append(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages, int64_t lock_timeout_ms);
 
   // Append for a caller that holds WAL_WRITE_LOCK through WithWriteLock (so
   // that what goes with the transaction is stored under the same lock).
@@ -47,8 +46,8 @@ class WalWriter {
   // the start of *out (which may be left longer), taking no lock: checks the
   // wal-index header's salts before and after the read. *gone: the WAL is
   // (or went) in another generation; what was read is not to be used.
-  Status ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uint32_t last, uint32_t page_size,
-                    std::string* out, bool* gone);
+  Status ReadFrames(uint32_t salt1, uint32_t salt2, uint32_t first, uint32_t last, uint32_t page_size, std::string* out,
+                    bool* gone);
 
   // The restart blocker (the primary's agent holds it, docs/design.md "Plain
   // connections"): a shared lock on the last read slot with its read mark

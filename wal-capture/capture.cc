@@ -77,8 +77,8 @@ Status Collector::CheckHeader(uint32_t iframe, const unsigned char* hdr) const {
   if (fh.pgno == 0) return Status::Error(frame + " is written with page number 0" + refused);
   if (fh.is_commit() && (fh.db_size_after_commit > kMaxPageCount || fh.pgno > fh.db_size_after_commit)) {
     return Status::Error(frame + " is written as a commit of page " + std::to_string(fh.pgno) +
-                         " with an impossible database size of " + std::to_string(fh.db_size_after_commit) +
-                         " pages" + refused);
+                         " with an impossible database size of " + std::to_string(fh.db_size_after_commit) + " pages" +
+                         refused);
   }
   return Status::OK();
 }
@@ -223,9 +223,8 @@ Status Collector::OnWrite(const void* buf, int amt, int64_t off, bool* committed
   if (span > max_txn_bytes_) {
     // Refused before the commit frame's data reaches the WAL: the
     // transaction does not happen.
-    const std::string limit = max_txn_bytes_ % (uint64_t(1) << 30) == 0
-                                  ? std::to_string(max_txn_bytes_ >> 30) + " GiB"
-                                  : std::to_string(max_txn_bytes_) + " bytes";
+    const std::string limit = max_txn_bytes_ % (uint64_t(1) << 30) == 0 ? std::to_string(max_txn_bytes_ >> 30) + " GiB"
+                                                                        : std::to_string(max_txn_bytes_) + " bytes";
     return Status::Error("litejet: transaction of " + std::to_string(span) + " bytes on \"" + name_ +
                              "\" exceeds the " + limit + " limit of one replicated transaction; split it",
                          18 /* SQLITE_TOOBIG */);

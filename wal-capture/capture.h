@@ -29,10 +29,10 @@ constexpr uint32_t kMaxPageCount = 0xFFFFFFFEu;
 
 struct Captured {
   uint32_t page_size = 0;
-  uint32_t db_pages = 0;      // database size in pages after commit
-  uint32_t first_frame = 0;   // first frame of the transaction in this WAL
-  uint32_t commit_frame = 0;  // its commit frame
-  bool new_generation = false;  // this transaction wrote the WAL header
+  uint32_t db_pages = 0;          // database size in pages after commit
+  uint32_t first_frame = 0;       // first frame of the transaction in this WAL
+  uint32_t commit_frame = 0;      // its commit frame
+  bool new_generation = false;    // this transaction wrote the WAL header
   uint32_t salt1 = 0, salt2 = 0;  // valid when new_generation
   // Every changed page once, sorted by pgno, with the hash of its final bytes
   // (checksum::PageHash).

@@ -29,8 +29,8 @@ Status ReadRaw(int fd, const std::string& path, uint32_t first, uint32_t last, u
     ssize_t n = ::pread(fd, &(*out)[done], out->size() - done, base + off_t(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      return Status::Error("litejet: cannot read frames " + std::to_string(first) + "-" +
-                               std::to_string(last) + " of " + path + (n < 0 ? ": " + std::string(std::strerror(errno)) : ": short file"),
+      return Status::Error("litejet: cannot read frames " + std::to_string(first) + "-" + std::to_string(last) +
+                               " of " + path + (n < 0 ? ": " + std::string(std::strerror(errno)) : ": short file"),
                            10);
     }
     done += size_t(n);
@@ -42,8 +42,8 @@ Status ReadRaw(int fd, const std::string& path, uint32_t first, uint32_t last, u
 // in the same WAL generation (padding frames between them are fine): what
 // one read of frames first.first_frame.. covers. At most max_count entries;
 // stops once their frames span max_bytes.
-std::vector<sidecar::CommitEntry> RunFrom(const sidecar::Sidecar& sc, const sidecar::CommitEntry& first,
-                                          uint64_t last, size_t max_count, uint64_t max_bytes) {
+std::vector<sidecar::CommitEntry> RunFrom(const sidecar::Sidecar& sc, const sidecar::CommitEntry& first, uint64_t last,
+                                          size_t max_count, uint64_t max_bytes) {
   const uint64_t fsz = wal::WAL_FRAME_HDRSIZE + first.page_size;
   std::vector<sidecar::CommitEntry> run{first};
   uint64_t bytes = uint64_t(first.commit_frame - first.first_frame + 1) * fsz;
@@ -80,8 +80,8 @@ Status TxnFromFrames(const sidecar::CommitEntry& e, const char* frames, size_t n
     // is what proves the bytes are the committed ones.
     const uint32_t s1 = wal::Get4(h + 8), s2 = wal::Get4(h + 12);
     if ((s1 != e.salt1 || s2 != e.salt2) && (s1 != 0 || s2 != 0)) {
-      return Status::Error("litejet: local log: frame " + std::to_string(e.first_frame + k) + " of " +
-                               TxidStr(e.txid) + " belongs to another WAL generation: it was overwritten before it was shipped",
+      return Status::Error("litejet: local log: frame " + std::to_string(e.first_frame + k) + " of " + TxidStr(e.txid) +
+                               " belongs to another WAL generation: it was overwritten before it was shipped",
                            11);
     }
     uint32_t pgno = wal::Get4(h);
@@ -237,9 +237,8 @@ Status Reader::Read(uint64_t next, uint64_t last, uint64_t wal_last, uint64_t sp
           break;
         }
         if (!ParseSegment(rec, &h, &entries, &frames, &frames_len)) {
-          return Status::Error("litejet: log spool " + path_ + "-litejet-log at " + std::to_string(at) +
-                                   ": malformed segment",
-                               11);
+          return Status::Error(
+              "litejet: log spool " + path_ + "-litejet-log at " + std::to_string(at) + ": malformed segment", 11);
         }
         const uint64_t epoch = sc_->Read().epoch;
         const size_t fsz = wal::WAL_FRAME_HDRSIZE + h.page_size;
@@ -283,7 +282,9 @@ Status Reader::Read(uint64_t next, uint64_t last, uint64_t wal_last, uint64_t sp
         spool_off_ = at;  // past the committed end: not (yet) the record wanted
         break;
       }
-      if (!s.ok()) return Status::Error("litejet: log spool " + path_ + "-litejet-log at " + std::to_string(at) + ": " + s.message(), 11);
+      if (!s.ok())
+        return Status::Error(
+            "litejet: log spool " + path_ + "-litejet-log at " + std::to_string(at) + ": " + s.message(), 11);
       if (t.txid < next) continue;
       if (t.txid > next) {
         spool_off_ = at;  // later ones: next is in the WAL

@@ -16,9 +16,9 @@ namespace {
 constexpr int kCorrupt = 11;  // SQLITE_CORRUPT, spelled out to keep sqlite3.h out of the codec
 
 // Byte offsets of the fixed part of the header (see record.h).
-constexpr size_t kOffVersion = 4, kOffFlags = 6, kOffTxid = 8, kOffEpoch = 16, kOffTime = 24,
-                 kOffPageSize = 32, kOffDbPages = 36, kOffPageCount = 40, kOffCkBefore = 44,
-                 kOffCkAfter = 52, kOffNodeLen = 60, kOffNode = 62;
+constexpr size_t kOffVersion = 4, kOffFlags = 6, kOffTxid = 8, kOffEpoch = 16, kOffTime = 24, kOffPageSize = 32,
+                 kOffDbPages = 36, kOffPageCount = 40, kOffCkBefore = 44, kOffCkAfter = 52, kOffNodeLen = 60,
+                 kOffNode = 62;
 
 // The largest record Split and Reassembler accept: the largest header and a zstd frame of
 // kMaxRawLen incompressible bytes.
@@ -55,20 +55,15 @@ void Put64(std::string* s, uint64_t v) {
 const unsigned char* Bytes(const void* p) { return static_cast<const unsigned char*>(p); }
 std::string Str(uint64_t v) { return std::to_string(v); }
 
-Status Corrupt(const std::string& msg) {
-  return Status::Error("litejet: record: " + msg, kCorrupt);
-}
-Status ChunkCorrupt(const std::string& msg) {
-  return Status::Error("litejet: chunk: " + msg, kCorrupt);
-}
+Status Corrupt(const std::string& msg) { return Status::Error("litejet: record: " + msg, kCorrupt); }
+Status ChunkCorrupt(const std::string& msg) { return Status::Error("litejet: chunk: " + msg, kCorrupt); }
 
 // Checks shared by Encode and PeekHeader; returns "" when the shape is valid.
 std::string CheckShape(uint32_t page_size, uint32_t db_pages, uint64_t page_count) {
   if (page_size < 512 || page_size > 65536 || (page_size & (page_size - 1)) != 0)
     return "page size " + Str(page_size) + " is not a power of two in 512..65536";
   if (db_pages == 0) return "db_pages is 0 (a database has at least one page)";
-  if (page_count > db_pages)
-    return "page count " + Str(page_count) + " exceeds db_pages " + Str(db_pages);
+  if (page_count > db_pages) return "page count " + Str(page_count) + " exceeds db_pages " + Str(db_pages);
   const uint64_t raw_len = page_count * (4 + uint64_t{page_size});
   if (raw_len > kMaxRawLen) return "payload of " + Str(raw_len) + " bytes exceeds the 4 GiB limit";
   return "";
@@ -77,11 +72,10 @@ std::string CheckShape(uint32_t page_size, uint32_t db_pages, uint64_t page_coun
 // Checks the page number at index i given the one before it; returns "" when valid.
 std::string CheckPgno(size_t i, uint32_t pgno, uint32_t prev, uint32_t db_pages) {
   if (pgno == 0 || pgno > db_pages)
-    return "page number " + Str(pgno) + " at index " + Str(i) + " is out of range 1.." +
-           Str(db_pages);
+    return "page number " + Str(pgno) + " at index " + Str(i) + " is out of range 1.." + Str(db_pages);
   if (i > 0 && pgno <= prev)
-    return "page numbers not strictly increasing at index " + Str(i) + " (pgno " + Str(pgno) +
-           " after " + Str(prev) + ")";
+    return "page numbers not strictly increasing at index " + Str(i) + " (pgno " + Str(pgno) + " after " + Str(prev) +
+           ")";
   return "";
 }
 
@@ -94,8 +88,7 @@ struct ZstdFree {
 // size. Streams the pages in, so the raw payload is never built in memory.
 Status CompressPayload(const Txn& txn, uint64_t raw_len, int level, std::string* out) {
   auto fail = [](const char* what, size_t r) {
-    return Status::Error(std::string("litejet: record: zstd ") + what + ": " +
-                         ZSTD_getErrorName(r));
+    return Status::Error(std::string("litejet: record: zstd ") + what + ": " + ZSTD_getErrorName(r));
   };
   // One context per thread, reused: creating one per record was half of the
   // shipper's compression time (docs/performance.md).
@@ -109,8 +102,7 @@ Status CompressPayload(const Txn& txn, uint64_t raw_len, int level, std::string*
 
   const size_t at = out->size();
   size_t produced = 0;
-  out->resize(at +
-              std::min<uint64_t>(ZSTD_compressBound(raw_len), raw_len / 4 + ZSTD_CStreamOutSize()));
+  out->resize(at + std::min<uint64_t>(ZSTD_compressBound(raw_len), raw_len / 4 + ZSTD_CStreamOutSize()));
   auto pump = [&](const void* src, size_t len, ZSTD_EndDirective mode) -> Status {
     ZSTD_inBuffer in{src, len, 0};
     for (;;) {
@@ -145,13 +137,10 @@ class PayloadReader {
     if (!zstd_) return Status::OK();
     const unsigned long long fcs = ZSTD_getFrameContentSize(in_.src, in_.size);
     if (fcs == ZSTD_CONTENTSIZE_ERROR) return Corrupt("payload is not a zstd frame");
-    if (fcs == ZSTD_CONTENTSIZE_UNKNOWN)
-      return Corrupt("zstd frame does not declare its content size");
-    if (fcs != raw_len_)
-      return Corrupt("zstd frame content size " + Str(fcs) + " != raw_len " + Str(raw_len_));
+    if (fcs == ZSTD_CONTENTSIZE_UNKNOWN) return Corrupt("zstd frame does not declare its content size");
+    if (fcs != raw_len_) return Corrupt("zstd frame content size " + Str(fcs) + " != raw_len " + Str(raw_len_));
     const size_t frame = ZSTD_findFrameCompressedSize(in_.src, in_.size);
-    if (ZSTD_isError(frame))
-      return Corrupt(std::string("zstd frame is damaged: ") + ZSTD_getErrorName(frame));
+    if (ZSTD_isError(frame)) return Corrupt(std::string("zstd frame is damaged: ") + ZSTD_getErrorName(frame));
     if (frame != in_.size) return Corrupt(Str(in_.size - frame) + " bytes after the zstd frame");
     dctx_.reset(ZSTD_createDCtx());
     if (!dctx_) return Status::Error("litejet: record: out of memory creating a zstd context", 7);
@@ -161,8 +150,7 @@ class PayloadReader {
   Status Read(void* dst, size_t len) {
     if (!zstd_) {
       if (in_.size - in_.pos < len) return Corrupt("payload shorter than raw_len");
-      std::copy_n(static_cast<const unsigned char*>(in_.src) + in_.pos, len,
-                  static_cast<unsigned char*>(dst));
+      std::copy_n(static_cast<const unsigned char*>(in_.src) + in_.pos, len, static_cast<unsigned char*>(dst));
       in_.pos += len;
       return Status::OK();
     }
@@ -194,8 +182,7 @@ class PayloadReader {
     const size_t r = ZSTD_decompressStream(dctx_.get(), ob, &in_);
     if (ZSTD_isError(r)) return Corrupt(std::string("zstd: ") + ZSTD_getErrorName(r));
     ended_ = r == 0;
-    if (!ended_ && in_.pos == in_before && ob->pos == out_before)
-      return Corrupt("zstd frame is truncated");
+    if (!ended_ && in_.pos == in_before && ob->pos == out_before) return Corrupt("zstd frame is truncated");
     return Status::OK();
   }
 
@@ -211,8 +198,7 @@ class PayloadReader {
 Status Encode(const Txn& txn, Compression c, std::string* out, int zstd_level) {
   auto bad = [](const std::string& msg) { return Status::Error("litejet: record: " + msg); };
   if (c != Compression::kNone && c != Compression::kZstd) return bad("unknown compression");
-  if (txn.node.size() > kMaxNodeLen)
-    return bad("node name is " + Str(txn.node.size()) + " bytes (max 255)");
+  if (txn.node.size() > kMaxNodeLen) return bad("node name is " + Str(txn.node.size()) + " bytes (max 255)");
   std::string why = CheckShape(txn.page_size, txn.db_pages, txn.pages.size());
   if (!why.empty()) return bad(why);
   if (txn.epoch_marker && (!txn.pages.empty() || txn.checksum_before != txn.checksum_after))
@@ -230,7 +216,8 @@ Status Encode(const Txn& txn, Compression c, std::string* out, int zstd_level) {
   const size_t start = out->size();
   Put32(out, kMagic);
   Put16(out, kVersion);
-  Put16(out, static_cast<uint16_t>((c == Compression::kZstd ? kFlagZstd : 0) | (txn.epoch_marker ? kFlagEpochMarker : 0)));
+  Put16(out,
+        static_cast<uint16_t>((c == Compression::kZstd ? kFlagZstd : 0) | (txn.epoch_marker ? kFlagEpochMarker : 0)));
   Put64(out, txn.txid);
   Put64(out, txn.epoch);
   Put64(out, txn.timestamp_us);
@@ -269,8 +256,7 @@ Status PeekHeader(const void* data, size_t n, Header* out, size_t* header_len) {
   if (n >= 4 && Load32(p) != kMagic) return Corrupt("bad magic");
   if (n >= kOffFlags && Load16(p + kOffVersion) != kVersion)
     return Corrupt("unsupported version " + Str(Load16(p + kOffVersion)));
-  if (n < kOffNode)
-    return Corrupt("truncated header (got " + Str(n) + " of " + Str(kMinHeaderSize) + " bytes)");
+  if (n < kOffNode) return Corrupt("truncated header (got " + Str(n) + " of " + Str(kMinHeaderSize) + " bytes)");
   const size_t node_len = Load16(p + kOffNodeLen);
   if (node_len > kMaxNodeLen) return Corrupt("node name length " + Str(node_len) + " exceeds 255");
   const size_t hl = kMinHeaderSize + node_len;
@@ -300,11 +286,10 @@ Status PeekHeader(const void* data, size_t n, Header* out, size_t* header_len) {
   const std::string why = CheckShape(h.page_size, h.db_pages, h.page_count);
   if (!why.empty()) return Corrupt(why);
   if (h.raw_len != h.page_count * (4 + uint64_t{h.page_size}))
-    return Corrupt("raw_len " + Str(h.raw_len) + " != page_count " + Str(h.page_count) +
-                   " * (4 + page_size " + Str(h.page_size) + ")");
+    return Corrupt("raw_len " + Str(h.raw_len) + " != page_count " + Str(h.page_count) + " * (4 + page_size " +
+                   Str(h.page_size) + ")");
   if ((h.flags & kFlagZstd) == 0 && h.stored_len != h.raw_len)
-    return Corrupt("uncompressed payload has stored_len " + Str(h.stored_len) + " but raw_len " +
-                   Str(h.raw_len));
+    return Corrupt("uncompressed payload has stored_len " + Str(h.stored_len) + " but raw_len " + Str(h.raw_len));
   *out = std::move(h);
   *header_len = hl;
   return Status::OK();
@@ -319,8 +304,7 @@ Status Decode(const void* data, size_t n, Txn* out) {
   const size_t avail = n - hl;
   if (avail < h.stored_len)
     return Corrupt("truncated payload (got " + Str(avail) + " of " + Str(h.stored_len) + " bytes)");
-  if (avail > h.stored_len)
-    return Corrupt(Str(avail - h.stored_len) + " trailing bytes after the record");
+  if (avail > h.stored_len) return Corrupt(Str(avail - h.stored_len) + " trailing bytes after the record");
   if (XXH3_64bits(stored, avail) != h.payload_xxh3) return Corrupt("payload checksum mismatch");
 
   PayloadReader in(stored, avail, h.raw_len, (h.flags & kFlagZstd) != 0);
@@ -364,19 +348,18 @@ Status Decode(const void* data, size_t n, Txn* out) {
   return Status::OK();
 }
 
-Status Split(const std::string& record, uint64_t txid, size_t max_chunk,
-             std::vector<std::string>* chunks) {
+Status Split(const std::string& record, uint64_t txid, size_t max_chunk, std::vector<std::string>* chunks) {
   if (max_chunk < kChunkHeaderSize + 1)
-    return Status::Error("litejet: chunk: max_chunk " + Str(max_chunk) +
-                         " is too small (need at least " + Str(kChunkHeaderSize + 1) + " bytes)");
+    return Status::Error("litejet: chunk: max_chunk " + Str(max_chunk) + " is too small (need at least " +
+                         Str(kChunkHeaderSize + 1) + " bytes)");
   if (record.size() > kMaxRecordLen)
-    return Status::Error("litejet: chunk: record of " + Str(record.size()) +
-                         " bytes exceeds the limit of " + Str(kMaxRecordLen));
+    return Status::Error("litejet: chunk: record of " + Str(record.size()) + " bytes exceeds the limit of " +
+                         Str(kMaxRecordLen));
   const uint64_t per = std::min<uint64_t>(max_chunk - kChunkHeaderSize, UINT32_MAX);
   const uint64_t count = record.empty() ? 1 : (record.size() + per - 1) / per;
   if (count > UINT32_MAX)
-    return Status::Error("litejet: chunk: record of " + Str(record.size()) + " bytes needs " +
-                         Str(count) + " chunks of " + Str(max_chunk) + " bytes (max 4294967295)");
+    return Status::Error("litejet: chunk: record of " + Str(record.size()) + " bytes needs " + Str(count) +
+                         " chunks of " + Str(max_chunk) + " bytes (max 4294967295)");
   chunks->clear();
   chunks->reserve(count);
   for (uint64_t i = 0; i < count; i++) {
@@ -407,41 +390,34 @@ void Reassembler::Reset() {
   std::string().swap(buf_);
 }
 
-Status Reassembler::Add(const void* chunk, size_t n, bool* complete, std::string* record,
-                        uint64_t* txid) {
+Status Reassembler::Add(const void* chunk, size_t n, bool* complete, std::string* record, uint64_t* txid) {
   *complete = false;
   Status s = AddChunk(chunk, n, complete, record, txid);
   if (!s.ok()) Reset();
   return s;
 }
 
-Status Reassembler::AddChunk(const void* chunk, size_t n, bool* complete, std::string* record,
-                             uint64_t* txid) {
+Status Reassembler::AddChunk(const void* chunk, size_t n, bool* complete, std::string* record, uint64_t* txid) {
   const unsigned char* p = Bytes(chunk);
   if (n >= 4 && Load32(p) != kChunkMagic) return ChunkCorrupt("bad magic");
-  if (n >= 6 && Load16(p + 4) != kChunkVersion)
-    return ChunkCorrupt("unsupported version " + Str(Load16(p + 4)));
+  if (n >= 6 && Load16(p + 4) != kChunkVersion) return ChunkCorrupt("unsupported version " + Str(Load16(p + 4)));
   if (n < kChunkHeaderSize)
-    return ChunkCorrupt("truncated header (got " + Str(n) + " of " + Str(kChunkHeaderSize) +
-                        " bytes)");
+    return ChunkCorrupt("truncated header (got " + Str(n) + " of " + Str(kChunkHeaderSize) + " bytes)");
   const uint64_t id = Load64(p + 8);
   const uint32_t index = Load32(p + 16), count = Load32(p + 20), len = Load32(p + 32);
   const uint64_t total = Load64(p + 24);
   const std::string what = "chunk " + Str(index) + " of txid " + Str(id);
   if (len != n - kChunkHeaderSize)
-    return ChunkCorrupt(what + " says " + Str(len) + " data bytes but carries " +
-                        Str(n - kChunkHeaderSize));
+    return ChunkCorrupt(what + " says " + Str(len) + " data bytes but carries " + Str(n - kChunkHeaderSize));
   if (XXH3_64bits_withSeed(p + kChunkHeaderSize, len, XXH3_64bits(p, 36)) != Load64(p + 36))
     return ChunkCorrupt(what + " fails its hash check");
   if (Load16(p + 6) != 0) return ChunkCorrupt(what + " has reserved bits set");
   if (index >= count) return ChunkCorrupt(what + " is out of range (count " + Str(count) + ")");
   if (total > kMaxRecordLen)
-    return ChunkCorrupt(what + " claims a record of " + Str(total) + " bytes (limit " +
-                        Str(kMaxRecordLen) + ")");
+    return ChunkCorrupt(what + " claims a record of " + Str(total) + " bytes (limit " + Str(kMaxRecordLen) + ")");
 
   if (!active_) {
-    if (index != 0)
-      return ChunkCorrupt(what + " arrived without chunk 0 (out of order or a lost start)");
+    if (index != 0) return ChunkCorrupt(what + " arrived without chunk 0 (out of order or a lost start)");
     active_ = true;
     txid_ = id;
     next_ = 0;
@@ -449,26 +425,24 @@ Status Reassembler::AddChunk(const void* chunk, size_t n, bool* complete, std::s
     total_ = total;
     buf_.clear();
   } else if (id != txid_) {
-    return ChunkCorrupt(what + " arrived while txid " + Str(txid_) + " was incomplete (chunk " +
-                        Str(next_) + " of " + Str(count_) + " expected)");
+    return ChunkCorrupt(what + " arrived while txid " + Str(txid_) + " was incomplete (chunk " + Str(next_) + " of " +
+                        Str(count_) + " expected)");
   } else if (index < next_) {
     return ChunkCorrupt("duplicate " + what + " (chunk " + Str(next_) + " expected)");
   } else if (index > next_) {
-    return ChunkCorrupt("out of order: expected chunk " + Str(next_) + " of txid " + Str(txid_) +
-                        ", got chunk " + Str(index));
+    return ChunkCorrupt("out of order: expected chunk " + Str(next_) + " of txid " + Str(txid_) + ", got chunk " +
+                        Str(index));
   } else if (count != count_ || total != total_) {
-    return ChunkCorrupt(what + " says " + Str(count) + " chunks / " + Str(total) +
-                        " bytes but chunk 0 said " + Str(count_) + " chunks / " + Str(total_) +
-                        " bytes");
+    return ChunkCorrupt(what + " says " + Str(count) + " chunks / " + Str(total) + " bytes but chunk 0 said " +
+                        Str(count_) + " chunks / " + Str(total_) + " bytes");
   }
   if (len > total_ - buf_.size())
-    return ChunkCorrupt("chunks of txid " + Str(txid_) + " carry more than its " + Str(total_) +
-                        " bytes");
+    return ChunkCorrupt("chunks of txid " + Str(txid_) + " carry more than its " + Str(total_) + " bytes");
   buf_.append(reinterpret_cast<const char*>(p + kChunkHeaderSize), len);
   if (++next_ < count_) return Status::OK();
   if (buf_.size() != total_)
-    return ChunkCorrupt("txid " + Str(txid_) + " ended after " + Str(count_) + " chunks with " +
-                        Str(buf_.size()) + " of " + Str(total_) + " bytes");
+    return ChunkCorrupt("txid " + Str(txid_) + " ended after " + Str(count_) + " chunks with " + Str(buf_.size()) +
+                        " of " + Str(total_) + " bytes");
   *record = std::move(buf_);
   *txid = txid_;
   *complete = true;
@@ -540,7 +514,8 @@ Status DecodeBatch(const void* data, size_t n, std::vector<std::string>* records
     thread_local std::unique_ptr<ZSTD_DCtx, ZstdFree> dctx(ZSTD_createDCtx());
     if (!dctx) return Status::Error("litejet: batch: out of memory creating a zstd context", 7);
     raw.resize(size_t(raw_len));
-    const size_t r = ZSTD_decompressDCtx(dctx.get(), raw.empty() ? nullptr : &raw[0], raw.size(), body + 8, body_len - 8);
+    const size_t r =
+        ZSTD_decompressDCtx(dctx.get(), raw.empty() ? nullptr : &raw[0], raw.size(), body + 8, body_len - 8);
     if (ZSTD_isError(r) || r != raw_len) {
       return bad(std::string("compressed body: ") + (ZSTD_isError(r) ? ZSTD_getErrorName(r) : "short"));
     }

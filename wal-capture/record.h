@@ -57,7 +57,7 @@ struct Txn {
   uint32_t page_size = 0;  // power of two 512..65536
   uint32_t db_pages = 0;   // database size in pages after commit (>= 1)
   uint64_t checksum_before = 0, checksum_after = 0;
-  std::vector<Page> pages;  // strictly increasing pgno, each 1..db_pages
+  std::vector<Page> pages;    // strictly increasing pgno, each 1..db_pages
   bool epoch_marker = false;  // kFlagEpochMarker: no pages, checksum_before == checksum_after
 };
 
@@ -126,8 +126,7 @@ constexpr size_t kChunkHeaderSize = 44;
 
 // Replaces *chunks with the record cut into chunks of at most max_chunk bytes each, header
 // included; always at least one chunk (an empty record gives one empty chunk).
-Status Split(const std::string& record, uint64_t txid, size_t max_chunk,
-             std::vector<std::string>* chunks);
+Status Split(const std::string& record, uint64_t txid, size_t max_chunk, std::vector<std::string>* chunks);
 
 // The header fields of a chunk (no hash check): which transaction, which
 // piece. False when data is too short or not a chunk.

@@ -6,18 +6,18 @@
 #include "wal-capture/sidecar.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <linux/futex.h>
+#include <sys/file.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <thread>
 
@@ -102,7 +102,6 @@ struct Sidecar::Header {
   uint32_t change_word, change_waiters;
 };
 
-
 Sidecar::~Sidecar() {
   static_assert(sizeof(Header) <= kHeaderBytes, "header fits its page");
   if (segments_) {
@@ -133,9 +132,7 @@ uint64_t* Sidecar::Slot(uint32_t pgno) {
   return seg + ((pgno - 1) & ((uint32_t(1) << kSegmentShift) - 1));
 }
 
-CommitEntry* Sidecar::ring() const {
-  return reinterpret_cast<CommitEntry*>(static_cast<char*>(base_) + kHeaderBytes);
-}
+CommitEntry* Sidecar::ring() const { return reinterpret_cast<CommitEntry*>(static_cast<char*>(base_) + kHeaderBytes); }
 
 Status Sidecar::Open(const std::string& path, bool* created, bool* unclean) {
   if (unclean) *unclean = false;
@@ -277,7 +274,8 @@ Position Sidecar::Read() const {
         stuck_s = s1;
         stuck_a = a1;
         stuck_since = std::chrono::steady_clock::now();
-      } else if ((spins & 1023) == 0 && std::chrono::steady_clock::now() - stuck_since > std::chrono::milliseconds(100)) {
+      } else if ((spins & 1023) == 0 &&
+                 std::chrono::steady_clock::now() - stuck_since > std::chrono::milliseconds(100)) {
         give_up = true;
       }
       if (!give_up) {
@@ -338,9 +336,8 @@ Status Sidecar::BeginUpdate(uint64_t txid, uint32_t max_pgno, const PendingCommi
   // Every segment the update writes is mapped now, so SetHash cannot fail.
   for (uint64_t pg = 1; max_pgno > 0 && pg <= max_pgno; pg += uint64_t(1) << kSegmentShift) {
     if (Slot(uint32_t(pg)) == nullptr) {
-      return Status::Error("litejet: cannot map sidecar " + path_ + " for page " + std::to_string(pg) + ": " +
-                               std::strerror(errno),
-                           10);
+      return Status::Error(
+          "litejet: cannot map sidecar " + path_ + " for page " + std::to_string(pg) + ": " + std::strerror(errno), 10);
     }
   }
   Store(&hdr()->pending_salt1, where.salt1);
@@ -415,7 +412,8 @@ void ReadStable(const uint64_t* seq, Fn&& read) {
       if (s1 != stuck) {
         stuck = s1;
         stuck_since = std::chrono::steady_clock::now();
-      } else if ((tries & 1023) == 0 && std::chrono::steady_clock::now() - stuck_since > std::chrono::milliseconds(100)) {
+      } else if ((tries & 1023) == 0 &&
+                 std::chrono::steady_clock::now() - stuck_since > std::chrono::milliseconds(100)) {
         give_up = true;
       }
       if (!give_up) {

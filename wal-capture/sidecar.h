@@ -7,9 +7,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
-#include <cstdint>
 #include <string>
 
 #include "common/status.h"
@@ -23,8 +23,8 @@ struct Position {
   uint32_t page_size = 0;
   uint64_t epoch = 0;
   uint64_t acked_txid = 0;
-  uint64_t log_seq = 0;  // stream sequence of the last chunk shipped (primary) / applied (replica)
-  uint64_t spool_end = 0;  // primary: where the spool's committed entries end
+  uint64_t log_seq = 0;       // stream sequence of the last chunk shipped (primary) / applied (replica)
+  uint64_t spool_end = 0;     // primary: where the spool's committed entries end
   uint64_t spooled_txid = 0;  // primary: the newest TXID whose record was written to the spool
   // Primary: the checksum-after of the record JetStream acknowledged as
   // acked_txid, 0 when not known. A sync committer checks that the

@@ -148,8 +148,10 @@ Status Spool::WriteSegment(const std::string& head, int src_fd, uint64_t src_off
       size_t want = size_t(std::min<uint64_t>(left, buf.size()));
       ssize_t r = ::pread(src_fd, &buf[0], want, off_t(in));
       if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return Status::Error("litejet: cannot read the WAL for the log spool " + path_ + ": " +
-                                       (r < 0 ? std::strerror(errno) : "short file"), 10);
+      if (r <= 0)
+        return Status::Error("litejet: cannot read the WAL for the log spool " + path_ + ": " +
+                                 (r < 0 ? std::strerror(errno) : "short file"),
+                             10);
       size_t wdone = 0;
       while (wdone < size_t(r)) {
         ssize_t w = ::pwrite(fd_, buf.data() + wdone, size_t(r) - wdone, off_t(out));

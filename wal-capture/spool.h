@@ -37,8 +37,7 @@ class Spool {
   Status WriteMany(const std::vector<std::string>& records, uint64_t at, uint64_t* end);
   // Writes one segment entry at offset at: head (SegmentHeader + entries)
   // followed by n bytes of src_fd from src_off, copied by the kernel.
-  Status WriteSegment(const std::string& head, int src_fd, uint64_t src_off, uint64_t n, uint64_t at,
-                      uint64_t* end);
+  Status WriteSegment(const std::string& head, int src_fd, uint64_t src_off, uint64_t n, uint64_t at, uint64_t* end);
   // Moves [from, end) to the front (the shipped entries before it are
   // dropped). Call under WAL_WRITE_LOCK, with from >= end - from.
   Status Compact(uint64_t from, uint64_t end);
@@ -70,7 +69,6 @@ bool ReadEntry(int fd, uint64_t end, uint64_t* off, std::string* rec);
 
 // Calls fn(record, offset_of_entry) for every entry in [0, end), in order.
 // end = UINT64_MAX: up to the file's size, stopping at a torn entry.
-Status Scan(const std::string& path, uint64_t end,
-            const std::function<Status(const std::string&, uint64_t)>& fn);
+Status Scan(const std::string& path, uint64_t end, const std::function<Status(const std::string&, uint64_t)>& fn);
 
 }  // namespace litejet::spool

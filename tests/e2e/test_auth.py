@@ -67,11 +67,13 @@ def body(s):
     wrong.open(replica_uri(s.path("w", "auth.db"), srv.url, user="lj", password="nope", node="w1"))
     s.eq(wrong.one("SELECT count(*) FROM sqlite_master"), 0, "wrong password: the database opens and reads")
     # nats.c 3.4 with retry-on-failed-connect reports only "No server available
-    # for connection", not the server's "Authorization Violation".
+    # for connection"; litejet's direct attempt adds the server's reason.
     want = "not connected to %s" % srv.url
-    ok = wait_until(lambda: want in (wrong.status().get("last_error") or ""), 15)
+    ok = wait_until(lambda: want in (wrong.status().get("last_error") or "")
+                    and "Authorization Violation" in wrong.status()["last_error"], 15)
     st = wrong.status()
-    s.check(ok and st["connected"] is False, "wrong password: not connected, last_error names the server", repr(st))
+    s.check(ok and st["connected"] is False,
+            "wrong password: not connected, last_error names the server and says Authorization Violation", repr(st))
     s.eq(wrong.one("SELECT repl_wait(1, 300)", timeout=30), 0, "wrong password: nothing replicates")
 
     tok = AuthServer(s.path("nats-token"), "--auth", "t0ken")

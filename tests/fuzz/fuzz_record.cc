@@ -23,10 +23,9 @@ constexpr int kCorrupt = 11;  // SQLITE_CORRUPT
   } while (0)
 
 bool SameTxn(const Txn& a, const Txn& b) {
-  if (a.txid != b.txid || a.epoch != b.epoch || a.timestamp_us != b.timestamp_us ||
-      a.node != b.node || a.page_size != b.page_size || a.db_pages != b.db_pages ||
-      a.checksum_before != b.checksum_before || a.checksum_after != b.checksum_after ||
-      a.pages.size() != b.pages.size())
+  if (a.txid != b.txid || a.epoch != b.epoch || a.timestamp_us != b.timestamp_us || a.node != b.node ||
+      a.page_size != b.page_size || a.db_pages != b.db_pages || a.checksum_before != b.checksum_before ||
+      a.checksum_after != b.checksum_after || a.pages.size() != b.pages.size())
     return false;
   for (size_t i = 0; i < a.pages.size(); i++)
     if (a.pages[i].pgno != b.pages[i].pgno || a.pages[i].data != b.pages[i].data) return false;

@@ -213,7 +213,7 @@ std::string ServerConfig(const std::string& name, int port, int http_port, const
 std::string ReadTail(const std::string& path, size_t max_bytes, off_t from = 0) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return "";
-  struct stat st{};
+  struct stat st {};
   std::string out;
   if (fstat(fd, &st) == 0) {
     off_t start = st.st_size > static_cast<off_t>(max_bytes) ? st.st_size - static_cast<off_t>(max_bytes) : 0;
@@ -233,7 +233,7 @@ std::string ReadTail(const std::string& path, size_t max_bytes, off_t from = 0) 
 }
 
 off_t FileSize(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return stat(path.c_str(), &st) == 0 ? st.st_size : 0;
 }
 
@@ -245,13 +245,18 @@ size_t MatchingClose(const std::string& s, size_t open) {
   for (size_t i = open; i < s.size(); i++) {
     char ch = s[i];
     if (in_str) {
-      if (ch == '\\') i++;
-      else if (ch == '"') in_str = false;
+      if (ch == '\\')
+        i++;
+      else if (ch == '"')
+        in_str = false;
       continue;
     }
-    if (ch == '"') in_str = true;
-    else if (ch == o) depth++;
-    else if (ch == c && --depth == 0) return i;
+    if (ch == '"')
+      in_str = true;
+    else if (ch == o)
+      depth++;
+    else if (ch == c && --depth == 0)
+      return i;
   }
   return std::string::npos;
 }
@@ -709,8 +714,7 @@ bool NatsCluster::WaitMetaLeader(double timeout_s, int expect_current, std::stri
       std::string body;
       MetaInfo mi;
       if (li >= 0 && nodes_[static_cast<size_t>(li)]->running() &&
-          HttpGet(nodes_[static_cast<size_t>(li)]->monitor_port(), "/jsz", &body, 1.0) == 200 &&
-          ParseMeta(body, &mi)) {
+          HttpGet(nodes_[static_cast<size_t>(li)]->monitor_port(), "/jsz", &body, 1.0) == 200 && ParseMeta(body, &mi)) {
         if (mi.current_replicas + 1 >= expect_current) return true;
         why = "leader " + leader + " sees " + std::to_string(mi.current_replicas + 1) + " current peers, want " +
               std::to_string(expect_current);

@@ -68,9 +68,9 @@ class NatsServer {
   friend class NatsCluster;
   NatsServer() = default;
 
-  bool Spawn(std::string* err);            // fork/exec, no waiting
+  bool Spawn(std::string* err);  // fork/exec, no waiting
   bool WaitHealthy(double timeout_s, std::string* err);
-  bool ReapIfExited(int* status);          // true if the child has exited
+  bool ReapIfExited(int* status);  // true if the child has exited
   void Signal(int sig, double wait_s);
   bool LogSaysAddressInUse() const;
 
@@ -83,7 +83,7 @@ class NatsServer {
   std::string url_;
   int port_ = 0;
   int http_port_ = 0;
-  int cluster_port_ = 0;   // 0 for single node
+  int cluster_port_ = 0;  // 0 for single node
   pid_t pid_ = -1;
 };
 

@@ -12,7 +12,7 @@
 
 static int g_passed, g_failed;
 
-static void check(int cond, const char *name, const char *fmt, ...) {
+static void check(int cond, const char* name, const char* fmt, ...) {
   if (cond) {
     g_passed++;
     printf("ok - %s\n", name);
@@ -28,8 +28,8 @@ static void check(int cond, const char *name, const char *fmt, ...) {
 }
 
 /* The first column of the first row of sql as an integer; -1 on error. */
-static sqlite3_int64 query_int(sqlite3 *db, const char *sql) {
-  sqlite3_stmt *st = NULL;
+static sqlite3_int64 query_int(sqlite3* db, const char* sql) {
+  sqlite3_stmt* st = NULL;
   sqlite3_int64 v = -1;
   if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
     v = sqlite3_column_int64(st, 0);
@@ -39,13 +39,13 @@ static sqlite3_int64 query_int(sqlite3 *db, const char *sql) {
 }
 
 /* The first column as text into out; the error message instead on failure. */
-static int query_text(sqlite3 *db, const char *sql, char *out, size_t n) {
-  sqlite3_stmt *st = NULL;
+static int query_text(sqlite3* db, const char* sql, char* out, size_t n) {
+  sqlite3_stmt* st = NULL;
   int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
   if (rc == SQLITE_OK) rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
-    const unsigned char *t = sqlite3_column_text(st, 0);
-    snprintf(out, n, "%s", t ? (const char *)t : "NULL");
+    const unsigned char* t = sqlite3_column_text(st, 0);
+    snprintf(out, n, "%s", t ? (const char*)t : "NULL");
     rc = SQLITE_OK;
   } else {
     snprintf(out, n, "%s", sqlite3_errmsg(db));
@@ -55,15 +55,15 @@ static int query_text(sqlite3 *db, const char *sql, char *out, size_t n) {
   return rc;
 }
 
-static int exec(sqlite3 *db, const char *sql) {
-  char *err = NULL;
+static int exec(sqlite3* db, const char* sql) {
+  char* err = NULL;
   int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
   if (rc != SQLITE_OK) printf("    %s: %s\n", sql, err ? err : sqlite3_errstr(rc));
   sqlite3_free(err);
   return rc;
 }
 
-static int is_hex16(const char *s) {
+static int is_hex16(const char* s) {
   if (strlen(s) != 16) return 0;
   for (; *s; s++) {
     if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f'))) return 0;
@@ -72,9 +72,10 @@ static int is_hex16(const char *s) {
 }
 
 int main(void) {
-  char dir[] = "/tmp/litejet-c-app-XXXXXX";
+  const char* tmp = getenv("TMPDIR");
+  char dir[256];
   char path[512], uri[1024], text[512];
-  sqlite3 *db = NULL;
+  sqlite3* db = NULL;
   int rc;
 
   /* Hermetic: no configuration from the caller's environment. */
@@ -82,6 +83,7 @@ int main(void) {
   unsetenv("LITEJET_ROLE");
   unsetenv("LITEJET_NAME");
 
+  snprintf(dir, sizeof dir, "%s/litejet-c-app-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (!mkdtemp(dir)) {
     perror("mkdtemp");
     return 1;
@@ -100,7 +102,7 @@ int main(void) {
   check(rc == SQLITE_OK, "open a replicated database by URI", "%s", sqlite3_errmsg(db));
   if (rc != SQLITE_OK) goto done;
   {
-    sqlite3_vfs *vfs = NULL;
+    sqlite3_vfs* vfs = NULL;
     sqlite3_file_control(db, "main", SQLITE_FCNTL_VFS_POINTER, &vfs);
     check(vfs && strcmp(vfs->zName, "litejet") == 0, "the database is on the litejet vfs", "%s",
           vfs ? vfs->zName : "(none)");

@@ -9,19 +9,19 @@
 
 #include "litejet.h"
 
-static int fail(sqlite3 *db, const char *what) {
+static int fail(sqlite3* db, const char* what) {
   fprintf(stderr, "exit_app: %s: %s (extended code %d)\n", what, db ? sqlite3_errmsg(db) : "out of memory",
           db ? sqlite3_extended_errcode(db) : SQLITE_NOMEM);
   return 2;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc != 4 || (strcmp(argv[3], "exit") != 0 && strcmp(argv[3], "return") != 0)) {
     fprintf(stderr, "usage: exit_app DB VALUE exit|return\n");
     return 2;
   }
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
+  sqlite3* db = NULL;
+  sqlite3_stmt* st = NULL;
   sqlite3_auto_extension((void (*)(void))sqlite3_litejet_init);
   if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
     return fail(db, "open");

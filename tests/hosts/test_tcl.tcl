@@ -42,7 +42,7 @@ foreach var [array names env LITEJET_*] {
   if {$var ni {LITEJET_BUILD LITEJET_SOURCE}} { unset env($var) }
 }
 
-set work [file normalize [exec mktemp -d /tmp/litejet-tcl-XXXXXX]]
+set work [file normalize [exec mktemp -d -t litejet-tcl-XXXXXX]]
 cd $work
 
 # The Tcl package translates the open's file name as a path, which folds the

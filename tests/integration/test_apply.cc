@@ -110,7 +110,8 @@ void apply_matches_primary_at_every_txid(void**) {
     std::string diff = DiffPages(want[t.txid], got);
     if (!diff.empty()) fail_msg("txid %llu: %s", (unsigned long long)t.txid, diff.c_str());
     // A reader connection sees it too.
-    assert_int_equal(QueryInt(reader, "select count(*) from sqlite_master"), QueryInt(reader, "select count(*) from sqlite_master"));
+    assert_int_equal(QueryInt(reader, "select count(*) from sqlite_master"),
+                     QueryInt(reader, "select count(*) from sqlite_master"));
     if (!ckpt) ckpt = OpenPlain(repl);
     if (rng() % 7 == 0) {
       // Checkpoints let the next Append restart the WAL.
@@ -223,8 +224,8 @@ void apply_survives_other_processes_closing(void**) {
   for (size_t i = 0; i < txns.size(); i++) {
     assert_true(w.Append(txns[i].page_size, txns[i].db_pages, txns[i].pages, 5000).ok());
     if (i == 0) continue;
-    char* argv[] = {const_cast<char*>("/proc/self/exe"), const_cast<char*>("--count"),
-                    const_cast<char*>(repl.c_str()), nullptr};
+    char* argv[] = {const_cast<char*>("/proc/self/exe"), const_cast<char*>("--count"), const_cast<char*>(repl.c_str()),
+                    nullptr};
     pid_t pid = 0;
     assert_int_equal(posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, environ), 0);
     int st = 0;

@@ -41,9 +41,9 @@ namespace {
 
 const char* g_self = nullptr;
 
-#define CHECK_MSG(cond, msg)                                  \
-  do {                                                        \
-    if (!(cond)) fail_msg("%s", std::string(msg).c_str());    \
+#define CHECK_MSG(cond, msg)                               \
+  do {                                                     \
+    if (!(cond)) fail_msg("%s", std::string(msg).c_str()); \
   } while (0)
 
 // Debian's libsqlite3 lacks generate_series (only the shell has it):
@@ -375,7 +375,7 @@ void capture_several_processes(void**) {
     // A fresh process image (this binary in writer mode), not a bare fork:
     // this process already runs threads.
     std::string ps = std::to_string(p), ns = std::to_string(kTxns);
-    char* argv[] = {const_cast<char*>(g_self), const_cast<char*>("--writer"), const_cast<char*>(path.c_str()),
+    char* argv[] = {const_cast<char*>(g_self),     const_cast<char*>("--writer"), const_cast<char*>(path.c_str()),
                     const_cast<char*>(ps.c_str()), const_cast<char*>(ns.c_str()), nullptr};
     pid_t pid = 0;
     assert_int_equal(posix_spawn(&pid, g_self, nullptr, nullptr, argv, environ), 0);
@@ -452,7 +452,7 @@ void WriterDiesInTxid3(const std::string& path, const char* point) {
   for (auto& e : env_s) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   char* argv[] = {const_cast<char*>(g_self), const_cast<char*>("--writer"), const_cast<char*>(path.c_str()),
-                  const_cast<char*>("0"), const_cast<char*>("5"), nullptr};
+                  const_cast<char*>("0"),    const_cast<char*>("5"),        nullptr};
   pid_t pid = 0;
   assert_int_equal(posix_spawn(&pid, g_self, nullptr, nullptr, argv, envp.data()), 0);
   int st = 0;
@@ -515,7 +515,9 @@ void DeadCommitResolvedWithoutWrites(const char* point) {
   idle = OpenReplicated(path);
   ExecOk(idle, "create table t(p, i, y)");
   WriterDiesInTxid3(path, point);
-  long long want = std::strcmp(point, "before_commit_frame") == 0 ? 2 : std::strcmp(point, "after_commit_frame") == 0 ? 2 : 3;
+  long long want = std::strcmp(point, "before_commit_frame") == 0  ? 2
+                   : std::strcmp(point, "after_commit_frame") == 0 ? 2
+                                                                   : 3;
   sidecar::Sidecar sc;
   bool created = false;
   assert_true(sc.Open(path + "-litejet", &created).ok());
@@ -591,7 +593,8 @@ void capture_read_races_truncate(void**) {
       Status st = r.Read(next, next, p.txid, p.spool_end, p.spool_end, 10, 1 << 30, "n", &out);
       if (st.ok() && out.size() == 1) next++;
       if (!st.ok()) r.set_spool_offset(0);
-      std::string k = st.ok() ? (out.size() == 1 ? "ok" : "nothing") : "error " + std::to_string(st.code()) + ": " + st.message().substr(0, 90);
+      std::string k = st.ok() ? (out.size() == 1 ? "ok" : "nothing")
+                              : "error " + std::to_string(st.code()) + ": " + st.message().substr(0, 90);
       outcomes[k]++;
     }
   });
@@ -752,8 +755,9 @@ void RandomWorkload(uint64_t seed, int steps) {
         if (autovac) t.Step(c, "pragma incremental_vacuum(" + std::to_string(pick(20)) + ")");
         break;
       case 9:
-        t.Step(c, "begin; update t set v = randomblob(" + sz + ") where k in (select k from t order by random() limit " +
-                      n + "); update t set v = randomblob(3) where k in (select k from t order by random() limit 5); "
+        t.Step(c, "begin; update t set v = randomblob(" + sz +
+                      ") where k in (select k from t order by random() limit " + n +
+                      "); update t set v = randomblob(3) where k in (select k from t order by random() limit 5); "
                       "commit");
         break;
       case 10:
@@ -813,7 +817,8 @@ int main(int argc, char** argv) {
   sqlite3_auto_extension(reinterpret_cast<void (*)(void)>(sqlite3_litejet_init));
   g_self = "/proc/self/exe";
   if (argc == 4 && std::string(argv[1]) == "--holder") return HolderMain(argv[2], argv[3]);
-  if (argc == 5 && std::string(argv[1]) == "--writer") return WriterMain(argv[2], std::atoi(argv[3]), std::atoi(argv[4]));
+  if (argc == 5 && std::string(argv[1]) == "--writer")
+    return WriterMain(argv[2], std::atoi(argv[3]), std::atoi(argv[4]));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(capture_counts_each_commit_once),
       cmocka_unit_test(capture_inplace_frame_rewrite),

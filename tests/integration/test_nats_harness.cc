@@ -232,8 +232,7 @@ void test_cluster(void** state) {
       for (int i = 0; i < 2; i++) {
         std::string name = si->Cluster->Replicas[i]->Name;
         int idx = cl.IndexOf(name);
-        if (idx >= 0 && (follower.empty() || cl.node(idx).url().find(connected) == std::string::npos))
-          follower = name;
+        if (idx >= 0 && (follower.empty() || cl.node(idx).url().find(connected) == std::string::npos)) follower = name;
       }
     }
     jsStreamInfo_Destroy(si);

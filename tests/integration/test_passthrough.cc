@@ -414,8 +414,9 @@ struct Fixture {
 };
 
 int Setup(void** state) {
-  char tmpl[] = "/tmp/litejet-passthrough-XXXXXX";
-  if (!mkdtemp(tmpl)) return -1;
+  const char* base = getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/litejet-passthrough-XXXXXX";
+  if (!mkdtemp(tmpl.data())) return -1;
   *state = new Fixture{tmpl};
   return 0;
 }
@@ -480,10 +481,12 @@ void litejet_is_the_default_vfs(void**) {
   sqlite3* db = nullptr;
   assert_int_equal(sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
   sqlite3_close(db);
-  char path[] = "/tmp/litejet-default-XXXXXX";
-  int fd = mkstemp(path);
+  const char* base = getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/litejet-default-XXXXXX";
+  int fd = mkstemp(tmpl.data());
   assert_true(fd >= 0);
   close(fd);
+  const char* path = tmpl.c_str();
   assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
   assert_string_equal(VfsOf(db, "main").c_str(), "litejet");
   // The SQL functions came with the auto extension; this file is not replicated.

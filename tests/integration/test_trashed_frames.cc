@@ -49,7 +49,8 @@ int TClose(sqlite3_file* f) { return Below(f)->pMethods->xClose(Below(f)); }
 int TRead(sqlite3_file* f, void* b, int n, sqlite3_int64 o) { return Below(f)->pMethods->xRead(Below(f), b, n, o); }
 int TWrite(sqlite3_file* f, const void* b, int n, sqlite3_int64 o) {
   TrashFile* t = reinterpret_cast<TrashFile*>(f);
-  if (t->wal && g_trash != Trash::kNone && n == wal::WAL_FRAME_HDRSIZE && wal::Get4(static_cast<const char*>(b) + 4) != 0) {
+  if (t->wal && g_trash != Trash::kNone && n == wal::WAL_FRAME_HDRSIZE &&
+      wal::Get4(static_cast<const char*>(b) + 4) != 0) {
     // A commit frame's header: trash it once.
     unsigned char h[wal::WAL_FRAME_HDRSIZE];
     std::memcpy(h, b, sizeof h);
@@ -80,10 +81,9 @@ int TShmLock(sqlite3_file* f, int o, int n, int fl) { return Below(f)->pMethods-
 void TShmBarrier(sqlite3_file* f) { Below(f)->pMethods->xShmBarrier(Below(f)); }
 int TShmUnmap(sqlite3_file* f, int d) { return Below(f)->pMethods->xShmUnmap(Below(f), d); }
 
-const sqlite3_io_methods kTrashMethods = {2,       TClose,  TRead,      TWrite,      TTruncate,  TSync,
-                                          TFileSize, TLock, TUnlock,    TCheck,      TFcntl,     TSector,
-                                          TDevice, TShmMap, TShmLock,   TShmBarrier, TShmUnmap,  nullptr,
-                                          nullptr};
+const sqlite3_io_methods kTrashMethods = {2,        TClose,      TRead,     TWrite,  TTruncate, TSync,   TFileSize,
+                                          TLock,    TUnlock,     TCheck,    TFcntl,  TSector,   TDevice, TShmMap,
+                                          TShmLock, TShmBarrier, TShmUnmap, nullptr, nullptr};
 
 int TOpen(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out) {
   TrashFile* t = reinterpret_cast<TrashFile*>(f);
@@ -130,9 +130,7 @@ void ExecOk(sqlite3* db, const std::string& sql) {
   if (Exec(db, sql, &err) != SQLITE_OK) fail_msg("%s: %s", sql.c_str(), err.c_str());
 }
 
-std::string LastError(sqlite3* db) {
-  return QueryText(db, "select json_extract(repl_status(), '$.last_error')");
-}
+std::string LastError(sqlite3* db) { return QueryText(db, "select json_extract(repl_status(), '$.last_error')"); }
 
 // The refused transaction left nothing: no pending commit, no ring entry for
 // the next TXID, and what the local log holds is exactly TXIDs 1..position.
@@ -213,11 +211,11 @@ void trashed_commit_header_is_refused(void**) {
   unsigned char h[16];
   for (int i = 8; i < 16; i++) h[i] = static_cast<unsigned char>(0x5a ^ (i * 37));
   std::snprintf(salts, sizeof salts, "%08x%08x", wal::Get4(h + 8), wal::Get4(h + 12));
-  assert_string_equal(Generic(why).c_str(), ("litejet: capture: WAL frame N is written with salts " +
-                                             std::string(salts) +
-                                             ", not those of its WAL (S); refused (the bytes were changed on their "
-                                             "way to the WAL)")
-                                                .c_str());
+  assert_string_equal(Generic(why).c_str(),
+                      ("litejet: capture: WAL frame N is written with salts " + std::string(salts) +
+                       ", not those of its WAL (S); refused (the bytes were changed on their "
+                       "way to the WAL)")
+                          .c_str());
 }
 
 void commit_claiming_huge_database_is_refused(void**) {
@@ -253,8 +251,7 @@ void transaction_over_the_limit_is_refused(void**) {
   const std::string head = "litejet: transaction of ";
   const std::string tail = " bytes on \"big\" exceeds the 1048576 bytes limit of one replicated transaction; split it";
   assert_true(why.compare(0, head.size(), head) == 0);
-  assert_true(why.size() > head.size() + tail.size() &&
-              why.compare(why.size() - tail.size(), tail.size(), tail) == 0);
+  assert_true(why.size() > head.size() + tail.size() && why.compare(why.size() - tail.size(), tail.size(), tail) == 0);
   const uint64_t bytes = std::strtoull(why.c_str() + head.size(), nullptr, 10);
   assert_true(bytes > 2000000 && bytes < 2200000);
   assert_int_equal(QueryInt(db, "select repl_position()"), 2);

@@ -109,8 +109,7 @@ void defaults_with_nats(void**) {
   assert_int_equal(c.max_lag_ms, 10000);
   assert_int_equal(c.lease_ttl_ms, 5000);
   assert_int_equal(c.stream_replicas, 1);
-  for (const std::string* s :
-       {&c.creds, &c.token, &c.user, &c.password, &c.tls_ca, &c.tls_cert, &c.tls_key}) {
+  for (const std::string* s : {&c.creds, &c.token, &c.user, &c.password, &c.tls_ca, &c.tls_cert, &c.tls_key}) {
     assert_true(s->empty());
   }
 }
@@ -158,15 +157,13 @@ const Row kRows[] = {
      [](const Config& c) { return std::string(litejet::RoleName(c.role)); }},
     {"durability", "LITEJET_DURABILITY", "sync", "async",
      [](const Config& c) { return std::string(litejet::DurabilityName(c.durability)); }},
-    {"max_lag_ms", "LITEJET_MAX_LAG_MS", "0", "250",
-     [](const Config& c) { return std::to_string(c.max_lag_ms); }},
+    {"max_lag_ms", "LITEJET_MAX_LAG_MS", "0", "250", [](const Config& c) { return std::to_string(c.max_lag_ms); }},
     {"lease_ttl_ms", "LITEJET_LEASE_TTL_MS", "700", "9000",
      [](const Config& c) { return std::to_string(c.lease_ttl_ms); }},
     {"stream_replicas", "LITEJET_STREAM_REPLICAS", "3", "5",
      [](const Config& c) { return std::to_string(c.stream_replicas); }},
     {"prefix", "LITEJET_PREFIX", "lj", "other_prefix", [](const Config& c) { return c.prefix; }},
-    {"advertise", "LITEJET_ADVERTISE", "http://10.0.0.1:8080", "host b",
-     [](const Config& c) { return c.advertise; }},
+    {"advertise", "LITEJET_ADVERTISE", "http://10.0.0.1:8080", "host b", [](const Config& c) { return c.advertise; }},
     {"creds", "LITEJET_CREDS", "/etc/a.creds", "b.creds", [](const Config& c) { return c.creds; }},
     {"token", "LITEJET_TOKEN", "s3cr3t", "other", [](const Config& c) { return c.token; }},
     {"user", "LITEJET_USER", "alice", "bob", [](const Config& c) { return c.user; }},
@@ -180,9 +177,8 @@ void uri_wins_over_env_for_each_key(void**) {
     assert_string_equal(r.get(c).c_str(), r.a);
   }
   // password needs a user; tls_cert and tls_key come as a pair.
-  Config c =
-      Good({{"user", "u"}, {"password", "p1"}, {"tls_cert", "c1"}, {"tls_key", "k1"}},
-           {{"LITEJET_PASSWORD", "p2"}, {"LITEJET_TLS_CERT", "c2"}, {"LITEJET_TLS_KEY", "k2"}});
+  Config c = Good({{"user", "u"}, {"password", "p1"}, {"tls_cert", "c1"}, {"tls_key", "k1"}},
+                  {{"LITEJET_PASSWORD", "p2"}, {"LITEJET_TLS_CERT", "c2"}, {"LITEJET_TLS_KEY", "k2"}});
   assert_string_equal(c.password.c_str(), "p1");
   assert_string_equal(c.tls_cert.c_str(), "c1");
   assert_string_equal(c.tls_key.c_str(), "k1");
@@ -219,8 +215,7 @@ void env_nats_uses_litejet_nats_url_not_litejet_nats(void**) {
 }
 
 void bad_env_value_shadowed_by_uri_is_ignored(void**) {
-  Config c = Good({{"role", "primary"}, {"max_lag_ms", "5"}},
-                  {{"LITEJET_ROLE", "boss"}, {"LITEJET_MAX_LAG_MS", "x"}});
+  Config c = Good({{"role", "primary"}, {"max_lag_ms", "5"}}, {{"LITEJET_ROLE", "boss"}, {"LITEJET_MAX_LAG_MS", "x"}});
   assert_int_equal(static_cast<int>(c.role), static_cast<int>(Role::kPrimary));
   assert_int_equal(c.max_lag_ms, 5);
 }
@@ -255,18 +250,16 @@ void nats_list_is_split_and_trimmed(void**) {
   const char* v = " nats://a:1 ,\ttls://b.example:2,ws://c , wss://[::1]:443 ,nats://u:p@d:4222";
   Config c = Good({{"nats", v}});
   assert_string_equal(c.nats.c_str(), v);
-  std::vector<std::string> want = {"nats://a:1", "tls://b.example:2", "ws://c", "wss://[::1]:443",
-                                   "nats://u:p@d:4222"};
+  std::vector<std::string> want = {"nats://a:1", "tls://b.example:2", "ws://c", "wss://[::1]:443", "nats://u:p@d:4222"};
   assert_int_equal(c.nats_urls.size(), want.size());
-  for (size_t i = 0; i < want.size(); i++)
-    assert_string_equal(c.nats_urls[i].c_str(), want[i].c_str());
+  for (size_t i = 0; i < want.size(); i++) assert_string_equal(c.nats_urls[i].c_str(), want[i].c_str());
 }
 
 void nats_accepts_valid_urls(void**) {
-  for (const char* u : {"nats://h", "nats://h:1", "nats://h:65535", "tls://h:4443", "ws://h:80",
-                        "wss://h:443", "nats://10.0.0.1:4222", "nats://my-host.example.com:4222",
-                        "nats://[::1]", "nats://[fe80::1]:4222", "nats://[::ffff:10.0.0.1]:4222",
-                        "nats://user:pass@h:4222", "nats://token@h", "nats://h:00080"}) {
+  for (const char* u :
+       {"nats://h", "nats://h:1", "nats://h:65535", "tls://h:4443", "ws://h:80", "wss://h:443", "nats://10.0.0.1:4222",
+        "nats://my-host.example.com:4222", "nats://[::1]", "nats://[fe80::1]:4222", "nats://[::ffff:10.0.0.1]:4222",
+        "nats://user:pass@h:4222", "nats://token@h", "nats://h:00080"}) {
     Config c = Good({{"nats", u}});
     assert_string_equal(c.nats_urls[0].c_str(), u);
   }
@@ -286,8 +279,7 @@ void nats_rejects_malformed_urls(void**) {
                         "nats://[::1",    "nats://::1",
                         "nats://[::1]x",  "nats://[::g]",
                         "nats://h:42 22", "nats://h?x=1"}) {
-    std::string msg = std::string("litejet: nats \"") + u +
-                      "\" is invalid: use nats://host:port[,nats://host:port...]";
+    std::string msg = std::string("litejet: nats \"") + u + "\" is invalid: use nats://host:port[,nats://host:port...]";
     BadR({{"nats", u}}, msg.c_str());
   }
 }
@@ -299,8 +291,7 @@ void nats_error_names_the_bad_entry(void**) {
 
 void nats_empty_entries_are_rejected(void**) {
   for (const char* v : {"nats://a:1,,nats://b:2", "nats://a:1,", ",nats://a:1", " ", ","}) {
-    std::string msg = std::string("litejet: nats \"") + v +
-                      "\" is invalid: use nats://host:port[,nats://host:port...]";
+    std::string msg = std::string("litejet: nats \"") + v + "\" is invalid: use nats://host:port[,nats://host:port...]";
     BadR({{"nats", v}}, msg.c_str());
   }
 }
@@ -323,8 +314,8 @@ void name_accepts_allowed_characters_up_to_64(void**) {
 
 void name_rejects_bad_values(void**) {
   std::string long_name(65, 'x');
-  for (std::string n : {long_name, std::string(""), std::string("a b"), std::string("a.b"),
-                        std::string("a/b"), std::string("ä")}) {
+  for (std::string n :
+       {long_name, std::string(""), std::string("a b"), std::string("a.b"), std::string("a/b"), std::string("ä")}) {
     std::string msg;
     if (n == "ä") {
       msg = "litejet: name \"\\xc3\\xa4\" is invalid: use [A-Za-z0-9_-]{1,64}";
@@ -336,13 +327,9 @@ void name_rejects_bad_values(void**) {
 }
 
 void name_default_is_the_file_name_without_extension(void**) {
-  const std::map<std::string, std::string> cases = {{"/a/b/app.db", "app"},
-                                                    {"app.db", "app"},
-                                                    {"app", "app"},
-                                                    {"/a/b.d/app", "app"},
-                                                    {"./x/my-db.sqlite3", "my-db"},
-                                                    {"/a/app.", "app"},
-                                                    {"rel/dir/A_1.db", "A_1"}};
+  const std::map<std::string, std::string> cases = {
+      {"/a/b/app.db", "app"},         {"app.db", "app"},  {"app", "app"},           {"/a/b.d/app", "app"},
+      {"./x/my-db.sqlite3", "my-db"}, {"/a/app.", "app"}, {"rel/dir/A_1.db", "A_1"}};
   for (const auto& [path, want] : cases) {
     Config c;
     Status st = ParseConfig(Fake({{"nats", "nats://h:1"}}), Lookup(), path, &c);
@@ -386,8 +373,7 @@ void name_parameter_overrides_an_invalid_default(void**) {
   Config c;
   assert_true(Parse({{"nats", "nats://h:1"}, {"name", "hidden"}}, {}, &c, "/a/.hidden").ok());
   assert_string_equal(c.name.c_str(), "hidden");
-  assert_true(
-      Parse({{"nats", "nats://h:1"}}, {{"LITEJET_NAME", "env_name"}}, &c, "/a/.hidden").ok());
+  assert_true(Parse({{"nats", "nats://h:1"}}, {{"LITEJET_NAME", "env_name"}}, &c, "/a/.hidden").ok());
   assert_string_equal(c.name.c_str(), "env_name");
 }
 
@@ -402,8 +388,8 @@ void node_accepts_allowed_characters_up_to_64(void**) {
 }
 
 void node_rejects_bad_values(void**) {
-  for (std::string n : {std::string(65, 'n'), std::string(""), std::string("a b"),
-                        std::string("a/b"), std::string("a*b"), std::string("a>b")}) {
+  for (std::string n : {std::string(65, 'n'), std::string(""), std::string("a b"), std::string("a/b"),
+                        std::string("a*b"), std::string("a>b")}) {
     std::string msg = "litejet: node \"" + n + "\" is invalid: use [A-Za-z0-9_.-]{1,64}";
     BadR({{"node", n}}, msg.c_str());
   }
@@ -418,25 +404,19 @@ void node_default_is_the_host_name(void**) {
 
 void role_values(void**) {
   assert_int_equal(static_cast<int>(Good({{"role", "auto"}}).role), static_cast<int>(Role::kAuto));
-  assert_int_equal(static_cast<int>(Good({{"role", "primary"}}).role),
-                   static_cast<int>(Role::kPrimary));
-  assert_int_equal(static_cast<int>(Good({{"role", "replica"}}).role),
-                   static_cast<int>(Role::kReplica));
+  assert_int_equal(static_cast<int>(Good({{"role", "primary"}}).role), static_cast<int>(Role::kPrimary));
+  assert_int_equal(static_cast<int>(Good({{"role", "replica"}}).role), static_cast<int>(Role::kReplica));
   for (const char* v : {"", "Primary", "master", "primary ", "candidate"}) {
-    std::string msg =
-        std::string("litejet: role \"") + v + "\" is invalid: use auto, primary or replica";
+    std::string msg = std::string("litejet: role \"") + v + "\" is invalid: use auto, primary or replica";
     BadR({{"role", v}}, msg.c_str());
   }
 }
 
 void durability_values(void**) {
-  assert_int_equal(static_cast<int>(Good({{"durability", "async"}}).durability),
-                   static_cast<int>(Durability::kAsync));
-  assert_int_equal(static_cast<int>(Good({{"durability", "sync"}}).durability),
-                   static_cast<int>(Durability::kSync));
+  assert_int_equal(static_cast<int>(Good({{"durability", "async"}}).durability), static_cast<int>(Durability::kAsync));
+  assert_int_equal(static_cast<int>(Good({{"durability", "sync"}}).durability), static_cast<int>(Durability::kSync));
   for (const char* v : {"", "SYNC", "full", "sync;"}) {
-    std::string msg =
-        std::string("litejet: durability \"") + v + "\" is invalid: use async or sync";
+    std::string msg = std::string("litejet: durability \"") + v + "\" is invalid: use async or sync";
     BadR({{"durability", v}}, msg.c_str());
   }
 }
@@ -451,7 +431,8 @@ void forward_values(void**) {
     std::string msg = std::string("litejet: forward \"") + v + "\" is invalid: use on or off";
     BadR({{"forward", v}}, msg.c_str());
   }
-  BadR({{"forward_timeout_ms", "5"}}, "litejet: forward_timeout_ms \"5\" is invalid: use an integer from 100 to 600000");
+  BadR({{"forward_timeout_ms", "5"}},
+       "litejet: forward_timeout_ms \"5\" is invalid: use an integer from 100 to 600000");
 }
 
 void explicit_values_are_checked_even_without_nats(void**) {
@@ -479,8 +460,7 @@ void ExpectNumber(const char* key, const char* v, int64_t want) {
 }
 
 void ExpectBadNumber(const char* key, const char* v, const char* range) {
-  std::string msg =
-      std::string("litejet: ") + key + " \"" + v + "\" is invalid: use an integer from " + range;
+  std::string msg = std::string("litejet: ") + key + " \"" + v + "\" is invalid: use an integer from " + range;
   BadR({{key, v}}, msg.c_str());
 }
 
@@ -528,8 +508,7 @@ void stream_replicas_range(void**) {
 }
 
 void number_error_exact_message(void**) {
-  BadR({{"max_lag_ms", "abc"}},
-       "litejet: max_lag_ms \"abc\" is invalid: use an integer from 0 to 86400000");
+  BadR({{"max_lag_ms", "abc"}}, "litejet: max_lag_ms \"abc\" is invalid: use an integer from 0 to 86400000");
 }
 
 // ---- prefix, advertise -----------------------------------------------------------------------
@@ -538,25 +517,23 @@ void prefix_values(void**) {
   for (std::string p : {std::string("p"), std::string("a-B_9"), std::string(32, 'p')}) {
     assert_string_equal(Good({{"prefix", p}}).prefix.c_str(), p.c_str());
   }
-  for (std::string p : {std::string(33, 'p'), std::string(""), std::string("a.b"),
-                        std::string("a b"), std::string("a*"), std::string("a>")}) {
+  for (std::string p : {std::string(33, 'p'), std::string(""), std::string("a.b"), std::string("a b"),
+                        std::string("a*"), std::string("a>")}) {
     std::string msg = "litejet: prefix \"" + p + "\" is invalid: use [A-Za-z0-9_-]{1,32}";
     BadR({{"prefix", p}}, msg.c_str());
   }
 }
 
 void advertise_values(void**) {
-  for (std::string a : {std::string("x"), std::string("http://10.0.0.1:8080/db?x=1"),
-                        std::string("host with spaces"), std::string(256, 'a')}) {
+  for (std::string a : {std::string("x"), std::string("http://10.0.0.1:8080/db?x=1"), std::string("host with spaces"),
+                        std::string(256, 'a')}) {
     assert_string_equal(Good({{"advertise", a}}).advertise.c_str(), a.c_str());
   }
   for (std::string a : {std::string(257, 'a'), std::string("")}) {
-    std::string msg =
-        "litejet: advertise \"" + a + "\" is invalid: use 1 to 256 printable ASCII characters";
+    std::string msg = "litejet: advertise \"" + a + "\" is invalid: use 1 to 256 printable ASCII characters";
     BadR({{"advertise", a}}, msg.c_str());
   }
-  BadR({{"advertise", "a\tb"}},
-       "litejet: advertise \"a\\x09b\" is invalid: use 1 to 256 printable ASCII characters");
+  BadR({{"advertise", "a\tb"}}, "litejet: advertise \"a\\x09b\" is invalid: use 1 to 256 printable ASCII characters");
   BadR({{"advertise", "caf\xc3\xa9"}},
        "litejet: advertise \"caf\\xc3\\xa9\" is invalid: use 1 to 256 printable ASCII characters");
 }
@@ -568,8 +545,7 @@ void advertise_defaults_to_the_node(void**) {
 }
 
 void error_quotes_are_escaped(void**) {
-  BadR({{"role", "a\"b\\c"}},
-       "litejet: role \"a\\\"b\\\\c\" is invalid: use auto, primary or replica");
+  BadR({{"role", "a\"b\\c"}}, "litejet: role \"a\\\"b\\\\c\" is invalid: use auto, primary or replica");
 }
 
 // ---- secrets and TLS -------------------------------------------------------------------------
@@ -599,8 +575,7 @@ void empty_secret_means_unset(void**) {
                    {"tls_ca", ""},
                    {"tls_cert", ""},
                    {"tls_key", ""}});
-  for (const std::string* s :
-       {&c.creds, &c.token, &c.user, &c.password, &c.tls_ca, &c.tls_cert, &c.tls_key}) {
+  for (const std::string* s : {&c.creds, &c.token, &c.user, &c.password, &c.tls_ca, &c.tls_cert, &c.tls_key}) {
     assert_true(s->empty());
   }
   // An empty URI value does not hide the secret kept in the environment.
@@ -627,6 +602,28 @@ void password_is_never_echoed(void**) {
   assert_false(st.ok());
   assert_null(strstr(st.message().c_str(), "hunter2"));
   assert_non_null(strstr(st.message().c_str(), "password"));
+}
+
+// nkey_seed is a path like creds; the two exclude each other.
+void nkey_seed_is_a_secret_path(void**) {
+  Config c = Good({{"nkey_seed", "/run/secrets/app.nk"}});
+  assert_string_equal(c.nkey_seed.c_str(), "/run/secrets/app.nk");
+  c = Good({}, {{"LITEJET_NKEY_SEED", "env.nk"}});
+  assert_string_equal(c.nkey_seed.c_str(), "env.nk");
+  assert_string_equal(TransportOptions(c).nkey_seed.c_str(), "env.nk");
+  BadR({{"nkey_seed", "a.nk"}, {"creds", "a.creds"}},
+       "litejet: creds and nkey_seed are both set: use one (a creds file holds its own nkey)");
+}
+
+// js_domain: a JetStream domain name, passed to the transport; empty = unset.
+void js_domain_is_a_token(void**) {
+  assert_string_equal(Good({}).js_domain.c_str(), "");
+  Config c = Good({{"js_domain", "hub"}});
+  assert_string_equal(c.js_domain.c_str(), "hub");
+  assert_string_equal(TransportOptions(c).js_domain.c_str(), "hub");
+  assert_string_equal(Good({}, {{"LITEJET_JS_DOMAIN", "central-1"}}).js_domain.c_str(), "central-1");
+  assert_string_equal(Good({{"js_domain", ""}}).js_domain.c_str(), "");
+  BadR({{"js_domain", "a.b"}}, "litejet: js_domain \"a.b\" is invalid: use [A-Za-z0-9_-]{1,64}");
 }
 
 void tls_cert_and_key_come_together(void**) {
@@ -707,6 +704,8 @@ int main(void) {
       cmocka_unit_test(password_without_user_is_an_error),
       cmocka_unit_test(password_is_never_echoed),
       cmocka_unit_test(tls_cert_and_key_come_together),
+      cmocka_unit_test(nkey_seed_is_a_secret_path),
+      cmocka_unit_test(js_domain_is_a_token),
       cmocka_unit_test(process_env_reads_getenv),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);

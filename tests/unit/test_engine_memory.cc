@@ -122,7 +122,6 @@ void engine_replica_refuses_an_older_epoch(void**) {
   sqlite3_close(p);
 }
 
-
 std::string StatusText(sqlite3* db, const char* path) {
   return QueryText(db, std::string("select json_extract(repl_status(), '$.") + path + "')");
 }
@@ -213,7 +212,8 @@ void engine_rebuilds_a_replica_ahead_of_the_log(void**) {
   assert_int_equal(QueryInt(a, "select repl_position()"), 2);
   assert_string_equal(QueryText(a, "select repl_checksum()").c_str(), sum2.c_str());
   assert_int_equal(QueryInt(a, "select count(*) from t"), 1);
-  assert_non_null(std::strstr(StatusText(a, "rebuild.reason").c_str(), "ahead of the log (TXIDs 3..3 never reached it)"));
+  assert_non_null(
+      std::strstr(StatusText(a, "rebuild.reason").c_str(), "ahead of the log (TXIDs 3..3 never reached it)"));
   sqlite3_close(a);
 }
 

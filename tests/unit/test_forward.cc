@@ -133,7 +133,8 @@ void execute_once_per_id(void**) {
   r.params[0].s = "y";
   forward::Reply d = forward::Execute(db, r, pos, true, 1000 + forward::kDedupeWindowMs + 1);
   assert_int_equal(d.code, SQLITE_OK);
-  assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(id) FROM _litejet_forward", -1, &st, nullptr), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(id) FROM _litejet_forward", -1, &st, nullptr),
+                   SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
   assert_string_equal(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "id-3");
   sqlite3_finalize(st);

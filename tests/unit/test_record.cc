@@ -31,15 +31,14 @@ constexpr int kCorrupt = 11;  // SQLITE_CORRUPT
 uint64_t g_seed = 0x4C4A5458u;  // overridable with LITEJET_TEST_SEED, printed by main
 
 // Header offsets the tests edit (layout in record.h).
-constexpr size_t kOffVersion = 4, kOffDbPages = 36, kOffPageCount = 40, kOffNodeLen = 60,
-                 kOffNode = 62;
+constexpr size_t kOffVersion = 4, kOffDbPages = 36, kOffPageCount = 40, kOffNodeLen = 60, kOffNode = 62;
 
 void Set(std::string* s, size_t off, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; i++) (*s)[off + i] = static_cast<char>(v >> (8 * i));
 }
 size_t HeaderLen(const std::string& rec) {
-  return kMinHeaderSize + (static_cast<unsigned char>(rec[kOffNodeLen]) |
-                           static_cast<unsigned char>(rec[kOffNodeLen + 1]) << 8);
+  return kMinHeaderSize +
+         (static_cast<unsigned char>(rec[kOffNodeLen]) | static_cast<unsigned char>(rec[kOffNodeLen + 1]) << 8);
 }
 // Recomputes stored_len and both checksums after a test edited a record, so what rejects it is
 // the check under test and not a checksum.
@@ -51,8 +50,8 @@ void Reseal(std::string* rec) {
 }
 
 // A txn with the given page numbers; pages are random, or mostly zero when compressible.
-Txn MakeTxn(uint32_t page_size, const std::vector<uint32_t>& pgnos, uint32_t db_pages,
-            std::mt19937_64* rng, bool compressible = false) {
+Txn MakeTxn(uint32_t page_size, const std::vector<uint32_t>& pgnos, uint32_t db_pages, std::mt19937_64* rng,
+            bool compressible = false) {
   Txn t;
   t.txid = (*rng)();
   t.epoch = (*rng)();
@@ -98,8 +97,7 @@ void AssertError(const Status& s, int code, const char* msg) {
 }
 void AssertErrorContains(const Status& s, int code, const char* part) {
   if (s.ok() || s.code() != code || s.message().find(part) == std::string::npos)
-    fail_msg("expected [%d] containing \"%s\", got [%d] \"%s\"", code, part, s.code(),
-             s.message().c_str());
+    fail_msg("expected [%d] containing \"%s\", got [%d] \"%s\"", code, part, s.code(), s.message().c_str());
 }
 
 std::string EncodeOk(const Txn& t, Compression c) {
@@ -194,14 +192,10 @@ void encode_rejects_invalid_txns_with_exact_messages(void**) {
     const char* msg;
     void (*edit)(Txn*);
   } cases[] = {
-      {"litejet: record: page size 1000 is not a power of two in 512..65536",
-       [](Txn* t) { t->page_size = 1000; }},
-      {"litejet: record: page size 256 is not a power of two in 512..65536",
-       [](Txn* t) { t->page_size = 256; }},
-      {"litejet: record: page size 131072 is not a power of two in 512..65536",
-       [](Txn* t) { t->page_size = 131072; }},
-      {"litejet: record: page size 0 is not a power of two in 512..65536",
-       [](Txn* t) { t->page_size = 0; }},
+      {"litejet: record: page size 1000 is not a power of two in 512..65536", [](Txn* t) { t->page_size = 1000; }},
+      {"litejet: record: page size 256 is not a power of two in 512..65536", [](Txn* t) { t->page_size = 256; }},
+      {"litejet: record: page size 131072 is not a power of two in 512..65536", [](Txn* t) { t->page_size = 131072; }},
+      {"litejet: record: page size 0 is not a power of two in 512..65536", [](Txn* t) { t->page_size = 0; }},
       {"litejet: record: db_pages is 0 (a database has at least one page)",
        [](Txn* t) {
          t->db_pages = 0;
@@ -212,14 +206,11 @@ void encode_rejects_invalid_txns_with_exact_messages(void**) {
        [](Txn* t) { std::swap(t->pages[0].pgno, t->pages[1].pgno); }},
       {"litejet: record: page numbers not strictly increasing at index 1 (pgno 2 after 2)",
        [](Txn* t) { t->pages[1].pgno = 2; }},
-      {"litejet: record: page number 0 at index 0 is out of range 1..10",
-       [](Txn* t) { t->pages[0].pgno = 0; }},
-      {"litejet: record: page number 11 at index 1 is out of range 1..10",
-       [](Txn* t) { t->pages[1].pgno = 11; }},
+      {"litejet: record: page number 0 at index 0 is out of range 1..10", [](Txn* t) { t->pages[0].pgno = 0; }},
+      {"litejet: record: page number 11 at index 1 is out of range 1..10", [](Txn* t) { t->pages[1].pgno = 11; }},
       {"litejet: record: page 5 at index 1 has 1023 bytes, expected page size 1024",
        [](Txn* t) { t->pages[1].data.pop_back(); }},
-      {"litejet: record: node name is 256 bytes (max 255)",
-       [](Txn* t) { t->node.assign(256, 'x'); }},
+      {"litejet: record: node name is 256 bytes (max 255)", [](Txn* t) { t->node.assign(256, 'x'); }},
   };
   for (const Case& c : cases) {
     Txn t = good;
@@ -231,8 +222,7 @@ void encode_rejects_invalid_txns_with_exact_messages(void**) {
     }
   }
   std::string out;
-  AssertError(Encode(good, static_cast<Compression>(9), &out), 1,
-              "litejet: record: unknown compression");
+  AssertError(Encode(good, static_cast<Compression>(9), &out), 1, "litejet: record: unknown compression");
 }
 
 // --- decoder rejection ---
@@ -251,12 +241,10 @@ void decode_rejects_every_truncation(void**) {
       assert_int_equal(out.txid, 77);  // untouched on failure
     }
     char expect[96];
-    std::snprintf(expect, sizeof expect, "litejet: record: truncated header (got 20 of %zu bytes)",
-                  kMinHeaderSize);
+    std::snprintf(expect, sizeof expect, "litejet: record: truncated header (got 20 of %zu bytes)", kMinHeaderSize);
     Txn out;
     AssertError(Decode(rec.data(), 20, &out), kCorrupt, expect);
-    std::snprintf(expect, sizeof expect, "litejet: record: truncated header (got 70 of %zu bytes)",
-                  hl);
+    std::snprintf(expect, sizeof expect, "litejet: record: truncated header (got 70 of %zu bytes)", hl);
     AssertError(Decode(rec.data(), 70, &out), kCorrupt, expect);
   }
 }
@@ -285,12 +273,10 @@ void decode_rejects_checksum_mismatches(void**) {
   Txn out;
   std::string bad = rec;
   bad[kOffNode] ^= 1;  // node name
-  AssertError(Decode(bad.data(), bad.size(), &out), kCorrupt,
-              "litejet: record: header checksum mismatch");
+  AssertError(Decode(bad.data(), bad.size(), &out), kCorrupt, "litejet: record: header checksum mismatch");
   bad = rec;
   bad.back() ^= 1;  // last byte of the last page
-  AssertError(Decode(bad.data(), bad.size(), &out), kCorrupt,
-              "litejet: record: payload checksum mismatch");
+  AssertError(Decode(bad.data(), bad.size(), &out), kCorrupt, "litejet: record: payload checksum mismatch");
 }
 
 void decode_rejects_bad_magic(void**) {
@@ -309,8 +295,7 @@ void decode_rejects_unknown_version(void**) {
   Set(&rec, kOffVersion, 7, 2);
   Reseal(&rec);
   Txn out;
-  AssertError(Decode(rec.data(), rec.size(), &out), kCorrupt,
-              "litejet: record: unsupported version 7");
+  AssertError(Decode(rec.data(), rec.size(), &out), kCorrupt, "litejet: record: unsupported version 7");
   // Reported even when the rest of a newer header would not parse as ours.
   AssertError(Decode(rec.data(), 6, &out), kCorrupt, "litejet: record: unsupported version 7");
 }
@@ -321,8 +306,7 @@ void decode_rejects_unknown_flags(void**) {
   Set(&rec, 6, 0x0004, 2);
   Reseal(&rec);
   Txn out;
-  AssertError(Decode(rec.data(), rec.size(), &out), kCorrupt,
-              "litejet: record: unknown flags 0x0004");
+  AssertError(Decode(rec.data(), rec.size(), &out), kCorrupt, "litejet: record: unknown flags 0x0004");
 }
 
 // Epoch markers: no pages, no checksum change; they round-trip with their
@@ -366,8 +350,7 @@ void decode_rejects_trailing_bytes(void**) {
     std::string rec = EncodeOk(MakeTxn(512, {1}, 1, &rng), c);
     rec += "xyz";
     Txn out;
-    AssertError(Decode(rec.data(), rec.size(), &out), kCorrupt,
-                "litejet: record: 3 trailing bytes after the record");
+    AssertError(Decode(rec.data(), rec.size(), &out), kCorrupt, "litejet: record: 3 trailing bytes after the record");
   }
 }
 
@@ -448,8 +431,7 @@ void decode_rejects_lengths_that_disagree(void**) {
   rec.resize(HeaderLen(rec));
   rec += std::string(40, 'z');
   Reseal(&rec);
-  AssertError(Decode(rec.data(), rec.size(), &out), kCorrupt,
-              "litejet: record: payload is not a zstd frame");
+  AssertError(Decode(rec.data(), rec.size(), &out), kCorrupt, "litejet: record: payload is not a zstd frame");
 }
 
 void peek_header_needs_only_the_header(void**) {
@@ -516,8 +498,7 @@ void split_3mib_record_reassembles_identically(void**) {
   const std::string rec = EncodeOk(t, Compression::kNone);
   assert_true(rec.size() > (3u << 20) - 8192 && rec.size() < (3u << 20) + 8192);
   const auto chunks = SplitOk(rec, t.txid, 1 << 20);
-  assert_int_equal(chunks.size(), (rec.size() + (1 << 20) - kChunkHeaderSize - 1) /
-                                      ((1 << 20) - kChunkHeaderSize));
+  assert_int_equal(chunks.size(), (rec.size() + (1 << 20) - kChunkHeaderSize - 1) / ((1 << 20) - kChunkHeaderSize));
   for (const std::string& c : chunks) assert_true(c.size() <= (1u << 20));
   Reassembler r;
   const std::string back = Reassemble(&r, chunks, t.txid);
@@ -548,8 +529,7 @@ void reassembler_rejects_out_of_order_chunks(void**) {
   assert_int_equal(chunks.size(), 4);
   Reassembler r;
   assert_true(AddOne(&r, chunks[0]).ok());
-  AssertError(AddOne(&r, chunks[2]), kCorrupt,
-              "litejet: chunk: out of order: expected chunk 1 of txid 5, got chunk 2");
+  AssertError(AddOne(&r, chunks[2]), kCorrupt, "litejet: chunk: out of order: expected chunk 1 of txid 5, got chunk 2");
   assert_false(r.pending());
   AssertError(AddOne(&r, chunks[1]), kCorrupt,
               "litejet: chunk: chunk 1 of txid 5 arrived without chunk 0 (out of order or a lost "
@@ -562,8 +542,7 @@ void reassembler_rejects_duplicate_chunks(void**) {
   Reassembler r;
   assert_true(AddOne(&r, chunks[0]).ok());
   assert_true(AddOne(&r, chunks[1]).ok());
-  AssertError(AddOne(&r, chunks[1]), kCorrupt,
-              "litejet: chunk: duplicate chunk 1 of txid 6 (chunk 2 expected)");
+  AssertError(AddOne(&r, chunks[1]), kCorrupt, "litejet: chunk: duplicate chunk 1 of txid 6 (chunk 2 expected)");
   assert_false(r.pending());
 }
 
@@ -582,8 +561,7 @@ void reassembler_rejects_chunk_of_another_txid(void**) {
 }
 
 void reassembler_rejects_totals_that_disagree(void**) {
-  const auto a = SplitOk(std::string(1000, 'a'), 3, 300),
-             b = SplitOk(std::string(1200, 'b'), 3, 300);
+  const auto a = SplitOk(std::string(1000, 'a'), 3, 300), b = SplitOk(std::string(1200, 'b'), 3, 300);
   Reassembler r;
   assert_true(AddOne(&r, a[0]).ok());
   AssertError(AddOne(&r, b[1]), kCorrupt,
@@ -595,9 +573,7 @@ void reassembler_rejects_totals_that_disagree(void**) {
 std::string WithTotal(std::string chunk, uint64_t total) {
   Set(&chunk, 24, total, 8);
   const uint64_t seed = XXH3_64bits(chunk.data(), 36);
-  Set(&chunk, 36,
-      XXH3_64bits_withSeed(chunk.data() + kChunkHeaderSize, chunk.size() - kChunkHeaderSize, seed),
-      8);
+  Set(&chunk, 36, XXH3_64bits_withSeed(chunk.data() + kChunkHeaderSize, chunk.size() - kChunkHeaderSize, seed), 8);
   return chunk;
 }
 
@@ -629,10 +605,8 @@ void reassembler_rejects_every_corrupted_byte(void**) {
   AssertError(AddOne(&r, bad), kCorrupt, "litejet: chunk: chunk 0 of txid 11 fails its hash check");
   bad = chunks[0];
   bad.pop_back();
-  AssertError(AddOne(&r, bad), kCorrupt,
-              "litejet: chunk: chunk 0 of txid 11 says 8 data bytes but carries 7");
-  AssertError(AddOne(&r, bad.substr(0, 10)), kCorrupt,
-              "litejet: chunk: truncated header (got 10 of 44 bytes)");
+  AssertError(AddOne(&r, bad), kCorrupt, "litejet: chunk: chunk 0 of txid 11 says 8 data bytes but carries 7");
+  AssertError(AddOne(&r, bad.substr(0, 10)), kCorrupt, "litejet: chunk: truncated header (got 10 of 44 bytes)");
   bad = chunks[0];
   bad[0] = 'x';
   AssertError(AddOne(&r, bad), kCorrupt, "litejet: chunk: bad magic");

@@ -46,10 +46,12 @@ class FakeStore : public lt::LeaseStore {
   bool up = true;
   int64_t latency = 0;
   int acquires = 0, renews = 0, releases = 0, currents = 0;
+  std::string refuse_acquire;  // Acquire fails with this (e.g. a permissions violation); reads work
 
   Status Acquire(const std::string& node, const std::string& advertise, int64_t, lt::Lease* out) override {
     acquires++;
     if (!up) return Unavailable();
+    if (!refuse_acquire.empty()) return Status::Error(refuse_acquire, lt::kUnavailable);
     w_->Expire();
     if (w_->exists) {
       *out = w_->lease;
@@ -470,6 +472,26 @@ void brief_outage_does_not_fence(void**) {
   assert_true(a.m.MayWrite(s.w.now));
 }
 
+// A candidate the store refuses (a NATS user without the right to write the
+// lease) says why in lease_error() and stays a replica; once allowed, it is
+// elected and the error is gone.
+void refused_acquire_is_reported(void**) {
+  Sim s;
+  Node& a = s.Add("a");
+  const std::string why =
+      "litejet: nats: acquire the lease failed: timeout (the server reported: Permissions Violation for Publish to "
+      "\"$KV.litejet_db_lease.lease\")";
+  a.store.refuse_acquire = why;
+  s.Run(kTtl);
+  assert_int_equal(a.became_primary, 0);
+  assert_false(a.m.MayWrite(s.w.now));
+  assert_string_equal(a.m.lease_error().c_str(), why.c_str());
+  a.store.refuse_acquire.clear();
+  s.Run(kTtl);
+  assert_int_equal(a.became_primary, 1);
+  assert_string_equal(a.m.lease_error().c_str(), "");
+}
+
 void close_releases_the_lease(void**) {
   Sim s;
   Node& a = s.Add("a");
@@ -519,6 +541,7 @@ int main() {
       cmocka_unit_test(epochs_strictly_increase_across_primaries),
       cmocka_unit_test(not_caught_up_is_never_a_candidate),
       cmocka_unit_test(brief_outage_does_not_fence),
+      cmocka_unit_test(refused_acquire_is_reported),
       cmocka_unit_test(close_releases_the_lease),
       cmocka_unit_test(transitions_read_as_sentences),
   };

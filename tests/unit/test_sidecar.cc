@@ -19,6 +19,7 @@ extern "C" {
 #include <string>
 #include <thread>
 
+#include "tests/util/testdb.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/local_log.h"
 #include "wal-capture/sidecar.h"
@@ -28,18 +29,12 @@ using namespace litejet;
 
 namespace {
 
-std::string TempPath(const char* name) {
-  char tmpl[] = "/tmp/litejet-sidecar-XXXXXX";
-  char* d = ::mkdtemp(tmpl);
-  if (!d) std::abort();
-  return std::string(d) + "/" + name;
-}
-
 // The committer (CommitUpdate, under WAL_WRITE_LOCK) and the agent (SetAcked)
 // write the header at the same time; a reader must always see a whole
 // position (checksum == 3 * txid, log_seq == 5 * acked) and never wait long.
 void sidecar_two_writers_and_a_reader(void**) {
-  std::string path = TempPath("db-litejet");
+  test::TempDir dir;  // removed at the end of the test
+  std::string path = dir / "db-litejet";
   sidecar::Sidecar a, b, r;
   bool created = false;
   assert_true(a.Open(path, &created).ok());
@@ -63,7 +58,8 @@ void sidecar_two_writers_and_a_reader(void**) {
   while (std::chrono::steady_clock::now() < until) {
     auto t0 = std::chrono::steady_clock::now();
     sidecar::Position p = r.Read();
-    auto ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+    auto ns =
+        uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
     if (ns > slowest_ns) slowest_ns = ns;
     reads++;
     if (p.checksum != 3 * p.txid || p.log_seq != 5 * p.acked_txid) {
@@ -85,7 +81,8 @@ void sidecar_two_writers_and_a_reader(void**) {
 }
 
 void sidecar_ring_keeps_entries_until_reused(void**) {
-  std::string path = TempPath("db-litejet");
+  test::TempDir dir;  // removed at the end of the test
+  std::string path = dir / "db-litejet";
   sidecar::Sidecar s;
   bool created = false;
   assert_true(s.Open(path, &created).ok());
@@ -180,7 +177,8 @@ void locallog_refuses_changed_or_foreign_frames(void**) {
 // kRoleTextMax, and a reader racing the writer sees one whole description
 // (primary and reason always from the same update), never a mix.
 void sidecar_role_block(void**) {
-  std::string path = TempPath("db-litejet");
+  test::TempDir dir;  // removed at the end of the test
+  std::string path = dir / "db-litejet";
   sidecar::Sidecar a, b;
   bool created = false;
   assert_true(a.Open(path, &created).ok());

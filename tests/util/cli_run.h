@@ -33,7 +33,8 @@ inline std::string Slurp(const std::string& path) {
 }
 
 inline std::string CliTempPath(const char* what) {
-  return std::string("/tmp/litejet_cli_test_") + std::to_string(getpid()) + "_" + what;
+  const char* base = std::getenv("TMPDIR");
+  return std::string(base && *base ? base : "/tmp") + "/litejet_cli_test_" + std::to_string(getpid()) + "_" + what;
 }
 
 // Runs args[0] (a path) with stdout and stderr captured in files.

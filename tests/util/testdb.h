@@ -29,7 +29,8 @@ class TempDir {
 void CopyFile(const std::string& from, const std::string& to);
 
 // Opens path through the litejet VFS as a replicated primary (no server is
-// needed for capture; max_lag_ms=0 so the missing server never refuses writes). extra is appended to the URI query ("&a=b").
+// needed for capture; max_lag_ms=0 so the missing server never refuses writes). extra is appended to the URI query
+// ("&a=b").
 sqlite3* OpenReplicated(const std::string& path, const std::string& extra = "");
 // Opens path with the plain unix VFS.
 sqlite3* OpenPlain(const std::string& path, int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
@@ -49,8 +50,7 @@ std::vector<record::Txn> ReadCaptured(const std::string& db_path);
 // page 1's change counter and version fields masked (see
 // MaskedPageHashes): made by sqlite3_backup into scratch_dir. Call with no
 // write transaction open.
-std::vector<uint64_t> OraclePages(const std::string& db_path, const std::string& scratch_dir,
-                                  uint32_t* page_size);
+std::vector<uint64_t> OraclePages(const std::string& db_path, const std::string& scratch_dir, uint32_t* page_size);
 
 // Page hashes of a database file with bytes 24..27, 40..43 and 92..99 of
 // page 1 zeroed (the fields sqlite3_backup rewrites).
