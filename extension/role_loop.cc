@@ -133,6 +133,9 @@ void RoleLoop::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       if (t.to == failover::Role::kPrimary) term_epoch_ = m.epoch();
       if (t.from == failover::Role::kPrimary) term_epoch_ = 0;
     }
+    // A lease call that got no answer or was refused (e.g. a user without
+    // the permission to write the lease): say why this node is not primary.
+    if (!m.lease_error().empty() && m.role() != failover::Role::kPrimary) n_.Fail(m.lease_error());
     next_ms_ = std::min(m.NextTickAt(), now + 1000);
     if (draining) next_ms_ = std::min(next_ms_, now + 2);  // watch the backlog go
     publish();
