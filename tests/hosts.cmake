@@ -40,3 +40,22 @@ add_executable(c_app hosts/c_app.c)
 target_link_libraries(c_app PRIVATE litejet_static)
 set_target_properties(c_app PROPERTIES LINKER_LANGUAGE CXX)
 litejet_script(host_c_app $<TARGET_FILE:c_app>)
+
+# Hosts in other languages (issue 11), each driven by a Python script that
+# runs the host's programs beside Python workers over a real nats-server. A
+# host whose runtime is missing fails its test with the reason (the scripts
+# check it; scripts/lib.sh installs them). Node's better-sqlite3 is built by
+# scripts/node-host into a cache outside the build (scripts/test starts that
+# early, in the background); host_node waits for it, so it runs last.
+if(PYTHON3)
+  foreach(host node go ruby php)
+    litejet_script(host_${host} ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/hosts/test_${host}.py)
+    set_property(TEST host_${host} APPEND PROPERTY LABELS hosts)
+  endforeach()
+  set_tests_properties(host_node PROPERTIES TIMEOUT 1000 COST -1000)
+  set_tests_properties(host_go host_ruby host_php PROPERTIES TIMEOUT 400)
+else()
+  foreach(host node go ruby php)
+    litejet_missing_host(host_${host} "/usr/bin/python3 not found: install python3")
+  endforeach()
+endif()
