@@ -53,3 +53,13 @@ def last_json(out):
 def python_rows(w):
     """Table t's rows on worker w in the form the hosts print them."""
     return w.sql("SELECT id, quote(v), hex(b) FROM t ORDER BY id")
+
+
+def readme_has_snippet(s, rel):
+    """The README shows tests/hosts/<rel> verbatim (the snippet the test runs)."""
+    with open(os.path.join(SOURCE, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(HERE, rel)) as f:
+        snippet = f.read()
+    s.check("```\n" not in snippet and ("\n" + snippet + "```") in readme,
+            "README.md shows tests/hosts/%s verbatim" % rel)

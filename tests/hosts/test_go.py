@@ -10,8 +10,8 @@
 import os
 import shutil
 
-from hostutil import SOURCE, Suite, Worker, host_env, last_json, log, primary_uri, python_rows, replica_uri, run, \
-    workdir
+from hostutil import (SOURCE, Suite, Worker, host_env, last_json, log, primary_uri, python_rows,
+                      readme_has_snippet, replica_uri, run, workdir)
 
 GO_DIR = os.path.join(SOURCE, "tests", "hosts", "go")
 
@@ -35,6 +35,7 @@ def go_build(s, name, source, url=None):
 
 
 def body(s):
+    readme_has_snippet(s, 'go/app.go')
     if not s.check(shutil.which("go") and os.path.isdir("/usr/share/gocode/src/github.com/mattn/go-sqlite3"),
                    "go and mattn/go-sqlite3 are installed (golang-go, golang-github-mattn-go-sqlite3-dev)"):
         return

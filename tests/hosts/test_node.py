@@ -10,8 +10,8 @@ import os
 import shutil
 import subprocess
 
-from hostutil import (SOURCE, Suite, Worker, host_env, last_json, log, primary_uri, python_rows, replica_uri, run,
-                      workdir)
+from hostutil import (SOURCE, Suite, Worker, host_env, last_json, log, primary_uri, python_rows,
+                      readme_has_snippet, replica_uri, run, workdir)
 
 NODE_DIR = os.path.join(SOURCE, "tests", "hosts", "node")
 
@@ -31,6 +31,7 @@ def node_modules(s):
 
 
 def body(s):
+    readme_has_snippet(s, 'node/app.js')
     modules = node_modules(s)
     if modules is None:
         return

@@ -14,13 +14,14 @@ import shutil
 import signal
 import subprocess
 
-from hostutil import BUILD, SOURCE, Suite, Worker, host_env, log, primary_uri, replica_uri, run, workdir
+from hostutil import BUILD, SOURCE, Suite, Worker, host_env, log, readme_has_snippet, replica_uri, run, workdir
 
 PHP_DIR = os.path.join(SOURCE, "tests", "hosts", "php")
 CLI = os.path.join(BUILD, "litejet")
 
 
 def body(s):
+    readme_has_snippet(s, 'php/app.php')
     php = shutil.which("php")
     if not s.check(php, "php is installed (php-cli, php-sqlite3)"):
         return

@@ -7,12 +7,14 @@
 import os
 import shutil
 
-from hostutil import SOURCE, Suite, Worker, host_env, last_json, primary_uri, python_rows, replica_uri, run, workdir
+from hostutil import (SOURCE, Suite, Worker, host_env, last_json, primary_uri, python_rows, readme_has_snippet,
+                      replica_uri, run, workdir)
 
 RUBY_DIR = os.path.join(SOURCE, "tests", "hosts", "ruby")
 
 
 def body(s):
+    readme_has_snippet(s, 'ruby/app.rb')
     ruby = shutil.which("ruby")
     if not s.check(ruby, "ruby is installed (ruby, ruby-sqlite3)"):
         return
