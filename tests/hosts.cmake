@@ -59,3 +59,11 @@ else()
     litejet_missing_host(host_${host} "/usr/bin/python3 not found: install python3")
   endforeach()
 endif()
+
+# KNOWN GAP, disabled until the engine handles it (see test_go.py known_gap):
+# a database configured by LITEJET_NATS_URL (no nats URI parameter) and opened
+# before litejet was loaded is silently not replicated.
+if(PYTHON3)
+  litejet_script(host_go_env_gap ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/hosts/test_go.py --known-gap)
+  set_tests_properties(host_go_env_gap PROPERTIES DISABLED TRUE LABELS hosts)
+endif()

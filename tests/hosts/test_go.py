@@ -9,6 +9,7 @@
 # reopen the database, instead of leaving its writes unreplicated.
 import os
 import shutil
+import sys
 
 from hostutil import (SOURCE, Suite, Worker, host_env, last_json, log, primary_uri, python_rows,
                       readme_has_snippet, replica_uri, run, workdir)
@@ -88,5 +89,29 @@ def body(s):
     s.eq(got.get("txid"), 1, "go naive: ... and is replicated (repl_position() = 1)")
 
 
+def known_gap(s):
+    """KNOWN GAP (registered as host_go_env_gap, DISABLED until the engine
+    checks it): configured by LITEJET_NATS_URL instead of a nats URI
+    parameter, the naive way's first connection loads litejet without an
+    error, and database/sql keeps using that connection, whose writes are
+    not replicated. Expected: the same loud load failure as with the URI."""
+    if not shutil.which("go"):
+        s.check(False, "go is installed")
+        return
+    srv = s.nats()
+    host = go_build(s, "host", "host.go")
+    nd = workdir(s, "go-naive-env")
+    _, out, _ = run(s, [host, "naive", "file:naive.db"], "go naive (env)", nd,
+                    host_env(nats_url=srv.url, role="primary", node="go-n"))
+    got = last_json(out) or {}
+    attempts = got.get("attempts") or []
+    s.check(attempts[:1] and attempts[0].startswith("error: error during initialization: litejet: database \"") and
+            "was opened before litejet was loaded" in attempts[0],
+            "go naive, LITEJET_NATS_URL: the first connection's load fails loudly", repr(got))
+
+
 if __name__ == "__main__":
-    Suite("host_go", deadline_s=400.0).run(body)
+    if sys.argv[1:] == ["--known-gap"]:
+        Suite("host_go_env_gap", deadline_s=400.0).run(known_gap)
+    else:
+        Suite("host_go", deadline_s=400.0).run(body)
