@@ -29,6 +29,8 @@ def go_build(s, name, source, url=None):
         f.write(text)
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     env.update(GOPATH="/usr/share/gocode", GO111MODULE="off", GOPROXY="off", GOFLAGS="")
+    if not env.get("GOCACHE") and not env.get("XDG_CACHE_HOME") and not env.get("HOME"):
+        env["GOCACHE"] = s.path("gocache", "x")[:-2]  # go needs a build cache
     binary = os.path.join(os.path.dirname(d), name)
     rc, _, _ = run(s, [shutil.which("go"), "build", "-tags", "libsqlite3 sqlite_load_extension", "-o", binary, "."],
                    "go build %s" % source, os.path.dirname(d), env, timeout=300)
