@@ -104,4 +104,4 @@ def body(s):
 
 
 if __name__ == "__main__":
-    Suite("host_node", deadline_s=900.0).run(body)
+    Suite("host_node", deadline_s=960.0).run(body)
