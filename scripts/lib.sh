@@ -1,7 +1,11 @@
 # Shared by scripts/test and scripts/demo: install what is missing (as root on
 # Debian), then configure and build into a directory.
 LITEJET_PACKAGES=(build-essential cmake pkg-config libsqlite3-dev sqlite3 libnats-dev libssl-dev libxxhash-dev
-  libzstd-dev libcmocka-dev nats-server python3 tcl libsqlite3-tcl clang libclang-rt-14-dev clang-format openssl)
+  libzstd-dev libcmocka-dev nats-server python3 tcl libsqlite3-tcl clang libclang-rt-14-dev clang-format openssl
+  golang-go golang-github-mattn-go-sqlite3-dev ruby ruby-sqlite3 php-cli php-sqlite3)
+# The Node.js host (tests/hosts/test_node.py) needs Node 20 or newer with npm;
+# Debian's nodejs and npm are installed only when there is no node at all.
+command -v node >/dev/null || LITEJET_PACKAGES+=(nodejs npm)
 
 ensure_packages() {
   local missing=()

@@ -40,3 +40,37 @@ add_executable(c_app hosts/c_app.c)
 target_link_libraries(c_app PRIVATE litejet_static)
 set_target_properties(c_app PROPERTIES LINKER_LANGUAGE CXX)
 litejet_script(host_c_app $<TARGET_FILE:c_app>)
+
+# Hosts in other languages (issue 11), each driven by a Python script that
+# runs the host's programs beside Python workers over a real nats-server. A
+# host whose runtime is missing fails its test with the reason (the scripts
+# check it; scripts/lib.sh installs them). Node's better-sqlite3 is built by
+# scripts/node-host into a cache outside the build (scripts/test starts that
+# early, in the background); host_node waits for it, so it runs last.
+# PHP loads its extensions with RTLD_DEEPBIND, which the ASan runtime refuses
+# (php exits before it runs anything), and an ASan-built litejet.so needs that
+# runtime in the process: host_php runs in the normal build only.
+set(other_hosts node go ruby php)
+if(LITEJET_SANITIZE MATCHES "address")
+  list(REMOVE_ITEM other_hosts php)
+endif()
+if(PYTHON3)
+  foreach(host IN LISTS other_hosts)
+    litejet_script(host_${host} ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/hosts/test_${host}.py)
+    set_tests_properties(host_${host} PROPERTIES TIMEOUT 400)
+    set_property(TEST host_${host} APPEND PROPERTY LABELS hosts)
+  endforeach()
+  set_tests_properties(host_node PROPERTIES TIMEOUT 1000 COST -1000)
+else()
+  foreach(host IN LISTS other_hosts)
+    litejet_missing_host(host_${host} "/usr/bin/python3 not found: install python3")
+  endforeach()
+endif()
+
+# KNOWN GAP, disabled until the engine handles it (see test_go.py known_gap):
+# a database configured by LITEJET_NATS_URL (no nats URI parameter) and opened
+# before litejet was loaded is silently not replicated.
+if(PYTHON3)
+  litejet_script(host_go_env_gap ${PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/hosts/test_go.py --known-gap)
+  set_tests_properties(host_go_env_gap PROPERTIES DISABLED TRUE LABELS hosts)
+endif()

@@ -274,11 +274,14 @@ class NatsServer:
         if self._proc is not None:
             raise NatsServerError("server %s already running" % self.name)
         binary = find_nats_server()
+        # Without the sanitizer runtime a sanitized test preloads for its hosts
+        # (with libtsan preloaded nats-server ignores SIGTERM).
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 [binary, "-c", self.conf_path],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                close_fds=True, preexec_fn=_make_preexec())
+                close_fds=True, preexec_fn=_make_preexec(), env=env)
         with _lock:
             _live.add(self)
 
