@@ -1,6 +1,7 @@
 // The extension's entry point: registers the litejet VFS (default, permanent)
 // and the repl_* functions on this and every later connection, and reports a
 // replicated database's configuration error through the opening connection.
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -52,6 +53,16 @@ Host* TheHost() {
 
 char* Dup(const std::string& s) { return sqlite3_mprintf("%s", s.c_str()); }
 
+// A file database whose configuration asks for replication: a non-empty
+// nats URI parameter, or none and a non-empty LITEJET_NATS_URL (as
+// ParseConfig decides; an empty nats= turns replication off).
+bool WantsReplication(const char* fn) {
+  if (fn == nullptr || *fn == '\0') return false;  // :memory: and temp databases
+  if (const char* v = sqlite3_uri_parameter(fn, "nats")) return *v != '\0';
+  const char* e = std::getenv("LITEJET_NATS_URL");
+  return e != nullptr && *e != '\0';
+}
+
 // Runs for every connection (auto extension) and for the loading one.
 int ConnectionInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines*) {
   int rc = sql::RegisterFunctions(db);
@@ -71,10 +82,11 @@ int ConnectionInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines*) {
     // (A VFS stacked above litejet's has its own files on top: then
     // litejet's engine for the database exists.)
     const char* fn = sqlite3_db_filename(db, "main");
-    if (fn && *fn && sqlite3_uri_parameter(fn, "nats") != nullptr && !Engine::Find(fn)) {
+    if (WantsReplication(fn) && !Engine::Find(fn)) {
       if (pzErrMsg) {
-        *pzErrMsg = Dup(std::string("litejet: database \"") + fn +
-                        "\" has a nats parameter but was opened before litejet was loaded, so its writes would not "
+        const char* how = sqlite3_uri_parameter(fn, "nats") ? "has a nats parameter" : "is replicated by LITEJET_NATS_URL";
+        *pzErrMsg = Dup(std::string("litejet: database \"") + fn + "\" " + how +
+                        " but was opened before litejet was loaded, so its writes would not "
                         "be replicated: open it again now that litejet is loaded (or load litejet first, e.g. "
                         "through a connection to :memory:)");
       }

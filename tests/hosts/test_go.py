@@ -92,11 +92,11 @@ def body(s):
 
 
 def known_gap(s):
-    """KNOWN GAP (registered as host_go_env_gap, DISABLED until the engine
-    checks it): configured by LITEJET_NATS_URL instead of a nats URI
-    parameter, the naive way's first connection loads litejet without an
-    error, and database/sql keeps using that connection, whose writes are
-    not replicated. Expected: the same loud load failure as with the URI."""
+    """host_go_env_gap: configured by LITEJET_NATS_URL instead of a nats URI
+    parameter, the naive way's first connection fails to load litejet as
+    loudly as with the URI (before the fix it loaded without an error and
+    database/sql kept using that connection, whose writes were not
+    replicated)."""
     if not shutil.which("go"):
         s.check(False, "go is installed")
         return
@@ -108,7 +108,7 @@ def known_gap(s):
     got = last_json(out) or {}
     attempts = got.get("attempts") or []
     s.check(attempts[:1] and attempts[0].startswith("error: error during initialization: litejet: database \"") and
-            "was opened before litejet was loaded" in attempts[0],
+            "is replicated by LITEJET_NATS_URL but was opened before litejet was loaded" in attempts[0],
             "go naive, LITEJET_NATS_URL: the first connection's load fails loudly", repr(got))
 
 
