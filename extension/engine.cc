@@ -17,6 +17,9 @@ namespace litejet {
 namespace {
 
 std::mutex g_registry_mu;
+// Set while this thread opens an engine (holding g_registry_mu): the
+// private connections the opening makes are litejet's own.
+thread_local bool t_opening = false;
 std::map<std::string, std::weak_ptr<Engine>>& Registry() {
   static auto* m = new std::map<std::string, std::weak_ptr<Engine>>;  // never freed: outlives atexit
   return *m;
@@ -67,7 +70,9 @@ Status Engine::Get(const Config& cfg, const std::string& db_path, std::shared_pt
     }
   }
   std::shared_ptr<Engine> e(new Engine(cfg, db_path));
+  t_opening = true;
   Status s = e->Open();
+  t_opening = false;
   if (!s.ok()) {
     failed = std::move(e);
     return s;
@@ -76,6 +81,8 @@ Status Engine::Get(const Config& cfg, const std::string& db_path, std::shared_pt
   *out = e;
   return Status::OK();
 }
+
+bool Engine::OpeningHere() { return t_opening; }
 
 std::shared_ptr<Engine> Engine::Find(const std::string& db_path) {
   std::lock_guard<std::mutex> g(g_registry_mu);

@@ -40,8 +40,11 @@ class Engine : public vfs::DbHooks {
   using LogFactory = Agent::LogFactory;
   static void SetLogFactoryForTesting(LogFactory f) { Agent::SetLogFactoryForTesting(std::move(f)); }
 
-  // The engine of an open database, or null.
+  // The engine of an open database, or null. Not while OpeningHere().
   static std::shared_ptr<Engine> Find(const std::string& db_path);
+  // This thread is inside Get(), opening an engine (its own private
+  // connections on "unix" are being made).
+  static bool OpeningHere();
   ~Engine() override;
 
   const Config& config() const { return node_.cfg; }

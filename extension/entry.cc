@@ -82,7 +82,7 @@ int ConnectionInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines*) {
     // (A VFS stacked above litejet's has its own files on top: then
     // litejet's engine for the database exists.)
     const char* fn = sqlite3_db_filename(db, "main");
-    if (WantsReplication(fn) && !Engine::Find(fn)) {
+    if (WantsReplication(fn) && !Engine::OpeningHere() && !Engine::Find(fn)) {
       if (pzErrMsg) {
         const char* how = sqlite3_uri_parameter(fn, "nats") ? "has a nats parameter" : "is replicated by LITEJET_NATS_URL";
         *pzErrMsg = Dup(std::string("litejet: database \"") + fn + "\" " + how +
