@@ -25,5 +25,8 @@ int RunSnapshot(int argc, char** argv);
 // TXID, 1 it differs (naming TXID and checksums) or cannot be read, 2 usage,
 // 3 NATS unreachable or no such database.
 int RunVerify(int argc, char** argv);
+// `litejet metrics DB...`: each database's figures in Prometheus' text
+// format; 0 printed, 1 a database cannot be opened or is not replicated, 2 usage.
+int RunMetrics(int argc, char** argv);
 
 }  // namespace litejet::cli

@@ -1,5 +1,5 @@
 // The litejet command-line tool: dispatches to the commands (cli/cli.h).
-// Implemented: status, replicate, log, restore, snapshot, verify, --help, --version; metrics arrives later.
+// Commands: status, replicate, log, restore, snapshot, verify, metrics, --help, --version.
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -13,13 +13,15 @@ const char kUsage[] =
     "usage: litejet <command> [options]\n"
     "\n"
     "commands:\n"
-    "  replicate DB [--nats URL] [--role R] [...]   run the replication agent for DB\n"
+    "  replicate DB [--nats URL] [--role R] [--metrics-addr HOST:PORT] [...]\n"
+    "                                               run the replication agent for DB (serving /metrics)\n"
     "  restore DB --nats URL --name NAME [--txid T | --time UTC] [--force]\n"
     "                                               build DB from a snapshot and the log (restore --help)\n"
     "  snapshot DB --nats URL --name NAME           publish a snapshot of DB at rest (snapshot --help)\n"
     "  status --nats URL [--name NAME] [--json]     show the cluster (status --help)\n"
     "  verify DB [--nats URL --name NAME]           check DB against the log (verify --help)\n"
     "  log --nats URL --name NAME [--check]         recent transactions (log --help)\n"
+    "  metrics DB...                                replication figures in Prometheus' text format\n"
     "\n"
     "options:\n"
     "  --help      show this help\n"
@@ -47,6 +49,7 @@ int main(int argc, char** argv) {
   if (cmd == "restore") return litejet::cli::RunRestore(argc - 2, argv + 2);
   if (cmd == "snapshot") return litejet::cli::RunSnapshot(argc - 2, argv + 2);
   if (cmd == "verify") return litejet::cli::RunVerify(argc - 2, argv + 2);
+  if (cmd == "metrics") return litejet::cli::RunMetrics(argc - 2, argv + 2);
   std::fprintf(stderr, "litejet: unknown command \"%s\" (try --help)\n", cmd.c_str());
   return 2;
 }

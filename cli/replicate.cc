@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/metrics.h"
 #include "include/litejet.h"
 
 namespace litejet::cli {
@@ -61,14 +62,14 @@ std::string Query(sqlite3* db, const char* sql) {
 }  // namespace
 
 int RunReplicate(int argc, char** argv) {
-  std::string path;
+  std::string path, metrics_addr;
   std::vector<std::pair<std::string, std::string>> params;
   for (int i = 0; i < argc; i++) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: litejet replicate DB [--nats URL] [--role auto|primary|replica] [--name NAME] [--node ID]\n"
-          "                            [--key value ...]\n"
+          "                            [--metrics-addr HOST:PORT] [--key value ...]\n"
           "Runs DB's replication agent in the foreground until SIGINT or SIGTERM. Every --key value is the URI\n"
           "parameter key=value (see the README); LITEJET_* environment variables fill in the rest.\n");
       return 0;
@@ -86,7 +87,12 @@ int RunReplicate(int argc, char** argv) {
       }
       if (key.empty()) return Usage("empty option name");
       for (char c : key) {
-        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return Usage("bad option name --" + key);
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-')
+          return Usage("bad option name --" + key);
+      }
+      if (key == "metrics_addr" || key == "metrics-addr") {
+        metrics_addr = value;
+        continue;
       }
       params.emplace_back(key, value);
     } else if (path.empty()) {
@@ -124,12 +130,26 @@ int RunReplicate(int argc, char** argv) {
     sqlite3_close(db);
     return 1;
   }
+  MetricsServer metrics;
+  if (!metrics_addr.empty()) {
+    Status ms = metrics.Start(metrics_addr, [db] {
+      std::string text, err;
+      return QueryMetrics(db, &text, &err) ? text : "# litejet: " + err + "\n";
+    });
+    if (!ms.ok()) {
+      std::fprintf(stderr, "litejet: replicate: %s\n", ms.message().c_str());
+      sqlite3_close(db);
+      return 2;
+    }
+  }
   std::printf("litejet: replicating %s: %s\n", path.c_str(), status.c_str());
+  if (!metrics_addr.empty()) std::printf("litejet: serving /metrics on port %d\n", metrics.port());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&set, &sig);
   std::printf("litejet: %s: stopping (%s)\n", path.c_str(), sig == SIGINT ? "SIGINT" : "SIGTERM");
   std::fflush(stdout);
+  metrics.Stop();
   sqlite3_close(db);
   return 0;
 }

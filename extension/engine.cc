@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <mutex>
 
@@ -163,6 +164,83 @@ std::string Engine::StatusJson() const {
                                              .count());
   j += "}";
   return j;
+}
+
+namespace {
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string LabelValue(const std::string& v) {
+  std::string o;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      o += '\\';
+      o += c;
+    } else if (c == '\n') {
+      o += "\\n";
+    } else {
+      o += c;
+    }
+  }
+  return o;
+}
+}  // namespace
+
+std::string Engine::MetricsText() const {
+  const sidecar::Position p = Position();
+  std::string err = LastError();
+  std::string down;
+  const bool up = LinkUp(&down);
+  if (err.empty()) err = down;
+  const bool primary = IsPrimary();
+  const uint64_t lag = primary && p.txid > p.acked_txid ? p.txid - p.acked_txid : 0;
+  const uint64_t lag_ms = primary ? commit_.OldestUnackedAgeMs(p) : 0;
+  const sidecar::RebuildInfo rb = node_.sidecar.rebuild();
+  const std::string labels =
+      "name=\"" + LabelValue(node_.cfg.name) + "\",node=\"" + LabelValue(node_.cfg.node) + "\"";
+  std::string o;
+  auto metric = [&](const char* name, const char* type, const char* help, const std::string& value,
+                    const std::string& extra = std::string()) {
+    o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    o += std::string(name) + "{" + labels + extra + "} " + value + "\n";
+  };
+  metric("litejet_position_txid", "gauge",
+         "TXID of the newest transaction this node has (primary: committed; replica: applied).",
+         std::to_string(p.txid));
+  metric("litejet_transactions_total", "counter",
+         "Transactions this node has committed (primary) or applied (replica): its TXID; rate() gives the commit "
+         "or apply rate.",
+         std::to_string(p.txid));
+  metric("litejet_acked_txid", "gauge", "Newest TXID JetStream acknowledged (primary) or this node read from the log.",
+         std::to_string(p.acked_txid));
+  metric("litejet_shipped_transactions_total", "counter",
+         "Transactions in the log as this node knows it (its acknowledged TXID); rate() gives the ship rate.",
+         std::to_string(p.acked_txid));
+  metric("litejet_epoch", "gauge", "Epoch of the newest record or lease this node has seen.", std::to_string(p.epoch));
+  metric("litejet_lag_transactions", "gauge", "Primary: committed transactions JetStream has not acknowledged.",
+         std::to_string(lag));
+  char secs[32];
+  std::snprintf(secs, sizeof secs, "%.3f", double(lag_ms) / 1000.0);
+  metric("litejet_lag_seconds", "gauge", "Primary: age of the oldest transaction JetStream has not acknowledged.",
+         secs);
+  metric("litejet_is_primary", "gauge", "1 if this node may write now.", primary ? "1" : "0");
+  metric("litejet_role_info", "gauge", "This node's role (the label), always 1.", "1",
+         ",role=\"" + LabelValue(RoleName()) + "\"");
+  metric("litejet_connected", "gauge", "1 if this process's link to NATS is up (0 in a process that is not the "
+         "host's agent).", up ? "1" : "0");
+  metric("litejet_log_sequence", "gauge", "Log stream sequence of the newest record this node has.",
+         std::to_string(p.log_seq));
+  metric("litejet_spool_bytes", "gauge", "Bytes of unshipped commits held in the spool (<db>-litejet-log).",
+         std::to_string(p.spool_end));
+  metric("litejet_database_pages", "gauge", "Pages of the database at its TXID.", std::to_string(p.db_pages));
+  metric("litejet_page_size_bytes", "gauge", "The database's page size.", std::to_string(p.page_size));
+  metric("litejet_rebuilds_total", "counter", "Rebuilds from the log after a divergence.", std::to_string(rb.count));
+  metric("litejet_rebuild_active", "gauge", "1 while a rebuild runs.", rb.active ? "1" : "0");
+  metric("litejet_error", "gauge", "1 if last_error is set (its text is litejet_last_error_info's label).",
+         err.empty() ? "0" : "1");
+  if (!err.empty()) {
+    metric("litejet_last_error_info", "gauge", "The last error, as repl_status() says it.", "1",
+           ",message=\"" + LabelValue(err) + "\"");
+  }
+  return o;
 }
 
 // Sleeps on the sidecar's change word (a futex: woken by the agent of any

@@ -56,6 +56,9 @@ class Engine : public vfs::DbHooks {
   std::string Primary() const { return node_.Primary(); }
   std::string RoleName() const { return node_.RoleName(); }
   std::string StatusJson() const;
+  // The figures of StatusJson() in Prometheus' text exposition format
+  // (names start with litejet_; labels name and node).
+  std::string MetricsText() const;
   bool LinkUp(std::string* why = nullptr) const { return control_.LinkUp(why); }
   // role=primary, or role=auto while this node holds the lease (any process).
   bool PrimaryNow() const { return node_.PrimaryNow(); }

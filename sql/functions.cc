@@ -120,6 +120,11 @@ void StatusFn(sqlite3_context* ctx, Engine& e, int, sqlite3_value**) {
   sqlite3_result_text(ctx, j.c_str(), int(j.size()), SQLITE_TRANSIENT);
 }
 
+void MetricsFn(sqlite3_context* ctx, Engine& e, int, sqlite3_value**) {
+  std::string m = e.MetricsText();
+  sqlite3_result_text(ctx, m.c_str(), int(m.size()), SQLITE_TRANSIENT);
+}
+
 void StepDown(sqlite3_context* ctx, Engine& e, int, sqlite3_value**) { sqlite3_result_int(ctx, e.StepDown()); }
 
 void Snapshot(sqlite3_context* ctx, Engine&, int, sqlite3_value**) {
@@ -230,9 +235,9 @@ void LastExecFn(sqlite3_context* ctx, int, sqlite3_value**) {
 void FreeState(void* p) { delete static_cast<std::shared_ptr<ExecState>*>(p); }
 
 const FnSpec kFns[] = {
-    {"repl_position", 0, 0, Position},  {"repl_wait", 1, 2, Wait},         {"repl_is_primary", 0, 0, IsPrimary},
-    {"repl_primary", 0, 0, Primary},    {"repl_checksum", 0, 0, Checksum}, {"repl_status", 0, 0, StatusFn},
-    {"repl_step_down", 0, 0, StepDown}, {"repl_snapshot", 0, 0, Snapshot},
+    {"repl_position", 0, 0, Position}, {"repl_wait", 1, 2, Wait},          {"repl_is_primary", 0, 0, IsPrimary},
+    {"repl_primary", 0, 0, Primary},   {"repl_checksum", 0, 0, Checksum},  {"repl_status", 0, 0, StatusFn},
+    {"repl_metrics", 0, 0, MetricsFn}, {"repl_step_down", 0, 0, StepDown}, {"repl_snapshot", 0, 0, Snapshot},
 };
 
 void Dispatch(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
