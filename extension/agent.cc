@@ -301,7 +301,8 @@ void Agent::Main() {
   a_.SetLog(log.get());
   // Other nodes' repl_exec, answered while this node takes writes (served
   // with forward=on, refused naming the parameter with forward=off).
-  if (n_.cfg.role != Role::kReplica) forward_.StartServer();
+  // (NATS only, as the heartbeats: the in-memory log of the engine tests has no requests.)
+  if (n_.cfg.role != Role::kReplica && !LogFactoryRef()) forward_.StartServer();
   if (n_.cfg.role == Role::kPrimary) {
     if (lease) {
       roles_->RunStaticPrimary(*log, lease.get());
