@@ -160,6 +160,7 @@ bool AgentControl::WriteLockHeld() {
 // ---- Agent ------------------------------------------------------------------
 
 void Agent::SetLogFactoryForTesting(LogFactory f) { LogFactoryRef() = std::move(f); }
+bool Agent::UsingTestLog() { return bool(LogFactoryRef()); }
 
 Agent::Agent(NodeState& n, AgentControl& a, CommitPath& commit, Forwarding& forward)
     : n_(n),

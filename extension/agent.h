@@ -97,6 +97,8 @@ class Agent {
   // in-memory log (transport::NewMemoryLog).
   using LogFactory = std::function<Status(const transport::Options&, std::unique_ptr<transport::Log>*)>;
   static void SetLogFactoryForTesting(LogFactory f);
+  // An in-memory log is installed (no snapshot store, no heartbeats).
+  static bool UsingTestLog();
 
   Agent(NodeState& n, AgentControl& a, CommitPath& commit, Forwarding& forward);
   ~Agent();

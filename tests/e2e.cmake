@@ -33,7 +33,8 @@ set(LITEJET_E2E_TESTS
     forward
     cli_replicate
     cli_log
-    snapshot_restore)
+    snapshot_restore
+    repl_snapshot)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
