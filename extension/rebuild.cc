@@ -303,8 +303,8 @@ Status Applier::Bootstrap(transport::Log& log, apply::WalWriter& writer, sqlite3
     n_.bootstrap.count++;
     n_.bootstrap.txid = st.txid;
     n_.bootstrap.source = st.source;
-    n_.ClearError();
   }
+  n_.ClearError();
   *resume_seq = st.log_seq + 1;
   return Status::OK();
 }

@@ -1,7 +1,8 @@
 // Applier, the replica's agent loop: reads the log and applies each
 // transaction to the WAL and wal-index (WalWriter) under the readers,
 // checking TXID, epoch and checksum chain (ApplyRecord, CheckRecord); a
-// history that is not the log's goes to the rebuild (rebuild.cc).
+// history that is not the log's goes to the rebuild, a read the log can no
+// longer serve (kTruncated: retention) to the bootstrap (rebuild.cc).
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -153,6 +154,20 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
       }
       return true;
     });
+    if (!rs.ok() && rs.code() == transport::kTruncated && diverged.empty() && !fatal) {
+      // Retention purged what this replica reads next: start over from the
+      // newest usable snapshot and the log after it. A failure is retried
+      // (a snapshot may come; the log may answer again).
+      uint64_t resume = 0;
+      Status bs = Bootstrap(log, writer, db, rs.message(), &resume);
+      ra.Reset();
+      if (bs.ok()) {
+        from = record_start = resume;
+        continue;
+      }
+      if (!a_.Sleep(1000)) break;
+      continue;
+    }
     if (!rs.ok()) {
       a_.connected = false;
       std::lock_guard<std::mutex> g(n_.mu);

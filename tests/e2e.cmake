@@ -34,7 +34,8 @@ set(LITEJET_E2E_TESTS
     cli_replicate
     cli_log
     snapshot_restore
-    repl_snapshot)
+    repl_snapshot
+    bootstrap)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
