@@ -162,6 +162,18 @@ std::string Engine::StatusJson() const {
            ",\"reason\":" + JsonString(b.reason) + "}";
     }
   }
+  // The primary's automatic snapshots (the agent's process only).
+  {
+    std::lock_guard<std::mutex> g(node_.mu);
+    const NodeState::AutoSnap& a = node_.auto_snap;
+    if (a.count == 0 && a.error.empty()) {
+      j += ",\"snapshots\":null";
+    } else {
+      j += ",\"snapshots\":{\"count\":" + std::to_string(a.count) + ",\"txid\":" + std::to_string(a.txid) +
+           ",\"at_ms\":" + std::to_string(a.at_unix_ms) + ",\"retention\":" + JsonString(a.retention) +
+           ",\"last_error\":" + (a.error.empty() ? std::string("null") : JsonString(a.error)) + "}";
+    }
+  }
   // The cluster as this node's agent last read it from the heartbeats
   // (empty in a process that is not the host's agent, and before the first
   // read).

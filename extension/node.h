@@ -56,6 +56,12 @@ class NodeState {
     uint64_t bytes = 0, total = 0, txid = 0;
     std::string source, reason;  // "snapshot <id> (TXID t)" or "log"; why it bootstrapped
   } bootstrap;
+  // The primary's automatic snapshots (the agent's process; mu).
+  struct AutoSnap {
+    uint64_t count = 0, txid = 0;  // snapshots taken, TXID of the last
+    int64_t at_unix_ms = 0;
+    std::string retention, error;  // what the last retention did; the last failure
+  } auto_snap;
   std::atomic<bool> indoubt_error{false};  // last_error says why a write waited for a sync commit's outcome
 
   // --- the role, as every process of the node sees it -----------------------

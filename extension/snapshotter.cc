@@ -17,8 +17,10 @@
 #include <memory>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/sqlite.h"
 #include "extension/config.h"
+#include "extension/heartbeat.h"
 #include "wal-capture/checksum.h"
 
 namespace litejet {
@@ -263,6 +265,135 @@ Status Snapshotter::Retain(transport::Log& log, snapshot::Store& store, const sn
              std::to_string(list.size() - plan.delete_ids.size()) + " kept, log purged below sequence " +
              std::to_string(plan.log_purge_below);
   return Status::OK();
+}
+
+// ---- AutoSnapshots ----------------------------------------------------------
+
+void AutoSnapshots::Start() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = false;
+  }
+  last_ms_ = SteadyMs();
+  thread_ = std::thread([this] {
+    try {
+      Run();
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> g(n_.mu);
+      n_.auto_snap.error = std::string("litejet: automatic snapshots of \"") + n_.cfg.name + "\" stopped: " + e.what();
+    }
+  });
+}
+
+void AutoSnapshots::Stop() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool AutoSnapshots::Due(uint64_t acked, int64_t now_ms) const {
+  if (last_txid_ == UINT64_MAX || acked <= last_txid_) return false;
+  const Config& c = n_.cfg;
+  if (c.snapshot_every_txns > 0 && acked - last_txid_ >= uint64_t(c.snapshot_every_txns)) return true;
+  return c.snapshot_every_ms > 0 && now_ms - last_ms_ >= c.snapshot_every_ms;
+}
+
+uint64_t AutoSnapshots::StillNeededTxid() const {
+  int64_t read_ms = 0;
+  uint64_t low = UINT64_MAX;
+  for (const transport::NodeState& s : a_.ClusterNodes(&read_ms)) {
+    // Live: a heartbeat within the last 10 beats. A node gone longer
+    // bootstraps from a snapshot when it comes back.
+    if (s.node == n_.cfg.node || read_ms - s.unix_ms > 10 * ClusterView::kBeatMs) continue;
+    low = std::min(low, s.txid);
+  }
+  return low;
+}
+
+void AutoSnapshots::Run() {
+  const int64_t kCallMs = 10000;
+  std::unique_ptr<transport::Log> log;
+  std::unique_ptr<snapshot::Store> store;
+  Snapshotter snap(n_, [this](uint64_t txid, int64_t ms) {
+    const int64_t end = SteadyMs() + ms;
+    while (n_.sidecar.Read().acked_txid < txid) {
+      if (SteadyMs() >= end || a_.stopping()) return false;
+      n_.sidecar.WaitChange(n_.sidecar.change_count(), 100);
+    }
+    return true;
+  });
+  auto fail = [&](const Status& s) {
+    sqlite3_log(SQLITE_WARNING, "litejet: %s: automatic snapshot: %s", n_.cfg.name.c_str(), s.message().c_str());
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.auto_snap.error = s.message();
+  };
+  int64_t pause_ms = 250;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait_for(l, std::chrono::milliseconds(pause_ms), [&] { return stop_; });
+      if (stop_) return;
+    }
+    pause_ms = 250;
+    if (a_.stopping() || !n_.IsPrimary()) continue;
+    if (!log) {
+      transport::Options o = TransportOptions(n_.cfg);
+      o.client_name = "litejet:" + n_.cfg.node + ":" + n_.cfg.name + ":snapshots";
+      Status s = transport::OpenNats(o, &log);
+      if (s.ok()) s = snapshot::OpenNatsStore(o, &store);
+      if (!s.ok()) {
+        log.reset();
+        store.reset();
+        fail(s);
+        pause_ms = 5000;
+        continue;
+      }
+    }
+    if (last_txid_ == UINT64_MAX) {
+      // The newest snapshot published so far (by any primary) counts.
+      std::vector<snapshot::Manifest> list;
+      Status s = snapshot::List(*store, kCallMs, &list);
+      if (!s.ok() && s.code() != snapshot::kNoSnapshot) {
+        fail(s);
+        pause_ms = 5000;
+        continue;
+      }
+      last_txid_ = list.empty() ? 0 : list.front().txid;
+      last_ms_ = SteadyMs();
+    }
+    if (!Due(n_.sidecar.Read().acked_txid, SteadyMs())) continue;
+    snapshot::Manifest m;
+    Status s = snap.Take(*log, *store, kCallMs, &m);
+    last_ms_ = SteadyMs();
+    if (!s.ok()) {
+      fail(s);
+      pause_ms = 5000;
+      continue;
+    }
+    last_txid_ = m.txid;
+    {
+      std::lock_guard<std::mutex> g(n_.mu);
+      n_.auto_snap.count++;
+      n_.auto_snap.txid = m.txid;
+      n_.auto_snap.at_unix_ms = int64_t(m.time_ms);
+      n_.auto_snap.error.clear();
+    }
+    snapshot::RetentionPolicy policy;
+    policy.keep_snapshots = size_t(n_.cfg.retain_snapshots);
+    policy.keep_txids = uint64_t(n_.cfg.retain_txns);
+    policy.keep_ms = uint64_t(n_.cfg.retain_ms);
+    std::string summary;
+    s = snap.Retain(*log, *store, policy, StillNeededTxid(), kCallMs, &summary);
+    if (!s.ok()) {
+      fail(s);
+      continue;
+    }
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.auto_snap.retention = summary;
+  }
 }
 
 }  // namespace litejet

@@ -4,11 +4,17 @@
 // (old snapshots deleted, the log purged below what the kept ones need).
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "common/status.h"
+#include "extension/agent.h"
 #include "extension/node.h"
 #include "snapshot/snapshot.h"
 #include "transport/log.h"
@@ -42,6 +48,32 @@ class Snapshotter {
 
   NodeState& n_;
   WaitFn wait_;
+};
+
+// The primary's automatic snapshots (Config::snapshot_every_txns / _ms)
+// and retention after each, in a thread of its own that the host's agent
+// starts (never the shipping loop); idle while this node is not primary.
+// What it did last is in repl_status().snapshots (NodeState::auto_snap).
+class AutoSnapshots {
+ public:
+  AutoSnapshots(NodeState& n, AgentControl& a) : n_(n), a_(a) {}
+  ~AutoSnapshots() { Stop(); }
+  void Start();
+  void Stop();  // waits for the thread (each call to the server is bounded)
+
+ private:
+  void Run();
+  bool Due(uint64_t acked, int64_t now_ms) const;
+  uint64_t StillNeededTxid() const;  // the lowest position among live other nodes; UINT64_MAX: none
+
+  NodeState& n_;
+  AgentControl& a_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // mu_
+  uint64_t last_txid_ = UINT64_MAX;  // TXID of the newest snapshot (UINT64_MAX: not read yet)
+  int64_t last_ms_ = 0;              // steady clock of the last snapshot (or of the start)
 };
 
 }  // namespace litejet

@@ -35,7 +35,8 @@ set(LITEJET_E2E_TESTS
     cli_log
     snapshot_restore
     repl_snapshot
-    bootstrap)
+    bootstrap
+    retention)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)
