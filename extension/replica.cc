@@ -92,6 +92,25 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
   std::string rec;
   bool leave = false;
   std::string diverged;  // why this database's history is not the log's
+  {
+    // A file with tables of its own that the sidecar knows nothing of (it
+    // entered replication as a replica; a primary's existing database has
+    // its pages hashed instead, and its first record continues them): not
+    // the log's history; no record may land on it. Kept as
+    // <db>.diverged-* and rebuilt (from a snapshot and the log) below.
+    const sidecar::Position p0 = n_.sidecar.Read();
+    sqlite3_stmt* st = nullptr;
+    int64_t tables = 0;
+    if (p0.txid == 0 && p0.db_pages == 0 && sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      tables = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    if (tables > 0) {
+      diverged = "litejet: database \"" + n_.cfg.name + "\" is not empty (" + std::to_string(tables) +
+                 " schema objects) but unknown to the log (it has no TXID)";
+    }
+  }
   while (!a_.stopping() && !fatal && !leave) {
     a_.Beat();
     if (hooks && hooks->due() && hooks->tick()) {  // role=auto: elected
@@ -99,7 +118,7 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
       break;
     }
     Status rs = log.Read(from, 500, [&](const transport::Message& m) {
-      if (a_.stopping()) return false;
+      if (a_.stopping() || !diverged.empty()) return false;
       if (hooks && hooks->due() && !ra.pending()) return false;  // the role's turn
       a_.Beat();
       if (!a_.connected) {
@@ -168,7 +187,7 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
       if (!a_.Sleep(1000)) break;
       continue;
     }
-    if (!rs.ok()) {
+    if (!rs.ok() && diverged.empty()) {
       a_.connected = false;
       std::lock_guard<std::mutex> g(n_.mu);
       n_.SetError(rs.message());

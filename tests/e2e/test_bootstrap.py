@@ -5,10 +5,13 @@
 # purge both bootstrap from the snapshot and the log after it (equal
 # checksum and content, repl_status().bootstrap says so). With the newest
 # snapshot's chunk damaged, a third fresh replica bootstraps from the older
-# snapshot instead.
+# snapshot instead. A replica whose file has content of its own (unknown to
+# the trimmed log) keeps it as <db>.diverged-* and is rebuilt.
 import base64
 import json
+import os
 import socket
+import sqlite3
 
 from util import Suite, Worker, log, primary_uri, replica_uri, same_state
 
@@ -108,7 +111,30 @@ def body(s):
     b = r2.status().get("bootstrap") or {}
     s.check(b.get("count") == 1 and "(TXID %d)" % t1 in b.get("source", ""),
             "fresh replica: bootstrapped from the older snapshot at TXID %d" % t1, json.dumps(b))
-    for w in (p, r, old, r2):
+
+    # A replica whose file has content of its own (no TXID) while the log no
+    # longer starts at TXID 1: kept as .diverged-*, then rebuilt from a snapshot.
+    own = s.path("u", "app.db")
+    con = sqlite3.connect(own)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE mine(x)")
+    con.execute("INSERT INTO mine VALUES ('not the log''s')")
+    con.commit()
+    con.close()
+    u = Worker("u")
+    u.open(replica_uri(own, srv.url, name="app", node="u1"))
+    same_state(s, p, u, last, "a replica with a file unknown to the log")
+    rb = u.status().get("rebuild") or {}
+    kept = rb.get("kept") or ""
+    s.check(rb.get("count") == 1 and "is not empty" in rb.get("reason", "") and "unknown to the log" in rb.get("reason", ""),
+            "the unknown file: rebuilt once, saying why", json.dumps(rb))
+    if kept and os.path.exists(kept):
+        kc = sqlite3.connect(kept)
+        s.eq(kc.execute("SELECT x FROM mine").fetchall(), [("not the log's",)], "the unknown file is kept as " + kept)
+        kc.close()
+    else:
+        s.check(False, "the unknown file is kept", kept)
+    for w in (p, r, old, r2, u):
         w.exit()
     log("done")
 
