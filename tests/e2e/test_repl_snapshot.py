@@ -88,10 +88,12 @@ def body(s):
             and out["checksum"] == p.one("SELECT repl_checksum()"),
             "restore (latest): from the replica's snapshot", json.dumps(out) + err)
 
-    # Wrong arguments.
+    # Wrong arguments; a schema that is not replicated.
+    p.sql("ATTACH ? AS aux", (s.path("x", "plain.db"),))
     for q, want_err in (("SELECT repl_snapshot(1, 2)", "wrong number of arguments to function repl_snapshot()"),
                         ("SELECT repl_snapshot('nosuch')", 'repl_snapshot: no database named "nosuch"'),
-                        ("SELECT repl_snapshot(x'00')", "repl_snapshot")):
+                        ("SELECT repl_snapshot(x'00')", "repl_snapshot: schema name must be text"),
+                        ("SELECT repl_snapshot('aux')", '"aux" is not replicated')):
         try:
             p.sql(q)
             s.check(False, "%s: an error" % q)
