@@ -51,8 +51,8 @@ class NodeState {
   // A replica's bootstrap from a snapshot (the agent's process; mu): what
   // repl_status().bootstrap shows. count 0 and phase empty: never.
   struct Bootstrap {
-    uint64_t count = 0;         // bootstraps finished
-    std::string phase;          // "snapshot", "log", "verify", "install", "done", "failed"
+    uint64_t count = 0;  // bootstraps finished
+    std::string phase;   // "snapshot", "log", "verify", "install", "done", "failed"
     uint64_t bytes = 0, total = 0, txid = 0;
     std::string source, reason;  // "snapshot <id> (TXID t)" or "log"; why it bootstrapped
   } bootstrap;

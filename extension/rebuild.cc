@@ -127,8 +127,8 @@ snapshot::Store* Applier::Store() {
       Status s = snapshot::OpenNatsStore(TransportOptions(n_.cfg), &store_);
       if (!s.ok()) {
         store_.reset();
-        Tell(SQLITE_WARNING, "litejet: " + n_.cfg.name + ": no snapshot store (restores use the log alone): " +
-                                 s.message());
+        Tell(SQLITE_WARNING,
+             "litejet: " + n_.cfg.name + ": no snapshot store (restores use the log alone): " + s.message());
       }
     }
   }
@@ -163,10 +163,10 @@ Status Applier::RestoreLatest(transport::Log& log, const std::string& tmp, Rebui
   state->log_seq = rr.state.consumed_seq;
   state->db_pages = rr.state.db_pages;
   state->page_size = rr.state.page_size;
-  state->source = rr.from_snapshot ? "snapshot " + snapshot::IdHex(rr.snapshot.id) + " (TXID " +
-                                         std::to_string(rr.snapshot.txid) + ") and " + std::to_string(rr.records) +
-                                         " transactions of the log"
-                                   : std::to_string(rr.records) + " transactions of the log";
+  state->source = rr.from_snapshot
+                      ? "snapshot " + snapshot::IdHex(rr.snapshot.id) + " (TXID " + std::to_string(rr.snapshot.txid) +
+                            ") and " + std::to_string(rr.records) + " transactions of the log"
+                      : std::to_string(rr.records) + " transactions of the log";
   state->bytes = rr.from_snapshot ? rr.snapshot.stored_bytes : 0;
   uint32_t ps = 0;
   s = checksum::HashFile(tmp, &state->hashes, &ps);
@@ -372,8 +372,8 @@ Status Applier::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* 
   info.txid = st.txid;
   n_.sidecar.SetRebuild(info);
   Tell(SQLITE_WARNING, "litejet: " + n_.cfg.name + ": rebuilt from the log at TXID " + std::to_string(st.txid) +
-                           " (checksum " + checksum::Hex(st.checksum) + ", " + std::to_string(st.db_pages) + " pages, " +
-                           std::to_string(written) + " written, from " + st.source + ", " +
+                           " (checksum " + checksum::Hex(st.checksum) + ", " + std::to_string(st.db_pages) +
+                           " pages, " + std::to_string(written) + " written, from " + st.source + ", " +
                            std::to_string(SteadyMs() - t0) + " ms); the diverged database is kept as " + kept);
   {
     std::lock_guard<std::mutex> g(n_.mu);

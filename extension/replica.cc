@@ -101,7 +101,8 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
     const sidecar::Position p0 = n_.sidecar.Read();
     sqlite3_stmt* st = nullptr;
     int64_t tables = 0;
-    if (p0.txid == 0 && p0.db_pages == 0 && sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, nullptr) == SQLITE_OK &&
+    if (p0.txid == 0 && p0.db_pages == 0 &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, nullptr) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
       tables = sqlite3_column_int64(st, 0);
     }

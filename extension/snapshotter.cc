@@ -93,8 +93,8 @@ Status Snapshotter::Copy(const std::string& tmp, uint64_t* txid, uint64_t* sum, 
   // from restarting under it).
   int rc = sqlite3_exec(src.db, "BEGIN; SELECT count(*) FROM sqlite_master;", nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) {
-    return Status::Error("litejet: snapshot of \"" + name + "\": cannot start a read transaction: " +
-                         sqlite3_errmsg(src.db), rc);
+    return Status::Error(
+        "litejet: snapshot of \"" + name + "\": cannot start a read transaction: " + sqlite3_errmsg(src.db), rc);
   }
   const sidecar::Position p1 = n_.sidecar.Read();
   ::unlink(tmp.c_str());
@@ -104,7 +104,8 @@ Status Snapshotter::Copy(const std::string& tmp, uint64_t* txid, uint64_t* sum, 
     Db dst;
     if (sqlite3_open_v2(tmp.c_str(), &dst.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "unix") != SQLITE_OK) {
       return Status::Error("litejet: snapshot of \"" + name + "\": cannot create " + tmp + ": " +
-                           (dst.db ? sqlite3_errmsg(dst.db) : "out of memory"), SQLITE_CANTOPEN);
+                               (dst.db ? sqlite3_errmsg(dst.db) : "out of memory"),
+                           SQLITE_CANTOPEN);
     }
     sqlite3_exec(dst.db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", nullptr, nullptr, nullptr);
     sqlite3_backup* b = sqlite3_backup_init(dst.db, "main", src.db, "main");
@@ -117,8 +118,8 @@ Status Snapshotter::Copy(const std::string& tmp, uint64_t* txid, uint64_t* sum, 
     } while (rc == SQLITE_OK);
     sqlite3_backup_finish(b);
     if (rc != SQLITE_DONE) {
-      return Status::Error("litejet: snapshot of \"" + name + "\": copying to " + tmp + " failed: " +
-                           sqlite3_errstr(rc), rc);
+      return Status::Error(
+          "litejet: snapshot of \"" + name + "\": copying to " + tmp + " failed: " + sqlite3_errstr(rc), rc);
     }
   }
   ::unlink((tmp + "-journal").c_str());
@@ -168,8 +169,8 @@ Status Snapshotter::Copy(const std::string& tmp, uint64_t* txid, uint64_t* sum, 
 
 Status Snapshotter::Take(transport::Log& log, snapshot::Store& store, int64_t timeout_ms, snapshot::Manifest* out) {
   const std::string& name = n_.cfg.name;
-  const std::string tmp = n_.path + "-litejet-snap-" + std::to_string(::getpid()) + "-" +
-                          std::to_string(g_copy_counter.fetch_add(1));
+  const std::string tmp =
+      n_.path + "-litejet-snap-" + std::to_string(::getpid()) + "-" + std::to_string(g_copy_counter.fetch_add(1));
   struct Remover {
     std::string p;
     ~Remover() { ::unlink(p.c_str()); }
@@ -185,15 +186,15 @@ Status Snapshotter::Take(transport::Log& log, snapshot::Store& store, int64_t ti
   }
   if (!s.ok()) {
     if (!why.empty() && s.code() == SQLITE_BUSY) {
-      return Status::Error("litejet: snapshot of \"" + name + "\": the copy of " + n_.path + " " + why +
-                           " 5 times", SQLITE_BUSY);
+      return Status::Error("litejet: snapshot of \"" + name + "\": the copy of " + n_.path + " " + why + " 5 times",
+                           SQLITE_BUSY);
     }
     return s;
   }
   if (txid == 0) return Status::Error("litejet: snapshot of \"" + name + "\": no transaction committed yet");
   if (!wait_(txid, timeout_ms)) {
     return Status::Error("litejet: snapshot of \"" + name + "\" at TXID " + std::to_string(txid) +
-                         ": the log did not acknowledge it within " + std::to_string(timeout_ms) + " ms",
+                             ": the log did not acknowledge it within " + std::to_string(timeout_ms) + " ms",
                          transport::kUnavailable);
   }
   // The record of txid: the search starts a little before where this node
@@ -208,8 +209,9 @@ Status Snapshotter::Take(transport::Log& log, snapshot::Store& store, int64_t ti
   }
   if (fr.txn.checksum_after != sum) {
     return Status::Error("litejet: snapshot of \"" + name + "\": at TXID " + std::to_string(txid) +
-                         " this node's copy has checksum " + checksum::Hex(sum) + " but the log says " +
-                         checksum::Hex(fr.txn.checksum_after), SQLITE_CORRUPT);
+                             " this node's copy has checksum " + checksum::Hex(sum) + " but the log says " +
+                             checksum::Hex(fr.txn.checksum_after),
+                         SQLITE_CORRUPT);
   }
   std::unique_ptr<snapshot::PageSource> src;
   s = snapshot::OpenFileSource(tmp, &src);

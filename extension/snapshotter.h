@@ -71,7 +71,7 @@ class AutoSnapshots {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;  // mu_
+  bool stop_ = false;                // mu_
   uint64_t last_txid_ = UINT64_MAX;  // TXID of the newest snapshot (UINT64_MAX: not read yet)
   int64_t last_ms_ = 0;              // steady clock of the last snapshot (or of the start)
 };
