@@ -7,9 +7,13 @@
 # previous batch's end: the snapshots of a fast write run are about a batch
 # apart), and the snapshot stream holds at most 3 snapshots, while TXIDs grow to 300+. The live
 # replica is never cut off (it stays equal to the primary without a
-# bootstrap); a fresh replica bootstraps from a snapshot.
+# bootstrap); a live node behind (a heartbeat kept fresh at an old TXID)
+# keeps the log it still reads until its heartbeat goes stale; a fresh
+# replica bootstraps from a snapshot.
 import json
 import socket
+import threading
+import time
 
 from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
 
@@ -72,6 +76,51 @@ def body(s):
                               json.dumps({"subjects_filter": "litejet.app.snap.*.m"})))["state"]
         kept = len(snaps.get("subjects") or {})
         s.check(1 <= kept <= 3, "batch %d: %d snapshots kept" % (batch, kept), json.dumps(snaps))
+    # A live node behind (a heartbeat at TXID `last`, kept fresh): retention
+    # keeps the log it still reads while more snapshots are taken.
+    ghost_txid, ghost_seq = last, p.status()["log_seq"]
+    key = "$KV.litejet_app_nodes.n" + "ghost".encode().hex()
+
+    def beat(age_ms):
+        v = "litejet-node v1\nnode=ghost\nrole=replica\nadvertise=ghost\ntxid=%d\nepoch=1\nunix_ms=%d\nlast_error=\n" % (
+            ghost_txid, int(time.time() * 1000) - age_ms)
+        return js(srv.url, key, v)
+
+    stop = threading.Event()
+
+    def beater():
+        while not stop.is_set():
+            beat(0)
+            stop.wait(0.3)
+
+    s.check('"seq"' in beat(0), "a heartbeat of node ghost at TXID %d" % ghost_txid)
+    th = threading.Thread(target=beater, daemon=True)
+    th.start()
+    s.check(wait_until(lambda: any(n["node"] == "ghost" for n in p.status()["cluster"]), 10),
+            "the primary sees node ghost", json.dumps(p.status()["cluster"]))
+    for _ in range(120):
+        k += 1
+        p.sql("INSERT INTO t VALUES (?, ?)", (k, "g%d" % k))
+    last = p.one("SELECT repl_position()")
+    s.check(wait_until(lambda: ((p.status().get("snapshots") or {}).get("txid") or 0) > last - 20, 30),
+            "snapshots go on while ghost is behind", json.dumps(p.status().get("snapshots")))
+    info = json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]
+    s.check(info["first_seq"] <= ghost_seq and info["messages"] > 61,
+            "the log still holds sequence %d (ghost's TXID %d): first %d" % (ghost_seq, ghost_txid, info["first_seq"]),
+            json.dumps(info))
+    # ghost's heartbeat goes stale: it is no longer protected.
+    stop.set()
+    th.join()
+    beat(60000)
+    time.sleep(2.5)  # the primary reads the board every other beat (2 s)
+    for _ in range(40):
+        k += 1
+        p.sql("INSERT INTO t VALUES (?, ?)", (k, "h%d" % k))
+    last = p.one("SELECT repl_position()")
+    s.check(wait_until(lambda: json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]["first_seq"]
+                       > ghost_seq, 30),
+            "with ghost's heartbeat stale, the log is purged past sequence %d" % ghost_seq,
+            json.dumps(json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]))
     same_state(s, p, r, last, "the live replica")
     s.eq(r.status().get("bootstrap"), None, "the live replica never needed a bootstrap")
     f = Worker("f")
