@@ -93,15 +93,15 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
   bool leave = false;
   std::string diverged;  // why this database's history is not the log's
   {
-    // A file with tables of its own that the sidecar knows nothing of (it
-    // entered replication as a replica; a primary's existing database has
-    // its pages hashed instead, and its first record continues them): not
+    // role=replica: a file with tables of its own that the sidecar knows
+    // nothing of (a primary's existing database has its pages hashed
+    // instead, and its first record continues them): not
     // the log's history; no record may land on it. Kept as
     // <db>.diverged-* and rebuilt (from a snapshot and the log) below.
     const sidecar::Position p0 = n_.sidecar.Read();
     sqlite3_stmt* st = nullptr;
     int64_t tables = 0;
-    if (p0.txid == 0 && p0.db_pages == 0 &&
+    if (n_.cfg.role == Role::kReplica && p0.txid == 0 && p0.db_pages == 0 &&
         sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, nullptr) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
       tables = sqlite3_column_int64(st, 0);
