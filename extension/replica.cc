@@ -174,7 +174,14 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
       }
       return true;
     });
-    if (!rs.ok() && rs.code() == transport::kTruncated && diverged.empty() && !fatal) {
+    const sidecar::Position now = n_.sidecar.Read();
+    if (!rs.ok() && rs.code() == transport::kTruncated && diverged.empty() && !fatal && now.txid > now.acked_txid) {
+      // Commits of this node's primary days the log never acknowledged, and
+      // the log moved on without them: kept, then rebuilt (below).
+      diverged = "litejet: database \"" + n_.cfg.name + "\" diverged: its TXIDs " + std::to_string(now.acked_txid + 1) +
+                 ".." + std::to_string(now.txid) + " never reached the log, which no longer holds what follows TXID " +
+                 std::to_string(now.acked_txid) + " (" + rs.message() + ")";
+    } else if (!rs.ok() && rs.code() == transport::kTruncated && diverged.empty() && !fatal) {
       // Retention purged what this replica reads next: start over from the
       // newest usable snapshot and the log after it. A failure is retried
       // (a snapshot may come; the log may answer again).
