@@ -378,8 +378,8 @@ Status Applier::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* 
   {
     std::lock_guard<std::mutex> g(n_.mu);
     n_.primary_seen.clear();
-    n_.SetError(why + "; rebuilt from the log at TXID " + std::to_string(st.txid) + "; the diverged database is kept as " +
-             kept);
+    n_.SetError(why + "; rebuilt from the log at TXID " + std::to_string(st.txid) + " (from " + st.source +
+                "); the diverged database is kept as " + kept);
   }
   *resume_seq = st.log_seq + 1;
   return Status::OK();

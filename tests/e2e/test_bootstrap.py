@@ -128,6 +128,9 @@ def body(s):
     kept = rb.get("kept") or ""
     s.check(rb.get("count") == 1 and "is not empty" in rb.get("reason", "") and "unknown to the log" in rb.get("reason", ""),
             "the unknown file: rebuilt once, saying why", json.dumps(rb))
+    err = u.status()["last_error"] or ""
+    s.check("rebuilt from the log at TXID %d (from snapshot " % last in err and "(TXID %d) and " % t1 in err,
+            "the rebuild started from the older (undamaged) snapshot at TXID %d" % t1, err)
     if kept and os.path.exists(kept):
         kc = sqlite3.connect(kept)
         s.eq(kc.execute("SELECT x FROM mine").fetchall(), [("not the log's",)], "the unknown file is kept as " + kept)
