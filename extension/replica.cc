@@ -98,15 +98,23 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
     // instead, and its first record continues them): not
     // the log's history; no record may land on it. Kept as
     // <db>.diverged-* and rebuilt (from a snapshot and the log) below.
+    // Its own short-lived connection, and only for a file with pages:
+    // the applier's connection is left as a fresh replica's always was.
     const sidecar::Position p0 = n_.sidecar.Read();
-    sqlite3_stmt* st = nullptr;
+    struct stat fst;
     int64_t tables = 0;
-    if (n_.cfg.role == Role::kReplica && p0.txid == 0 && p0.db_pages == 0 &&
-        sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master", -1, &st, nullptr) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-      tables = sqlite3_column_int64(st, 0);
+    if (n_.cfg.role == Role::kReplica && p0.txid == 0 && p0.db_pages == 0 && ::stat(n_.path.c_str(), &fst) == 0 &&
+        fst.st_size > 0) {
+      sqlite3* probe = nullptr;
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_open_v2(n_.path.c_str(), &probe, SQLITE_OPEN_READONLY, "unix") == SQLITE_OK &&
+          sqlite3_prepare_v2(probe, "SELECT count(*) FROM sqlite_master", -1, &st, nullptr) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW) {
+        tables = sqlite3_column_int64(st, 0);
+      }
+      sqlite3_finalize(st);
+      sqlite3_close(probe);
     }
-    sqlite3_finalize(st);
     if (tables > 0) {
       diverged = "litejet: database \"" + n_.cfg.name + "\" is not empty (" + std::to_string(tables) +
                  " schema objects) but unknown to the log (it has no TXID)";
