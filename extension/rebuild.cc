@@ -121,8 +121,9 @@ bool Exists(const std::string& path) {
 
 }  // namespace
 snapshot::Store* Applier::Store() {
-  if (!store_tried_) {
-    store_tried_ = true;
+  // Opened on first use; a failed open is tried again after 30 s.
+  if (!store_ && (store_tried_ms_ == 0 || SteadyMs() - store_tried_ms_ > 30000)) {
+    store_tried_ms_ = SteadyMs();
     if (!Agent::UsingTestLog()) {
       Status s = snapshot::OpenNatsStore(TransportOptions(n_.cfg), &store_);
       if (!s.ok()) {

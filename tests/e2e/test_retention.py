@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 # e2e_retention: automatic snapshots and retention keep the log bounded. A
-# primary with snapshot_every_txns=20 and retain_snapshots=2 writes batches
-# of 60 transactions while a replica follows; after each batch (once the
-# automatic snapshot caught up) the log's stream holds at most what the
-# older kept snapshot needs (at most 61 messages, nothing before the
-# previous batch's end: the snapshots of a fast write run are about a batch
-# apart), and the snapshot stream holds at most 3 snapshots, while TXIDs grow to 300+. The live
+# primary with snapshot_every_txns=20, snapshot_every_ms=1000 and
+# retain_snapshots=2 writes batches of 60 transactions while a replica
+# follows; after each batch (once the automatic snapshot is at its last
+# TXID) the log's stream holds at most what the older kept snapshot needs
+# (at most 61 messages, nothing before the previous batch's end) and the
+# snapshot stream at most 3 snapshots, while TXIDs grow to 300+. The live
 # replica is never cut off (it stays equal to the primary without a
 # bootstrap); a live node behind (a heartbeat kept fresh at an old TXID)
 # keeps the log it still reads until its heartbeat goes stale; a fresh
@@ -46,7 +46,8 @@ def js(url, subject, payload):
 def body(s):
     srv = s.nats()
     p = Worker("p")
-    p.open(primary_uri(s.path("p", "app.db"), srv.url, name="app", snapshot_every_txns=20, retain_snapshots=2))
+    p.open(primary_uri(s.path("p", "app.db"), srv.url, name="app", snapshot_every_txns=20, snapshot_every_ms=1000,
+                                retain_snapshots=2))
     r = Worker("r")
     r.open(replica_uri(s.path("r", "app.db"), srv.url, name="app"))
     p.sql("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)")
@@ -58,10 +59,11 @@ def body(s):
             p.sql("INSERT INTO t VALUES (?, ?)", (k, "v%d " % k + "q" * (k * 53 % 2000)))
         last = p.one("SELECT repl_position()")
         s.eq(p.one("SELECT repl_wait(?, 10000)", (last,)), 1, "batch %d: primary at TXID %d acknowledged" % (batch, last))
-        ok = wait_until(lambda: ((p.status().get("snapshots") or {}).get("txid") or 0) > last - 20
+        # At the batch's end (snapshot_every_ms: within a second of the last write).
+        ok = wait_until(lambda: (p.status().get("snapshots") or {}).get("txid") == last
                         and (p.status().get("snapshots") or {}).get("retention"), 30)
         st = p.status().get("snapshots")
-        s.check(ok and st["last_error"] is None, "batch %d: an automatic snapshot within 20 TXIDs of %d" % (batch, last),
+        s.check(ok and st["last_error"] is None, "batch %d: an automatic snapshot at TXID %d" % (batch, last),
                 json.dumps(st))
         # The retention after the newest snapshot runs right after it.
         wait_until(lambda: json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]["first_seq"]
@@ -112,15 +114,20 @@ def body(s):
     stop.set()
     th.join()
     beat(60000)
-    time.sleep(2.5)  # the primary reads the board every other beat (2 s)
-    for _ in range(40):
-        k += 1
-        p.sql("INSERT INTO t VALUES (?, ?)", (k, "h%d" % k))
-    last = p.one("SELECT repl_position()")
-    s.check(wait_until(lambda: json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]["first_seq"]
-                       > ghost_seq, 30),
+
+    def purged_past_ghost():
+        # More writes (so more snapshots, each followed by retention) until
+        # the primary's view of the board has ghost's stale heartbeat.
+        nonlocal k
+        for _ in range(25):
+            k += 1
+            p.sql("INSERT INTO t VALUES (?, ?)", (k, "h%d" % k))
+        return json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]["first_seq"] > ghost_seq
+
+    s.check(wait_until(purged_past_ghost, 30, interval=0.5),
             "with ghost's heartbeat stale, the log is purged past sequence %d" % ghost_seq,
             json.dumps(json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]))
+    last = p.one("SELECT repl_position()")
     same_state(s, p, r, last, "the live replica")
     s.eq(r.status().get("bootstrap"), None, "the live replica never needed a bootstrap")
     f = Worker("f")
