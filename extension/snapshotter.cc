@@ -344,6 +344,14 @@ void AutoSnapshots::Run() {
     pause_ms = 250;
     if (a_.stopping() || !n_.IsPrimary()) continue;
     if (!log) {
+      // Connected only once a snapshot can be due (a small or idle database
+      // never costs a connection).
+      const Config& c = n_.cfg;
+      const uint64_t acked = n_.sidecar.Read().acked_txid;
+      if (!((c.snapshot_every_txns > 0 && acked >= uint64_t(c.snapshot_every_txns)) ||
+            (c.snapshot_every_ms > 0 && acked > 0 && SteadyMs() - last_ms_ >= c.snapshot_every_ms))) {
+        continue;
+      }
       transport::Options o = TransportOptions(n_.cfg);
       o.client_name = "litejet:" + n_.cfg.node + ":" + n_.cfg.name + ":snapshots";
       Status s = transport::OpenNats(o, &log);
