@@ -133,6 +133,7 @@ def body(s):
     f = Worker("f")
     f.open(replica_uri(s.path("f", "app.db"), srv.url, name="app", node="f1"))
     same_state(s, p, f, last, "a fresh replica")
+    wait_until(lambda: ((f.status().get("bootstrap") or {}).get("phase")) == "done", 10)
     b = f.status().get("bootstrap") or {}
     s.check(b.get("count") == 1 and b.get("source", "").startswith("snapshot "),
             "the fresh replica bootstrapped from a snapshot", json.dumps(b))
