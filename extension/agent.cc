@@ -28,6 +28,7 @@
 #include "extension/forwarding.h"
 #include "extension/role_loop.h"
 #include "extension/ship.h"
+#include "extension/snapshotter.h"
 
 namespace litejet {
 
@@ -160,6 +161,7 @@ bool AgentControl::WriteLockHeld() {
 // ---- Agent ------------------------------------------------------------------
 
 void Agent::SetLogFactoryForTesting(LogFactory f) { LogFactoryRef() = std::move(f); }
+bool Agent::UsingTestLog() { return bool(LogFactoryRef()); }
 
 Agent::Agent(NodeState& n, AgentControl& a, CommitPath& commit, Forwarding& forward)
     : n_(n),
@@ -299,6 +301,12 @@ void Agent::Main() {
     }
   }
   a_.SetLog(log.get());
+  // Automatic snapshots: a thread of their own, busy only while primary.
+  if (n_.cfg.role != Role::kReplica && !LogFactoryRef() &&
+      (n_.cfg.snapshot_every_txns > 0 || n_.cfg.snapshot_every_ms > 0)) {
+    snaps_ = std::make_unique<AutoSnapshots>(n_, a_);
+    snaps_->Start();
+  }
   // Other nodes' repl_exec, answered while this node takes writes (served
   // with forward=on, refused naming the parameter with forward=off).
   // (NATS only, as the heartbeats: the in-memory log of the engine tests has no requests.)
@@ -315,6 +323,7 @@ void Agent::Main() {
     apply_->Run(*log, nullptr);
   }
   forward_.StopServer();
+  if (snaps_) snaps_->Stop();
   a_.SetBoard(nullptr);
   a_.SetLog(nullptr);
 }

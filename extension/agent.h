@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "extension/heartbeat.h"
 #include "extension/node.h"
@@ -28,6 +29,7 @@ class Forwarding;
 class Shipper;
 class Applier;
 class RoleLoop;
+class AutoSnapshots;
 
 class AgentControl {
  public:
@@ -54,6 +56,7 @@ class AgentControl {
   void SetBoard(transport::NodeBoard* board) { board_ = board; }
   void Beat();  // agent thread: the heartbeat, when due
   std::string ClusterJson(int64_t now_unix_ms) const { return cluster_.Json(now_unix_ms); }
+  std::vector<transport::NodeState> ClusterNodes(int64_t* read_unix_ms) const { return cluster_.Nodes(read_unix_ms); }
 
   // The agent's own handle on the database for taking WAL_WRITE_LOCK (opened
   // on first use; null if it cannot be). Agent thread, or before it starts.
@@ -97,6 +100,8 @@ class Agent {
   // in-memory log (transport::NewMemoryLog).
   using LogFactory = std::function<Status(const transport::Options&, std::unique_ptr<transport::Log>*)>;
   static void SetLogFactoryForTesting(LogFactory f);
+  // An in-memory log is installed (no snapshot store, no heartbeats).
+  static bool UsingTestLog();
 
   Agent(NodeState& n, AgentControl& a, CommitPath& commit, Forwarding& forward);
   ~Agent();
@@ -120,6 +125,7 @@ class Agent {
   std::unique_ptr<Shipper> ship_;
   std::unique_ptr<Applier> apply_;
   std::unique_ptr<RoleLoop> roles_;
+  std::unique_ptr<AutoSnapshots> snaps_;
   std::thread thread_;
   bool detached_ = false;  // a_.mu_: left running at exit (thread_ is then not joinable)
   int host_lock_fd_ = -1;

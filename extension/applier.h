@@ -2,10 +2,13 @@
 // (rebuild.cc). Reads the log and applies each transaction to the WAL and
 // wal-index (WalWriter) under the readers, checking TXID, epoch and
 // checksum chain; a database whose history is not the log's is kept as
-// <db>.diverged-<UTC time> and rebuilt from the log.
+// <db>.diverged-<UTC time> and rebuilt from the newest usable snapshot and
+// the log after it; a replica that the log no longer serves (its next
+// record was purged) bootstraps the same way.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +17,7 @@
 #include "extension/commit.h"
 #include "extension/node.h"
 #include "extension/role_hooks.h"
+#include "snapshot/snapshot.h"
 #include "transport/log.h"
 #include "wal-capture/apply.h"
 
@@ -39,12 +43,29 @@ class Applier {
     uint64_t txid = 0, checksum = 0, epoch = 0, log_seq = 0, bytes = 0;
     uint32_t db_pages = 0, page_size = 0;
     std::vector<uint64_t> hashes;  // of pages 1..db_pages
+    std::string source;            // "snapshot <id> (TXID t) and N transactions of the log", for messages
   };
-  Status ReplayLog(transport::Log& log, const std::string& tmp, RebuiltState* state);
+  // The log's state at its end, from the newest usable snapshot and the log
+  // after it (snapshot::Restore), in the file at tmp, checked.
+  Status RestoreLatest(transport::Log& log, const std::string& tmp, RebuiltState* state);
+  // Installs the file at tmp (state st) under the readers: one transaction
+  // of the pages that differ, the sidecar's position, hashes and mark.
+  Status Install(apply::WalWriter& writer, sqlite3* db, const std::string& tmp, const RebuiltState& st,
+                 size_t* written);
+  // The log no longer holds what this replica needs next (why): restore
+  // from a snapshot and install it; *resume_seq: where reading goes on.
+  // Progress in repl_status().bootstrap and one line at start and end.
+  Status Bootstrap(transport::Log& log, apply::WalWriter& writer, sqlite3* db, const std::string& why,
+                   uint64_t* resume_seq);
+  // The snapshot store (null: none, e.g. the in-memory log of tests, or
+  // it cannot be opened: restores then use the log alone).
+  snapshot::Store* Store();
 
   NodeState& n_;
   AgentControl& a_;
   CommitPath& commit_;
+  std::unique_ptr<snapshot::Store> store_;
+  int64_t store_tried_ms_ = 0;  // steady clock of the last attempt to open store_
   bool rebuild_failed_ = false;  // a rebuild failed; divergence is then fatal
   std::string rebuild_error_;
 };

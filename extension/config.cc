@@ -323,6 +323,19 @@ Status ParseConfig(const Lookup& uri, const Lookup& env, const std::string& db_p
   st = ParseNumber(uri, env, "stream_replicas", 1, 5, &replicas);
   if (!st.ok()) return st;
   c.stream_replicas = static_cast<int>(replicas);
+  st = ParseNumber(uri, env, "snapshot_every_txns", 0, int64_t(1) << 50, &c.snapshot_every_txns);
+  if (!st.ok()) return st;
+  st = ParseNumber(uri, env, "snapshot_every_ms", 0, int64_t(366) * 86400000, &c.snapshot_every_ms);
+  if (!st.ok()) return st;
+  if (c.snapshot_every_ms != 0 && c.snapshot_every_ms < 1000) {
+    return Invalid("snapshot_every_ms", Find(uri, env, "snapshot_every_ms", false), "0 (off) or at least 1000");
+  }
+  st = ParseNumber(uri, env, "retain_snapshots", 1, 1000, &c.retain_snapshots);
+  if (!st.ok()) return st;
+  st = ParseNumber(uri, env, "retain_txns", 0, int64_t(1) << 50, &c.retain_txns);
+  if (!st.ok()) return st;
+  st = ParseNumber(uri, env, "retain_ms", 0, int64_t(3660) * 86400000, &c.retain_ms);
+  if (!st.ok()) return st;
 
   // Secrets and paths are taken as given; empty means unset. Never echo them in errors.
   struct {

@@ -29,6 +29,13 @@ struct Config {
   bool forward = false;
   int64_t forward_timeout_ms = 10000;
   int stream_replicas = 1;
+  // Automatic snapshots by the primary's agent: after this many TXIDs since
+  // the last snapshot, and/or this long since it (with new TXIDs); 0 = off.
+  int64_t snapshot_every_txns = 100000, snapshot_every_ms = 0;
+  // Retention after each automatic snapshot: keep the newest
+  // retain_snapshots, and every one within retain_txns TXIDs of the newest
+  // or taken within retain_ms; the log keeps what the oldest kept needs.
+  int64_t retain_snapshots = 2, retain_txns = 0, retain_ms = 0;
   std::string creds, token, user, password, tls_ca, tls_cert, tls_key, nkey_seed;
   std::string js_domain;  // JetStream domain to reach (edge replicas on a leaf node: the hub's); "" = local
   bool replicated() const { return !nats.empty(); }

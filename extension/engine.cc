@@ -11,6 +11,7 @@
 
 #include "common/json.h"
 #include "extension/power.h"
+#include "extension/snapshotter.h"
 #include "wal-capture/checksum.h"
 
 namespace litejet {
@@ -156,6 +157,31 @@ std::string Engine::StatusJson() const {
     j += ",\"kept\":" + JsonString(rb.kept);
     j += ",\"reason\":" + JsonString(rb.reason) + "}";
   }
+  // A replica's bootstrap from a snapshot (the agent's process only).
+  {
+    std::lock_guard<std::mutex> g(node_.mu);
+    const NodeState::Bootstrap& b = node_.bootstrap;
+    if (b.count == 0 && b.phase.empty()) {
+      j += ",\"bootstrap\":null";
+    } else {
+      j += ",\"bootstrap\":{\"count\":" + std::to_string(b.count) + ",\"phase\":" + JsonString(b.phase) +
+           ",\"bytes\":" + std::to_string(b.bytes) + ",\"total\":" + std::to_string(b.total) +
+           ",\"txid\":" + std::to_string(b.txid) + ",\"source\":" + JsonString(b.source) +
+           ",\"reason\":" + JsonString(b.reason) + "}";
+    }
+  }
+  // The primary's automatic snapshots (the agent's process only).
+  {
+    std::lock_guard<std::mutex> g(node_.mu);
+    const NodeState::AutoSnap& a = node_.auto_snap;
+    if (a.count == 0 && a.error.empty()) {
+      j += ",\"snapshots\":null";
+    } else {
+      j += ",\"snapshots\":{\"count\":" + std::to_string(a.count) + ",\"txid\":" + std::to_string(a.txid) +
+           ",\"at_ms\":" + std::to_string(a.at_unix_ms) + ",\"retention\":" + JsonString(a.retention) +
+           ",\"last_error\":" + (a.error.empty() ? std::string("null") : JsonString(a.error)) + "}";
+    }
+  }
   // The cluster as this node's agent last read it from the heartbeats
   // (empty in a process that is not the host's agent, and before the first
   // read).
@@ -270,6 +296,14 @@ bool Engine::StepDown() {
   node_.sidecar.RequestStepDown();
   node_.sidecar.SetWriteUntil(0);
   return true;
+}
+
+Status Engine::Snapshot(int64_t timeout_ms, uint64_t* txid) {
+  Snapshotter snap(node_, [this](uint64_t t, int64_t ms) { return Wait(t, ms); });
+  snapshot::Manifest m;
+  Status s = snap.TakeNow(timeout_ms, &m);
+  if (s.ok()) *txid = m.txid;
+  return s;
 }
 
 }  // namespace litejet

@@ -11,6 +11,7 @@
 //   applier.h    Applier: the replica's loop; divergence repair (replica.cc, rebuild.cc)
 //   role_loop.h  RoleLoop: the election and every role transition
 //   forwarding.h Forwarding: repl_exec, here or on the primary; the primary's serving thread
+//   snapshotter.h Snapshotter: repl_snapshot(), the primary's automatic snapshots and retention
 #pragma once
 
 #include <cstdint>
@@ -67,6 +68,9 @@ class Engine : public vfs::DbHooks {
   // applied and visible to reads that start afterwards. False on timeout.
   bool Wait(uint64_t txid, int64_t timeout_ms) const;
   bool StepDown();
+  // repl_snapshot(): publishes a snapshot of the committed state now
+  // (snapshotter.h); *txid: its TXID.
+  Status Snapshot(int64_t timeout_ms, uint64_t* txid);
   // repl_exec(): here on the primary, else forwarded to it (forwarding.h).
   Status Exec(const forward::Request& req, forward::Reply* out) {
     return forward_.Exec(req, node_.cfg.forward_timeout_ms, out);

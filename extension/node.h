@@ -48,6 +48,20 @@ class NodeState {
   // Why writes wait while a sync commit's outcome is unknown.
   std::string InDoubtMessage(uint64_t txid) const;
   std::atomic<bool> fenced{false};
+  // A replica's bootstrap from a snapshot (the agent's process; mu): what
+  // repl_status().bootstrap shows. count 0 and phase empty: never.
+  struct Bootstrap {
+    uint64_t count = 0;  // bootstraps finished
+    std::string phase;   // "snapshot", "log", "verify", "install", "done", "failed"
+    uint64_t bytes = 0, total = 0, txid = 0;
+    std::string source, reason;  // "snapshot <id> (TXID t)" or "log"; why it bootstrapped
+  } bootstrap;
+  // The primary's automatic snapshots (the agent's process; mu).
+  struct AutoSnap {
+    uint64_t count = 0, txid = 0;  // snapshots taken, TXID of the last
+    int64_t at_unix_ms = 0;
+    std::string retention, error;  // what the last retention did; the last failure
+  } auto_snap;
   std::atomic<bool> indoubt_error{false};  // last_error says why a write waited for a sync commit's outcome
 
   // --- the role, as every process of the node sees it -----------------------

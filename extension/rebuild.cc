@@ -4,10 +4,12 @@
 // log past them) is kept as "<db>.diverged-<UTC time>" with its WAL, sidecar
 // and spool, and rebuilt from the log while its readers go on reading:
 //
-// 1. The log is replayed, page by page, into a private file next to the
-//    database ("<db>-litejet-rebuild"), from its first record to the end as
-//    it was when the rebuild began, checking that TXIDs follow each other
-//    and that each record's checksum-before is the previous checksum-after.
+// 1. The newest usable snapshot (snapshot::Restore: older ones, then the
+//    log from its first record, when one is damaged) and the log after it
+//    are written into a private file next to the database
+//    ("<db>-litejet-rebuild"), up to the log's end as it was when the
+//    rebuild began, checking that TXIDs follow each other and that each
+//    record's checksum-before is the previous checksum-after.
 // 2. The file's checksum (the XOR of its page hashes) must be the last
 //    record's checksum-after.
 // 3. One WAL transaction (WalWriter, as a replica applies a record) writes
@@ -16,7 +18,9 @@
 //    one, never a mixture, and are never waited for. The sidecar takes the
 //    log's position under the same WAL_WRITE_LOCK.
 //
-// Snapshots (a later issue) will let step 1 start from the newest one.
+// A replica whose next record is no longer in the log (retention purged
+// it) bootstraps with steps 1 to 3 (Bootstrap), keeping nothing: its file
+// is the log's history, only older.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,6 +35,7 @@
 #include "common/clock.h"
 #include "extension/applier.h"
 #include "extension/power.h"
+#include "snapshot/snapshot.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/record.h"
 
@@ -115,162 +120,193 @@ bool Exists(const std::string& path) {
 }
 
 }  // namespace
-// The log's state up to its end (as it was when this began) in the file at
-// tmp; *state: its position.
-Status Applier::ReplayLog(transport::Log& log, const std::string& tmp, RebuiltState* state) {
-  *state = RebuiltState();
-  transport::Message last;
-  bool found = false;
-  Status s = log.Last(5000, &last, &found);
-  if (!s.ok()) return s;
-  uint64_t end_seq = 0, end_txid = 0;
-  if (found) {
-    s = n_.LastCompleteTxid(log, last, &end_txid, &end_seq);
-    if (!s.ok()) return s;
+snapshot::Store* Applier::Store() {
+  // Opened on first use; a failed open is tried again after 30 s.
+  if (!store_ && (store_tried_ms_ == 0 || SteadyMs() - store_tried_ms_ > 30000)) {
+    store_tried_ms_ = SteadyMs();
+    if (!Agent::UsingTestLog()) {
+      Status s = snapshot::OpenNatsStore(TransportOptions(n_.cfg), &store_);
+      if (!s.ok()) {
+        store_.reset();
+        Tell(SQLITE_WARNING,
+             "litejet: " + n_.cfg.name + ": no snapshot store (restores use the log alone): " + s.message());
+      }
+    }
   }
-  if (end_seq == 0) return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" has no complete record to rebuild from");
+  return store_.get();
+}
 
-  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Error("litejet: cannot create " + tmp + ": " + ErrnoText(), SQLITE_CANTOPEN);
+// The log's state up to its end (as it was when this began) in the file at
+// tmp, from the newest usable snapshot and the log after it; *state: its
+// position and page hashes.
+Status Applier::RestoreLatest(transport::Log& log, const std::string& tmp, RebuiltState* state) {
+  *state = RebuiltState();
+  snapshot::RestoreRequest rq;
+  rq.target = tmp;
+  rq.name = n_.cfg.name;
+  rq.timeout_ms = 10000;
+  snapshot::RestoreResult rr;
+  const int64_t started = SteadyMs();
+  Status s = snapshot::Restore(log, Store(), rq, &rr, [&](const snapshot::Progress& p) {
+    a_.Beat();
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.bootstrap.phase = p.phase;
+    n_.bootstrap.bytes = p.done;
+    n_.bootstrap.total = p.total;
+    n_.bootstrap.txid = p.txid;
+  });
+  for (const std::string& why : rr.skipped) Tell(SQLITE_WARNING, "litejet: " + n_.cfg.name + ": " + why + ": not used");
+  if (!s.ok()) return s;
+  (void)started;
+  state->txid = rr.state.txid;
+  state->checksum = rr.state.checksum;
+  state->epoch = rr.state.epoch;
+  state->log_seq = rr.state.consumed_seq;
+  state->db_pages = rr.state.db_pages;
+  state->page_size = rr.state.page_size;
+  state->source = rr.from_snapshot
+                      ? "snapshot " + snapshot::IdHex(rr.snapshot.id) + " (TXID " + std::to_string(rr.snapshot.txid) +
+                            ") and " + std::to_string(rr.records) + " transactions of the log"
+                      : std::to_string(rr.records) + " transactions of the log";
+  state->bytes = rr.from_snapshot ? rr.snapshot.stored_bytes : 0;
+  uint32_t ps = 0;
+  s = checksum::HashFile(tmp, &state->hashes, &ps);
+  if (!s.ok()) return s;
+  uint64_t sum = 0;
+  for (uint64_t h : state->hashes) sum ^= h;
+  if (state->txid == 0 || ps != state->page_size || state->hashes.size() != state->db_pages || sum != state->checksum) {
+    return Status::Error("litejet: restore of \"" + n_.cfg.name + "\" into " + tmp + ": the file (" +
+                             std::to_string(state->hashes.size()) + " pages, checksum " + checksum::Hex(sum) +
+                             ") is not the log's TXID " + std::to_string(state->txid) + " (" +
+                             std::to_string(state->db_pages) + " pages, checksum " + checksum::Hex(state->checksum) +
+                             ")",
+                         SQLITE_CORRUPT);
+  }
+  return Status::OK();
+}
+
+Status Applier::Install(apply::WalWriter& writer, sqlite3* db, const std::string& tmp, const RebuiltState& st,
+                        size_t* written) {
+  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-
-  record::Reassembler ra;
-  std::string rec;
-  uint64_t from = 1;
-  Status bad;
-  auto apply = [&](const record::Txn& t, uint64_t seq) -> Status {
-    if (t.epoch < state->epoch) {
-      return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" goes back from epoch " +
-                               std::to_string(state->epoch) + " to " + std::to_string(t.epoch) + " at TXID " +
-                               std::to_string(t.txid) + " (sequence " + std::to_string(seq) + ")",
-                           SQLITE_CORRUPT);
-    }
-    state->epoch = t.epoch;
-    if (t.epoch_marker) {
-      if (t.txid != state->txid || t.checksum_after != state->checksum) {
-        return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" has an epoch marker at TXID " +
-                                 std::to_string(t.txid) + " (checksum " + checksum::Hex(t.checksum_after) +
-                                 ") after TXID " + std::to_string(state->txid) + " (checksum " +
-                                 checksum::Hex(state->checksum) + ")",
-                             SQLITE_CORRUPT);
-      }
-      state->log_seq = seq;
-      return Status::OK();
-    }
-    if (t.txid <= state->txid) return Status::OK();  // a retried publish's earlier copy
-    if (t.txid != state->txid + 1) {
-      return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" " +
-                               (state->txid == 0 ? "starts at TXID " + std::to_string(t.txid)
-                                                 : "jumps from TXID " + std::to_string(state->txid) + " to " +
-                                                       std::to_string(t.txid)) +
-                               ": a rebuild needs a snapshot",
-                           SQLITE_CORRUPT);
-    }
-    if (t.checksum_before != state->checksum) {
-      return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" breaks its checksum chain at TXID " +
-                               std::to_string(t.txid) + " (before " + checksum::Hex(t.checksum_before) +
-                               ", previous after " + checksum::Hex(state->checksum) + ")",
-                           SQLITE_CORRUPT);
-    }
-    if (t.page_size == 0 || (state->page_size != 0 && t.page_size != state->page_size)) {
-      return Status::Error("litejet: the log of \"" + n_.cfg.name + "\" changes page size at TXID " + std::to_string(t.txid),
-                           SQLITE_CORRUPT);
-    }
-    state->page_size = t.page_size;
-    for (const record::Page& p : t.pages) {
-      if (p.pgno == 0 || p.pgno > t.db_pages || p.data.size() != t.page_size) {
-        return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " of \"" + n_.cfg.name +
-                                 "\" has a page outside its database (page " + std::to_string(p.pgno) + ")",
-                             SQLITE_CORRUPT);
-      }
-      const off_t off = off_t(p.pgno - 1) * off_t(t.page_size);
-      if (::pwrite(fd, p.data.data(), p.data.size(), off) != ssize_t(p.data.size())) {
-        return Status::Error("litejet: cannot write " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
-      }
-    }
-    if (::ftruncate(fd, off_t(t.db_pages) * off_t(t.page_size)) != 0) {
-      return Status::Error("litejet: cannot size " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
-    }
-    state->txid = t.txid;
-    state->checksum = t.checksum_after;
-    state->db_pages = t.db_pages;
-    state->log_seq = seq;
-    return Status::OK();
-  };
-  int64_t heard = SteadyMs();
-  while (from <= end_seq && bad.ok()) {
-    if (a_.stopping()) return Status::Error("litejet: stopping", transport::kUnavailable);
-    uint64_t before = from;
-    s = log.Read(from, 1000, [&](const transport::Message& m) {
-      if (a_.stopping()) return false;
-      a_.Beat();
-      bool complete = false;
-      uint64_t txid = 0;
-      Status a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);
-      if (!a.ok()) a = ra.Add(m.data.data(), m.data.size(), &complete, &rec, &txid);  // a retry starts at chunk 0
-      from = m.seq + 1;
-      if (!a.ok()) {
-        // Chunks of a publish that never completed are followed by its
-        // retry from chunk 0; anything else is caught by the TXID checks.
-        ra.Reset();
-        return m.seq < end_seq;
-      }
-      if (complete) {
-        std::vector<std::string> recs;
-        a = record::Unbatch(&rec, &recs);
-        for (size_t i = 0; a.ok() && i < recs.size(); i++) {
-          record::Txn t;
-          a = record::Decode(recs[i].data(), recs[i].size(), &t);
-          if (a.ok()) a = apply(t, m.seq);
+  Status inner;
+  Status ls = Status::Error("", SQLITE_BUSY);
+  for (int attempt = 0; attempt < 50 && !ls.ok() && !a_.stopping(); attempt++) {
+    inner = Status::OK();
+    ls = writer.WithWriteLock(2000, [&] {
+      const sidecar::Position pos = n_.sidecar.Read();
+      std::vector<record::Page> pages;
+      for (uint32_t pg = 1; pg <= st.db_pages && inner.ok(); pg++) {
+        if (pg <= pos.db_pages && pos.page_size == st.page_size && n_.sidecar.Hash(pg) == st.hashes[pg - 1]) continue;
+        record::Page p;
+        p.pgno = pg;
+        p.data.resize(st.page_size);
+        if (::pread(fd, p.data.data(), p.data.size(), off_t(pg - 1) * off_t(st.page_size)) != ssize_t(st.page_size)) {
+          inner = Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
         }
-        if (!a.ok()) {
-          bad = Status::Error(a.message() + " (sequence " + std::to_string(m.seq) + ")",
-                              a.code() == SQLITE_IOERR ? SQLITE_IOERR : SQLITE_CORRUPT);
-          return false;
-        }
-        state->bytes += m.data.size();
-      } else {
-        state->bytes += m.data.size();
+        pages.push_back(std::move(p));
       }
-      return m.seq < end_seq;
+      if (!inner.ok()) return;
+      if (pages.empty()) {
+        // Only the size differs: a commit needs a frame; page 1 as it is.
+        record::Page p;
+        p.pgno = 1;
+        p.data.resize(st.page_size);
+        if (::pread(fd, p.data.data(), p.data.size(), 0) != ssize_t(st.page_size)) {
+          inner = Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
+          return;
+        }
+        pages.push_back(std::move(p));
+      }
+      inner = n_.sidecar.BeginUpdate(st.txid, std::max(pos.db_pages, st.db_pages));
+      if (!inner.ok()) return;
+      inner = writer.AppendLocked(st.page_size, st.db_pages, pages);
+      if (!inner.ok()) {
+        n_.sidecar.CommitUpdate(pos);  // nothing applied
+        return;
+      }
+      *written = pages.size();
+      for (uint32_t pg = 1; pg <= st.db_pages; pg++) n_.sidecar.SetHash(pg, st.hashes[pg - 1]);
+      sidecar::Position np = pos;
+      np.txid = st.txid;
+      np.checksum = st.checksum;
+      np.db_pages = st.db_pages;
+      np.page_size = st.page_size;
+      np.spool_end = 0;
+      np.spooled_txid = st.txid;
+      n_.sidecar.CommitUpdate(np);
+      n_.sidecar.SetInDoubt(0);
+      n_.sidecar.SetAcked(st.txid, st.log_seq);
+      if (st.epoch > pos.epoch) n_.sidecar.SetEpoch(st.epoch);
     });
-    if (!bad.ok()) return bad;
-    if (from > before) heard = SteadyMs();
-    if (!s.ok() && s.code() != transport::kUnavailable) return s;
-    if (SteadyMs() - heard > 60000) {  // no message for a minute: the log is unreachable
-      return Status::Error("litejet: rebuild of \"" + n_.cfg.name + "\": the log stopped answering at sequence " +
-                               std::to_string(from) + " of " + std::to_string(end_seq) +
-                               (s.ok() ? std::string() : ": " + s.message()),
-                           transport::kUnavailable);
+    if (ls.ok() && inner.code() == SQLITE_BUSY_RECOVERY) {
+      // Let SQLite rebuild the wal-index from the WAL, then try again.
+      sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+      ls = Status::Error(inner.message(), SQLITE_BUSY);
     }
-    if (!s.ok() && !a_.Sleep(250)) return Status::Error("litejet: stopping", transport::kUnavailable);
   }
-  if (state->txid != end_txid) {
-    return Status::Error("litejet: rebuild of \"" + n_.cfg.name + "\" reached TXID " + std::to_string(state->txid) +
-                             " but the log ends at TXID " + std::to_string(end_txid),
-                         SQLITE_CORRUPT);
+  if (!ls.ok()) return ls;
+  if (!inner.ok()) return inner;
+  // Durable before it counts: the WAL synced, then the mark (a power loss
+  // must not bring back the TXIDs the mark may name).
+  Status s = writer.Sync();
+  if (s.ok()) s = power::MarkApplied(n_, writer, n_.sidecar.Read());  // the position installed above
+  return s;
+}
+
+Status Applier::Bootstrap(transport::Log& log, apply::WalWriter& writer, sqlite3* db, const std::string& why,
+                          uint64_t* resume_seq) {
+  const int64_t t0 = SteadyMs();
+  const uint64_t from_txid = n_.sidecar.Read().txid;
+  {
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.bootstrap.phase = "start";
+    n_.bootstrap.bytes = n_.bootstrap.total = n_.bootstrap.txid = 0;
+    n_.bootstrap.reason = why;
+    n_.bootstrap.source.clear();
   }
-  if (::fsync(fd) != 0) return Status::Error("litejet: cannot sync " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
-  // The file must be what the log says it is.
-  state->hashes.assign(state->db_pages, 0);
-  std::string page(state->page_size, '\0');
-  uint64_t sum = 0;
-  for (uint32_t pg = 1; pg <= state->db_pages; pg++) {
-    ssize_t n = ::pread(fd, page.data(), page.size(), off_t(pg - 1) * off_t(state->page_size));
-    if (n < 0) return Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
-    if (size_t(n) < page.size()) std::memset(page.data() + n, 0, page.size() - size_t(n));
-    state->hashes[pg - 1] = checksum::PageHash(page.data(), state->page_size, pg);
-    sum ^= state->hashes[pg - 1];
+  Tell(SQLITE_NOTICE, "litejet: " + n_.cfg.name + ": bootstrapping from TXID " + std::to_string(from_txid) + ": " +
+                          why + "; restoring from the newest usable snapshot and the log after it");
+  auto failed = [&](const Status& s) {
+    Tell(SQLITE_ERROR, "litejet: " + n_.cfg.name + ": bootstrap failed: " + s.message());
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.bootstrap.phase = "failed";
+    n_.SetError("litejet: " + n_.cfg.name + ": " + why + "; the bootstrap from a snapshot failed: " + s.message());
+    return s;
+  };
+  const std::string tmp = n_.path + "-litejet-rebuild";
+  struct Remover {
+    std::string p;
+    ~Remover() { ::unlink(p.c_str()); }
+  } remover{tmp};
+  RebuiltState st;
+  Status s = RestoreLatest(log, tmp, &st);
+  if (!s.ok()) return failed(s);
+  {
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.bootstrap.phase = "install";
+    n_.bootstrap.txid = st.txid;
   }
-  if (sum != state->checksum) {
-    return Status::Error("litejet: rebuild of \"" + n_.cfg.name + "\": the pages of the log up to TXID " +
-                             std::to_string(state->txid) + " sum to " + checksum::Hex(sum) + ", but its record says " +
-                             checksum::Hex(state->checksum),
-                         SQLITE_CORRUPT);
+  size_t written = 0;
+  s = Install(writer, db, tmp, st, &written);
+  if (!s.ok()) return failed(s);
+  Tell(SQLITE_NOTICE, "litejet: " + n_.cfg.name + ": bootstrapped to TXID " + std::to_string(st.txid) + " (checksum " +
+                          checksum::Hex(st.checksum) + ", " + std::to_string(st.db_pages) + " pages, " +
+                          std::to_string(written) + " written) from " + st.source + " in " +
+                          std::to_string(SteadyMs() - t0) + " ms");
+  {
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.bootstrap.phase = "done";
+    n_.bootstrap.count++;
+    n_.bootstrap.txid = st.txid;
+    n_.bootstrap.source = st.source;
   }
+  n_.ClearError();
+  *resume_seq = st.log_seq + 1;
   return Status::OK();
 }
 
@@ -317,94 +353,19 @@ Status Applier::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* 
   if (!ls.ok()) return failed(ls);
   if (!copied.ok()) return failed(copied);
 
-  // 2. The log's state, checked.
+  // 2. The log's state, checked: the newest usable snapshot and the log after it.
   const std::string tmp = n_.path + "-litejet-rebuild";
+  struct Remover {
+    std::string p;
+    ~Remover() { ::unlink(p.c_str()); }
+  } remover{tmp};
   RebuiltState st;
-  Status s = ReplayLog(log, tmp, &st);
-  if (!s.ok()) {
-    ::unlink(tmp.c_str());
-    return failed(s);
-  }
+  Status s = RestoreLatest(log, tmp, &st);
+  if (!s.ok()) return failed(s);
 
   // 3. Install it: one transaction of the pages that differ.
-  int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    Status os = Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
-    ::unlink(tmp.c_str());
-    return failed(os);
-  }
-  struct Closer {
-    int fd;
-    std::string path;
-    ~Closer() {
-      ::close(fd);
-      ::unlink(path.c_str());
-    }
-  } closer{fd, tmp};
-  Status inner;
   size_t written = 0;
-  ls = Status::Error("", SQLITE_BUSY);
-  for (int attempt = 0; attempt < 50 && !ls.ok() && !a_.stopping(); attempt++) {
-    inner = Status::OK();
-    ls = writer.WithWriteLock(2000, [&] {
-      const sidecar::Position pos = n_.sidecar.Read();
-      std::vector<record::Page> pages;
-      for (uint32_t pg = 1; pg <= st.db_pages && inner.ok(); pg++) {
-        if (pg <= pos.db_pages && pos.page_size == st.page_size && n_.sidecar.Hash(pg) == st.hashes[pg - 1]) continue;
-        record::Page p;
-        p.pgno = pg;
-        p.data.resize(st.page_size);
-        if (::pread(fd, p.data.data(), p.data.size(), off_t(pg - 1) * off_t(st.page_size)) != ssize_t(st.page_size)) {
-          inner = Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
-        }
-        pages.push_back(std::move(p));
-      }
-      if (!inner.ok()) return;
-      if (pages.empty()) {
-        // Only the size differs: a commit needs a frame; page 1 as it is.
-        record::Page p;
-        p.pgno = 1;
-        p.data.resize(st.page_size);
-        if (::pread(fd, p.data.data(), p.data.size(), 0) != ssize_t(st.page_size)) {
-          inner = Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
-          return;
-        }
-        pages.push_back(std::move(p));
-      }
-      inner = n_.sidecar.BeginUpdate(st.txid, std::max(pos.db_pages, st.db_pages));
-      if (!inner.ok()) return;
-      inner = writer.AppendLocked(st.page_size, st.db_pages, pages);
-      if (!inner.ok()) {
-        n_.sidecar.CommitUpdate(pos);  // nothing applied
-        return;
-      }
-      written = pages.size();
-      for (uint32_t pg = 1; pg <= st.db_pages; pg++) n_.sidecar.SetHash(pg, st.hashes[pg - 1]);
-      sidecar::Position np = pos;
-      np.txid = st.txid;
-      np.checksum = st.checksum;
-      np.db_pages = st.db_pages;
-      np.page_size = st.page_size;
-      np.spool_end = 0;
-      np.spooled_txid = st.txid;
-      n_.sidecar.CommitUpdate(np);
-      n_.sidecar.SetInDoubt(0);
-      n_.sidecar.SetAcked(st.txid, st.log_seq);
-      if (st.epoch > pos.epoch) n_.sidecar.SetEpoch(st.epoch);
-    });
-    if (ls.ok() && inner.code() == SQLITE_BUSY_RECOVERY) {
-      // Let SQLite rebuild the wal-index from the WAL, then try again.
-      sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
-      ls = Status::Error(inner.message(), SQLITE_BUSY);
-    }
-  }
-  if (!ls.ok()) return failed(ls);
-  if (!inner.ok()) return failed(inner);
-
-  // Durable before it counts: the WAL synced, then the mark (a power loss
-  // must not bring back the diverged TXIDs the mark may name).
-  s = writer.Sync();
-  if (s.ok()) s = power::MarkApplied(n_, writer, n_.sidecar.Read());  // the position installed above
+  s = Install(writer, db, tmp, st, &written);
   if (!s.ok()) return failed(s);
 
   info.active = false;
@@ -412,14 +373,14 @@ Status Applier::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* 
   info.txid = st.txid;
   n_.sidecar.SetRebuild(info);
   Tell(SQLITE_WARNING, "litejet: " + n_.cfg.name + ": rebuilt from the log at TXID " + std::to_string(st.txid) +
-                           " (checksum " + checksum::Hex(st.checksum) + ", " + std::to_string(st.db_pages) + " pages, " +
-                           std::to_string(written) + " written, " + std::to_string(st.bytes) + " bytes of log read, " +
+                           " (checksum " + checksum::Hex(st.checksum) + ", " + std::to_string(st.db_pages) +
+                           " pages, " + std::to_string(written) + " written, from " + st.source + ", " +
                            std::to_string(SteadyMs() - t0) + " ms); the diverged database is kept as " + kept);
   {
     std::lock_guard<std::mutex> g(n_.mu);
     n_.primary_seen.clear();
-    n_.SetError(why + "; rebuilt from the log at TXID " + std::to_string(st.txid) + "; the diverged database is kept as " +
-             kept);
+    n_.SetError(why + "; rebuilt from the log at TXID " + std::to_string(st.txid) + " (from " + st.source +
+                "); the diverged database is kept as " + kept);
   }
   *resume_seq = st.log_seq + 1;
   return Status::OK();

@@ -1,7 +1,8 @@
 // Applier, the replica's agent loop: reads the log and applies each
 // transaction to the WAL and wal-index (WalWriter) under the readers,
 // checking TXID, epoch and checksum chain (ApplyRecord, CheckRecord); a
-// history that is not the log's goes to the rebuild (rebuild.cc).
+// history that is not the log's goes to the rebuild, a read the log can no
+// longer serve (kTruncated: retention) to the bootstrap (rebuild.cc).
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -91,6 +92,34 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
   std::string rec;
   bool leave = false;
   std::string diverged;  // why this database's history is not the log's
+  {
+    // role=replica: a file with tables of its own that the sidecar knows
+    // nothing of (a primary's existing database has its pages hashed
+    // instead, and its first record continues them): not
+    // the log's history; no record may land on it. Kept as
+    // <db>.diverged-* and rebuilt (from a snapshot and the log) below.
+    // Its own short-lived connection, and only for a file with pages:
+    // the applier's connection is left as a fresh replica's always was.
+    const sidecar::Position p0 = n_.sidecar.Read();
+    struct stat fst;
+    int64_t tables = 0;
+    if (n_.cfg.role == Role::kReplica && p0.txid == 0 && p0.db_pages == 0 && ::stat(n_.path.c_str(), &fst) == 0 &&
+        fst.st_size > 0) {
+      sqlite3* probe = nullptr;
+      sqlite3_stmt* st = nullptr;
+      if (sqlite3_open_v2(n_.path.c_str(), &probe, SQLITE_OPEN_READONLY, "unix") == SQLITE_OK &&
+          sqlite3_prepare_v2(probe, "SELECT count(*) FROM sqlite_master", -1, &st, nullptr) == SQLITE_OK &&
+          sqlite3_step(st) == SQLITE_ROW) {
+        tables = sqlite3_column_int64(st, 0);
+      }
+      sqlite3_finalize(st);
+      sqlite3_close(probe);
+    }
+    if (tables > 0) {
+      diverged = "litejet: database \"" + n_.cfg.name + "\" is not empty (" + std::to_string(tables) +
+                 " schema objects) but unknown to the log (it has no TXID)";
+    }
+  }
   while (!a_.stopping() && !fatal && !leave) {
     a_.Beat();
     if (hooks && hooks->due() && hooks->tick()) {  // role=auto: elected
@@ -98,7 +127,7 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
       break;
     }
     Status rs = log.Read(from, 500, [&](const transport::Message& m) {
-      if (a_.stopping()) return false;
+      if (a_.stopping() || !diverged.empty()) return false;
       if (hooks && hooks->due() && !ra.pending()) return false;  // the role's turn
       a_.Beat();
       if (!a_.connected) {
@@ -153,7 +182,28 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
       }
       return true;
     });
-    if (!rs.ok()) {
+    const sidecar::Position now = n_.sidecar.Read();
+    if (!rs.ok() && rs.code() == transport::kTruncated && diverged.empty() && !fatal && now.txid > now.acked_txid) {
+      // Commits of this node's primary days the log never acknowledged, and
+      // the log moved on without them: kept, then rebuilt (below).
+      diverged = "litejet: database \"" + n_.cfg.name + "\" diverged: its TXIDs " + std::to_string(now.acked_txid + 1) +
+                 ".." + std::to_string(now.txid) + " never reached the log, which no longer holds what follows TXID " +
+                 std::to_string(now.acked_txid) + " (" + rs.message() + ")";
+    } else if (!rs.ok() && rs.code() == transport::kTruncated && diverged.empty() && !fatal) {
+      // Retention purged what this replica reads next: start over from the
+      // newest usable snapshot and the log after it. A failure is retried
+      // (a snapshot may come; the log may answer again).
+      uint64_t resume = 0;
+      Status bs = Bootstrap(log, writer, db, rs.message(), &resume);
+      ra.Reset();
+      if (bs.ok()) {
+        from = record_start = resume;
+        continue;
+      }
+      if (!a_.Sleep(1000)) break;
+      continue;
+    }
+    if (!rs.ok() && diverged.empty()) {
       a_.connected = false;
       std::lock_guard<std::mutex> g(n_.mu);
       n_.SetError(rs.message());

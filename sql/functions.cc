@@ -127,8 +127,17 @@ void MetricsFn(sqlite3_context* ctx, Engine& e, int, sqlite3_value**) {
 
 void StepDown(sqlite3_context* ctx, Engine& e, int, sqlite3_value**) { sqlite3_result_int(ctx, e.StepDown()); }
 
-void Snapshot(sqlite3_context* ctx, Engine&, int, sqlite3_value**) {
-  sqlite3_result_error(ctx, "repl_snapshot: snapshots are not implemented yet", -1);
+// Blocks the calling thread for the copy and the upload (never the
+// database's writers: the copy is read under a read transaction).
+void Snapshot(sqlite3_context* ctx, Engine& e, int, sqlite3_value**) {
+  uint64_t txid = 0;
+  Status s = e.Snapshot(10000, &txid);
+  if (!s.ok()) {
+    std::string m = "repl_snapshot: " + s.message();
+    sqlite3_result_error(ctx, m.c_str(), int(m.size()));
+    return;
+  }
+  sqlite3_result_int64(ctx, sqlite3_int64(txid));
 }
 
 // ---- repl_exec ------------------------------------------------------------

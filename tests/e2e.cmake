@@ -36,7 +36,10 @@ set(LITEJET_E2E_TESTS
     snapshot_restore
     secure
     edge
-    metrics)
+    metrics
+    repl_snapshot
+    bootstrap
+    retention)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

@@ -6,7 +6,8 @@
 # the old primary is back (proxy forwarding, SIGCONT) nothing it committed
 # reaches any node; it sees that its database is not the log's history, keeps
 # it as <db>.diverged-<UTC time> (with its WAL and sidecar), says so in
-# last_error, repl_status().rebuild and on stderr, rebuilds from the log and
+# last_error, repl_status().rebuild and on stderr, rebuilds from the log (from
+# the snapshot taken at TXID 11 and the log after it) and
 # converges: every node at the same TXID with the same checksum, its lost rows
 # nowhere but in the kept copy. Then the case that is not a divergence: the
 # only auto node, killed with unshipped commits, restarts ahead of the log,
@@ -139,6 +140,7 @@ def body(s):
         A.sql("INSERT INTO t(v) VALUES (?)", ("e1-%d" % i,))
     for n, w in list(workers.items()) + [("r", rep)]:
         s.eq(w.one("SELECT repl_wait(11, 10000)"), 1, "%s: has TXID 11" % n)
+    s.eq(A.one("SELECT repl_snapshot()"), 11, "a: a snapshot at TXID 11 (the rebuild starts from it)")
 
     log("cutting a off from NATS")
     proxy.pause()
@@ -174,6 +176,9 @@ def body(s):
     s.check(os.path.exists(kept + "-litejet"), "a: its sidecar is kept with it")
     s.check("rebuilt from the log at TXID 13" in (st["last_error"] or "") and kept in (st["last_error"] or ""),
             "a: last_error says it was rebuilt and where the old one is (%r)" % st["last_error"])
+    s.check("(from snapshot " in (st["last_error"] or "") and
+            "(TXID 11) and 2 transactions of the log)" in (st["last_error"] or ""),
+            "a: rebuilt from the snapshot at TXID 11 and the log after it, not the whole log", st["last_error"])
     s.eq(A.one("SELECT repl_wait(13, 10000)"), 1, "a: at TXID 13")
     s.eq(A.one("SELECT repl_is_primary()"), 0, "a: a replica")
     s.eq(A.one("PRAGMA integrity_check"), "ok", "a: integrity_check ok")

@@ -163,7 +163,18 @@ const Row kRows[] = {
     {"stream_replicas", "LITEJET_STREAM_REPLICAS", "3", "5",
      [](const Config& c) { return std::to_string(c.stream_replicas); }},
     {"prefix", "LITEJET_PREFIX", "lj", "other_prefix", [](const Config& c) { return c.prefix; }},
-    {"advertise", "LITEJET_ADVERTISE", "http://10.0.0.1:8080", "host b", [](const Config& c) { return c.advertise; }},
+    {"snapshot_every_txns", "LITEJET_SNAPSHOT_EVERY_TXNS", "0", "5000",
+     [](const Config& c) { return std::to_string(c.snapshot_every_txns); }},
+    {"snapshot_every_ms", "LITEJET_SNAPSHOT_EVERY_MS", "0", "60000",
+     [](const Config& c) { return std::to_string(c.snapshot_every_ms); }},
+    {"retain_snapshots", "LITEJET_RETAIN_SNAPSHOTS", "1", "7",
+     [](const Config& c) { return std::to_string(c.retain_snapshots); }},
+    {"retain_txns", "LITEJET_RETAIN_TXNS", "0", "100000",
+     [](const Config& c) { return std::to_string(c.retain_txns); }},
+    {"retain_ms", "LITEJET_RETAIN_MS", "86400000", "0",
+     [](const Config& c) { return std::to_string(c.retain_ms); }},
+    {"advertise", "LITEJET_ADVERTISE", "http://10.0.0.1:8080", "host b",
+     [](const Config& c) { return c.advertise; }},
     {"creds", "LITEJET_CREDS", "/etc/a.creds", "b.creds", [](const Config& c) { return c.creds; }},
     {"token", "LITEJET_TOKEN", "s3cr3t", "other", [](const Config& c) { return c.token; }},
     {"user", "LITEJET_USER", "alice", "bob", [](const Config& c) { return c.user; }},
@@ -218,6 +229,23 @@ void bad_env_value_shadowed_by_uri_is_ignored(void**) {
   Config c = Good({{"role", "primary"}, {"max_lag_ms", "5"}}, {{"LITEJET_ROLE", "boss"}, {"LITEJET_MAX_LAG_MS", "x"}});
   assert_int_equal(static_cast<int>(c.role), static_cast<int>(Role::kPrimary));
   assert_int_equal(c.max_lag_ms, 5);
+}
+
+void snapshot_settings_default_and_validate(void**) {
+  Config c = Good({{"nats", "nats://127.0.0.1:4222"}});
+  assert_int_equal(c.snapshot_every_txns, 100000);
+  assert_int_equal(c.snapshot_every_ms, 0);
+  assert_int_equal(c.retain_snapshots, 2);
+  assert_int_equal(c.retain_txns, 0);
+  assert_int_equal(c.retain_ms, 0);
+  Bad({{"nats", "nats://x:1"}, {"snapshot_every_txns", "-1"}}, {},
+      "litejet: snapshot_every_txns \"-1\" is invalid: use an integer from 0 to 1125899906842624");
+  Bad({{"nats", "nats://x:1"}, {"snapshot_every_ms", "10"}}, {},
+      "litejet: snapshot_every_ms \"10\" is invalid: use 0 (off) or at least 1000");
+  Bad({}, {{"LITEJET_NATS_URL", "nats://x:1"}, {"LITEJET_RETAIN_SNAPSHOTS", "0"}},
+      "litejet: retain_snapshots \"0\" (from LITEJET_RETAIN_SNAPSHOTS) is invalid: use an integer from 1 to 1000");
+  Bad({{"nats", "nats://x:1"}, {"retain_txns", "many"}}, {},
+      "litejet: retain_txns \"many\" is invalid: use an integer from 0 to 1125899906842624");
 }
 
 void bad_env_value_names_the_variable(void**) {
@@ -669,6 +697,7 @@ int main(void) {
       cmocka_unit_test(env_nats_uses_litejet_nats_url_not_litejet_nats),
       cmocka_unit_test(bad_env_value_shadowed_by_uri_is_ignored),
       cmocka_unit_test(bad_env_value_names_the_variable),
+      cmocka_unit_test(snapshot_settings_default_and_validate),
       cmocka_unit_test(empty_nats_uri_disables_replication_over_env),
       cmocka_unit_test(empty_nats_env_means_unset),
       cmocka_unit_test(nats_list_is_split_and_trimmed),
