@@ -26,7 +26,8 @@ namespace litejet::cli {
 bool QueryMetrics(sqlite3* db, std::string* out, std::string* err) {
   sqlite3_stmt* st = nullptr;
   bool ok = false;
-  if (sqlite3_prepare_v2(db, "SELECT repl_metrics()", -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+  if (sqlite3_prepare_v2(db, "SELECT repl_metrics()", -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
     const unsigned char* t = sqlite3_column_text(st, 0);
     out->assign(t ? reinterpret_cast<const char*>(t) : "");
     ok = true;
@@ -86,8 +87,7 @@ Status MetricsServer::Start(const std::string& addr, std::function<std::string()
         if (n <= 0) break;
         req.append(buf, size_t(n));
       }
-      std::string status = "404 Not Found", text = "not found: try /metrics\n",
-                  type = "text/plain; charset=utf-8";
+      std::string status = "404 Not Found", text = "not found: try /metrics\n", type = "text/plain; charset=utf-8";
       if (req.rfind("GET /metrics ", 0) == 0 || req.rfind("GET /metrics?", 0) == 0) {
         status = "200 OK";
         text = body_();
@@ -144,7 +144,8 @@ int RunMetrics(int argc, char** argv) {
     // Read-write (not create): a replicated database needs its sidecar; a
     // missing file is an error, not a new database.
     if (sqlite3_open_v2(argv[i], &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, nullptr) != SQLITE_OK) {
-      std::fprintf(stderr, "litejet: metrics: cannot open %s: %s\n", argv[i], db ? sqlite3_errmsg(db) : "out of memory");
+      std::fprintf(stderr, "litejet: metrics: cannot open %s: %s\n", argv[i],
+                   db ? sqlite3_errmsg(db) : "out of memory");
       rc = 1;
     } else if (!QueryMetrics(db, &text, &err)) {
       std::fprintf(stderr, "litejet: metrics: %s: %s\n", argv[i], err.c_str());

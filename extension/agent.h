@@ -81,17 +81,17 @@ class AgentControl {
 // Retries expr (a call to the log) until it succeeds or the agent stops
 // (then the enclosing function returns), recording each error and keeping
 // the backlog safe meanwhile. Inside the loops, with n_, a_ and commit_.
-#define LITEJET_RETRY(expr)                 \
-  for (;;) {                                \
-    Status rs_ = (expr);                    \
-    if (rs_.ok()) break;                    \
-    a_.connected = false;                   \
-    {                                       \
+#define LITEJET_RETRY(expr)                  \
+  for (;;) {                                 \
+    Status rs_ = (expr);                     \
+    if (rs_.ok()) break;                     \
+    a_.connected = false;                    \
+    {                                        \
       std::lock_guard<std::mutex> g_(n_.mu); \
-      n_.SetError(rs_.message());           \
-    }                                       \
-    commit_.GuardBacklog(false);            \
-    if (!a_.Sleep(250)) return;             \
+      n_.SetError(rs_.message());            \
+    }                                        \
+    commit_.GuardBacklog(false);             \
+    if (!a_.Sleep(250)) return;              \
   }
 
 class Agent {

@@ -65,7 +65,7 @@ class Applier {
   AgentControl& a_;
   CommitPath& commit_;
   std::unique_ptr<snapshot::Store> store_;
-  int64_t store_tried_ms_ = 0;  // steady clock of the last attempt to open store_
+  int64_t store_tried_ms_ = 0;   // steady clock of the last attempt to open store_
   bool rebuild_failed_ = false;  // a rebuild failed; divergence is then fatal
   std::string rebuild_error_;
 };

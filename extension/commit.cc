@@ -6,8 +6,8 @@
 // opener or the agent), the WAL restart blocker, hand-offs to the spool,
 // and the refusals (writes on a replica, leaving WAL mode, a rollback
 // journal).
-#include "common/durable.h"
 #include "extension/commit.h"
+#include "common/durable.h"
 
 #include <fcntl.h>
 #include <sys/time.h>
@@ -18,15 +18,15 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <thread>
 
 #include "common/clock.h"
-#include "common/json.h"
 #include "common/fence.h"
+#include "common/json.h"
 #include "wal-capture/checksum.h"
 #include "wal-capture/local_log.h"
 #include "wal-capture/record.h"
@@ -146,8 +146,8 @@ int CommitPath::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int 
       if (!why.empty()) why = " (" + why + ")";
     }
     n_.Fail("litejet: database \"" + n_.cfg.name + "\" is " +
-         (!n_.PrimaryNow() ? "a replica" : "no longer primary (fenced)") + ": write on the primary" +
-         (prim.empty() ? std::string(" (none known yet)") : " " + prim) + why);
+            (!n_.PrimaryNow() ? "a replica" : "no longer primary (fenced)") + ": write on the primary" +
+            (prim.empty() ? std::string(" (none known yet)") : " " + prim) + why);
     return SQLITE_READONLY;
   }
   if (uint64_t t = n_.sidecar.indoubt_txid()) {
@@ -157,14 +157,15 @@ int CommitPath::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int 
     n_.indoubt_error = true;
     return SQLITE_BUSY;
   }
-  if (n_.indoubt_error.load(std::memory_order_relaxed) && n_.indoubt_error.exchange(false)) n_.ClearError();  // doubt over
+  if (n_.indoubt_error.load(std::memory_order_relaxed) && n_.indoubt_error.exchange(false))
+    n_.ClearError();  // doubt over
   if (n_.cfg.max_lag_ms > 0) {
     sidecar::Position p = n_.sidecar.Read();
     uint64_t age = OldestUnackedAgeMs(p);
     if (age > uint64_t(n_.cfg.max_lag_ms)) {
       n_.Fail("litejet: database \"" + n_.cfg.name + "\": transaction " + std::to_string(p.acked_txid + 1) +
-           " is unacknowledged for more than max_lag_ms=" + std::to_string(n_.cfg.max_lag_ms) +
-           "; refusing new writes until JetStream catches up");
+              " is unacknowledged for more than max_lag_ms=" + std::to_string(n_.cfg.max_lag_ms) +
+              "; refusing new writes until JetStream catches up");
       return SQLITE_BUSY;
     }
   }
@@ -172,7 +173,8 @@ int CommitPath::BeforeShmLock(sqlite3_file* main, const vfs::ShmView& view, int 
 }
 
 void CommitPath::OnShmLock(sqlite3_file* main, const vfs::ShmView& view, int offset, int n, int flags) {
-  if (offset == wal::WAL_READ_LOCK0 + 1 && n == wal::WAL_NREADER - 1 && (flags & SQLITE_SHM_UNLOCK)) ReturnBlocker(false);
+  if (offset == wal::WAL_READ_LOCK0 + 1 && n == wal::WAL_NREADER - 1 && (flags & SQLITE_SHM_UNLOCK))
+    ReturnBlocker(false);
   if (!Covers(offset, n, wal::WAL_WRITE_LOCK)) return;
   if (flags & SQLITE_SHM_LOCK) {
     writer_ = main;
@@ -338,17 +340,20 @@ void CommitPath::ResolveDeadCommit(sqlite3_file* main, const vfs::ShmView& view)
     n_.sidecar.SetInDoubt(txid);
     n_.indoubt_error = true;
     n_.Fail("litejet: database \"" + n_.cfg.name + "\": TXID " + std::to_string(txid) +
-         " is in the log but its sync committer died before committing it here; writes wait until it is taken "
-         "from the log");
+            " is in the log but its sync committer died before committing it here; writes wait until it is taken "
+            "from the log");
   }
   if (!done) n_.sidecar.CommitUpdate(pos);  // clears the pending mark
   if (committed && !done) {
     n_.Fail("litejet: a committer died during TXID " + std::to_string(txid) +
-             " after committing, and its frames cannot be read" + why);
+            " after committing, and its frames cannot be read" + why);
     n_.fenced = true;  // the position no longer matches the database: stop writing
   }
   sqlite3_log(SQLITE_NOTICE, "litejet: %s: a committer died during TXID %llu; it %s", n_.cfg.name.c_str(),
-              (unsigned long long)txid, done ? "committed (position completed)" : committed ? "committed, but its frames are unreadable" : "did not commit");
+              (unsigned long long)txid,
+              done        ? "committed (position completed)"
+              : committed ? "committed, but its frames are unreadable"
+                          : "did not commit");
 }
 
 // A process killed between announcing a commit and finishing it leaves the
@@ -458,7 +463,8 @@ int CommitPath::BeforeWalWrite(sqlite3_file* wal, const void* buf, int amt, sqli
     // does next. Treat it like a lost answer: the agent reconciles with the
     // log (and takes that transaction from it).
     if (acked.acked_txid == txid && acked.acked_checksum != pending_.up.pos.checksum) {
-      sqlite3_log(SQLITE_NOTICE, "litejet: %s: TXID %llu was acknowledged for another record (checksum %016llx, ours %016llx)",
+      sqlite3_log(SQLITE_NOTICE,
+                  "litejet: %s: TXID %llu was acknowledged for another record (checksum %016llx, ours %016llx)",
                   n_.cfg.name.c_str(), (unsigned long long)txid, (unsigned long long)acked.acked_checksum,
                   (unsigned long long)pending_.up.pos.checksum);
       acked.acked_txid = txid - 1;

@@ -29,9 +29,7 @@ std::string EnvName(const std::string& key) {
   return name;
 }
 
-const char* Get(const Lookup& lookup, const std::string& key) {
-  return lookup ? lookup(key.c_str()) : nullptr;
-}
+const char* Get(const Lookup& lookup, const std::string& key) { return lookup ? lookup(key.c_str()) : nullptr; }
 
 // URI first, then environment. With empty_is_unset an empty value counts as absent at each
 // source (secrets: an empty URI value must not shadow the secret kept in the environment).
@@ -80,14 +78,11 @@ std::string Quote(const std::string& v) {
 }
 
 Status Invalid(const std::string& key, const Setting& s, const std::string& use) {
-  return Status::Error(
-      "litejet: " + key + " " + Quote(s.value) + s.origin + " is invalid: use " + use + s.hint,
-      kSqliteError);
+  return Status::Error("litejet: " + key + " " + Quote(s.value) + s.origin + " is invalid: use " + use + s.hint,
+                       kSqliteError);
 }
 
-bool IsAlnum(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
+bool IsAlnum(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 
 // True when v is 1..max_len characters, each alphanumeric or in `extra`.
 bool IsToken(const std::string& v, size_t max_len, const char* extra) {
@@ -187,8 +182,7 @@ Status ParseNats(const Lookup& uri, const Lookup& env, Config* c) {
   size_t begin = 0;
   while (true) {
     size_t comma = s.value.find(',', begin);
-    std::string url =
-        Trim(s.value.substr(begin, comma == std::string::npos ? comma : comma - begin));
+    std::string url = Trim(s.value.substr(begin, comma == std::string::npos ? comma : comma - begin));
     if (!IsNatsUrl(url)) {
       Setting bad = s;
       bad.value = Redact(url.empty() ? s.value : url);  // an empty entry: show the whole list
@@ -204,8 +198,8 @@ Status ParseNats(const Lookup& uri, const Lookup& env, Config* c) {
 }
 
 // Token-shaped settings (name, node, prefix); derived defaults are only checked when replicating.
-Status ParseToken(const std::string& key, const Setting& s, size_t max_len, const char* extra,
-                  const std::string& use, bool replicated, std::string* out) {
+Status ParseToken(const std::string& key, const Setting& s, size_t max_len, const char* extra, const std::string& use,
+                  bool replicated, std::string* out) {
   if (IsToken(s.value, max_len, extra)) {
     *out = s.value;
     return Status::OK();
@@ -214,8 +208,7 @@ Status ParseToken(const std::string& key, const Setting& s, size_t max_len, cons
   return Invalid(key, s, use);
 }
 
-Status ParseNumber(const Lookup& uri, const Lookup& env, const std::string& key, int64_t lo,
-                   int64_t hi, int64_t* out) {
+Status ParseNumber(const Lookup& uri, const Lookup& env, const std::string& key, int64_t lo, int64_t hi, int64_t* out) {
   Setting s = Find(uri, env, key, false);
   if (!s.present) return Status::OK();
   if (!ParseInt(s.value, lo, hi, out)) {
@@ -341,13 +334,12 @@ Status ParseConfig(const Lookup& uri, const Lookup& env, const std::string& db_p
   struct {
     const char* key;
     std::string* field;
-  } const secrets[] = {{"creds", &c.creds},       {"token", &c.token},   {"user", &c.user},
-                       {"password", &c.password}, {"tls_ca", &c.tls_ca}, {"tls_cert", &c.tls_cert},
+  } const secrets[] = {{"creds", &c.creds},       {"token", &c.token},        {"user", &c.user},
+                       {"password", &c.password}, {"tls_ca", &c.tls_ca},      {"tls_cert", &c.tls_cert},
                        {"tls_key", &c.tls_key},   {"nkey_seed", &c.nkey_seed}};
   for (const auto& sec : secrets) *sec.field = Find(uri, env, sec.key, true).value;
   if (!c.password.empty() && c.user.empty()) {
-    return Status::Error("litejet: password is set without user: set user too, or use token",
-                         kSqliteError);
+    return Status::Error("litejet: password is set without user: set user too, or use token", kSqliteError);
   }
   if (!c.creds.empty() && !c.nkey_seed.empty()) {
     return Status::Error("litejet: creds and nkey_seed are both set: use one (a creds file holds its own nkey)",
@@ -355,9 +347,8 @@ Status ParseConfig(const Lookup& uri, const Lookup& env, const std::string& db_p
   }
   // A client certificate is useless without its key and vice versa; say so before NATS does.
   if (c.tls_cert.empty() != c.tls_key.empty()) {
-    return Status::Error(c.tls_cert.empty()
-                             ? "litejet: tls_key is set without tls_cert: set both or neither"
-                             : "litejet: tls_cert is set without tls_key: set both or neither",
+    return Status::Error(c.tls_cert.empty() ? "litejet: tls_key is set without tls_cert: set both or neither"
+                                            : "litejet: tls_cert is set without tls_key: set both or neither",
                          kSqliteError);
   }
 

@@ -18,7 +18,7 @@ enum class Durability { kAsync, kSync };
 // Fields derived from defaults (name from the file name, node from the host name) are only
 // guaranteed valid when replicated(); a pass-through database never fails on them.
 struct Config {
-  std::string nats;  // comma-separated URLs as given (validated); empty = not replicated
+  std::string nats;                    // comma-separated URLs as given (validated); empty = not replicated
   std::vector<std::string> nats_urls;  // nats split at commas, each trimmed
   std::string name, node, prefix = "litejet", advertise;
   Role role = Role::kAuto;

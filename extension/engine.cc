@@ -56,13 +56,13 @@ Status Engine::Get(const Config& cfg, const std::string& db_path, std::shared_pt
       // One engine per file per process: a second open must agree on what
       // the database is.
       const Config& o = e->node_.cfg;
-      const char* differs = o.name != cfg.name ? "name"
-                            : o.role != cfg.role ? "role"
-                            : o.nats != cfg.nats ? "nats"
+      const char* differs = o.name != cfg.name               ? "name"
+                            : o.role != cfg.role             ? "role"
+                            : o.nats != cfg.nats             ? "nats"
                             : o.durability != cfg.durability ? "durability"
-                            : o.prefix != cfg.prefix ? "prefix"
-                            : o.node != cfg.node ? "node"
-                                                 : nullptr;
+                            : o.prefix != cfg.prefix         ? "prefix"
+                            : o.node != cfg.node             ? "node"
+                                                             : nullptr;
       if (differs) {
         return Status::Error(std::string("litejet: ") + differs + " differs from the one \"" + db_path +
                              "\" is already open with in this process");
@@ -186,8 +186,8 @@ std::string Engine::StatusJson() const {
   // (empty in a process that is not the host's agent, and before the first
   // read).
   j += ",\"cluster\":" + control_.ClusterJson(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count());
+                                                  std::chrono::system_clock::now().time_since_epoch())
+                                                  .count());
   j += "}";
   return j;
 }
@@ -220,8 +220,7 @@ std::string Engine::MetricsText() const {
   const uint64_t lag = primary && p.txid > p.acked_txid ? p.txid - p.acked_txid : 0;
   const uint64_t lag_ms = primary ? commit_.OldestUnackedAgeMs(p) : 0;
   const sidecar::RebuildInfo rb = node_.sidecar.rebuild();
-  const std::string labels =
-      "name=\"" + LabelValue(node_.cfg.name) + "\",node=\"" + LabelValue(node_.cfg.node) + "\"";
+  const std::string labels = "name=\"" + LabelValue(node_.cfg.name) + "\",node=\"" + LabelValue(node_.cfg.node) + "\"";
   std::string o;
   auto metric = [&](const char* name, const char* type, const char* help, const std::string& value,
                     const std::string& extra = std::string()) {
@@ -250,8 +249,10 @@ std::string Engine::MetricsText() const {
   metric("litejet_is_primary", "gauge", "1 if this node may write now.", primary ? "1" : "0");
   metric("litejet_role_info", "gauge", "This node's role (the label), always 1.", "1",
          ",role=\"" + LabelValue(RoleName()) + "\"");
-  metric("litejet_connected", "gauge", "1 if this process's link to NATS is up (0 in a process that is not the "
-         "host's agent).", up ? "1" : "0");
+  metric("litejet_connected", "gauge",
+         "1 if this process's link to NATS is up (0 in a process that is not the "
+         "host's agent).",
+         up ? "1" : "0");
   metric("litejet_log_sequence", "gauge", "Log stream sequence of the newest record this node has.",
          std::to_string(p.log_seq));
   metric("litejet_spool_bytes", "gauge", "Bytes of unshipped commits held in the spool (<db>-litejet-log).",

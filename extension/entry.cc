@@ -41,7 +41,8 @@ class Host final : public vfs::Host {
     return Status::OK();
   }
   std::shared_ptr<vfs::DbHooks> Find(const std::string& db_path) override {
-    if (vfs::DbHooks* own = InternalUse::For(db_path)) return std::shared_ptr<vfs::DbHooks>(std::shared_ptr<vfs::DbHooks>(), own);
+    if (vfs::DbHooks* own = InternalUse::For(db_path))
+      return std::shared_ptr<vfs::DbHooks>(std::shared_ptr<vfs::DbHooks>(), own);
     return Engine::Find(db_path);
   }
 };
@@ -84,7 +85,8 @@ int ConnectionInit(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines*) {
     const char* fn = sqlite3_db_filename(db, "main");
     if (WantsReplication(fn) && !Engine::OpeningHere() && !Engine::Find(fn)) {
       if (pzErrMsg) {
-        const char* how = sqlite3_uri_parameter(fn, "nats") ? "has a nats parameter" : "is replicated by LITEJET_NATS_URL";
+        const char* how =
+            sqlite3_uri_parameter(fn, "nats") ? "has a nats parameter" : "is replicated by LITEJET_NATS_URL";
         *pzErrMsg = Dup(std::string("litejet: database \"") + fn + "\" " + how +
                         " but was opened before litejet was loaded, so its writes would not "
                         "be replicated: open it again now that litejet is loaded (or load litejet first, e.g. "

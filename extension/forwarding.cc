@@ -57,7 +57,8 @@ forward::Reply Forwarding::RunHere(const forward::Request& req, bool dedupe, sql
     sqlite3_busy_timeout(db, 5000);
     if (cached) *cached = db;
   }
-  r = forward::Execute(db, req, [&] { return n_.sidecar.Read().txid; }, dedupe, WallMs());
+  r = forward::Execute(
+      db, req, [&] { return n_.sidecar.Read().txid; }, dedupe, WallMs());
   if (!cached) sqlite3_close(db);
   r.node = n_.cfg.node;
   return r;
@@ -70,15 +71,16 @@ Status Forwarding::Exec(const forward::Request& req, int64_t timeout_ms, forward
     if (n_.IsPrimary()) {
       *out = RunHere(req, /*dedupe=*/attempt > 0, nullptr);
       if (out->code != SQLITE_OK) {
-        if ((out->code & 0xff) == SQLITE_READONLY && !n_.IsPrimary() && SteadyMs() < deadline) continue;  // demoted meanwhile
+        if ((out->code & 0xff) == SQLITE_READONLY && !n_.IsPrimary() && SteadyMs() < deadline)
+          continue;  // demoted meanwhile
         return Status::Error(out->message, out->code);
       }
       return Status::OK();
     }
     if (n_.cfg.role == Role::kPrimary) {
-      return Status::Error("litejet: repl_exec: database \"" + n_.cfg.name + "\" is role=primary but fenced: " +
-                               n_.LastError(),
-                           SQLITE_READONLY);
+      return Status::Error(
+          "litejet: repl_exec: database \"" + n_.cfg.name + "\" is role=primary but fenced: " + n_.LastError(),
+          SQLITE_READONLY);
     }
     const int64_t left = deadline - SteadyMs();
     if (left <= 0) break;
@@ -135,7 +137,8 @@ Status Forwarding::Exec(const forward::Request& req, int64_t timeout_ms, forward
   }
   return Status::Error("litejet: repl_exec: the outcome of forwarded write " + req.id +
                            " is unknown: no answer from a primary within " + std::to_string(timeout_ms) + " ms (" +
-                           last_why + "); it ran at most once: SELECT repl_exec_retry() sends the same request "
+                           last_why +
+                           "); it ran at most once: SELECT repl_exec_retry() sends the same request "
                            "again and it runs only if it has not",
                        SQLITE_BUSY_TIMEOUT);
 }

@@ -240,8 +240,9 @@ void NodeState::StoreUpdate(const Update& u) {
 
 Status NodeState::CheckRecord(const sidecar::Position& pos, const record::Txn& t, Update* out) {
   if (t.txid != pos.txid + 1) {
-    return Status::Error("litejet: log of \"" + cfg.name + "\" jumps from TXID " + std::to_string(pos.txid) +
-                         " to " + std::to_string(t.txid) + ": this replica needs a snapshot", SQLITE_CORRUPT);
+    return Status::Error("litejet: log of \"" + cfg.name + "\" jumps from TXID " + std::to_string(pos.txid) + " to " +
+                             std::to_string(t.txid) + ": this replica needs a snapshot",
+                         SQLITE_CORRUPT);
   }
   if (t.epoch < pos.epoch) {
     // Fencing makes this impossible in one stream (a deposed primary's
@@ -253,13 +254,15 @@ Status NodeState::CheckRecord(const sidecar::Position& pos, const record::Txn& t
   }
   if (t.checksum_before != pos.checksum) {
     return Status::Error("litejet: database \"" + cfg.name + "\" diverged: at TXID " + std::to_string(pos.txid) +
-                         " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
-                         checksum::Hex(t.checksum_before) + " (record TXID " + std::to_string(t.txid) + " of node " +
-                         t.node + ")", kDiverged);
+                             " its checksum is " + checksum::Hex(pos.checksum) + " but the log says " +
+                             checksum::Hex(t.checksum_before) + " (record TXID " + std::to_string(t.txid) +
+                             " of node " + t.node + ")",
+                         kDiverged);
   }
   if (pos.page_size != 0 && pos.db_pages != 0 && pos.page_size != t.page_size) {
     return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " has page size " +
-                         std::to_string(t.page_size) + ", the replica " + std::to_string(pos.page_size), SQLITE_CORRUPT);
+                             std::to_string(t.page_size) + ", the replica " + std::to_string(pos.page_size),
+                         SQLITE_CORRUPT);
   }
   Update& u = *out;
   Status grew = ComputeUpdate(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size), &u);
@@ -271,7 +274,7 @@ Status NodeState::CheckRecord(const sidecar::Position& pos, const record::Txn& t
   if (reapply) u.pos.checksum = t.checksum_after;
   if (u.pos.checksum != t.checksum_after) {
     return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " does not produce its checksum (" +
-                         checksum::Hex(u.pos.checksum) + " != " + checksum::Hex(t.checksum_after) + ")",
+                             checksum::Hex(u.pos.checksum) + " != " + checksum::Hex(t.checksum_after) + ")",
                          SQLITE_CORRUPT);
   }
   return Status::OK();
@@ -288,8 +291,8 @@ Status NodeState::LastCompleteTxid(transport::Log& log, const transport::Message
   for (int hops = 0;; hops++) {
     record::ChunkInfo ci;
     if (!record::PeekChunk(m.data.data(), m.data.size(), &ci)) {
-      return Status::Error("litejet: the log of \"" + cfg.name + "\" has a message that is not a litejet chunk at sequence " +
-                           std::to_string(m.seq));
+      return Status::Error("litejet: the log of \"" + cfg.name +
+                           "\" has a message that is not a litejet chunk at sequence " + std::to_string(m.seq));
     }
     if (ci.index + 1 == ci.count) {
       *txid = ci.txid;
@@ -311,7 +314,10 @@ Status NodeState::LastCompleteTxid(transport::Log& log, const transport::Message
       return false;
     });
     if (!s.ok()) return s;
-    if (!got) return Status::Error("litejet: cannot read message " + std::to_string(want) + " of the log of \"" + cfg.name + "\"", transport::kUnavailable);
+    if (!got)
+      return Status::Error(
+          "litejet: cannot read message " + std::to_string(want) + " of the log of \"" + cfg.name + "\"",
+          transport::kUnavailable);
   }
 }
 

@@ -39,8 +39,8 @@ class NodeState {
   spool::Spool spool;
 
   // --- the error state (what repl_status().last_error says) ---------------
-  mutable std::mutex mu;  // guards last_error and primary_seen
-  std::string primary_seen;  // replica: node that wrote the last applied record
+  mutable std::mutex mu;                  // guards last_error and primary_seen
+  std::string primary_seen;               // replica: node that wrote the last applied record
   void SetError(const std::string& msg);  // mu held
   void Fail(const std::string& msg);      // mu not held
   void ClearError();

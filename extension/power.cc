@@ -38,7 +38,8 @@ struct Recovered {
 Status Recover(const std::string& path, bool truncate, Recovered* r) {
   sqlite3* db = nullptr;
   auto fail = [&](const std::string& what) {
-    std::string m = "litejet: unclean start of \"" + path + "\": " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory");
+    std::string m =
+        "litejet: unclean start of \"" + path + "\": " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_close(db);
     return Status::Error(m, SQLITE_IOERR);
   };
@@ -111,8 +112,8 @@ Status RecoverAfterPowerLoss(NodeState& node) {
 // The position is stored with every page hash rewritten from the recovered
 // database (the sidecar's hash pages may be any mix of older and newer
 // versions after a power loss).
-void StoreRecovered(NodeState& node, uint64_t txid, uint64_t log_seq, const std::vector<uint64_t>& hashes, uint32_t page_size,
-                            uint64_t sum) {
+void StoreRecovered(NodeState& node, uint64_t txid, uint64_t log_seq, const std::vector<uint64_t>& hashes,
+                    uint32_t page_size, uint64_t sum) {
   sidecar::Position p = node.sidecar.Read();
   p.txid = txid;
   p.checksum = sum;
@@ -144,7 +145,8 @@ Status RecoverReplica(NodeState& node) {
     // transaction (written before its WAL frames): start over from an empty
     // file, as a new replica does.
     if (::truncate(node.path.c_str(), 0) != 0) {
-      return Status::Error("litejet: replica \"" + node.cfg.name + "\" after a power loss: cannot empty " + node.path, SQLITE_IOERR);
+      return Status::Error("litejet: replica \"" + node.cfg.name + "\" after a power loss: cannot empty " + node.path,
+                           SQLITE_IOERR);
     }
     r.hashes.clear();
     r.checksum = 0;
@@ -157,16 +159,18 @@ Status RecoverReplica(NodeState& node) {
     log_seq = p.log_seq;
   } else if (counted == m.txid && m.checksum != r.checksum) {
     return Status::Error("litejet: replica \"" + node.cfg.name + "\" after a power loss: its database (checksum " +
-                         checksum::Hex(r.checksum) + ") is neither at TXID " + std::to_string(p.txid) +
-                         " nor at the last durable TXID " + std::to_string(m.txid) + "; rebuild it from the log",
+                             checksum::Hex(r.checksum) + ") is neither at TXID " + std::to_string(p.txid) +
+                             " nor at the last durable TXID " + std::to_string(m.txid) + "; rebuild it from the log",
                          SQLITE_CORRUPT);
   } else {
     txid = counted;  // the next record's checksum-before checks it
     log_seq = m.log_seq;
   }
   if (txid != p.txid) {
-    sqlite3_log(SQLITE_NOTICE, "litejet: replica \"%s\": unclean start: position %llu rolled back to %llu (what its WAL durably holds)",
-                node.cfg.name.c_str(), (unsigned long long)p.txid, (unsigned long long)txid);
+    sqlite3_log(
+        SQLITE_NOTICE,
+        "litejet: replica \"%s\": unclean start: position %llu rolled back to %llu (what its WAL durably holds)",
+        node.cfg.name.c_str(), (unsigned long long)p.txid, (unsigned long long)txid);
   }
   StoreRecovered(node, txid, log_seq, r.hashes, r.page_size, r.checksum);
   sidecar::Mark nm;
@@ -313,8 +317,9 @@ Status RecoverPrimary(NodeState& node) {
     if ((j < 0 ? initial : commits[size_t(j)].after) == p.checksum) anchor = j;
   }
   if (anchor != -2) {
-    const uint64_t now = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch()).count());
+    const uint64_t now = uint64_t(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
     uint64_t t = p.txid;
     for (size_t j = size_t(anchor + 1); j < commits.size(); j++) {
       const Commit& c = commits[j];
@@ -359,11 +364,14 @@ Status RecoverPrimary(NodeState& node) {
   }
   if (p.acked_txid > have) {
     return Status::Error(who + "its database holds TXID " + std::to_string(have) + " but the log already has up to " +
-                             std::to_string(p.acked_txid) + " (commits lost with synchronous=NORMAL): the log is "
+                             std::to_string(p.acked_txid) +
+                             " (commits lost with synchronous=NORMAL): the log is "
                              "ahead of the database; rebuild this node from the log",
                          SQLITE_CORRUPT);
   }
-  sqlite3_log(SQLITE_NOTICE, "litejet: primary \"%s\": unclean start: position %llu rolled back to %llu (commits lost before they were shipped)",
+  sqlite3_log(SQLITE_NOTICE,
+              "litejet: primary \"%s\": unclean start: position %llu rolled back to %llu (commits lost before they "
+              "were shipped)",
               node.cfg.name.c_str(), (unsigned long long)p.txid, (unsigned long long)have);
   if (p.spooled_txid > have) {
     // Records of the lost TXIDs are in the spool: it ends before the first

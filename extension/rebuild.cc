@@ -46,9 +46,9 @@ namespace {
 std::string ErrnoText() { return std::strerror(errno); }
 
 uint64_t NowUnixMs() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
+  return uint64_t(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
 }
 
 // "20261127T193012.345Z"
@@ -311,7 +311,7 @@ Status Applier::Bootstrap(transport::Log& log, apply::WalWriter& writer, sqlite3
 }
 
 Status Applier::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* db, const std::string& why,
-                       uint64_t* resume_seq) {
+                        uint64_t* resume_seq) {
   const int64_t t0 = SteadyMs();
   sidecar::RebuildInfo info = n_.sidecar.rebuild();
   info.active = true;
@@ -319,7 +319,8 @@ Status Applier::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* 
   info.txid = 0;
   info.reason = why;
   std::string kept = n_.path + ".diverged-" + UtcStamp(info.at_unix_ms);
-  for (int i = 2; Exists(kept); i++) kept = n_.path + ".diverged-" + UtcStamp(info.at_unix_ms) + "-" + std::to_string(i);
+  for (int i = 2; Exists(kept); i++)
+    kept = n_.path + ".diverged-" + UtcStamp(info.at_unix_ms) + "-" + std::to_string(i);
   info.kept = kept;
   n_.sidecar.SetRebuild(info);
   Tell(SQLITE_WARNING, why + "; keeping it as " + kept + " and rebuilding it from the log");

@@ -15,14 +15,14 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/clock.h"
 #include "extension/applier.h"
 #include "extension/power.h"
-#include "common/clock.h"
 #include "failover/role.h"
 #include "wal-capture/apply.h"
 #include "wal-capture/checksum.h"
-#include "wal-capture/record.h"
 #include "wal-capture/local_log.h"
+#include "wal-capture/record.h"
 #include "wal-capture/spool.h"
 
 namespace litejet {
@@ -147,7 +147,8 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
       from = m.seq + 1;
       if (!a.ok()) {
         std::lock_guard<std::mutex> g(n_.mu);
-        n_.SetError("litejet: log of \"" + n_.cfg.name + "\" at sequence " + std::to_string(m.seq) + ": " + a.message());
+        n_.SetError("litejet: log of \"" + n_.cfg.name + "\" at sequence " + std::to_string(m.seq) + ": " +
+                    a.message());
         return true;  // skip it; continuity checks catch a real gap
       }
       if (!complete) return true;
@@ -285,8 +286,8 @@ Status Applier::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record:
                            kDiverged);
     }
     if (t.txid > pos.txid) {
-      return Status::Error("litejet: log of \"" + n_.cfg.name + "\" has an epoch marker at TXID " + std::to_string(t.txid) +
-                               " while this replica is at " + std::to_string(pos.txid),
+      return Status::Error("litejet: log of \"" + n_.cfg.name + "\" has an epoch marker at TXID " +
+                               std::to_string(t.txid) + " while this replica is at " + std::to_string(pos.txid),
                            SQLITE_CORRUPT);
     }
     if (t.epoch > pos.epoch) n_.sidecar.SetEpoch(t.epoch);

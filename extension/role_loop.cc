@@ -16,13 +16,13 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "extension/role_loop.h"
 #include "common/clock.h"
+#include "extension/role_loop.h"
 #include "failover/role.h"
 #include "wal-capture/apply.h"
 #include "wal-capture/checksum.h"
-#include "wal-capture/record.h"
 #include "wal-capture/local_log.h"
+#include "wal-capture/record.h"
 #include "wal-capture/spool.h"
 
 namespace litejet {
@@ -40,7 +40,8 @@ failover::RoleOptions RoleOptionsFor(const Config& cfg, failover::Configured con
 void RoleLoop::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
   n_.sidecar.SetWriteUntil(0);  // a previous agent's grant is not ours (and CLOCK_MONOTONIC may have restarted)
   if (!lease) {
-    n_.Fail("litejet: database \"" + n_.cfg.name + "\": role=auto needs the lease bucket, which could not be opened; serving as a replica");
+    n_.Fail("litejet: database \"" + n_.cfg.name +
+            "\": role=auto needs the lease bucket, which could not be opened; serving as a replica");
     apply_.Run(log, nullptr);
     return;
   }
@@ -163,9 +164,9 @@ void RoleLoop::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       record::Txn mk;
       mk.txid = pos.txid;
       mk.epoch = term;
-      mk.timestamp_us = uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
+      mk.timestamp_us = uint64_t(
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count());
       mk.node = n_.cfg.node;
       mk.page_size = pos.page_size;
       mk.db_pages = pos.db_pages;
@@ -182,7 +183,7 @@ void RoleLoop::RunAuto(transport::Log& log, transport::LeaseStore* lease) {
       }
       if (!ms.ok()) {
         n_.Fail("litejet: database \"" + n_.cfg.name + "\": elected in epoch " + std::to_string(mk.epoch) +
-             " but its epoch marker was not appended (" + ms.message() + "); stepping down");
+                " but its epoch marker was not appended (" + ms.message() + "); stepping down");
         return false;
       }
       *seq = nseq;

@@ -17,14 +17,14 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/clock.h"
 #include "common/durable.h"
 #include "extension/ship.h"
-#include "common/clock.h"
 #include "failover/role.h"
 #include "wal-capture/apply.h"
 #include "wal-capture/checksum.h"
-#include "wal-capture/record.h"
 #include "wal-capture/local_log.h"
+#include "wal-capture/record.h"
 #include "wal-capture/spool.h"
 
 namespace litejet {
@@ -62,15 +62,15 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
     // primary that did not know yet): those records are not in this
     // database, and may not be this node's history. Step down and read them.
     n_.Fail("litejet: database \"" + n_.cfg.name + "\": the log moved past sequence " + std::to_string(pos.log_seq) +
-         " (now " + std::to_string(end_seq) + ") after this node was elected; stepping down to read it");
+            " (now " + std::to_string(end_seq) + ") after this node was elected; stepping down to read it");
     return;
   }
   if (log_txid > pos.txid) {
     std::lock_guard<std::mutex> g(n_.mu);
     n_.fenced = true;
     n_.SetError("litejet: the log of \"" + n_.cfg.name + "\" is at TXID " + std::to_string(log_txid) +
-             " but this database is at " + std::to_string(pos.txid) +
-             ": another node has been primary; this node does not write");
+                " but this database is at " + std::to_string(pos.txid) +
+                ": another node has been primary; this node does not write");
     return;
   }
   n_.sidecar.SetAcked(std::max(pos.acked_txid, log_txid), seq);
@@ -151,8 +151,9 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
     if (!sync_pending && reader.spool_offset() > now.spool_end) reader.set_spool_offset(now.spool_end);
     txns.clear();
     const uint64_t spool_off0 = reader.spool_offset();
-    s = next <= last ? reader.Read(next, last, now.txid, now.spool_end, spool_limit, 1024, max_chunk * 4, n_.cfg.node, &txns)
-                     : Status::OK();
+    s = next <= last
+            ? reader.Read(next, last, now.txid, now.spool_end, spool_limit, 1024, max_chunk * 4, n_.cfg.node, &txns)
+            : Status::OK();
     if (!s.ok()) {
       {
         std::lock_guard<std::mutex> g(n_.mu);
@@ -180,7 +181,8 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
     // Each record carries the epoch it is published in (the sidecar's: the
     // lease's while role=auto holds it), also one committed or spooled
     // under an earlier lease of this node.
-    const uint64_t ship_epoch = std::max(n_.sidecar.Read().epoch, hooks && hooks->term_epoch ? hooks->term_epoch() : uint64_t(0));
+    const uint64_t ship_epoch =
+        std::max(n_.sidecar.Read().epoch, hooks && hooks->term_epoch ? hooks->term_epoch() : uint64_t(0));
     for (record::Txn& t : txns) {
       if (t.epoch < ship_epoch) t.epoch = ship_epoch;
       zrec.clear();
@@ -243,7 +245,8 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
         s = log.Publish(chunks[i], seq, id, log.Connected() ? 5000 : 1, &nseq);
         if (s.ok()) {
           seq = nseq;
-          if (n_.crash_point == 5 && i == 0 && chunks.size() > 1 && batch.size() > 1 && last_txid >= n_.crash_txid) _exit(9);
+          if (n_.crash_point == 5 && i == 0 && chunks.size() > 1 && batch.size() > 1 && last_txid >= n_.crash_txid)
+            _exit(9);
           break;
         }
         a_.connected = false;
@@ -261,7 +264,7 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
           std::lock_guard<std::mutex> g(n_.mu);
           n_.fenced = true;
           n_.SetError("litejet: fenced: another node appended to the log of \"" + n_.cfg.name +
-                   "\"; this node stopped writing");
+                      "\"; this node stopped writing");
           if (spool_fd >= 0) ::close(spool_fd);
           return;
         }
@@ -275,8 +278,8 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
     if (a_.stopping()) break;
     if (hold_ack_txid != 0 && !abandoned && first_txid <= hold_ack_txid && hold_ack_txid <= last_txid) {
       auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(hold_ack_ms > 0 ? hold_ack_ms : 15000);
-      while ((hold_ack_ms > 0 || n_.sidecar.indoubt_txid() != hold_ack_txid) && std::chrono::steady_clock::now() < until &&
-             a_.Sleep(5)) {
+      while ((hold_ack_ms > 0 || n_.sidecar.indoubt_txid() != hold_ack_txid) &&
+             std::chrono::steady_clock::now() < until && a_.Sleep(5)) {
       }
       hold_ack_txid = 0;  // once
     }
@@ -383,42 +386,45 @@ Status Shipper::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq,
   auto fence = [&](const std::string& why) {
     std::lock_guard<std::mutex> g(n_.mu);
     n_.fenced = true;
-    n_.SetError("litejet: the log of \"" + n_.cfg.name + "\" " + why + " while sync commit TXID " + std::to_string(txid) +
-             " was in doubt at TXID " + std::to_string(pos.txid) +
-             ": another node has been primary; this node does not write");
+    n_.SetError("litejet: the log of \"" + n_.cfg.name + "\" " + why + " while sync commit TXID " +
+                std::to_string(txid) + " was in doubt at TXID " + std::to_string(pos.txid) +
+                ": another node has been primary; this node does not write");
     return Status::OK();
   };
   const char* verdict = nullptr;
   if (pos.txid + 1 == txid && log_txid + 1 == txid) {
     // It did not land. Also forget an acknowledgement recorded while the
     // committer was giving up: the next commit of this TXID waits for its own.
-    Status ls = a_.Locker() ? a_.Locker()->WithWriteLock(2000, [&] {
-      if (n_.sidecar.indoubt_txid() != txid) return;
-      n_.sidecar.SetAcked(pos.txid, last_seq);
-      n_.sidecar.SetInDoubt(0);
-    })
-                         : Status::Error("litejet: agent cannot open " + n_.path, SQLITE_CANTOPEN);
+    Status ls = a_.Locker() ? a_.Locker()->WithWriteLock(2000,
+                                                         [&] {
+                                                           if (n_.sidecar.indoubt_txid() != txid) return;
+                                                           n_.sidecar.SetAcked(pos.txid, last_seq);
+                                                           n_.sidecar.SetInDoubt(0);
+                                                         })
+                            : Status::Error("litejet: agent cannot open " + n_.path, SQLITE_CANTOPEN);
     if (!ls.ok()) return ls;
     verdict = "did not reach the log: forgotten";
   } else if (pos.txid > txid && pos.acked_txid >= pos.txid && log_txid >= pos.txid) {
     // This node was a replica meanwhile (demoted with the commit in doubt)
     // and applied the log past that TXID: the log decided, this database
     // has its answer.
-    Status ls = a_.Locker() ? a_.Locker()->WithWriteLock(2000, [&] {
-      if (n_.sidecar.indoubt_txid() != txid) return;
-      n_.sidecar.SetInDoubt(0);
-    })
-                         : Status::Error("litejet: agent cannot open " + n_.path, SQLITE_CANTOPEN);
+    Status ls = a_.Locker() ? a_.Locker()->WithWriteLock(2000,
+                                                         [&] {
+                                                           if (n_.sidecar.indoubt_txid() != txid) return;
+                                                           n_.sidecar.SetInDoubt(0);
+                                                         })
+                            : Status::Error("litejet: agent cannot open " + n_.path, SQLITE_CANTOPEN);
     if (!ls.ok()) return ls;
     verdict = "was settled by the log while this node was a replica";
   } else if (pos.txid == txid && log_txid == txid) {
     // Taken from the log already (the agent stopped before it said so).
-    Status ls = a_.Locker() ? a_.Locker()->WithWriteLock(2000, [&] {
-      if (n_.sidecar.indoubt_txid() != txid) return;
-      n_.sidecar.SetAcked(txid, last_seq);
-      n_.sidecar.SetInDoubt(0);
-    })
-                         : Status::Error("litejet: agent cannot open " + n_.path, SQLITE_CANTOPEN);
+    Status ls = a_.Locker() ? a_.Locker()->WithWriteLock(2000,
+                                                         [&] {
+                                                           if (n_.sidecar.indoubt_txid() != txid) return;
+                                                           n_.sidecar.SetAcked(txid, last_seq);
+                                                           n_.sidecar.SetInDoubt(0);
+                                                         })
+                            : Status::Error("litejet: agent cannot open " + n_.path, SQLITE_CANTOPEN);
     if (!ls.ok()) return ls;
     verdict = "was already taken from the log";
   } else if (pos.txid + 1 == txid && log_txid == txid) {
@@ -436,9 +442,9 @@ Status Shipper::ReconcileOnce(transport::Log& log, uint64_t txid, uint64_t* seq,
     if (!s.ok()) return s;
     if (!ds.ok()) return ds;
     if (!complete) {
-      return Status::Error("litejet: cannot read TXID " + std::to_string(txid) + " back from the log of \"" +
-                               n_.cfg.name + "\"",
-                           transport::kUnavailable);
+      return Status::Error(
+          "litejet: cannot read TXID " + std::to_string(txid) + " back from the log of \"" + n_.cfg.name + "\"",
+          transport::kUnavailable);
     }
     std::vector<std::string> recs;
     ds = record::Unbatch(&rec, &recs);
