@@ -23,11 +23,10 @@
 
 namespace litejet::cli {
 
-bool QueryMetrics(sqlite3* db, std::string* out, std::string* err) {
+bool QueryText(sqlite3* db, const char* sql, std::string* out, std::string* err) {
   sqlite3_stmt* st = nullptr;
   bool ok = false;
-  if (sqlite3_prepare_v2(db, "SELECT repl_metrics()", -1, &st, nullptr) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
+  if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
     const unsigned char* t = sqlite3_column_text(st, 0);
     out->assign(t ? reinterpret_cast<const char*>(t) : "");
     ok = true;
@@ -147,7 +146,7 @@ int RunMetrics(int argc, char** argv) {
       std::fprintf(stderr, "litejet: metrics: cannot open %s: %s\n", argv[i],
                    db ? sqlite3_errmsg(db) : "out of memory");
       rc = 1;
-    } else if (!QueryMetrics(db, &text, &err)) {
+    } else if (!QueryText(db, "SELECT repl_metrics()", &text, &err)) {
       std::fprintf(stderr, "litejet: metrics: %s: %s\n", argv[i], err.c_str());
       rc = 1;
     } else {

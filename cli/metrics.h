@@ -11,9 +11,9 @@
 
 namespace litejet::cli {
 
-// SELECT repl_metrics() on db; false with *err when the database is not
-// replicated (or the query fails).
-bool QueryMetrics(sqlite3* db, std::string* out, std::string* err);
+// The first column of sql's first row as text (e.g. SELECT repl_metrics());
+// false with *err (SQLite's message, e.g. "not replicated") otherwise.
+bool QueryText(sqlite3* db, const char* sql, std::string* out, std::string* err);
 
 // A minimal HTTP/1.0 server on one thread: GET /metrics answers body(),
 // anything else 404. addr is HOST:PORT or :PORT (then 127.0.0.1).

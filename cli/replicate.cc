@@ -46,19 +46,6 @@ int Usage(const std::string& why) {
   return 2;
 }
 
-std::string Query(sqlite3* db, const char* sql) {
-  sqlite3_stmt* st = nullptr;
-  std::string out;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    const unsigned char* t = sqlite3_column_text(st, 0);
-    if (t) out = reinterpret_cast<const char*>(t);
-  } else {
-    out = std::string("error: ") + sqlite3_errmsg(db);
-  }
-  sqlite3_finalize(st);
-  return out;
-}
-
 }  // namespace
 
 int RunReplicate(int argc, char** argv) {
@@ -124,9 +111,9 @@ int RunReplicate(int argc, char** argv) {
     sqlite3_close(db);
     return 1;
   }
-  std::string status = Query(db, "SELECT repl_status()");
-  if (status.rfind("error: ", 0) == 0) {
-    std::fprintf(stderr, "litejet: replicate: %s is not replicated: %s\n", path.c_str(), status.c_str() + 7);
+  std::string status, why;
+  if (!QueryText(db, "SELECT repl_status()", &status, &why)) {
+    std::fprintf(stderr, "litejet: replicate: %s is not replicated: %s\n", path.c_str(), why.c_str());
     sqlite3_close(db);
     return 1;
   }
@@ -134,7 +121,7 @@ int RunReplicate(int argc, char** argv) {
   if (!metrics_addr.empty()) {
     Status ms = metrics.Start(metrics_addr, [db] {
       std::string text, err;
-      return QueryMetrics(db, &text, &err) ? text : "# litejet: " + err + "\n";
+      return QueryText(db, "SELECT repl_metrics()", &text, &err) ? text : "# litejet: " + err + "\n";
     });
     if (!ms.ok()) {
       std::fprintf(stderr, "litejet: replicate: %s\n", ms.message().c_str());

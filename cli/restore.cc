@@ -177,19 +177,25 @@ int OpenLog(const Command& c, const transport::Options& o, int64_t timeout_ms, s
   return -1;
 }
 
+// DB, then the NATS options, of restore and snapshot: -1 parsed, else the
+// exit status (usage or help).
+int ParseDbCommand(const Command& c, int argc, char** argv, std::string* db, NatsArgs* a, transport::Options* o) {
+  std::vector<char*> rest;
+  int rc = TakeDb(c, argc, argv, db, &rest);
+  if (rc >= 0) return rc;
+  rc = ParseNatsArgs(c, int(rest.size()), rest.data(), a);
+  if (rc >= 0) return rc;
+  return NatsOptions(c, *a, o);
+}
+
 }  // namespace
 
 int RunRestore(int argc, char** argv) {
   const Command& c = kRestore;
   std::string db;
-  std::vector<char*> rest;
-  int rc = TakeDb(c, argc, argv, &db, &rest);
-  if (rc >= 0) return rc;
   NatsArgs a;
-  rc = ParseNatsArgs(c, int(rest.size()), rest.data(), &a);
-  if (rc >= 0) return rc;
   transport::Options o;
-  rc = NatsOptions(c, a, &o);
+  int rc = ParseDbCommand(c, argc, argv, &db, &a, &o);
   if (rc >= 0) return rc;
   snapshot::RestoreRequest rq;
   rq.target = db;
@@ -253,14 +259,9 @@ int RunRestore(int argc, char** argv) {
 int RunSnapshot(int argc, char** argv) {
   const Command& c = kSnapshot;
   std::string db;
-  std::vector<char*> rest;
-  int rc = TakeDb(c, argc, argv, &db, &rest);
-  if (rc >= 0) return rc;
   NatsArgs a;
-  rc = ParseNatsArgs(c, int(rest.size()), rest.data(), &a);
-  if (rc >= 0) return rc;
   transport::Options o;
-  rc = NatsOptions(c, a, &o);
+  int rc = ParseDbCommand(c, argc, argv, &db, &a, &o);
   if (rc >= 0) return rc;
   std::unique_ptr<snapshot::PageSource> src;
   litejet::Status st = snapshot::OpenFileSource(db, &src);

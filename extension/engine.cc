@@ -119,15 +119,26 @@ Status Engine::Open() {
   return Status::OK();
 }
 
-std::string Engine::StatusJson() const {
-  sidecar::Position p = Position();
-  std::string err = node_.LastError();
+Engine::Figures Engine::Gather() const {
+  Figures f;
+  f.pos = Position();
+  f.error = node_.LastError();
   std::string down;
-  const bool up = LinkUp(&down);
-  if (err.empty()) err = down;  // nats.c saw the link go before the agent's next call failed
+  f.connected = LinkUp(&down);
+  if (f.error.empty()) f.error = down;  // nats.c saw the link go before the agent's next call failed
+  f.primary = node_.IsPrimary();
+  f.lag_txns = f.primary && f.pos.txid > f.pos.acked_txid ? f.pos.txid - f.pos.acked_txid : 0;
+  f.lag_ms = f.primary ? commit_.OldestUnackedAgeMs(f.pos) : 0;
+  return f;
+}
+
+std::string Engine::StatusJson() const {
+  const Figures f = Gather();
+  const sidecar::Position& p = f.pos;
+  const std::string& err = f.error;
+  const bool up = f.connected;
   std::string prim = node_.Primary();
-  uint64_t lag = node_.IsPrimary() && p.txid > p.acked_txid ? p.txid - p.acked_txid : 0;
-  uint64_t lag_ms = node_.IsPrimary() ? commit_.OldestUnackedAgeMs(p) : 0;
+  const uint64_t lag = f.lag_txns, lag_ms = f.lag_ms;
   std::string j = "{";
   j += "\"name\":" + JsonString(node_.cfg.name);
   j += ",\"node\":" + JsonString(node_.cfg.node);
@@ -211,14 +222,11 @@ std::string LabelValue(const std::string& v) {
 }  // namespace
 
 std::string Engine::MetricsText() const {
-  const sidecar::Position p = Position();
-  std::string err = LastError();
-  std::string down;
-  const bool up = LinkUp(&down);
-  if (err.empty()) err = down;
-  const bool primary = IsPrimary();
-  const uint64_t lag = primary && p.txid > p.acked_txid ? p.txid - p.acked_txid : 0;
-  const uint64_t lag_ms = primary ? commit_.OldestUnackedAgeMs(p) : 0;
+  const Figures f = Gather();
+  const sidecar::Position& p = f.pos;
+  const std::string& err = f.error;
+  const bool up = f.connected, primary = f.primary;
+  const uint64_t lag = f.lag_txns, lag_ms = f.lag_ms;
   const sidecar::RebuildInfo rb = node_.sidecar.rebuild();
   const std::string labels = "name=\"" + LabelValue(node_.cfg.name) + "\",node=\"" + LabelValue(node_.cfg.node) + "\"";
   std::string o;
@@ -270,22 +278,9 @@ std::string Engine::MetricsText() const {
   return o;
 }
 
-// Sleeps on the sidecar's change word (a futex: woken by the agent of any
-// process when it stores a position or an acknowledgement), not a poll.
-// Each sleep is bounded (100 ms) so that a writer of an older build, which
-// does not wake anyone, or a role change only delays the answer.
 bool Engine::Wait(uint64_t txid, int64_t timeout_ms) const {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    const uint32_t seen = node_.sidecar.change_count();
-    sidecar::Position p = Position();
-    uint64_t have = node_.IsPrimary() ? p.acked_txid : p.txid;
-    if (have >= txid) return true;
-    auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return false;
-    int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
-    node_.sidecar.WaitChange(seen, std::min<int64_t>(left, 100));
-  }
+  return node_.WaitFor(txid, timeout_ms,
+                       [this](const sidecar::Position& p) { return node_.IsPrimary() ? p.acked_txid : p.txid; });
 }
 
 // role=auto: if this node holds the lease, writes close at once (in every

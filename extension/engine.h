@@ -99,6 +99,14 @@ class Engine : public vfs::DbHooks {
   void OnClose(sqlite3_file*) override {}
 
  private:
+  // What repl_status() and repl_metrics() both report, read once.
+  struct Figures {
+    sidecar::Position pos;
+    std::string error;  // last_error, or the transport's reason when the link is down
+    bool connected = false, primary = false;
+    uint64_t lag_txns = 0, lag_ms = 0;
+  };
+  Figures Gather() const;
   Engine(const Config& cfg, std::string path);
   Status Open();
 

@@ -119,21 +119,15 @@ Status Forwarding::Exec(const forward::Request& req, int64_t timeout_ms, forward
       return Status::Error("litejet: primary " + r.node + ": " + r.message, r.code);
     }
     // Applied here before returning: a read right after sees the write.
-    for (;;) {
-      const uint32_t seen = n_.sidecar.change_count();
-      if (n_.sidecar.Read().txid >= r.txid) {
-        *out = r;
-        return Status::OK();
-      }
-      const int64_t l = deadline - SteadyMs();
-      if (l <= 0) {
-        return Status::Error("litejet: repl_exec: the write committed on the primary (" + r.node + ") as TXID " +
-                                 std::to_string(r.txid) + " but is not applied here yet; repl_wait(" +
-                                 std::to_string(r.txid) + ") waits for it",
-                             SQLITE_BUSY_TIMEOUT);
-      }
-      n_.sidecar.WaitChange(seen, std::min<int64_t>(l, 100));
+    if (!n_.WaitFor(r.txid, std::max<int64_t>(deadline - SteadyMs(), 0),
+                    [](const sidecar::Position& p) { return p.txid; })) {
+      return Status::Error("litejet: repl_exec: the write committed on the primary (" + r.node + ") as TXID " +
+                               std::to_string(r.txid) + " but is not applied here yet; repl_wait(" +
+                               std::to_string(r.txid) + ") waits for it",
+                           SQLITE_BUSY_TIMEOUT);
     }
+    *out = r;
+    return Status::OK();
   }
   return Status::Error("litejet: repl_exec: the outcome of forwarded write " + req.id +
                            " is unknown: no answer from a primary within " + std::to_string(timeout_ms) + " ms (" +

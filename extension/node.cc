@@ -3,6 +3,7 @@
 #include "extension/node.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -318,6 +319,23 @@ Status NodeState::LastCompleteTxid(transport::Log& log, const transport::Message
       return Status::Error(
           "litejet: cannot read message " + std::to_string(want) + " of the log of \"" + cfg.name + "\"",
           transport::kUnavailable);
+  }
+}
+
+// Sleeps on the sidecar's change word (a futex: woken by the agent of any
+// process when it stores a position or an acknowledgement), not a poll.
+// Each sleep is bounded (100 ms) so that a writer of an older build, which
+// does not wake anyone, or a role change only delays the answer.
+bool NodeState::WaitFor(uint64_t txid, int64_t timeout_ms,
+                        const std::function<uint64_t(const sidecar::Position&)>& have) const {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    const uint32_t seen = sidecar.change_count();
+    if (have(sidecar.Read()) >= txid) return true;
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    int64_t left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+    sidecar.WaitChange(seen, std::min<int64_t>(left, 100));
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -70,6 +71,10 @@ class NodeState {
   bool IsPrimary() const { return PrimaryNow() && !fenced; }
   std::string Primary() const;  // advertise of the primary; empty: unknown
   std::string RoleName() const;
+
+  // Waits (up to timeout_ms, on the sidecar's change futex) until
+  // have(position) reaches txid; false on timeout.
+  bool WaitFor(uint64_t txid, int64_t timeout_ms, const std::function<uint64_t(const sidecar::Position&)>& have) const;
 
   // Before the first connection uses the database (and before a role=auto
   // node opens writes on an empty one): WAL mode, and the page hashes of an

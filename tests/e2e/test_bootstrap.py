@@ -10,35 +10,9 @@
 import base64
 import json
 import os
-import socket
 import sqlite3
 
-from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
-
-
-def js(url, subject, payload):
-    """One request over the NATS protocol (no client library here): the reply's payload."""
-    host, port = url.split("//")[1].split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    f = sock.makefile("rb")
-    f.readline()  # INFO
-    body = payload if isinstance(payload, bytes) else payload.encode()
-    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.e2e 1\r\n' +
-                 b"PUB %s _INBOX.e2e %d\r\n" % (subject.encode(), len(body)) + body + b"\r\n")
-    try:
-        while True:
-            line = f.readline()
-            if not line:
-                raise RuntimeError("nats: connection closed")
-            if line.startswith(b"PING"):
-                sock.sendall(b"PONG\r\n")
-            elif line.startswith(b"MSG"):
-                n = int(line.split()[-1])
-                return f.read(n + 2)[:n].decode()
-            elif line.startswith(b"-ERR"):
-                raise RuntimeError("nats: " + line.decode())
-    finally:
-        sock.close()
+from util import nats_request, Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
 
 
 def body(s):
@@ -67,7 +41,7 @@ def body(s):
     t2 = p.one("SELECT repl_snapshot()")
     last = write(45, 60)
     # Trim the log below the first snapshot's record: TXIDs before it are gone.
-    reply = js(srv.url, "$JS.API.STREAM.PURGE.litejet_app", json.dumps({"seq": seq1}))
+    reply = nats_request(srv.url, "$JS.API.STREAM.PURGE.litejet_app", json.dumps({"seq": seq1}))
     s.check('"success":true' in reply and '"purged":%d' % (seq1 - 1) in reply,
             "log purged below sequence %d (TXID %d)" % (seq1, t1), reply)
 
@@ -95,19 +69,19 @@ def body(s):
     same_state(s, p, old, last, "old replica follows after its bootstrap")
 
     # The newest snapshot damaged: the older one (TXID t1) and the log after it.
-    mans = js(srv.url, "$JS.API.STREAM.INFO.litejet_app_snap", json.dumps({"subjects_filter": "litejet.app.snap.>"}))
+    mans = nats_request(srv.url, "$JS.API.STREAM.INFO.litejet_app_snap", json.dumps({"subjects_filter": "litejet.app.snap.>"}))
     subjects = json.loads(mans)["state"].get("subjects") or {}
     ids = sorted({k.split(".")[3] for k in subjects})
     s.eq(len(ids), 2, "two snapshots in the store")
     newest = None
     for i in ids:  # which is t2's: its manifest says (TXID at offset 16)
-        m = js(srv.url, "$JS.API.STREAM.MSG.GET.litejet_app_snap", json.dumps({"last_by_subj": "litejet.app.snap.%s.m" % i}))
+        m = nats_request(srv.url, "$JS.API.STREAM.MSG.GET.litejet_app_snap", json.dumps({"last_by_subj": "litejet.app.snap.%s.m" % i}))
         data = base64.b64decode(json.loads(m)["message"]["data"])
         if int.from_bytes(data[16:24], "little") == t2:
             newest = i
     s.check(newest is not None, "the manifest of the snapshot at TXID %d" % t2)
-    reply = js(srv.url, "$JS.API.STREAM.PURGE.litejet_app_snap", json.dumps({"filter": "litejet.app.snap.%s.c" % newest}))
-    reply = js(srv.url, "litejet.app.snap.%s.c" % newest, b"garbage" * 20)
+    reply = nats_request(srv.url, "$JS.API.STREAM.PURGE.litejet_app_snap", json.dumps({"filter": "litejet.app.snap.%s.c" % newest}))
+    reply = nats_request(srv.url, "litejet.app.snap.%s.c" % newest, b"garbage" * 20)
     s.check('"seq"' in reply, "garbage published as the chunk of snapshot %s" % newest, reply)
     r2 = Worker("r2")
     r2.open(replica_uri(s.path("r2", "app.db"), srv.url, name="app", node="r2"))

@@ -11,36 +11,10 @@
 # keeps the log it still reads until its heartbeat goes stale; a fresh
 # replica bootstraps from a snapshot.
 import json
-import socket
 import threading
 import time
 
-from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
-
-
-def js(url, subject, payload):
-    """One request over the NATS protocol (no client library here): the reply's payload."""
-    host, port = url.split("//")[1].split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    f = sock.makefile("rb")
-    f.readline()  # INFO
-    body = payload if isinstance(payload, bytes) else payload.encode()
-    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.e2e 1\r\n' +
-                 b"PUB %s _INBOX.e2e %d\r\n" % (subject.encode(), len(body)) + body + b"\r\n")
-    try:
-        while True:
-            line = f.readline()
-            if not line:
-                raise RuntimeError("nats: connection closed")
-            if line.startswith(b"PING"):
-                sock.sendall(b"PONG\r\n")
-            elif line.startswith(b"MSG"):
-                n = int(line.split()[-1])
-                return f.read(n + 2)[:n].decode()
-            elif line.startswith(b"-ERR"):
-                raise RuntimeError("nats: " + line.decode())
-    finally:
-        sock.close()
+from util import nats_request, Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
 
 
 def body(s):
@@ -76,15 +50,15 @@ def body(s):
         s.check(ok and st["last_error"] is None, "batch %d: an automatic snapshot at TXID %d" % (batch, last),
                 json.dumps(st))
         # The retention after the newest snapshot runs right after it.
-        wait_until(lambda: json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]["first_seq"]
+        wait_until(lambda: json.loads(nats_request(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]["first_seq"]
                    >= prev_last, 30)
-        info = json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]
+        info = json.loads(nats_request(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]
         s.check(info["messages"] <= 62 and info["first_seq"] >= prev_last,
                 "batch %d: the log holds %d messages (sequences %d..%d: nothing before the previous batch's last, %d)"
                 " for TXIDs up to %d" % (batch, info["messages"], info["first_seq"], info["last_seq"], prev_last, last),
                 json.dumps(info))
         prev_last = info["last_seq"]
-        snaps = json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app_snap",
+        snaps = json.loads(nats_request(srv.url, "$JS.API.STREAM.INFO.litejet_app_snap",
                               json.dumps({"subjects_filter": "litejet.app.snap.*.m"})))["state"]
         kept = len(snaps.get("subjects") or {})
         s.check(1 <= kept <= 3, "batch %d: %d snapshots kept" % (batch, kept), json.dumps(snaps))
@@ -96,7 +70,7 @@ def body(s):
     def beat(age_ms):
         v = "litejet-node v1\nnode=ghost\nrole=replica\nadvertise=ghost\ntxid=%d\nepoch=1\nunix_ms=%d\nlast_error=\n" % (
             ghost_txid, int(time.time() * 1000) - age_ms)
-        return js(srv.url, key, v)
+        return nats_request(srv.url, key, v)
 
     stop = threading.Event()
 
@@ -116,7 +90,7 @@ def body(s):
     last = p.one("SELECT repl_position()")
     s.check(wait_until(lambda: ((p.status().get("snapshots") or {}).get("txid") or 0) > last - 20, 30),
             "snapshots go on while ghost is behind", json.dumps(p.status().get("snapshots")))
-    info = json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]
+    info = json.loads(nats_request(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]
     s.check(info["first_seq"] <= ghost_seq,
             "the log still holds sequence %d (ghost's TXID %d): first %d" % (ghost_seq, ghost_txid, info["first_seq"]),
             json.dumps(info))
@@ -132,11 +106,11 @@ def body(s):
         for _ in range(25):
             k += 1
             p.sql("INSERT INTO t VALUES (?, ?)", (k, "h%d" % k))
-        return json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]["first_seq"] > ghost_seq
+        return json.loads(nats_request(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]["first_seq"] > ghost_seq
 
     s.check(wait_until(purged_past_ghost, 30, interval=0.5),
             "with ghost's heartbeat stale, the log is purged past sequence %d" % ghost_seq,
-            json.dumps(json.loads(js(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]))
+            json.dumps(json.loads(nats_request(srv.url, "$JS.API.STREAM.INFO.litejet_app", "{}"))["state"]))
     last = p.one("SELECT repl_position()")
     same_state(s, p, r, last, "the live replica")
     s.eq(r.status().get("bootstrap"), None, "the live replica never needed a bootstrap")

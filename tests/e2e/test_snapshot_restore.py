@@ -12,37 +12,11 @@
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import time
 
-from util import Suite, Worker, log, primary_uri, replica_uri
-
-
-def js(url, subject, payload):
-    """One request over the NATS protocol (no client library here): the reply's payload."""
-    host, port = url.split("//")[1].split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    f = sock.makefile("rb")
-    f.readline()  # INFO
-    body = payload if isinstance(payload, bytes) else payload.encode()
-    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.e2e 1\r\n' +
-                 b"PUB %s _INBOX.e2e %d\r\n" % (subject.encode(), len(body)) + body + b"\r\n")
-    try:
-        while True:
-            line = f.readline()
-            if not line:
-                raise RuntimeError("nats: connection closed")
-            if line.startswith(b"PING"):
-                sock.sendall(b"PONG\r\n")
-            elif line.startswith(b"MSG"):
-                n = int(line.split()[-1])
-                return f.read(n + 2)[:n].decode()
-            elif line.startswith(b"-ERR"):
-                raise RuntimeError("nats: " + line.decode())
-    finally:
-        sock.close()
+from util import nats_request, Suite, Worker, log, primary_uri, replica_uri
 
 
 def rows_of(path):
@@ -153,9 +127,9 @@ def body(s):
 
     # Garbage over the newest snapshot's chunks: restore skips it for the older one.
     snap_stream = "litejet_app_snap"
-    reply = js(srv.url, "$JS.API.STREAM.PURGE." + snap_stream, json.dumps({"filter": "litejet.app.snap.%s.c" % s2["id"]}))
+    reply = nats_request(srv.url, "$JS.API.STREAM.PURGE." + snap_stream, json.dumps({"filter": "litejet.app.snap.%s.c" % s2["id"]}))
     s.check('"success":true' in reply, "purge the chunks of snapshot %s" % s2["id"], reply)
-    reply = js(srv.url, "litejet.app.snap.%s.c" % s2["id"], b"garbage" * 20)
+    reply = nats_request(srv.url, "litejet.app.snap.%s.c" % s2["id"], b"garbage" * 20)
     s.check('"seq"' in reply, "publish garbage as its chunk", reply)
     out, err = restore(s.path("z", "a.db"))
     s.check(out and out["txid"] == last and out["checksum"] == history[last][1] and
@@ -166,7 +140,7 @@ def body(s):
             json.dumps(out) + err)
     s.eq(rows_of(s.path("z", "a.db")), rows(last), "restore with a corrupted chunk: the primary's rows")
 
-    reply = js(srv.url, "$JS.API.STREAM.PURGE." + snap_stream, json.dumps({"filter": "litejet.app.snap.%s.c" % s1["id"]}))
+    reply = nats_request(srv.url, "$JS.API.STREAM.PURGE." + snap_stream, json.dumps({"filter": "litejet.app.snap.%s.c" % s1["id"]}))
     out, err = restore(s.path("z", "b.db"))
     s.check(out and out["txid"] == last and out["checksum"] == history[last][1] and out["snapshot"] is None and
             len(out["skipped"]) == 2 and out["skipped"][1] ==

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ for _var in list(os.environ):
 os.environ["LITEJET_BUILD"] = BUILD
 os.environ["LITEJET_SOURCE"] = SOURCE
 
-__all__ = ["NatsServer", "Suite", "Worker", "WorkerError", "uri", "primary_uri", "replica_uri",
+__all__ = ["NatsServer", "nats_request", "Suite", "Worker", "WorkerError", "uri", "primary_uri", "replica_uri",
            "sha256_file", "wait_until", "run_shell", "run_plain_shell", "try_write", "same_state", "EXT", "SQLITE3_SHELL", "log"]
 
 _T0 = time.monotonic()
@@ -329,6 +330,32 @@ class Suite:
         log("%s: done" % self.name)
         print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
         sys.exit(1 if self.failed or not self.passed else 0)
+
+
+def nats_request(url, subject, payload):
+    """One request over the NATS protocol (no client library here, e.g. the
+    JetStream API's $JS.API.STREAM.INFO.<stream>): the reply's payload."""
+    host, port = url.split("//")[1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    f = sock.makefile("rb")
+    f.readline()  # INFO
+    body = payload if isinstance(payload, bytes) else payload.encode()
+    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.e2e 1\r\n' +
+                 b"PUB %s _INBOX.e2e %d\r\n" % (subject.encode(), len(body)) + body + b"\r\n")
+    try:
+        while True:
+            line = f.readline()
+            if not line:
+                raise RuntimeError("nats: connection closed")
+            if line.startswith(b"PING"):
+                sock.sendall(b"PONG\r\n")
+            elif line.startswith(b"MSG"):
+                n = int(line.split()[-1])
+                return f.read(n + 2)[:n].decode()
+            elif line.startswith(b"-ERR"):
+                raise RuntimeError("nats: " + line.decode())
+    finally:
+        sock.close()
 
 
 def same_state(s, a, b, txid, what, timeout_ms=30000):
