@@ -30,7 +30,10 @@ class Applier {
   void Run(transport::Log& log, const RoleHooks* hooks);
 
  private:
-  Status ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq);
+  // primary: what repl_primary() reports once it is applied (the writer's
+  // advertise address, or its node name).
+  Status ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq,
+                     const std::string& primary);
   // Before applying: a commit this node made as primary whose committer
   // died unfinished is settled first (CommitPath::ResolveDeadCommit).
   Status SettleDeadCommit(sqlite3* db, int attempts);

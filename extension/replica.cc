@@ -159,13 +159,12 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
         a = record::Decode(recs[i].data(), recs[i].size(), &t);
         // Inside a batch, a restart must read the whole message again (the
         // records already applied are skipped): resume before its first chunk.
-        if (a.ok()) a = ApplyRecord(writer, db, t, i + 1 == recs.size() ? m.seq : record_start - 1);
+        // repl_primary() names the writer by its advertise address (a header).
+        if (a.ok())
+          a = ApplyRecord(writer, db, t, i + 1 == recs.size() ? m.seq : record_start - 1,
+                          m.advertise.empty() ? t.node : m.advertise);
       }
       if (a.ok() && std::chrono::steady_clock::now() - last_sync > std::chrono::milliseconds(100)) sync_applied();
-      if (a.ok() && !m.advertise.empty()) {
-        std::lock_guard<std::mutex> g(n_.mu);
-        n_.primary_seen = m.advertise;  // the writer's advertise address, as repl_primary() promises
-      }
       if (!a.ok() && a.code() == kDiverged) {
         diverged = a.message();
         return false;
@@ -255,7 +254,8 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
   sqlite3_close(db);
 }
 
-Status Applier::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq) {
+Status Applier::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq,
+                            const std::string& primary) {
   if (n_.sidecar.pending_txid() != 0 && n_.sidecar.pending_commit().commit_frame != 0) {
     // A committer of this node's primary days, killed since (checked here
     // too: it may have been mid-commit in another process at the demotion).
@@ -291,9 +291,11 @@ Status Applier::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record:
                            SQLITE_CORRUPT);
     }
     if (t.epoch > pos.epoch) n_.sidecar.SetEpoch(t.epoch);
+    {
+      std::lock_guard<std::mutex> g(n_.mu);
+      n_.primary_seen = primary;
+    }
     n_.sidecar.SetAcked(std::max(pos.acked_txid, std::min(t.txid, pos.txid)), seq);
-    std::lock_guard<std::mutex> g(n_.mu);
-    n_.primary_seen = t.node;
     return Status::OK();
   }
   if (t.txid <= pos.txid) {
@@ -315,6 +317,10 @@ Status Applier::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record:
                                std::to_string(t.epoch) + ")",
                            kDiverged);
     }
+    {
+      std::lock_guard<std::mutex> g(n_.mu);
+      n_.primary_seen = primary;
+    }
     if (t.epoch > pos.epoch) n_.sidecar.SetEpoch(t.epoch);
     n_.sidecar.SetAcked(std::max(pos.acked_txid, t.txid), seq);
     return Status::OK();
@@ -322,6 +328,12 @@ Status Applier::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record:
   NodeState::Update u;
   Status s = n_.CheckRecord(pos, t, &u);
   if (!s.ok()) return s;
+  {
+    // Before the position moves: whoever repl_wait() releases must see the
+    // writer of what it waited for.
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.primary_seen = primary;
+  }
   // Check, mark, append and store under one WAL_WRITE_LOCK: a committer of
   // this node that passed its write check just before a demotion could
   // otherwise commit between the position read above and the append, and
@@ -356,10 +368,6 @@ Status Applier::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record:
       sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
     }
     if (a_.stopping() || attempt > 20) return Status::Error(s.message(), SQLITE_BUSY);
-  }
-  {
-    std::lock_guard<std::mutex> g(n_.mu);
-    n_.primary_seen = t.node;
   }
   return Status::OK();
 }
