@@ -41,7 +41,7 @@ bool CommitterAlive(const sidecar::PendingCommit& pc) {
 }  // namespace
 void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
   const bool gated = hooks && hooks->ready;  // role=auto: writes open once the log ends here
-  LITEJET_RETRY(log.Ensure(500));
+  LITEJET_RETRY(log.Ensure(2000));
   uint64_t seq = 0;
   // A sync commit left in doubt (by a process that was stopped meanwhile,
   // too): the log's answer before anything else.
