@@ -54,13 +54,13 @@ def body(s):
     primary.open(primary_uri(s.path("p", "auth.db"), srv.url, user="lj", password="s3cret"))
     primary.sql("CREATE TABLE t(x)")
     primary.sql("INSERT INTO t VALUES (42)")
-    s.eq(primary.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "primary with URI user/password: acknowledged")
+    s.eq(primary.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "primary with URI user/password: acknowledged")
 
     os.environ["LITEJET_USER"], os.environ["LITEJET_PASSWORD"] = "lj", "s3cret"
     replica = Worker("replica")  # inherits the environment
     del os.environ["LITEJET_USER"], os.environ["LITEJET_PASSWORD"]
     replica.open(replica_uri(s.path("r", "auth.db"), srv.url))
-    s.eq(replica.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "replica with LITEJET_USER/PASSWORD: caught up")
+    s.eq(replica.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "replica with LITEJET_USER/PASSWORD: caught up")
     same_state(s, primary, replica, 2, "user/password")
 
     wrong = Worker("wrong-password")
@@ -81,10 +81,10 @@ def body(s):
     tp = Worker("token-primary")
     tp.open(primary_uri(s.path("tp", "tok.db"), tok.url, token="t0ken"))
     tp.sql("CREATE TABLE u(y)")
-    s.eq(tp.one("SELECT repl_wait(1, 20000)", timeout=30), 1, "primary with a token: acknowledged")
+    s.eq(tp.one("SELECT repl_wait(1, 30000)", timeout=60), 1, "primary with a token: acknowledged")
     tr = Worker("token-replica")
     tr.open(replica_uri(s.path("tr", "tok.db"), tok.url, token="t0ken"))
-    s.eq(tr.one("SELECT repl_wait(1, 20000)", timeout=30), 1, "replica with a token: caught up")
+    s.eq(tr.one("SELECT repl_wait(1, 30000)", timeout=60), 1, "replica with a token: caught up")
     same_state(s, tp, tr, 1, "token")
 
     # Credentials inside the URL never show in an error: the server as

@@ -27,7 +27,7 @@ def body(s):
         for i in range(a, b):
             p.sql("INSERT INTO t VALUES (?, ?)", (i, "v%d " % i + "z" * (i * 97 % 3000)))
         last = p.one("SELECT repl_position()")
-        s.eq(p.one("SELECT repl_wait(?, 10000)", (last,)), 1, "primary: TXID %d acknowledged" % last)
+        s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "primary: TXID %d acknowledged" % last)
         return last
 
     last = write(1, 20)

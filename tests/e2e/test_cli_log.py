@@ -39,8 +39,8 @@ def body(s):
     a.sql("CREATE TABLE t(v)")
     for i in range(4):
         a.sql("INSERT INTO t VALUES (?)", (i,))
-    s.eq(a.one("SELECT repl_wait(5, 10000)"), 1, "a: TXIDs 1..5 acknowledged")
-    s.eq(b.one("SELECT repl_wait(5, 10000)"), 1, "b: applied TXID 5")
+    s.eq(a.one("SELECT repl_wait(5, 30000)"), 1, "a: TXIDs 1..5 acknowledged")
+    s.eq(b.one("SELECT repl_wait(5, 30000)"), 1, "b: applied TXID 5")
     e1 = a.status()["epoch"]
     s.eq(a.one("SELECT repl_step_down()"), 1, "a: steps down")
     if not s.check(wait_until(lambda: b.one("SELECT repl_is_primary()") == 1, 10), "b: takes over"):
@@ -49,7 +49,7 @@ def body(s):
     s.check(e2 > e1, "b: a larger epoch (%d > %d)" % (e2, e1))
     for i in range(2):
         b.sql("INSERT INTO t VALUES (?)", (10 + i,), timeout=15)
-    s.eq(b.one("SELECT repl_wait(7, 10000)"), 1, "b: TXIDs 6..7 acknowledged")
+    s.eq(b.one("SELECT repl_wait(7, 30000)"), 1, "b: TXIDs 6..7 acknowledged")
     checksum = b.one("SELECT repl_checksum()")
 
     want = [(1, "txn", "a", e1, 2)] + [(t, "txn", "a", e1, 1) for t in range(2, 6)] + \
@@ -96,7 +96,7 @@ def body(s):
     p.sql("CREATE TABLE u(v)")
     p.sql("INSERT INTO u VALUES (1)")
     p.sql("INSERT INTO u VALUES (2)")
-    s.eq(p.one("SELECT repl_wait(3, 10000)"), 1, "other: TXIDs 1..3 acknowledged")
+    s.eq(p.one("SELECT repl_wait(3, 30000)"), 1, "other: TXIDs 1..3 acknowledged")
 
     def listing():
         rc, out, err = run("status", "--nats", srv.url, "--json")

@@ -139,7 +139,7 @@ def body(s):
     for i in range(10):
         A.sql("INSERT INTO t(v) VALUES (?)", ("e1-%d" % i,))
     for n, w in list(workers.items()) + [("r", rep)]:
-        s.eq(w.one("SELECT repl_wait(11, 10000)"), 1, "%s: has TXID 11" % n)
+        s.eq(w.one("SELECT repl_wait(11, 30000)"), 1, "%s: has TXID 11" % n)
     s.eq(A.one("SELECT repl_snapshot()"), 11, "a: a snapshot at TXID 11 (the rebuild starts from it)")
 
     log("cutting a off from NATS")
@@ -179,7 +179,7 @@ def body(s):
     s.check("(from snapshot " in (st["last_error"] or "") and
             "(TXID 11) and 2 transactions of the log)" in (st["last_error"] or ""),
             "a: rebuilt from the snapshot at TXID 11 and the log after it, not the whole log", st["last_error"])
-    s.eq(A.one("SELECT repl_wait(13, 10000)"), 1, "a: at TXID 13")
+    s.eq(A.one("SELECT repl_wait(13, 30000)"), 1, "a: at TXID 13")
     s.eq(A.one("SELECT repl_is_primary()"), 0, "a: a replica")
     s.eq(A.one("PRAGMA integrity_check"), "ok", "a: integrity_check ok")
     s.eq(rows(A), ["e1-%d" % i for i in range(10)] + ["after-1", "after-2"], "a: the log's rows, none of its lost ones")
@@ -196,7 +196,7 @@ def body(s):
     N.sql("INSERT INTO t(v) VALUES ('after-3')", timeout=15)
     sums = {}
     for n, w in list(workers.items()) + [("r", rep)]:
-        s.eq(w.one("SELECT repl_wait(14, 15000)"), 1, "%s: has TXID 14" % n)
+        s.eq(w.one("SELECT repl_wait(14, 30000)"), 1, "%s: has TXID 14" % n)
         sums[n] = (w.one("SELECT repl_position()"), w.one("SELECT repl_checksum()"))
         s.check(not any(v.startswith("lost-") for v in rows(w)), "%s: none of a's lost rows" % n)
     s.check(len(set(sums.values())) == 1, "every node at TXID 14 with the same checksum", repr(sums))
@@ -231,7 +231,7 @@ def alone_comes_back(s, srv):
     rep.open(uri(s.path("solo-r", "solo.db"), nats=srv.url, role="replica", node="solo-r", name="solo"))
     A.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
     A.sql("INSERT INTO t(v) VALUES ('shipped')")
-    s.eq(rep.one("SELECT repl_wait(2, 10000)"), 1, "solo-r: has TXID 2")
+    s.eq(rep.one("SELECT repl_wait(2, 30000)"), 1, "solo-r: has TXID 2")
     e1 = A.status()["epoch"]
     proxy.pause()
     A.sql("INSERT INTO t(v) VALUES ('local-1')", timeout=10)
@@ -252,7 +252,7 @@ def alone_comes_back(s, srv):
             "solo: a new epoch (%d > %d), TXIDs 3 and 4 acknowledged, no rebuild" % (st["epoch"], e1), repr(st))
     B.sql("INSERT INTO t(v) VALUES ('after')", timeout=15)
     s.eq(B.one("SELECT repl_position()"), 5, "solo: TXID 5")
-    s.eq(rep.one("SELECT repl_wait(5, 15000)"), 1, "solo-r: has TXID 5")
+    s.eq(rep.one("SELECT repl_wait(5, 30000)"), 1, "solo-r: has TXID 5")
     s.eq(rows(rep), ["shipped", "local-1", "local-2", "after"], "solo-r: the two commits made while cut off arrived")
     s.eq(rep.one("SELECT repl_checksum()"), B.one("SELECT repl_checksum()"), "solo-r: same checksum as solo")
     s.eq(rep.status()["epoch"], st["epoch"], "solo-r: in solo's new epoch")
@@ -289,7 +289,7 @@ def killed_mid_commit(s, srv):
     A.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
     for i in range(4):
         A.sql("INSERT INTO t(v) VALUES (?)", ("e1-%d" % i,))
-    s.eq(B.one("SELECT repl_wait(5, 10000)"), 1, "kb: has TXID 5")
+    s.eq(B.one("SELECT repl_wait(5, 30000)"), 1, "kb: has TXID 5")
     proxy.pause()
     try:
         A.sql("INSERT INTO t(v) VALUES ('dead-6')", timeout=10)
@@ -307,7 +307,7 @@ def killed_mid_commit(s, srv):
     A.open(auto("a", srv.url))
     s.check(wait_until(lambda: (A.status().get("rebuild") or {}).get("count") == 1, 30),
             "ka restarted: its TXID 6 settled as committed, so it diverged and was rebuilt", repr(A.status()))
-    s.eq(A.one("SELECT repl_wait(7, 15000)"), 1, "ka: at TXID 7")
+    s.eq(A.one("SELECT repl_wait(7, 30000)"), 1, "ka: at TXID 7")
     s.eq(A.one("PRAGMA integrity_check"), "ok", "ka: integrity_check ok")
     s.eq(rows(A), rows(B), "ka: the same rows as kb (no 'dead-6')")
     s.eq(A.one("SELECT repl_checksum()"), B.one("SELECT repl_checksum()"), "ka: the same checksum as kb")

@@ -178,7 +178,7 @@ def body(s):
     p.open(primary_uri(s.path("p", "edge.db"), hub.url))
     p.sql("CREATE TABLE t(x)")
     p.sql("INSERT INTO t VALUES ('before')")
-    s.eq(p.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "primary on the hub: acknowledged")
+    s.eq(p.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "primary on the hub: acknowledged")
 
     r = Worker("edge-replica")
     r.open(replica_uri(s.path("r", "edge.db"), leaf.url, js_domain="hub"))
@@ -199,14 +199,14 @@ def body(s):
             "the leaf link is down", leaf.log_text()[-1500:])
     for i in range(5):
         p.sql("INSERT INTO t VALUES (?)", ("while cut %d" % i,))
-    s.eq(p.one("SELECT repl_wait(7, 20000)", timeout=30), 1, "the primary writes on while the edge is cut off")
+    s.eq(p.one("SELECT repl_wait(7, 30000)", timeout=60), 1, "the primary writes on while the edge is cut off")
     s.eq(r.one("SELECT repl_wait(3, 1500)", timeout=30), 0, "the edge replica does not get them while cut off")
     s.eq(r.sql("SELECT x FROM t ORDER BY rowid"), [["before"]], "the edge replica serves reads while cut off")
     s.eq(r.one("SELECT repl_position()"), 2, "the edge replica stays at its position")
     # A replica started at the site while it is cut off starts from the mirror.
     n = Worker("new-mirror-replica")
     n.open(replica_uri(s.path("n", "edge.db"), leaf.url, node="n1"))
-    s.eq(n.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "a new replica at the cut-off site starts from the mirror")
+    s.eq(n.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "a new replica at the cut-off site starts from the mirror")
     s.eq(n.sql("SELECT x FROM t ORDER BY rowid"), [["before"]], "... and serves what the mirror had")
     st = r.status()
     log("edge replica while cut off: connected=%s last_error=%r" % (st["connected"], st["last_error"]))

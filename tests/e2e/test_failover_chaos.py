@@ -323,7 +323,7 @@ def body(s):
         return
     prim.query("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL, tx INTEGER NOT NULL, pad BLOB)")
     for nd in nodes.values():
-        s.eq(nd.one("SELECT repl_wait(1, 15000)", timeout=30), 1, "%s has the schema (TXID 1)" % nd.name)
+        s.eq(nd.one("SELECT repl_wait(1, 30000)", timeout=60), 1, "%s has the schema (TXID 1)" % nd.name)
     for nd in nodes.values():
         nd.start_writer()
     log("writers started; primary %s; durability %s" % (prim.name, ", ".join("%s=%s" % kv for kv in durab.items())))
@@ -478,7 +478,7 @@ def body(s):
             s.check(False, "the primary %s takes a write after the chaos" % P.name, str(e))
         if final:
             for nd in nodes.values():
-                s.eq(nd.one("SELECT repl_wait(?, 20000)", (final,), timeout=40), 1,
+                s.eq(nd.one("SELECT repl_wait(?, 30000)", (final,), timeout=60), 1,
                      "%s applied the write after the chaos (TXID %d)" % (nd.name, final))
 
     # -- one history -----------------------------------------------------------

@@ -63,7 +63,7 @@ def body(s):
 
         r = Worker("reader")
         r.open(uri(rdb, nats=srv.url, role="replica", name="m", node="r1"))
-        s.eq(r.one("SELECT repl_wait(21, 15000)"), 1, "the replica reached TXID 21")
+        s.eq(r.one("SELECT repl_wait(21, 30000)"), 1, "the replica reached TXID 21")
         got = wait_until(lambda: parse(scrape()[2])[0].get("litejet_position_txid", (0,))[0] == 21, 10)
         s.check(got, "the scrape shows TXID 21")
         code, ctype, text = scrape()

@@ -27,7 +27,7 @@ def body(s):
     del os.environ["LITEJET_TEST_GUARD_MS"]
     primary.open(P)
     primary.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)")
-    s.eq(primary.one("SELECT repl_wait(1, 10000)"), 1, "schema shipped")
+    s.eq(primary.one("SELECT repl_wait(1, 30000)"), 1, "schema shipped")
     srv.stop()
     primary.sql("PRAGMA wal_autocheckpoint=0")
     for i in range(N):

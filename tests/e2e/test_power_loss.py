@@ -145,7 +145,7 @@ def normal_rounds(s, srv):
         p.py(INSERTS, n=30, tag="a", pad=700, sync="NORMAL", ckpt="PASSIVE")
         last = p.py(INSERTS, n=30, tag="b", pad=700, sync="NORMAL")
         if shipped:
-            s.eq(p.one("SELECT repl_wait(?, 20000)", (last,)), 1, "NORMAL, shipped: TXID %d in the log" % last)
+            s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "NORMAL, shipped: TXID %d in the log" % last)
         time.sleep(0.3)
         p.kill()
         env(LITEJET_TEST_BOOT_ID="boot-B")

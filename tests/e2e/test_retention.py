@@ -32,7 +32,7 @@ def body(s):
             k += 1
             p.sql("INSERT INTO t VALUES (?, ?)", (k, "v%d " % k + "q" * (k * 53 % 2000)))
         last = p.one("SELECT repl_position()")
-        s.eq(p.one("SELECT repl_wait(?, 10000)", (last,)), 1, "batch %d: primary at TXID %d acknowledged" % (batch, last))
+        s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "batch %d: primary at TXID %d acknowledged" % (batch, last))
         # The live replica protects what it still reads: under load its
         # heartbeat can trail the batch's snapshot and hold the purge back
         # (as designed). Once the primary sees it caught up, one more write
@@ -42,7 +42,7 @@ def body(s):
         k += 1
         p.sql("INSERT INTO t VALUES (?, ?)", (k, "nudge"))
         last = p.one("SELECT repl_position()")
-        s.eq(p.one("SELECT repl_wait(?, 10000)", (last,)), 1, "batch %d: TXID %d acknowledged" % (batch, last))
+        s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "batch %d: TXID %d acknowledged" % (batch, last))
         # At the batch's end (snapshot_every_ms: within a second of the last write).
         ok = wait_until(lambda: (p.status().get("snapshots") or {}).get("txid") == last
                         and (p.status().get("snapshots") or {}).get("retention"), 30)

@@ -139,7 +139,7 @@ def tls_case(s):
     p.open(primary_uri(s.path("tls", "p", "t.db"), srv.url, tls_ca=good["ca"]))
     p.sql("CREATE TABLE t(x)")
     p.sql("INSERT INTO t VALUES ('over tls')")
-    s.eq(p.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "TLS: primary with tls_ca: acknowledged")
+    s.eq(p.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "TLS: primary with tls_ca: acknowledged")
     r = Worker("tls-replica")
     r.open(replica_uri(s.path("tls", "r", "t.db"), srv.url, tls_ca=good["ca"]))
     same_state(s, p, r, 2, "TLS")
@@ -171,7 +171,7 @@ def nkey_case(s):
     p = Worker("nkey-primary")
     p.open(primary_uri(s.path("nkey", "p", "n.db"), srv.url, nkey_seed=seed))
     p.sql("CREATE TABLE t(x)")
-    s.eq(p.one("SELECT repl_wait(1, 20000)", timeout=30), 1, "nkey: primary with nkey_seed: acknowledged")
+    s.eq(p.one("SELECT repl_wait(1, 30000)", timeout=60), 1, "nkey: primary with nkey_seed: acknowledged")
     os.environ["LITEJET_NKEY_SEED"] = seed
     r = Worker("nkey-replica")  # from the environment
     del os.environ["LITEJET_NKEY_SEED"]
@@ -265,7 +265,7 @@ def permissions_case(s):
     p.open(primary_uri(pdb, srv.url, user="writer", password="pw"))
     p.sql("CREATE TABLE t(x)")
     p.sql("INSERT INTO t VALUES (1)")
-    s.eq(p.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "permissions: the primary's user appends")
+    s.eq(p.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "permissions: the primary's user appends")
     r = Worker("perm-replica")
     r.open(replica_uri(s.path("perm", "r", "perm.db"), srv.url, user="reader", password="pr"))
     same_state(s, p, r, 2, "permissions: read-only replica")

@@ -41,7 +41,7 @@ def body(s):
             % (st["role"], st["primary"]))
     top = P.one("SELECT repl_position()")
     for n, w in autos.items():
-        s.eq(w.one("SELECT repl_wait(?, 10000)", (top,)), 1, "%s: replicates the static primary (TXID %d)" % (n, top))
+        s.eq(w.one("SELECT repl_wait(?, 30000)", (top,)), 1, "%s: replicates the static primary (TXID %d)" % (n, top))
         s.eq(w.one("SELECT repl_primary()"), "p", "%s: repl_primary() = p" % n)
     s.check(P.status()["epoch"] > 0, "p: its records carry the lease's epoch (%d)" % P.status()["epoch"])
 
@@ -57,7 +57,7 @@ def body(s):
         W.sql("INSERT INTO t(v) VALUES ('after')", timeout=15)
         s.eq(W.one("SELECT repl_position()"), top + 1, "%s: TXIDs continue (%d)" % (got[0], top + 1))
         other = [w for n, w in autos.items() if n != got[0]][0]
-        s.eq(other.one("SELECT repl_wait(?, 10000)", (top + 1,)), 1, "the other auto node has TXID %d" % (top + 1))
+        s.eq(other.one("SELECT repl_wait(?, 30000)", (top + 1,)), 1, "the other auto node has TXID %d" % (top + 1))
         s.eq(other.one("SELECT repl_checksum()"), W.one("SELECT repl_checksum()"), "same checksum")
     for w in autos.values():
         w.exit()
