@@ -37,7 +37,7 @@ def body(s):
     log("primary: %d commits with the server down took %.2f s" % (DOWN_TXNS, time.monotonic() - t0))
     top = base + DOWN_TXNS
     s.eq(primary.one("SELECT repl_position()"), top, "primary: repl_position() counts the commits made during the outage")
-    st2 = wait_until(lambda: (lambda st: st if not st["connected"] else None)(primary.status()), 15)
+    st2 = wait_until(lambda: (lambda st: st if not st["connected"] else None)(primary.status()), 30)
     s.check(st2, "primary: repl_status connected=false while the server is down", repr(primary.status()))
     st2 = st2 or primary.status()
     log("primary status during outage: %r" % st2)
@@ -47,7 +47,7 @@ def body(s):
     s.check(st2["lag_ms"] > 0, "primary: lag_ms > 0 (%d)" % st2["lag_ms"])
     s.check(st2["last_error"], "primary: last_error says why (%r)" % st2["last_error"])
     s.eq(primary.one("SELECT repl_wait(?, 300)", (top,), timeout=10), 0, "primary: repl_wait(%d, 300) = 0 while down" % top)
-    rst = wait_until(lambda: (lambda st: st if not st["connected"] else None)(replica.status()), 15)
+    rst = wait_until(lambda: (lambda st: st if not st["connected"] else None)(replica.status()), 30)
     s.check(rst, "replica: repl_status connected=false while the server is down", repr(replica.status()))
     s.eq(replica.sql("SELECT count(*), repl_position() FROM t")[0], [10, base], "replica: still serves reads at TXID %d" % base)
 
@@ -64,7 +64,7 @@ def body(s):
     log("restarting nats-server (same port and store)")
     srv.restart()
     s.eq(primary.one("SELECT repl_wait(?, 30000)", (top,), timeout=60), 1, "primary: repl_wait(%d) = 1 after the restart" % top)
-    st = wait_until(lambda: (lambda st: st if st["connected"] and st["last_error"] is None else None)(primary.status()), 15)
+    st = wait_until(lambda: (lambda st: st if st["connected"] and st["last_error"] is None else None)(primary.status()), 30)
     s.check(st and st["lag_txns"] == 0 and st["acked_txid"] == top,
             "primary: connected, lag_txns 0, acked_txid %d, no last_error" % top, repr(primary.status()))
     same_state(s, primary, replica, top, "after the outage", timeout_ms=60000)

@@ -33,7 +33,7 @@ class AuthServer:
                     return c.recv(16).startswith(b"INFO")
             except OSError:
                 return False
-        if not wait_until(up, 20):
+        if not wait_until(up, 30):
             raise RuntimeError("nats-server with %s did not start" % (flags,))
 
     def close(self):
@@ -70,7 +70,7 @@ def body(s):
     # for connection"; litejet's direct attempt adds the server's reason.
     want = "not connected to %s" % srv.url
     ok = wait_until(lambda: want in (wrong.status().get("last_error") or "")
-                    and "Authorization Violation" in wrong.status()["last_error"], 15)
+                    and "Authorization Violation" in wrong.status()["last_error"], 30)
     st = wrong.status()
     s.check(ok and st["connected"] is False,
             "wrong password: not connected, last_error names the server and says Authorization Violation", repr(st))
@@ -93,7 +93,7 @@ def body(s):
     bad_url = srv.url.replace("nats://", "nats://lj:wr0ngpass@")
     leak.open(primary_uri(s.path("leak", "leak.db"), bad_url, node="leak"))
     shown = srv.url.replace("nats://", "nats://***@")
-    ok = wait_until(lambda: shown in (leak.status().get("last_error") or ""), 15)
+    ok = wait_until(lambda: shown in (leak.status().get("last_error") or ""), 30)
     st = leak.status()
     s.check(ok and "wr0ngpass" not in json.dumps(st), "credentials in the URL: last_error shows %s, never the password"
             % shown, repr(st.get("last_error")))

@@ -32,7 +32,7 @@ def body(s):
     t_start = time.time()
     a = Worker("a")
     a.open(auto("a"))
-    if not s.check(wait_until(lambda: a.one("SELECT repl_is_primary()") == 1, 10), "a: elected primary"):
+    if not s.check(wait_until(lambda: a.one("SELECT repl_is_primary()") == 1, 30), "a: elected primary"):
         return
     b = Worker("b")
     b.open(auto("b"))
@@ -43,7 +43,7 @@ def body(s):
     s.eq(b.one("SELECT repl_wait(5, 30000)"), 1, "b: applied TXID 5")
     e1 = a.status()["epoch"]
     s.eq(a.one("SELECT repl_step_down()"), 1, "a: steps down")
-    if not s.check(wait_until(lambda: b.one("SELECT repl_is_primary()") == 1, 10), "b: takes over"):
+    if not s.check(wait_until(lambda: b.one("SELECT repl_is_primary()") == 1, 30), "b: takes over"):
         return
     e2 = b.status()["epoch"]
     s.check(e2 > e1, "b: a larger epoch (%d > %d)" % (e2, e1))
@@ -102,7 +102,7 @@ def body(s):
         rc, out, err = run("status", "--nats", srv.url, "--json")
         d = json.loads(out) if rc == 0 else None
         return d if d and [len(x["nodes"]) for x in d] == [2, 1] else None
-    d = wait_until(listing, 10, 0.2)
+    d = wait_until(listing, 30, 0.2)
     s.check(d, "status --json without --name: both databases with their heartbeats")
     if d:
         s.eq([x["name"] for x in d], ["hist", "other"], "status --json: sorted by name")

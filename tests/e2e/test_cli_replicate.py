@@ -27,7 +27,7 @@ def body(s):
     try:
         # Another process reads through litejet (the CLI is the host's agent).
         r = Worker("reader")
-        ok = wait_until(lambda: os.path.exists(rdb + "-litejet"), 10)
+        ok = wait_until(lambda: os.path.exists(rdb + "-litejet"), 30)
         s.check(ok, "the CLI opened the replica (its sidecar exists)")
         r.open(replica_uri(rdb, srv.url, node="r-cli", name="cr"))
         s.eq(r.one("SELECT repl_wait(11, 30000)"), 1, "replica kept by the CLI reached TXID 11")

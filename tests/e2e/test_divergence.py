@@ -127,7 +127,7 @@ def body(s):
     A = Worker("a", stderr_path=a_err)
     a_db = s.path("a", "dv.db")
     A.open(auto_uri(a_db, proxy.url, "a"))
-    s.check(wait_until(lambda: A.one("SELECT repl_is_primary()") == 1, 10), "a: primary (alone)")
+    s.check(wait_until(lambda: A.one("SELECT repl_is_primary()") == 1, 30), "a: primary (alone)")
     workers = {"a": A}
     for n in ("b", "c"):
         w = Worker(n)
@@ -226,7 +226,7 @@ def alone_comes_back(s, srv):
 
     A = Worker("solo")
     A.open(solo_uri(proxy.url))
-    s.check(wait_until(lambda: A.one("SELECT repl_is_primary()") == 1, 10), "solo: primary")
+    s.check(wait_until(lambda: A.one("SELECT repl_is_primary()") == 1, 30), "solo: primary")
     rep = Worker("solo-r")
     rep.open(uri(s.path("solo-r", "solo.db"), nats=srv.url, role="replica", node="solo-r", name="solo"))
     A.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
@@ -283,7 +283,7 @@ def killed_mid_commit(s, srv):
     finally:
         del os.environ["LITEJET_TEST_CRASH"], os.environ["LITEJET_TEST_CRASH_TXID"]
     A.open(auto("a", proxy.url))
-    s.check(wait_until(lambda: A.one("SELECT repl_is_primary()") == 1, 10), "ka: primary (alone)")
+    s.check(wait_until(lambda: A.one("SELECT repl_is_primary()") == 1, 30), "ka: primary (alone)")
     B = Worker("kb")
     B.open(auto("b", srv.url))
     A.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")

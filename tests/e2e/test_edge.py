@@ -116,7 +116,7 @@ class Server:
                     return c.recv(16).startswith(b"INFO")
             except OSError:
                 return False
-        if not wait_until(up, 20):
+        if not wait_until(up, 30):
             raise RuntimeError("nats-server %s did not start: %s" % (name, self.log_text()[-2000:]))
 
     def log_text(self):
@@ -170,7 +170,7 @@ def body(s):
     leaf = Server(s.path("leaf", "x"), "leaf", 'jetstream { domain: edge, store_dir: "STORE" }\n'
                   'leafnodes { remotes: [ { url: "nats-leaf://127.0.0.1:%d" } ], reconnect: 1 }' % link.port)
     s.servers.append(leaf)
-    s.check(wait_until(lambda: leaf.leafs() >= 1, 20), "the leaf server connects to the hub through the link",
+    s.check(wait_until(lambda: leaf.leafs() >= 1, 30), "the leaf server connects to the hub through the link",
             leaf.log_text()[-1500:])
     log("hub %s, leaf %s, link :%d -> :%d" % (hub.url, leaf.url, link.port, leaf_port))
 
@@ -195,7 +195,7 @@ def body(s):
     same_state(s, p, m, 2, "replica reading the leaf's mirror")
 
     link.cut()
-    s.check(wait_until(lambda: "Leafnode connection closed" in leaf.log_text(), 20),
+    s.check(wait_until(lambda: "Leafnode connection closed" in leaf.log_text(), 30),
             "the leaf link is down", leaf.log_text()[-1500:])
     for i in range(5):
         p.sql("INSERT INTO t VALUES (?)", ("while cut %d" % i,))

@@ -150,7 +150,7 @@ def failover(s, srv):
     A = Worker("a")
     del os.environ["LITEJET_TEST_FORWARD_CRASH"]
     A.open(auto_uri(s.path("a", "fw.db"), srv.url, "a"))
-    ok = wait_until(lambda: A.one("SELECT repl_is_primary()") == 1, 15)
+    ok = wait_until(lambda: A.one("SELECT repl_is_primary()") == 1, 30)
     s.check(ok, "a is primary")
     A.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
     B = Worker("b")
@@ -162,7 +162,7 @@ def failover(s, srv):
     t0 = time.time()
     txid = R.one("SELECT repl_exec('INSERT INTO t(v) VALUES (?)', 'once')", timeout=60)
     log("repl_exec across the failover took %.1f s" % (time.time() - t0))
-    wait_until(lambda: not A.alive, 5)
+    wait_until(lambda: not A.alive, 30)
     s.check(not A.alive, "a died after committing the forwarded write, before answering")
     last = json.loads(R.one("SELECT repl_last_exec()"))
     s.eq((txid, last["node"], last["duplicate"]), (2, "b", True),

@@ -31,7 +31,7 @@ def body(s):
         return c if set(c) == {"p1", "r1", "r2"} and all(n["txid"] == txid for n in c.values()) else None
 
     for w in (p, r1, r2):
-        c = wait_until(lambda: all_at(w, 10), 10)
+        c = wait_until(lambda: all_at(w, 10), 30)
         s.check(c, "%s: repl_status().cluster lists p1, r1, r2 at TXID 10" % w.name, repr(w.status().get("cluster")))
         if c:
             s.eq({k: v["role"] for k, v in c.items()}, {"p1": "primary", "r1": "replica", "r2": "replica"},
@@ -45,7 +45,7 @@ def body(s):
         p.sql("INSERT INTO t VALUES (?)", (100 + i,))
     same_state(s, p, r1, 15, "r1 after r2 left")
     c = wait_until(lambda: (lambda c: c if c.get("r2", {}).get("heartbeat_age_ms", 0) > 2500 and
-                            c.get("p1", {}).get("txid") == 15 else None)(cluster(p)), 15)
+                            c.get("p1", {}).get("txid") == 15 else None)(cluster(p)), 30)
     s.check(c, "p1: r2's heartbeat ages after it closed, and r2 shows 5 TXIDs behind",
             repr(p.status().get("cluster")))
     if c:

@@ -65,7 +65,7 @@ def body(s):
          "builtins.lj_writer = (stop, threading.Thread(target=run))\n"
          "builtins.lj_writer[1].start()\n"
          "result = 1")
-    wait_until(lambda: p.one("SELECT repl_position()") > pos, 10)  # the writer is running
+    wait_until(lambda: p.one("SELECT repl_position()") > pos, 30)  # the writer is running
     snaps = [p.one("SELECT repl_snapshot()") for _ in range(3)]
     w.py("import builtins\nbuiltins.lj_writer[0].set(); builtins.lj_writer[1].join(); result = 1")
     last = p.one("SELECT repl_position()")

@@ -82,7 +82,7 @@ def body(s):
     s.check('"seq"' in beat(0), "a heartbeat of node ghost at TXID %d" % ghost_txid)
     th = threading.Thread(target=beater, daemon=True)
     th.start()
-    s.check(wait_until(lambda: any(n["node"] == "ghost" for n in p.status()["cluster"]), 10),
+    s.check(wait_until(lambda: any(n["node"] == "ghost" for n in p.status()["cluster"]), 30),
             "the primary sees node ghost", json.dumps(p.status()["cluster"]))
     for _ in range(120):
         k += 1
@@ -117,7 +117,7 @@ def body(s):
     f = Worker("f")
     f.open(replica_uri(s.path("f", "app.db"), srv.url, name="app", node="f1"))
     same_state(s, p, f, last, "a fresh replica")
-    wait_until(lambda: ((f.status().get("bootstrap") or {}).get("phase")) == "done", 10)
+    wait_until(lambda: ((f.status().get("bootstrap") or {}).get("phase")) == "done", 30)
     b = f.status().get("bootstrap") or {}
     s.check(b.get("count") == 1 and b.get("source", "").startswith("snapshot "),
             "the fresh replica bootstrapped from a snapshot", json.dumps(b))

@@ -95,7 +95,7 @@ class ConfServer:
                     return c.recv(16).startswith(b"INFO")
             except OSError:
                 return False
-        if not wait_until(up, 20):
+        if not wait_until(up, 30):
             raise RuntimeError("nats-server with %s did not start: %s" % (self.conf, self.log_text()[-2000:]))
 
     def log_text(self):
@@ -276,7 +276,7 @@ def permissions_case(s):
             repr(st.get("last_error")))
     s.eq(r.one("SELECT repl_primary()"), "p1", "permissions: the replica reads the lease (repl_primary)")
     s.check(any(n["node"] == "r1" for n in st["cluster"]) or wait_until(
-        lambda: any(n["node"] == "r1" for n in r.status()["cluster"]), 10),
+        lambda: any(n["node"] == "r1" for n in r.status()["cluster"]), 30),
         "permissions: the replica writes its own heartbeat", repr(r.status()["cluster"]))
 
     rc, out, err = cli("status", "--nats", srv.url, "--name", "perm", "--user", "reader", "--password", "pr", "--json")

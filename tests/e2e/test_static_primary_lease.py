@@ -49,7 +49,7 @@ def body(s):
     t0 = time.monotonic()
     P.exit()
     got = wait_until(lambda: (lambda p: p if len(p) == 1 else None)(
-        [n for n, w in autos.items() if w.one("SELECT repl_is_primary()") == 1]), 10)
+        [n for n, w in autos.items() if w.one("SELECT repl_is_primary()") == 1]), 30)
     took = time.monotonic() - t0
     s.check(got and took < TTL / 1000 + 1.0, "an auto node is primary %.2f s after p closed" % took, repr(got))
     if got:
