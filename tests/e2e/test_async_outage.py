@@ -21,7 +21,8 @@ def body(s):
         primary.sql("INSERT INTO t(v) VALUES (?)", ("before %d" % i,))
     base = 11
     same_state(s, primary, replica, base, "before the outage")
-    s.eq(primary.status()["connected"], True, "primary connected before the outage")
+    s.eq((wait_until(lambda: (lambda st: st if st["connected"] else None)(primary.status()), 30)
+          or primary.status())["connected"], True, "primary connected before the outage")
 
     log("stopping nats-server")
     srv.stop()

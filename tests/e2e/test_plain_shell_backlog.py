@@ -55,7 +55,7 @@ def body(s):
     want = N + 1
     s.eq(primary.one("SELECT repl_wait(?, 30000)", (want,), timeout=60), 1, "primary: every commit acknowledged")
     same_state(s, primary, replica, want, "after the plain shell's checkpoints")
-    st = primary.status()
+    st = wait_until(lambda: (lambda st: st if st["last_error"] is None else None)(primary.status()), 30) or primary.status()
     s.check(st["last_error"] is None, "primary: no last_error", repr(st))
 
     # The WAL stays bounded when another litejet process writes.
