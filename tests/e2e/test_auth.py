@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 
-from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
+from util import free_port, Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
 
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else "nats-server"
 
@@ -19,15 +19,14 @@ class AuthServer:
     """nats-server -js on a free loopback port with extra auth flags."""
 
     def __init__(self, store, *flags):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
+        self.port = free_port()
         self.url = "nats://127.0.0.1:%d" % self.port
         self.proc = subprocess.Popen([NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", store]
                                      + list(flags), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
+            if self.proc.poll() is not None:  # exited (e.g. the port was taken meanwhile): fail now
+                return False
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
                     return c.recv(16).startswith(b"INFO")

@@ -9,7 +9,6 @@
 import json
 import os
 import struct
-import time
 
 from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
 

@@ -12,17 +12,9 @@ import socket
 import subprocess
 import threading
 
-from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
+from util import free_port, Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
 
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else "nats-server"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Relay:
@@ -111,6 +103,8 @@ class Server:
         self.proc = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
+            if self.proc.poll() is not None:  # exited (e.g. the port was taken meanwhile): fail now
+                return False
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
                     return c.recv(16).startswith(b"INFO")

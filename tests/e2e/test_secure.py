@@ -12,7 +12,7 @@ import os
 import socket
 import subprocess
 
-from util import BUILD, Suite, Worker, log, primary_uri, replica_uri, same_state, uri, wait_until
+from util import BUILD, free_port, Suite, Worker, log, primary_uri, replica_uri, same_state, uri, wait_until
 
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else "nats-server"
 CLI = os.path.join(BUILD, "litejet")
@@ -76,10 +76,7 @@ class ConfServer:
 
     def __init__(self, d, extra):
         os.makedirs(d, exist_ok=True)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
+        self.port = free_port()
         self.url = "nats://127.0.0.1:%d" % self.port
         self.conf = os.path.join(d, "server.conf")
         self.log = os.path.join(d, "server.log")
@@ -90,6 +87,8 @@ class ConfServer:
                                      stderr=subprocess.DEVNULL)
 
         def up():
+            if self.proc.poll() is not None:  # exited (e.g. the port was taken meanwhile): fail now
+                return False
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
                     return c.recv(16).startswith(b"INFO")

@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("LITEJET_SOURCE") or os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
 
-from natsserver import NatsServer  # noqa: E402
+from natsserver import NatsServer, free_port  # noqa: E402
 
 BUILD = os.environ.get("LITEJET_BUILD") or os.path.join(SOURCE, "build")
 EXT = os.path.join(BUILD, "litejet")
@@ -35,7 +35,7 @@ for _var in list(os.environ):
 os.environ["LITEJET_BUILD"] = BUILD
 os.environ["LITEJET_SOURCE"] = SOURCE
 
-__all__ = ["NatsServer", "nats_request", "Suite", "Worker", "WorkerError", "uri", "primary_uri", "replica_uri",
+__all__ = ["NatsServer", "free_port", "nats_request", "Suite", "Worker", "WorkerError", "uri", "primary_uri", "replica_uri",
            "sha256_file", "wait_until", "run_shell", "run_plain_shell", "try_write", "same_state", "EXT", "SQLITE3_SHELL", "log"]
 
 _T0 = time.monotonic()
