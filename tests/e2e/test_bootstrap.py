@@ -104,7 +104,9 @@ def body(s):
     u = Worker("u")
     u.open(replica_uri(own, srv.url, name="app", node="u1"))
     same_state(s, p, u, last, "a replica with a file unknown to the log")
-    wait_until(lambda: (u.status().get("rebuild") or {}).get("count") == 1, 30)
+    # (The rebuild's count is visible a moment before last_error says "rebuilt": wait for both.)
+    wait_until(lambda: (lambda st: (st.get("rebuild") or {}).get("count") == 1 and
+                        "rebuilt from the log" in (st.get("last_error") or ""))(u.status()), 30)
     rb = u.status().get("rebuild") or {}
     kept = rb.get("kept") or ""
     s.check(rb.get("count") == 1 and "is not empty" in rb.get("reason", "") and "unknown to the log" in rb.get("reason", ""),

@@ -164,8 +164,12 @@ def body(s):
     log("a back: proxy forwarding, SIGCONT")
     proxy.resume()
     os.kill(A._proc.pid, signal.SIGCONT)
-    s.check(wait_until(lambda: (lambda rb: rb.get("count") == 1 and rb.get("active") is False)(
-        A.status().get("rebuild") or {}), 30), "a: rebuilt once (repl_status().rebuild)", repr(A.status()))
+    # (The rebuild's count is visible a moment before last_error says
+    # "rebuilt": wait for both, then check each exactly.)
+    s.check(wait_until(lambda: (lambda st: (st.get("rebuild") or {}).get("count") == 1 and
+                                (st.get("rebuild") or {}).get("active") is False and
+                                "rebuilt from the log" in (st.get("last_error") or ""))(A.status()), 30),
+            "a: rebuilt once (repl_status().rebuild)", repr(A.status()))
     st = A.status()
     rb = st.get("rebuild") or {}
     s.eq((rb.get("active"), rb.get("txid")), (False, 13), "a: the rebuild is done, at TXID 13")
