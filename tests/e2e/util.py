@@ -109,7 +109,7 @@ class Worker:
     """A separate /usr/bin/python3 process that has loaded litejet and runs
     requests: open(uri), sql(q), py(code) ... Every call is bounded."""
 
-    def __init__(self, name, start_timeout=20.0, stderr_path=None):
+    def __init__(self, name, start_timeout=60.0, stderr_path=None):
         self.name = name
         self._q = queue.Queue()
         self._next = 0
@@ -171,7 +171,7 @@ class Worker:
         return self.recv(timeout)
 
     # -- conveniences ------------------------------------------------------
-    def open(self, u, key="main", timeout=30.0):
+    def open(self, u, key="main", timeout=60.0):
         return self.call("open", uri=u, key=key, timeout=timeout)
 
     def sql(self, q, params=(), key="main", timeout=60.0):
