@@ -117,7 +117,7 @@ class ConfServer:
             self.proc.wait()
 
 
-def last_error_has(w, *words, timeout=20):
+def last_error_has(w, *words, timeout=30):
     def has():
         e = w.status().get("last_error") or ""
         return all(x in e for x in words) and e
@@ -270,7 +270,8 @@ def permissions_case(s):
     same_state(s, p, r, 2, "permissions: read-only replica")
     p.sql("INSERT INTO t VALUES (2)")
     same_state(s, p, r, 3, "permissions: read-only replica follows")
-    st = r.status()
+    st = wait_until(lambda: (lambda st: st if st["connected"] is True and not st.get("last_error") else None)(
+        r.status()), 30) or r.status()
     s.check(st["connected"] is True and not st.get("last_error"), "permissions: the replica reports no error",
             repr(st.get("last_error")))
     s.eq(r.one("SELECT repl_primary()"), "p1", "permissions: the replica reads the lease (repl_primary)")
