@@ -383,8 +383,7 @@ void capture_several_processes(void**) {
     kids.push_back(pid);
   }
   for (pid_t k : kids) {
-    int st = 0;
-    waitpid(k, &st, 0);
+    int st = WaitChild(k);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   }
   sqlite3* db = OpenReplicated(path);
@@ -456,8 +455,7 @@ void WriterDiesInTxid3(const std::string& path, const char* point) {
                   const_cast<char*>("0"),    const_cast<char*>("5"),        nullptr};
   pid_t pid = 0;
   assert_int_equal(posix_spawn(&pid, g_self, nullptr, nullptr, argv, envp.data()), 0);
-  int st = 0;
-  waitpid(pid, &st, 0);
+  int st = WaitChild(pid);
   assert_true(WIFEXITED(st));
   assert_int_equal(WEXITSTATUS(st), 9);  // died inside TXID 3
 }
@@ -688,8 +686,7 @@ void capture_dead_commit_not_resurrected(void**) {
   WriterDiesInTxid3(path, "after_commit_frame");
   FILE* f = std::fopen(go.c_str(), "w");
   std::fclose(f);
-  int st = 0;
-  waitpid(holder, &st, 0);
+  int st = WaitChild(holder);
   std::printf("  holder exit %d\n", WEXITSTATUS(st));
   sqlite3* db = OpenReplicated(path);
   long long rows0 = QueryInt(db, "select count(*) from t");
