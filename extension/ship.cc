@@ -302,10 +302,18 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
 bool Shipper::ResetSpool() {
   sidecar::Position p = n_.sidecar.Read();
   if (p.acked_txid < p.spooled_txid) return false;
+  // Sync: every commit's record passes through the spool, and the next
+  // committer holds WAL_WRITE_LOCK while it waits for this agent. A reset
+  // after each commit cost a lock and an msync per commit, and waiting for
+  // the lock kept that committer waiting for its ack up to 100 ms: reset a
+  // spool of 1 MiB or more, and wait for the lock only past 64 MiB.
+  constexpr uint64_t kSyncResetBytes = uint64_t(1) << 20, kSyncWaitBytes = uint64_t(64) << 20;
+  const bool sync = n_.cfg.durability == Durability::kSync;
+  if (sync && p.spool_end < kSyncResetBytes) return false;
   apply::WalWriter* locker = a_.Locker();
   if (!locker) return false;
   bool done = false;
-  locker->WithWriteLock(100, [&] {
+  locker->WithWriteLock(sync && p.spool_end < kSyncWaitBytes ? 0 : 100, [&] {
     sidecar::Position pos = n_.sidecar.Read();
     if (n_.sidecar.pending_txid() != 0 || pos.acked_txid < pos.spooled_txid) return;
     n_.sidecar.SetSpooled(pos.spooled_txid, 0);
