@@ -27,7 +27,7 @@
 
 namespace litejet {
 void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
-  LITEJET_RETRY(log.Ensure(500));
+  LITEJET_RETRY(log.Ensure(2000));
   a_.connected = true;
   n_.ClearError();
   apply::WalWriter writer;

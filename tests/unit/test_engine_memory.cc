@@ -84,7 +84,7 @@ void engine_fences_a_stale_primary(void**) {
   ExecOk(a, "create table t(x); insert into t values(1)");
   assert_int_equal(QueryInt(a, "select repl_wait(2, 10000)"), 1);
   sqlite3* b = Open(d / "b.db", "role=primary&node=b");  // empty database, log at TXID 2
-  for (int i = 0; i < 200 && QueryInt(b, "select repl_is_primary()") == 1; i++) {
+  for (int i = 0; i < 1500 && QueryInt(b, "select repl_is_primary()") == 1; i++) {  // 15 s: loaded machines
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   assert_int_equal(QueryInt(b, "select repl_is_primary()"), 0);
