@@ -222,7 +222,10 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
       if (now.spool_end > 0 && !sync_pending && ResetSpool()) reader.set_spool_offset(0);
       const int64_t t = SteadyMs();
       if (t - window_start >= 10) {
-        polling = window_txns * 1000 >= kPollAbovePerSec * uint64_t(t - window_start);
+        // Sync: never. A committer of another process waits for this agent,
+        // which would see its Kick only at the next poll (up to 1 ms).
+        polling = n_.cfg.durability != Durability::kSync &&
+                  window_txns * 1000 >= kPollAbovePerSec * uint64_t(t - window_start);
         window_start = t;
         window_txns = 0;
       }
