@@ -38,6 +38,21 @@ bool CommitterAlive(const sidecar::PendingCommit& pc) {
   if (pc.pid == 0 || (pc.pidns != 0 && pc.pidns != durable::PidNamespace())) return true;
   return ::kill(pid_t(pc.pid), 0) == 0 || errno == EPERM;
 }
+// The checksum after the record of TXID txid when m holds all of it (one
+// chunk, possibly a batch ending with it).
+bool LastRecordChecksum(const transport::Message& m, uint64_t txid, uint64_t* sum) {
+  record::Reassembler r;
+  bool complete = false;
+  std::string whole;
+  uint64_t t = 0;
+  std::vector<std::string> records;
+  record::Txn txn;
+  if (!r.Add(m.data.data(), m.data.size(), &complete, &whole, &t).ok() || !complete || t != txid) return false;
+  if (!record::Unbatch(&whole, &records).ok() || records.empty()) return false;
+  if (!record::Decode(records.back().data(), records.back().size(), &txn).ok() || txn.txid != txid) return false;
+  *sum = txn.checksum_after;
+  return true;
+}
 }  // namespace
 void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
   const bool gated = hooks && hooks->ready;  // role=auto: writes open once the log ends here
@@ -64,6 +79,36 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
     n_.Fail("litejet: database \"" + n_.cfg.name + "\": the log moved past sequence " + std::to_string(pos.log_seq) +
             " (now " + std::to_string(end_seq) + ") after this node was elected; stepping down to read it");
     return;
+  }
+  // durability=sync, the agent taken over from a process that closed: a
+  // committer of another process may be between the acknowledgement of its
+  // record (by the agent before this one) and its commit frame, the log one
+  // TXID ahead until then. Wait for it (bounded: it gives up after
+  // kSyncTimeoutMs without an answer, in doubt); then judge.
+  // If the agent before stopped between the publish and SetAcked, the
+  // committer waits for an acknowledgement: give it, when the log's last
+  // record is the one of its commit (the ring entry's checksum).
+  const int64_t pending_until = SteadyMs() + kSyncTimeoutMs + 1000;
+  bool ack_checked = false;
+  while (log_txid == pos.txid + 1 && n_.sidecar.pending_txid() == log_txid &&
+         CommitterAlive(n_.sidecar.pending_commit()) && SteadyMs() < pending_until) {
+    if (!ack_checked && pos.acked_txid < log_txid) {
+      ack_checked = true;
+      uint64_t sum = 0;
+      sidecar::CommitEntry e;
+      if (LastRecordChecksum(last, log_txid, &sum) && n_.sidecar.GetCommit(log_txid, &e) && e.checksum_after == sum)
+        n_.sidecar.SetAcked(log_txid, last.seq, sum);
+    }
+    if (!a_.Sleep(1)) break;
+    pos = n_.sidecar.Read();
+  }
+  if (a_.stopping()) return;
+  pos = n_.sidecar.Read();
+  if (log_txid == pos.txid + 1 && n_.sidecar.indoubt_txid() == log_txid) {
+    // It gave up (in doubt): the log has its record, the database takes it.
+    if (!ReconcileInDoubt(log, &seq)) return;
+    seq = found ? last.seq : 0;
+    pos = n_.sidecar.Read();
   }
   if (log_txid > pos.txid) {
     std::lock_guard<std::mutex> g(n_.mu);
