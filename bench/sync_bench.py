@@ -10,6 +10,9 @@ synchronous=NORMAL) with 1 writer and with 8 concurrent writer processes:
   plain      SQLite, unix VFS (the baseline)
   raw pub    synchronous js_Publish of a record-sized payload (1 publisher)
   sync       litejet durability=sync, role=primary (stream_replicas=3 on R3);
+             1 writer: the writer hosts the agent; 8 writers: a ninth
+             process that does not write hosts it (every commit crosses
+             processes);
              8 writers also with a busy handler retrying every 50 us instead
              of SQLite's (1, 2, 5, 10... ms sleeps)
   async      litejet durability=async, the same writes
@@ -122,7 +125,25 @@ class Bench:
 
     def commits(self, label, tag, writers, n, db_args, writer=None):
         cmds = [[writer or self.writer, "commit", "--n", str(n), "--warmup", str(WARMUP)] + db_args for _ in range(writers)]
-        st = run_group(cmds, self.tmp, tag)
+        holder = None
+        if writers > 1 and "--query" in db_args:
+            # A long-lived process hosts the agent for the whole run (the
+            # first to open does), as in an application: not a writer that
+            # finishes first and hands the agent over while others commit.
+            holder = subprocess.Popen([writer or self.writer, "hold"] + db_args, stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_make_preexec())
+            read_lines_until(holder, "ready", 60, "%s agent host" % tag)
+        try:
+            st = run_group(cmds, self.tmp, tag)
+        finally:
+            if holder:
+                holder.stdin.write(b"done\n")
+                holder.stdin.flush()
+                try:
+                    holder.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    holder.kill()
+                    holder.wait()
         c = subprocess.run([self.writer, "count"] + db_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=60)
         if c.returncode != 0:
@@ -156,9 +177,9 @@ class Bench:
 
 
 def build_dqlite(a):
-    exe = os.path.join(a.build, "bench", "dqlite_bench")
+    exe = os.path.join(os.path.abspath(a.build), "bench", "dqlite_bench")
     env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOPROXY="off", GOFLAGS="",
-               GOCACHE=os.path.join(a.build, "go-cache"), CGO_LDFLAGS_ALLOW="-Wl,-z,now")
+               GOCACHE=os.path.join(os.path.abspath(a.build), "go-cache"), CGO_LDFLAGS_ALLOW="-Wl,-z,now")
     if not shutil.which("go"):
         return None, "no `go` (apt-get install golang-go)"
     if not os.path.isdir("/usr/share/gocode/src/github.com/canonical/go-dqlite"):

@@ -7,6 +7,9 @@
 //       "ready", waits for a line on stdin (the start barrier of concurrent
 //       writers), commits, writes each commit's wall time (ns) to FILE and
 //       prints {"start_us":...,"end_us":...} (CLOCK_REALTIME).
+//   sync_writer hold --db PATH --query Q
+//       opens the database (the first to open it hosts the litejet agent),
+//       prints "ready", closes it when a line arrives on stdin.
 //   sync_writer count --db PATH [--query Q | --plain]
 //       prints {"rows":..,"position":..} (position -1 for plain SQLite).
 //   sync_writer publish --url U --stream S --replicas R --bytes B --n N [--warmup W] --out FILE
@@ -105,13 +108,34 @@ int Commit(std::map<std::string, std::string>& a) {
   for (int i = 0; i < n; i++) {
     int64_t t0 = bench::MonoNs();
     int rc = bench::StepDone(ins);
-    if (rc != SQLITE_OK) Die("commit %d: %s (code %d)", i, sqlite3_errmsg(db), rc);
+    if (rc != SQLITE_OK) {
+      std::string why = sqlite3_errmsg(db);
+      if (!a.count("plain")) {  // litejet says more in repl_status()
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(db, "SELECT repl_status()", -1, &st, nullptr) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+          why += std::string("; repl_status() ") + reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+        }
+        sqlite3_finalize(st);
+      }
+      Die("commit %d: %s (code %d)", i, why.c_str(), rc);
+    }
     lat.push_back(bench::MonoNs() - t0);
   }
   const int64_t end_us = bench::RealUs();
   sqlite3_finalize(ins);
   sqlite3_close(db);
   Report(lat, Need(a, "out"), start_us, end_us);
+  return 0;
+}
+
+// Keeps the database open (and so, being the first to open it, the host's
+// litejet agent) from "ready" until a line arrives on stdin.
+int Hold(std::map<std::string, std::string>& a) {
+  sqlite3* db = Open(a);
+  bench::Exec(db, "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, w INTEGER, v BLOB)");
+  WaitForGo();
+  sqlite3_close(db);
   return 0;
 }
 
@@ -225,13 +249,20 @@ int Streams(std::map<std::string, std::string>& a) {
 
 }  // namespace
 
+void LogToStderr(void*, int code, const char* msg) {
+  if (std::getenv("SYNC_WRITER_LOG"))
+    std::fprintf(stderr, "[%d %lld] (%d) %s\n", int(::getpid()), (long long)bench::RealUs(), code, msg);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) Die("usage: sync_writer commit|count|publish|streams --...");
+  sqlite3_config(SQLITE_CONFIG_LOG, LogToStderr, nullptr);
   bench::InitLitejet();
   std::string cmd = argv[1];
   auto a = Args(argc, argv, 2);
   if (cmd == "commit") return Commit(a);
   if (cmd == "count") return Count(a);
+  if (cmd == "hold") return Hold(a);
   if (cmd == "publish") return Publish(a);
   if (cmd == "streams") return Streams(a);
   Die("unknown command %s", cmd.c_str());
