@@ -249,14 +249,8 @@ int Streams(std::map<std::string, std::string>& a) {
 
 }  // namespace
 
-void LogToStderr(void*, int code, const char* msg) {
-  if (std::getenv("SYNC_WRITER_LOG"))
-    std::fprintf(stderr, "[%d %lld] (%d) %s\n", int(::getpid()), (long long)bench::RealUs(), code, msg);
-}
-
 int main(int argc, char** argv) {
   if (argc < 2) Die("usage: sync_writer commit|count|publish|streams --...");
-  sqlite3_config(SQLITE_CONFIG_LOG, LogToStderr, nullptr);
   bench::InitLitejet();
   std::string cmd = argv[1];
   auto a = Args(argc, argv, 2);
