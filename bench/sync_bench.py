@@ -10,9 +10,9 @@ synchronous=NORMAL) with 1 writer and with 8 concurrent writer processes:
   plain      SQLite, unix VFS (the baseline)
   raw pub    synchronous js_Publish of a record-sized payload (1 publisher)
   sync       litejet durability=sync, role=primary (stream_replicas=3 on R3);
-             1 writer: the writer hosts the agent; 8 writers: a ninth
-             process that does not write hosts it (every commit crosses
-             processes);
+             the first writer to open hosts the agent (--agent-host: a
+             ninth process that does not write); writers keep their
+             database open until all are done (no agent hand-over measured);
              8 writers also with a busy handler retrying every 50 us instead
              of SQLite's (1, 2, 5, 10... ms sleeps)
   async      litejet durability=async, the same writes
@@ -51,7 +51,8 @@ def pct(sorted_ns, p):
 
 
 def read_lines_until(proc, want, timeout, what):
-    """Reads proc's stdout until a line equal to want (bounded)."""
+    """Reads proc's stdout until a line equal to want (bounded); want None:
+    until a JSON line, kept in proc.result_line."""
     deadline = time.monotonic() + timeout
     buf = b""
     fd = proc.stdout.fileno()
@@ -63,7 +64,12 @@ def read_lines_until(proc, want, timeout, what):
         if not chunk:
             break
         buf += chunk
-        if want.encode() + b"\n" in buf:
+        if want is None:
+            for line in buf.decode(errors="replace").splitlines(keepends=True):
+                if line.startswith("{") and line.endswith("\n"):
+                    proc.result_line = line.strip()
+                    return
+        elif want.encode() + b"\n" in buf:
             return
     proc.kill()
     proc.wait()
@@ -88,6 +94,16 @@ def run_group(cmds, tmp, tag, timeout=300):
         p.stdin.flush()
     results = []
     deadline = time.monotonic() + timeout
+    # Writers linger (their database open) until all are done: the litejet
+    # agent stays where it is, no hand-over while others still commit.
+    for i, p in enumerate(procs):
+        read_lines_until(p, None, max(1.0, deadline - time.monotonic()), "%s writer %d" % (tag, i))
+    for i, p in enumerate(procs):
+        try:
+            p.stdin.write(b"bye\n")
+            p.stdin.flush()
+        except OSError:
+            pass
     for i, p in enumerate(procs):
         try:
             out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
@@ -98,7 +114,7 @@ def run_group(cmds, tmp, tag, timeout=300):
             die("%s: writers still running after %d s" % (tag, timeout))
         if p.returncode != 0:
             die("%s writer %d failed (exit %d): %s" % (tag, i, p.returncode, err.decode()[-500:]))
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+        results.append(json.loads(p.result_line))
     lat = []
     for o in outs:
         with open(o) as f:
@@ -124,9 +140,10 @@ class Bench:
         return st
 
     def commits(self, label, tag, writers, n, db_args, writer=None):
-        cmds = [[writer or self.writer, "commit", "--n", str(n), "--warmup", str(WARMUP)] + db_args for _ in range(writers)]
+        cmds = [[writer or self.writer, "commit", "--n", str(n), "--warmup", str(WARMUP), "--linger"] + db_args
+                for _ in range(writers)]
         holder = None
-        if writers > 1 and "--query" in db_args:
+        if writers > 1 and "--query" in db_args and self.a.agent_host:
             # A long-lived process hosts the agent for the whole run (the
             # first to open does), as in an application: not a writer that
             # finishes first and hands the agent over while others commit.
@@ -237,6 +254,8 @@ def main():
     ap.add_argument("--dqlite-n", type=int, default=1000, help="dqlite commits in all (1 and 8 writers)")
     ap.add_argument("--no-dqlite", action="store_true")
     ap.add_argument("--no-async", action="store_true")
+    ap.add_argument("--agent-host", action="store_true",
+                    help="8 writers: a ninth process that does not write hosts the agent (else the first writer)")
     ap.add_argument("--writer-before", help="a sync_writer of another build: its sync rows too, marked (before)")
     ap.add_argument("--md")
     a = ap.parse_args()

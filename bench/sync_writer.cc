@@ -6,7 +6,8 @@
 //       litejet VFS with URI query Q, or plain SQLite (unix VFS); prints
 //       "ready", waits for a line on stdin (the start barrier of concurrent
 //       writers), commits, writes each commit's wall time (ns) to FILE and
-//       prints {"start_us":...,"end_us":...} (CLOCK_REALTIME).
+//       prints {"start_us":...,"end_us":...} (CLOCK_REALTIME). --linger:
+//       then keeps the database open until another line arrives.
 //   sync_writer hold --db PATH --query Q
 //       opens the database (the first to open it hosts the litejet agent),
 //       prints "ready", closes it when a line arrives on stdin.
@@ -35,7 +36,7 @@ std::map<std::string, std::string> Args(int argc, char** argv, int from) {
     std::string k = argv[i];
     if (k.rfind("--", 0) != 0) Die("unexpected argument %s", argv[i]);
     k = k.substr(2);
-    if (k == "plain") {
+    if (k == "plain" || k == "linger") {
       a[k] = "1";
     } else if (i + 1 < argc) {
       a[k] = argv[++i];
@@ -124,8 +125,13 @@ int Commit(std::map<std::string, std::string>& a) {
   }
   const int64_t end_us = bench::RealUs();
   sqlite3_finalize(ins);
-  sqlite3_close(db);
   Report(lat, Need(a, "out"), start_us, end_us);
+  std::fflush(stdout);
+  if (a.count("linger")) {  // the database stays open (the agent here) until told
+    std::string line;
+    std::getline(std::cin, line);
+  }
+  sqlite3_close(db);
   return 0;
 }
 
