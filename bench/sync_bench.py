@@ -73,14 +73,26 @@ def read_lines_until(proc, want, timeout, what):
             return
     proc.kill()
     proc.wait()
-    die("%s: no %r within %.0f s (got %r; stderr: %s)" % (what, want, timeout, buf[-300:],
+    die("%s: no %s within %.0f s (got %r; stderr: %s)" % (what, repr(want) if want else "result", timeout, buf[-300:],
                                                          proc.stderr.read().decode()[-500:]))
 
 
 def run_group(cmds, tmp, tag, timeout=300):
     """Starts every command (each prints "ready", then waits for a line on
-    stdin), releases them together, returns pooled stats."""
-    procs, outs = [], []
+    stdin), releases them together, returns pooled stats. Kills them all if
+    one fails."""
+    procs = []
+    try:
+        return _run_group(cmds, tmp, tag, timeout, procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _run_group(cmds, tmp, tag, timeout, procs):
+    outs = []
     for i, cmd in enumerate(cmds):
         out = os.path.join(tmp, "%s.%d.lat" % (tag, i))
         outs.append(out)
