@@ -300,8 +300,11 @@ def main():
                                       a.writer_before)
                         except SystemExit as e:  # the old build may fail where the new one does not: say so
                             print("  %s" % e, flush=True)
+                            why = str(e).replace("sync_bench: ", "").replace("\n", " ")
+                            if "stderr: " in why:  # the writer's own words
+                                why = why.split("stderr: ", 1)[1].split("; repl_status()")[0]
                             b.failed.append("litejet sync R%d (before), %d writer%s: %s" % (
-                                rk, w, "s" if w > 1 else "", str(e).replace("sync_bench: ", "")))
+                                rk, w, "s" if w > 1 else "", why[:150]))
                 res["sync8_r%d" % rk] = b.litejet("litejet sync R%d" % rk, "sync8r%d" % rk, 8, a.n8, url, "sync", rk)
                 res["sync8x_r%d" % rk] = b.litejet("litejet sync R%d, busy retry 50 us" % rk, "sync8xr%d" % rk, 8,
                                                    a.n8, url, "sync", rk, busy_us=50)
