@@ -274,9 +274,9 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
         window_start = t;
         window_txns = 0;
       }
-      // Bounded: the lease, the heartbeat and the backlog guard run at
-      // least every 10 ms.
-      if (!(polling ? a_.Sleep(1) : a_.SleepUntilChange(change_seen, 10))) break;
+      // Either way at most a millisecond, as always: the lease, the
+      // heartbeat and the backlog guard keep their cadence.
+      if (!(polling ? a_.Sleep(1) : a_.SleepUntilChange(change_seen, 1))) break;
       continue;
     }
     if (s.ok() && batch.size() == 1 && !single) {
