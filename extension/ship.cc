@@ -353,13 +353,15 @@ void Shipper::Run(transport::Log& log, const RoleHooks* hooks) {
     }
     // In doubt meanwhile: the committer already failed; the log decides.
     if (abandoned || n_.sidecar.indoubt_txid() != 0) continue;
+    // The link is up and the error gone before SetAcked releases repl_wait:
+    // whoever it wakes reads a status that agrees.
+    a_.connected = true;
+    n_.ClearError();
     n_.sidecar.SetAcked(last_txid, seq, txns[batch.size() - 1].checksum_after);
     window_txns += batch.size();
     // The log took a record of this term: its epoch is this node's now.
     if (ship_epoch > n_.sidecar.Read().epoch) n_.sidecar.SetEpoch(ship_epoch);
     next = last_txid + 1;
-    a_.connected = true;
-    n_.ClearError();
   }
   if (spool_fd >= 0) ::close(spool_fd);
   (void)reader;
