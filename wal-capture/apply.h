@@ -38,6 +38,14 @@ class WalWriter {
   // that what goes with the transaction is stored under the same lock).
   Status AppendLocked(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages);
 
+  // The same for a transaction too large to hold in memory (a bootstrap or
+  // rebuild installs a whole database): page(i, &pgno, &data) gives the i-th
+  // page, i in [0, count), page_size bytes at data, valid until the next
+  // call. Asked in order, once each, except that page 0 may be asked twice
+  // (an empty database file gets page 1 first).
+  using PageSource = std::function<Status(size_t i, uint32_t* pgno, const char** data)>;
+  Status AppendLocked(uint32_t page_size, uint32_t db_pages, size_t count, const PageSource& page);
+
   // Runs fn while holding WAL_WRITE_LOCK, as a writer would (no writer can
   // commit meanwhile), waiting at most timeout_ms for the lock.
   Status WithWriteLock(int64_t timeout_ms, const std::function<void()>& fn);

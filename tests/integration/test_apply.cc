@@ -235,6 +235,80 @@ void apply_survives_other_processes_closing(void**) {
   }
 }
 
+// A transaction handed over one page at a time (a bootstrap installs a whole
+// database this way, never holding it in memory): the pages come through one
+// reused buffer, each asked once and in order (page 0 also first for the
+// empty file), and the result is the primary's database at every TXID. A
+// source that fails mid-transaction fails the append with its error and
+// publishes nothing: readers still see the previous TXID, and the same
+// transaction appended again afterwards lands whole.
+void apply_page_source_streams_a_transaction(void**) {
+  uint64_t seed = SeedFromEnv("apply_page_source_streams_a_transaction");
+  TempDir d;
+  std::string prim = d / "p.db", repl = d / "r.db";
+  auto want = PrimaryWorkload(prim, d.path(), seed, 40);
+  std::vector<record::Txn> txns = ReadCaptured(prim);
+  assert_true(txns.size() >= 3);
+  apply::WalWriter w;
+  assert_true(w.Open(repl).ok());
+  // The source fails once: in the first transaction after the first one
+  // (whose page 1 goes to the empty file) with at least two pages.
+  uint64_t fail_txid = 0;
+  for (const record::Txn& t : txns) {
+    if (t.txid >= 2 && t.pages.size() >= 2) {
+      fail_txid = t.txid;
+      break;
+    }
+  }
+  assert_true(fail_txid != 0);
+  std::string buf;
+  bool failed_once = false;
+  for (const record::Txn& t : txns) {
+    const bool fail_here = t.txid == fail_txid;
+    std::vector<size_t> asked;
+    Status inner;
+    Status s = w.WithWriteLock(5000, [&] {
+      inner = w.AppendLocked(t.page_size, t.db_pages, t.pages.size(), [&](size_t i, uint32_t* pgno, const char** data) {
+        asked.push_back(i);
+        if (fail_here && i == t.pages.size() - 1) return Status::Error("source failed on purpose", SQLITE_IOERR);
+        buf.assign(t.pages[i].data);  // the one buffer, overwritten at every call
+        *pgno = t.pages[i].pgno;
+        *data = buf.data();
+        return Status::OK();
+      });
+    });
+    assert_true(s.ok());
+    uint32_t ps = 0;
+    if (fail_here) {
+      failed_once = true;
+      assert_int_equal(inner.code(), SQLITE_IOERR);
+      assert_string_equal(inner.message().c_str(), "source failed on purpose");
+      std::string diff = DiffPages(want[t.txid - 1], OraclePages(repl, d.path(), &ps));
+      if (!diff.empty()) fail_msg("txid %llu: a failed append changed the database: %s", (unsigned long long)t.txid,
+                                  diff.c_str());
+      s = w.Append(t.page_size, t.db_pages, t.pages, 5000);
+      if (!s.ok()) fail_msg("txid %llu again: %s", (unsigned long long)t.txid, s.message().c_str());
+    } else {
+      if (!inner.ok()) fail_msg("txid %llu: %s", (unsigned long long)t.txid, inner.message().c_str());
+      std::vector<size_t> in_order;
+      if (t.txid == 1) in_order.push_back(0);  // the empty file's page 1 first
+      for (size_t i = 0; i < t.pages.size(); i++) in_order.push_back(i);
+      assert_true(asked == in_order);
+    }
+    std::string diff = DiffPages(want[t.txid], OraclePages(repl, d.path(), &ps));
+    if (!diff.empty()) fail_msg("txid %llu: %s", (unsigned long long)t.txid, diff.c_str());
+  }
+  assert_true(failed_once);
+  // A page of the wrong size is refused before anything is written.
+  record::Txn bad = txns.back();
+  bad.pages.front().data.resize(bad.page_size / 2);
+  Status s = w.Append(bad.page_size, bad.db_pages, bad.pages, 5000);
+  assert_int_equal(s.code(), SQLITE_CORRUPT);
+  assert_string_equal(s.message().c_str(), ("litejet: apply: page " + std::to_string(bad.pages.front().pgno) + " has " +
+                                           std::to_string(bad.page_size / 2) + " bytes, not the page size " +
+                                           std::to_string(bad.page_size)).c_str());
+}
+
 }  // namespace
 
 // --count PATH: exit status = rows in t, read by a fresh connection that then
@@ -255,6 +329,7 @@ int main(int argc, char** argv) {
       cmocka_unit_test(apply_reader_keeps_snapshot),
       cmocka_unit_test(apply_same_record_twice_is_idempotent),
       cmocka_unit_test(apply_survives_other_processes_closing),
+      cmocka_unit_test(apply_page_source_streams_a_transaction),
   };
   if (const char* f = std::getenv("LITEJET_TEST_FILTER")) cmocka_set_test_filter(f);
   return cmocka_run_group_tests(tests, nullptr, nullptr);
