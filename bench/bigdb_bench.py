@@ -241,10 +241,11 @@ def main():
             dt = time.monotonic() - t0
             done = n
             row = {"txns": n, "s": dt, "p": proc_status(P.pid), "r": proc_status(R.pid),
-                   "p_maps": db_mappings(P.pid, pdb), "r_maps": db_mappings(R.pid, rdb)}
+                   "p_maps": db_mappings(P.pid, pdb), "r_maps": db_mappings(R.pid, rdb),
+                   "p_wal": os.path.getsize(pdb + "-wal"), "r_wal": os.path.getsize(rdb + "-wal")}
             res["rss"].append(row)
-            print("after %d transactions shipped (%.1f s): primary %s, replica %s" % (n, dt, row["p"], row["r"]),
-                  flush=True)
+            print("after %d transactions shipped (%.1f s): primary %s, replica %s, WAL bytes %d / %d, maps %s / %s"
+                  % (n, dt, row["p"], row["r"], row["p_wal"], row["r_wal"], row["p_maps"], row["r_maps"]), flush=True)
         pc, rc = P.one("SELECT repl_checksum()"), R.one("SELECT repl_checksum()")
         if pc != rc:
             raise SystemExit("checksums differ at the end: %s / %s" % (pc, rc))
