@@ -14,7 +14,8 @@ file is checkpointed and hashed once). Every later open is a restart.
 Phases, each in its own process (tests/e2e/worker.py, driven over a pipe):
   1. first open: open as primary + one one-row commit (a file unknown to the log)
   2. restart: --restarts times: close every connection, end the process, start
-     a new one, open as primary, time until its first one-row commit returns
+     a new one, open as primary, time until its first one-row commit returns;
+     then once after SIGKILL (the dead process's lease must expire first)
   3. snapshot: repl_snapshot() on the primary, the log purged below it (as the
      automatic retention does), then a fresh replica (empty file) opens and
      repl_wait(last) returns
@@ -95,8 +96,9 @@ txid = c.execute("SELECT repl_position()").fetchone()[0]
 # Shipped before the next step (a restart that ends with everything acknowledged).
 if c.execute("SELECT repl_wait(?, 60000)", (txid,)).fetchone()[0] != 1:
     raise RuntimeError("JetStream did not acknowledge TXID %d" % txid)
-result = {"open_s": t1 - t0, "commit_s": t2 - t1, "total_s": t2 - t0, "retries": tries, "first_error": first_err,
-          "txid": txid}
+t3 = time.perf_counter()
+result = {"open_s": t1 - t0, "commit_s": t2 - t1, "total_s": t2 - t0, "acked_s": t3 - t0, "retries": tries,
+          "first_error": first_err, "txid": txid}
 """
 
 COMMIT_N = r"""
@@ -186,6 +188,19 @@ def main():
                 P.exit()
                 workers.remove(P)
         res["primary_status_after_restart"] = proc_status(P.pid)
+
+        # 2b. The primary killed (SIGKILL, right after a commit of its own),
+        # then restarted: its lease stays until it expires (lease_ttl_ms).
+        P.py("con.execute(\"INSERT INTO t(v) VALUES (x'00')\")")
+        P.kill()
+        workers.remove(P)
+        t0 = time.monotonic()
+        P = Worker("p-after-kill")
+        workers.append(P)
+        r = P.py(FIRST_COMMIT, uri=puri, timeout=300)
+        r["process_s"] = time.monotonic() - t0
+        res["after_kill"] = r
+        print("restart after SIGKILL: %s" % json.dumps(r), flush=True)
 
         # 3. Snapshot, the log purged below it, a fresh replica.
         t0 = time.monotonic()
@@ -277,6 +292,12 @@ def report(res, md_path):
              % (len(rs), ", ".join("%.3f" % r["total_s"] for r in rs), med),
              "| the same from the new process's start (Python start, loading litejet) | %s | |"
              % ", ".join("%.3f" % r["process_s"] for r in rs),
+             "| the same, acknowledged by JetStream (open to repl_wait returning; each) | %s | |"
+             % ", ".join("%.3f" % r["acked_s"] for r in rs),
+             "| primary SIGKILLed right after a commit, restarted, to first commit (in-process open %.3f + commit; "
+             "%d refused tries first) | %.3f | |"
+             % (res["after_kill"]["open_s"], res["after_kill"]["retries"], res["after_kill"]["total_s"]),
+             "| the same, acknowledged by JetStream | %.3f | |" % res["after_kill"]["acked_s"],
              "| repl_snapshot() on the primary | %.1f | |" % res["snapshot_s"],
              "| new replica (empty file, log purged below the snapshot) current: start to repl_wait(last) | %.1f "
              "| <= 10 s |" % res["new_replica_s"],
