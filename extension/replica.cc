@@ -46,6 +46,9 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
   // Power loss: the WAL is synced before the sidecar records a position as
   // durable (the mark), once per read or 100 ms, never per transaction.
   writer.set_on_new_header([&](uint32_t a, uint32_t b) { return power::MarkNewGeneration(n_, writer, a, b); });
+  // A bootstrap or rebuild puts the whole database through the WAL once:
+  // give the disk back at the next restart.
+  writer.set_wal_size_limit(int64_t(64) << 20);
   auto last_sync = std::chrono::steady_clock::now();
   auto sync_applied = [&] {
     Status ss = power::SyncApplied(n_, writer);

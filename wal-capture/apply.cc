@@ -4,6 +4,7 @@
 
 #include "common/durable.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -592,6 +593,16 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, size_t cou
   last_mx_frame_ = hdr.mxFrame;
   std::memcpy(&last_salt1_, &hdr.aSalt[0], 4);
   std::memcpy(&last_salt2_, &hdr.aSalt[1], 4);
+  if (mx == 0 && wal_size_limit_ >= 0) {
+    // A new generation: what lies past its frames is an older generation's
+    // (other salts: neither readers nor a recovery use it). A bootstrap's
+    // whole-database transaction left a WAL file of the database's size.
+    const sqlite3_int64 keep =
+        std::max<sqlite3_int64>(sqlite3_int64(wal::FrameOffset(hdr.mxFrame + 1, page_size)), wal_size_limit_);
+    // Only a size: a failure leaves the file as long as it was (SQLite's
+    // walLimitSize ignores it too).
+    if (wal_size > keep) (void)wal_->pMethods->xTruncate(wal_, keep);
+  }
   return Status::OK();
 }
 

@@ -99,6 +99,11 @@ class WalWriter {
   uint32_t last_commit_frame() const { return last_mx_frame_; }
   // Syncs the WAL and the database file (fdatasync).
   Status Sync();
+  // SQLite's journal_size_limit for the appends: an append that starts a new
+  // WAL generation cuts the WAL file down to this many bytes (or to its own
+  // frames' end) when it is larger, as SQLite's first commit after a restart
+  // does (walLimitSize). Negative (the default): never.
+  void set_wal_size_limit(int64_t bytes) { wal_size_limit_ = bytes; }
 
  private:
   Status Lock(int64_t timeout_ms);
@@ -115,6 +120,7 @@ class WalWriter {
   std::string path_;
   sqlite3_filename filename_ = nullptr;
   uint32_t last_mx_frame_ = 0;
+  int64_t wal_size_limit_ = -1;
   bool blocker_held_ = false;
   uint32_t last_salt1_ = 0, last_salt2_ = 0;
   std::function<Status(uint32_t, uint32_t)> on_new_header_;
