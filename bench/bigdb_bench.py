@@ -313,7 +313,10 @@ def report(res, md_path):
             mib(p["VmPeak"]), mib(p["VmSize"]), mib(r["VmPeak"]), mib(r["VmSize"])))
     last = res["rss"][-1]
     lines += ["", "Mapped from the database's own files (kB): primary %s; replica %s."
-              % (json.dumps(last["p_maps"]), json.dumps(last["r_maps"]))]
+              % (json.dumps(last["p_maps"]), json.dumps(last["r_maps"])),
+              "", "WAL file sizes (primary / replica, MB): %s." % "; ".join(
+                  "after %d: %.1f / %.1f" % (row["txns"], row["p_wal"] / 1e6, row["r_wal"] / 1e6)
+                  for row in res["rss"] if "p_wal" in row)]
     nr = res["new_replica_status"]
     lines += ["", "The new replica's process after its bootstrap: VmHWM %s MiB, VmPeak %s MiB, VmSize %s MiB; "
               "bootstrap: %s." % (mib(nr["VmHWM"]), mib(nr["VmPeak"]), mib(nr["VmSize"]),
