@@ -113,6 +113,34 @@ result = last
 """
 
 
+# Runs inside the new replica's process: open, then repl_wait(last) while a
+# second connection samples repl_status().bootstrap.phase every 20 ms (the
+# bootstrap runs in this process's agent): when each phase was first seen.
+BOOTSTRAP_TIMELINE = r"""
+import json, threading
+t0 = time.perf_counter()
+con = connect(args["uri"])
+cons["main"] = con
+mon = connect(args["uri"])
+phases, stop = [], []
+def watch():
+    while not stop:
+        b = json.loads(mon.execute("SELECT repl_status()").fetchone()[0]).get("bootstrap") or {}
+        ph = b.get("phase")
+        if ph and (not phases or phases[-1][0] != ph):
+            phases.append((ph, time.perf_counter() - t0))
+        time.sleep(0.02)
+th = threading.Thread(target=watch)
+th.start()
+ok = con.execute("SELECT repl_wait(?, 600000)", (args["last"],)).fetchone()[0]
+phases.append(("current", time.perf_counter() - t0))
+stop.append(1)
+th.join(5)
+mon.close()
+result = {"ok": ok, "phases": phases}
+"""
+
+
 def build_plain(path, mb):
     """Plain SQLite, no litejet: mb rows of 1 MB hex text, one transaction, WAL mode."""
     t0 = time.monotonic()
@@ -221,9 +249,10 @@ def main():
         t0 = time.monotonic()
         R = Worker("r-new")
         workers.append(R)
-        R.open(ruri)
-        ok = R.one("SELECT repl_wait(?, 600000)", (last,), timeout=700)
+        tl = R.py(BOOTSTRAP_TIMELINE, uri=ruri, last=last, timeout=700)
         res["new_replica_s"] = time.monotonic() - t0
+        ok = tl["ok"]
+        res["bootstrap_phases"] = tl["phases"]
         if ok != 1:
             raise SystemExit("the new replica did not reach TXID %d" % last)
         st = R.status()
@@ -302,6 +331,8 @@ def report(res, md_path):
              "| new replica (empty file, log purged below the snapshot) current: start to repl_wait(last) | %.1f "
              "| <= 10 s |" % res["new_replica_s"],
              "| replica process restart, current again | %.2f | |" % res["replica_restart_s"], "",
+             "The new replica's bootstrap phases, first seen at (s after its open): %s." % ", ".join(
+                 "%s %.1f" % (ph, t) for ph, t in res["bootstrap_phases"]), "",
              "| transactions shipped | primary VmHWM MiB | replica VmHWM MiB | primary VmRSS (anon / file / shmem) MiB "
              "| replica VmRSS (anon / file / shmem) MiB | primary VmPeak / VmSize MiB | replica VmPeak / VmSize MiB |",
              "|---:|---:|---:|---|---|---|---|"]
