@@ -271,9 +271,9 @@ struct RestoreRequest {
 struct RestoreResult {
   ReplayState state;  // the restored position
   bool from_snapshot = false;
-  Manifest snapshot;                 // when from_snapshot
-  uint64_t records = 0;              // records applied from the log
-  std::vector<std::string> skipped;  // snapshots not used, each "snapshot <id> (TXID t): why"
+  Manifest snapshot;                  // when from_snapshot
+  uint64_t records = 0;               // records applied from the log
+  std::vector<std::string> skipped;   // snapshots not used, each "snapshot <id> (TXID t): why"
   std::vector<uint64_t> page_hashes;  // of the restored file, index pgno - 1 (read back for the final check)
 };
 

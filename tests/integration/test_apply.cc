@@ -287,8 +287,8 @@ void apply_page_source_streams_a_transaction(void**) {
       assert_int_equal(inner.code(), SQLITE_IOERR);
       assert_string_equal(inner.message().c_str(), "source failed on purpose");
       std::string diff = DiffPages(want[t.txid - 1], OraclePages(repl, d.path(), &ps));
-      if (!diff.empty()) fail_msg("txid %llu: a failed append changed the database: %s", (unsigned long long)t.txid,
-                                  diff.c_str());
+      if (!diff.empty())
+        fail_msg("txid %llu: a failed append changed the database: %s", (unsigned long long)t.txid, diff.c_str());
       s = w.Append(t.page_size, t.db_pages, t.pages, 5000);
       if (!s.ok()) fail_msg("txid %llu again: %s", (unsigned long long)t.txid, s.message().c_str());
     } else {
@@ -307,9 +307,10 @@ void apply_page_source_streams_a_transaction(void**) {
   bad.pages.front().data.resize(bad.page_size / 2);
   Status s = w.Append(bad.page_size, bad.db_pages, bad.pages, 5000);
   assert_int_equal(s.code(), SQLITE_CORRUPT);
-  assert_string_equal(s.message().c_str(), ("litejet: apply: page " + std::to_string(bad.pages.front().pgno) + " has " +
-                                           std::to_string(bad.page_size / 2) + " bytes, not the page size " +
-                                           std::to_string(bad.page_size)).c_str());
+  assert_string_equal(s.message().c_str(),
+                      ("litejet: apply: page " + std::to_string(bad.pages.front().pgno) + " has " +
+                       std::to_string(bad.page_size / 2) + " bytes, not the page size " + std::to_string(bad.page_size))
+                          .c_str());
 }
 
 // With a WAL size limit (the replica's applier sets one), an append that
@@ -346,8 +347,8 @@ void apply_wal_file_cut_at_restart(void**) {
       largest = std::max<int64_t>(largest, st.st_size);
       uint32_t ps = 0;
       std::string diff = DiffPages(want[t.txid], OraclePages(repl, d.path(), &ps));
-      if (!diff.empty()) fail_msg("limit %lld, txid %llu: %s", (long long)limit, (unsigned long long)t.txid,
-                                  diff.c_str());
+      if (!diff.empty())
+        fail_msg("limit %lld, txid %llu: %s", (long long)limit, (unsigned long long)t.txid, diff.c_str());
       ExecOk(ckpt, "pragma wal_checkpoint(PASSIVE)");  // so that the next append restarts the WAL
     }
     if (limit == 0 && cut == 0) fail_msg("no append cut the WAL file (largest %lld bytes)", (long long)largest);
