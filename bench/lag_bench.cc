@@ -27,7 +27,9 @@
 #include <poll.h>
 #include <sys/wait.h>
 
+#include <cctype>
 #include <cinttypes>
+#include <filesystem>
 #include <memory>
 
 #include "bench/bench_common.h"
@@ -307,7 +309,8 @@ struct Outcome {
   size_t seen = 0;
 };
 
-Outcome RunScenario(const Scenario& sc, const std::string& base, const std::string& url, int k) {
+Outcome RunScenario(const Scenario& sc, const std::string& base, const std::string& url, int k,
+                    const std::string& keep_dir) {
   std::string name = Fmt("lag%d_%d", int(getpid()), k);
   std::string dir = base + "/" + name;
   RemoveAll(dir);
@@ -381,6 +384,12 @@ Outcome RunScenario(const Scenario& sc, const std::string& base, const std::stri
     std::printf("    WARNING: %.0f replica reads failed (retried), first: %s\n", o.read_errors, o.first_error.c_str());
   }
   std::fflush(stdout);
+  if (!keep_dir.empty()) {
+    // For bench/plot_lag.py: id, commit time, visible time (µs), one row per transaction.
+    std::string slug;
+    for (char c : sc.label) slug += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    std::filesystem::copy_file(csv, keep_dir + "/" + slug + ".csv", std::filesystem::copy_options::overwrite_existing);
+  }
   RemoveAll(dir);
   return o;
 }
@@ -400,7 +409,7 @@ std::vector<double> Rates(const std::string& s) {
 int DriverMain(int argc, char** argv) {
   double seconds = 10, burst = 2;
   int64_t window = 500;
-  std::string rates = "200,1000", wait_rates = "1000", dir = "bench-data", url, md;
+  std::string rates = "200,1000", wait_rates = "1000", dir = "bench-data", url, md, keep;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto val = [&]() -> std::string {
@@ -423,12 +432,15 @@ int DriverMain(int argc, char** argv) {
       url = val();
     else if (a == "--md")
       md = val();
+    else if (a == "--keep-csv")
+      keep = val();
     else {
       std::fprintf(stderr,
                    "usage: lag_bench [--seconds S] [--rates 200,1000] [--wait-rates 1000] [--window N]\n"
-                   "                 [--burst-seconds S] [--dir DIR] [--nats URL] [--md FILE]\n"
+                   "                 [--burst-seconds S] [--dir DIR] [--nats URL] [--md FILE] [--keep-csv DIR]\n"
                    "  --window N         sustained scenario: at most N unacknowledged commits (0: skip it)\n"
-                   "  --burst-seconds S  unthrottled scenario length (0: skip it)\n");
+                   "  --burst-seconds S  unthrottled scenario length (0: skip it)\n"
+                   "  --keep-csv DIR     keep each scenario's rows (id,commit_us,visible_us) as DIR/<scenario>.csv\n");
       return 2;
     }
   }
@@ -451,7 +463,7 @@ int DriverMain(int argc, char** argv) {
   std::printf("lag_bench: primary and replica processes on this machine (%ld cores), nats %s\n",
               sysconf(_SC_NPROCESSORS_ONLN), url.c_str());
   std::vector<Outcome> outs;
-  for (size_t k = 0; k < scs.size(); k++) outs.push_back(RunScenario(scs[k], dir, url, int(k)));
+  for (size_t k = 0; k < scs.size(); k++) outs.push_back(RunScenario(scs[k], dir, url, int(k), keep));
 
   std::string m;
   m += "### Replication lag (one primary and one replica process on this machine, local nats-server)\n\n";

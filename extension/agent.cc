@@ -89,6 +89,7 @@ void AgentControl::SignalStop(bool at_exit) {
     }
   }
   cv_.notify_all();
+  if (n_.sidecar.is_open()) n_.sidecar.Changed();  // an agent asleep in SleepUntilChange
 }
 
 void AgentControl::SetLog(transport::Log* log) {
@@ -110,12 +111,19 @@ bool AgentControl::Sleep(int64_t ms) {
   return !stopping_;
 }
 
+bool AgentControl::SleepUntilChange(uint32_t seen, int64_t ms) {
+  if (stopping_) return false;
+  n_.sidecar.WaitChange(seen, ms);
+  return !stopping_;
+}
+
 void AgentControl::Kick() {
   {
     std::lock_guard<std::mutex> g(mu_);
     kicks_++;
   }
   cv_.notify_all();
+  n_.sidecar.Changed();  // the host's agent may live in another process
 }
 
 // nats.c knows of a lost connection before the agent's next call fails.

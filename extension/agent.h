@@ -41,7 +41,11 @@ class AgentControl {
   // also a wait that starts).
   void SignalStop(bool at_exit);
   bool Sleep(int64_t ms);  // false when stopping; returns early on Kick()
-  void Kick();             // a sync commit waits: wake the agent
+  // Sleeps on the sidecar's change word until it is no longer `seen` (a
+  // commit of any process, an acknowledgement, Kick() in any process,
+  // SignalStop) or ms passed. False when stopping.
+  bool SleepUntilChange(uint32_t seen, int64_t ms);
+  void Kick();  // a sync commit waits: wake the agent (in any process)
   void NotifyAll() { cv_.notify_all(); }
 
   // The link: the agent's last call to the server succeeded and its

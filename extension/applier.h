@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "common/sqlite.h"
@@ -34,6 +35,10 @@ class Applier {
   // advertise address, or its node name).
   Status ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record::Txn& t, uint64_t seq,
                      const std::string& primary);
+  // Records [i, j) of one message, consecutive TXIDs after the position, as
+  // one WAL transaction (their pages are moved out of txns).
+  Status ApplyRun(apply::WalWriter& writer, sqlite3* db, std::vector<record::Txn>& txns, size_t i, size_t j,
+                  uint64_t seq, const std::string& primary);
   // Before applying: a commit this node made as primary whose committer
   // died unfinished is settled first (CommitPath::ResolveDeadCommit).
   Status SettleDeadCommit(sqlite3* db, int attempts);
@@ -71,6 +76,10 @@ class Applier {
   int64_t store_tried_ms_ = 0;   // steady clock of the last attempt to open store_
   bool rebuild_failed_ = false;  // a rebuild failed; divergence is then fatal
   std::string rebuild_error_;
+  // ApplyRun's buffers, kept between runs.
+  NodeState::Update run_update_;
+  std::vector<record::Page> run_pages_;
+  std::unordered_set<uint32_t> run_seen_;
 };
 
 }  // namespace litejet

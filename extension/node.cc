@@ -178,7 +178,14 @@ NodeState::PageHashes NodeState::HashesOf(const std::vector<record::Page>& pages
 }
 
 Status NodeState::ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
-                                const PageHashes& changed, Update* out) {
+                                const PageHashes& changed, Update* out, const HashOverlay* overlay) {
+  auto old_hash = [&](uint32_t pgno) {
+    if (overlay) {
+      auto it = overlay->find(pgno);
+      if (it != overlay->end()) return it->second;
+    }
+    return sidecar.Hash(pgno);
+  };
   // The sizes come from the WAL or the log: check them before they drive a
   // loop or the sidecar's growth. A database grows over pages it does not
   // write only when they become free-list leaves (or the lock-byte page),
@@ -213,11 +220,11 @@ Status NodeState::ComputeUpdate(const sidecar::Position& before, uint32_t page_s
   // Pages cut off by a shrink leave the checksum (none lie past the
   // sidecar's hash slots: a corrupt size there cannot make this loop long).
   const uint64_t cut_end = std::min<uint64_t>(before.db_pages, sidecar.capacity());
-  for (uint64_t pg = uint64_t(db_pages) + 1; pg <= cut_end; pg++) sum ^= sidecar.Hash(uint32_t(pg));
+  for (uint64_t pg = uint64_t(db_pages) + 1; pg <= cut_end; pg++) sum ^= old_hash(uint32_t(pg));
   // Changed pages: the old hash out, the new one in.
   u.hashes.reserve(changed.size());
   for (const auto& [pgno, h] : changed) {
-    if (pgno <= before.db_pages) sum ^= sidecar.Hash(pgno);
+    if (pgno <= before.db_pages) sum ^= old_hash(pgno);
     sum ^= h;
     u.hashes.emplace_back(pgno, h);
   }
@@ -239,7 +246,8 @@ void NodeState::StoreUpdate(const Update& u) {
   sidecar.CommitUpdate(u.pos);
 }
 
-Status NodeState::CheckRecord(const sidecar::Position& pos, const record::Txn& t, Update* out) {
+Status NodeState::CheckRecord(const sidecar::Position& pos, const record::Txn& t, Update* out,
+                              const HashOverlay* overlay, bool reapply) {
   if (t.txid != pos.txid + 1) {
     return Status::Error("litejet: log of \"" + cfg.name + "\" jumps from TXID " + std::to_string(pos.txid) + " to " +
                              std::to_string(t.txid) + ": this replica needs a snapshot",
@@ -266,12 +274,12 @@ Status NodeState::CheckRecord(const sidecar::Position& pos, const record::Txn& t
                          SQLITE_CORRUPT);
   }
   Update& u = *out;
-  Status grew = ComputeUpdate(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size), &u);
+  Status grew = ComputeUpdate(pos, t.page_size, t.db_pages, HashesOf(t.pages, t.page_size), &u, overlay);
   if (!grew.ok()) return grew;
   // A previous attempt that died while storing page hashes leaves some of
   // them new: then the record's checksum (whose before-value matched the
   // committed position above) is the truth, not a sum over mixed hashes.
-  const bool reapply = sidecar.pending_txid() == t.txid && sidecar.pending_commit().commit_frame == 0;
+  if (!reapply) reapply = sidecar.pending_txid() == t.txid && sidecar.pending_commit().commit_frame == 0;
   if (reapply) u.pos.checksum = t.checksum_after;
   if (u.pos.checksum != t.checksum_after) {
     return Status::Error("litejet: record TXID " + std::to_string(t.txid) + " does not produce its checksum (" +

@@ -10,6 +10,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -89,12 +90,18 @@ class NodeState {
   };
   // Refuses (SQLITE_CORRUPT) sizes no SQLite transaction can have, before
   // they drive a loop or the sidecar's growth. out's buffers are reused.
+  // overlay (optional): page hashes newer than the sidecar's (a run of
+  // records applied as one, Applier::ApplyRun), consulted first.
+  using HashOverlay = std::unordered_map<uint32_t, uint64_t>;
   Status ComputeUpdate(const sidecar::Position& before, uint32_t page_size, uint32_t db_pages,
-                       const PageHashes& changed, Update* out);
+                       const PageHashes& changed, Update* out, const HashOverlay* overlay = nullptr);
   static PageHashes HashesOf(const std::vector<record::Page>& pages, uint32_t page_size);
   // Checks record t against position pos (the next TXID, checksum before,
   // page size) and computes the position and page hashes it leads to.
-  Status CheckRecord(const sidecar::Position& pos, const record::Txn& t, Update* u);
+  // overlay: as for ComputeUpdate; reapply: a previous attempt died while
+  // storing this record's update (the record's checksum is then the truth).
+  Status CheckRecord(const sidecar::Position& pos, const record::Txn& t, Update* u,
+                     const HashOverlay* overlay = nullptr, bool reapply = false);
   // Stores the page hashes, then the position (which clears the pending mark).
   void StoreUpdate(const Update& u);
 

@@ -296,6 +296,7 @@ Status Applier::Bootstrap(transport::Log& log, apply::WalWriter& writer, sqlite3
                           checksum::Hex(st.checksum) + ", " + std::to_string(st.db_pages) + " pages, " +
                           std::to_string(written) + " written) from " + st.source + " in " +
                           std::to_string(SteadyMs() - t0) + " ms");
+  n_.ClearError();  // before "done": whoever waits for it reads no stale error
   {
     std::lock_guard<std::mutex> g(n_.mu);
     n_.bootstrap.phase = "done";
@@ -303,7 +304,6 @@ Status Applier::Bootstrap(transport::Log& log, apply::WalWriter& writer, sqlite3
     n_.bootstrap.txid = st.txid;
     n_.bootstrap.source = st.source;
   }
-  n_.ClearError();
   *resume_seq = st.log_seq + 1;
   return Status::OK();
 }
@@ -367,6 +367,13 @@ Status Applier::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* 
   s = Install(writer, db, tmp, st, &written);
   if (!s.ok()) return failed(s);
 
+  {
+    // Before the count moves: whoever waits for it reads the outcome.
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.primary_seen.clear();
+    n_.SetError(why + "; rebuilt from the log at TXID " + std::to_string(st.txid) + " (from " + st.source +
+                "); the diverged database is kept as " + kept);
+  }
   info.active = false;
   info.count++;
   info.txid = st.txid;
@@ -375,12 +382,6 @@ Status Applier::Rebuild(transport::Log& log, apply::WalWriter& writer, sqlite3* 
                            " (checksum " + checksum::Hex(st.checksum) + ", " + std::to_string(st.db_pages) +
                            " pages, " + std::to_string(written) + " written, from " + st.source + ", " +
                            std::to_string(SteadyMs() - t0) + " ms); the diverged database is kept as " + kept);
-  {
-    std::lock_guard<std::mutex> g(n_.mu);
-    n_.primary_seen.clear();
-    n_.SetError(why + "; rebuilt from the log at TXID " + std::to_string(st.txid) + " (from " + st.source +
-                "); the diverged database is kept as " + kept);
-  }
   *resume_seq = st.log_seq + 1;
   return Status::OK();
 }

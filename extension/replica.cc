@@ -27,7 +27,7 @@
 
 namespace litejet {
 void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
-  LITEJET_RETRY(log.Ensure(500));
+  LITEJET_RETRY(log.Ensure(2000));
   a_.connected = true;
   n_.ClearError();
   apply::WalWriter writer;
@@ -105,6 +105,7 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
   uint64_t record_start = from;
   bool fatal = false;
   std::string rec;
+  std::vector<record::Txn> txns;
   bool leave = false;
   std::string diverged;  // why this database's history is not the log's
   {
@@ -169,15 +170,26 @@ void Applier::Run(transport::Log& log, const RoleHooks* hooks) {
       if (!complete) return true;
       std::vector<std::string> recs;
       a = record::Unbatch(&rec, &recs);
-      for (size_t i = 0; a.ok() && i < recs.size(); i++) {
-        record::Txn t;
-        a = record::Decode(recs[i].data(), recs[i].size(), &t);
-        // Inside a batch, a restart must read the whole message again (the
-        // records already applied are skipped): resume before its first chunk.
-        // repl_primary() names the writer by its advertise address (a header).
-        if (a.ok())
-          a = ApplyRecord(writer, db, t, i + 1 == recs.size() ? m.seq : record_start - 1,
-                          m.advertise.empty() ? t.node : m.advertise);
+      txns.resize(recs.size());
+      for (size_t i = 0; a.ok() && i < recs.size(); i++) a = record::Decode(recs[i].data(), recs[i].size(), &txns[i]);
+      // A batch's records that follow the position go in as one WAL
+      // transaction (ApplyRun); the others (already applied, an epoch
+      // marker, a lone record) one by one. Inside a batch, a restart must
+      // read the whole message again (the records already applied are
+      // skipped): resume before its first chunk. repl_primary() names the
+      // writer by its advertise address (a header).
+      for (size_t i = 0; a.ok() && i < recs.size();) {
+        const std::string& who = m.advertise.empty() ? txns[i].node : m.advertise;
+        size_t j = i;
+        const uint64_t at = n_.sidecar.Read().txid;
+        while (j < recs.size() && !txns[j].epoch_marker && txns[j].txid == at + 1 + (j - i)) j++;
+        if (j - i >= 2) {
+          a = ApplyRun(writer, db, txns, i, j, j == recs.size() ? m.seq : record_start - 1, who);
+          i = j;
+        } else {
+          a = ApplyRecord(writer, db, txns[i], i + 1 == recs.size() ? m.seq : record_start - 1, who);
+          i++;
+        }
       }
       if (a.ok() && std::chrono::steady_clock::now() - last_sync > std::chrono::milliseconds(100)) sync_applied();
       // While records keep coming the read does not return: keep the WAL
@@ -386,6 +398,95 @@ Status Applier::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record:
     if (s.code() == SQLITE_BUSY && ls.ok()) return s;  // the position moved: read the record again
     if (s.code() == SQLITE_BUSY_RECOVERY) {
       // Let SQLite rebuild the wal-index from the WAL, then try again.
+      sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+    }
+    if (a_.stopping() || attempt > 20) return Status::Error(s.message(), SQLITE_BUSY);
+  }
+  return Status::OK();
+}
+
+// Records [i, j) of a batch, each the next TXID, applied as one WAL
+// transaction: every record is checked in turn (TXID, epoch, the checksum
+// chain) against the page hashes the ones before it leave (an overlay), and
+// the last version of each page goes to the WAL once. Readers see the
+// run's end; the position jumps to its last TXID. A previous attempt that
+// died while storing its update left the pending mark at that TXID: the
+// restart reads the same message and runs the same records again, trusting
+// their checksums as ApplyRecord does for one.
+Status Applier::ApplyRun(apply::WalWriter& writer, sqlite3* db, std::vector<record::Txn>& txns, size_t i, size_t j,
+                         uint64_t seq, const std::string& primary) {
+  if (n_.sidecar.pending_txid() != 0 && n_.sidecar.pending_commit().commit_frame != 0) {
+    Status st = SettleDeadCommit(db, 1);
+    if (!st.ok()) return st;  // SQLITE_BUSY: this record again later
+  }
+  const sidecar::Position pos = n_.sidecar.Read();
+  const record::Txn& last = txns[j - 1];
+  const bool reapply = n_.sidecar.pending_txid() == last.txid && n_.sidecar.pending_commit().commit_frame == 0;
+  NodeState::HashOverlay overlay;
+  sidecar::Position at = pos;
+  uint64_t epoch = pos.epoch;
+  uint32_t max_pages = pos.db_pages;
+  for (size_t k = i; k < j; k++) {
+    Status s = n_.CheckRecord(at, txns[k], &run_update_, &overlay, reapply);
+    if (!s.ok()) return s;
+    for (const auto& [pgno, h] : run_update_.hashes) overlay[pgno] = h;
+    at = run_update_.pos;
+    at.epoch = std::max(at.epoch, txns[k].epoch);
+    epoch = std::max(epoch, txns[k].epoch);
+    max_pages = std::max(max_pages, txns[k].db_pages);
+  }
+  // What the WAL gets: each page's last version, none past the final size.
+  run_pages_.clear();
+  for (size_t k = j; k-- > i;) {
+    for (record::Page& pg : txns[k].pages) {
+      if (pg.pgno <= last.db_pages && run_seen_.insert(pg.pgno).second) run_pages_.push_back(std::move(pg));
+    }
+  }
+  run_seen_.clear();
+  std::sort(run_pages_.begin(), run_pages_.end(),
+            [](const record::Page& a, const record::Page& b) { return a.pgno < b.pgno; });
+  NodeState::Update& u = run_update_;
+  u.pos = pos;
+  u.pos.txid = last.txid;
+  u.pos.checksum = at.checksum;
+  u.pos.page_size = at.page_size;
+  u.pos.db_pages = at.db_pages;
+  u.hashes.clear();
+  for (const auto& [pgno, h] : overlay) {
+    if (pgno <= last.db_pages) u.hashes.emplace_back(pgno, h);
+  }
+  std::sort(u.hashes.begin(), u.hashes.end());
+  {
+    std::lock_guard<std::mutex> g(n_.mu);
+    n_.primary_seen = primary;  // before the position moves (see ApplyRecord)
+  }
+  for (int attempt = 0;; attempt++) {
+    Status inner;
+    Status ls = writer.WithWriteLock(2000, [&] {
+      const sidecar::Position now = n_.sidecar.Read();
+      if (now.txid != pos.txid || now.checksum != pos.checksum ||
+          (n_.sidecar.pending_txid() != 0 && n_.sidecar.pending_commit().commit_frame != 0)) {
+        inner = Status::Error("litejet: database \"" + n_.cfg.name + "\" changed (TXID " + std::to_string(now.txid) +
+                                  ") while records TXID " + std::to_string(txns[i].txid) + ".." +
+                                  std::to_string(last.txid) + " were being applied",
+                              SQLITE_BUSY);
+        return;
+      }
+      inner = n_.sidecar.BeginUpdate(last.txid, max_pages);
+      if (!inner.ok()) return;
+      inner = writer.AppendLocked(last.page_size, last.db_pages, run_pages_);
+      if (!inner.ok()) {
+        n_.sidecar.CommitUpdate(pos);  // clears the pending mark: nothing applied
+        return;
+      }
+      n_.StoreUpdate(u);
+      if (epoch > pos.epoch) n_.sidecar.SetEpoch(epoch);  // the newest epoch seen only grows
+      n_.sidecar.SetAcked(last.txid, seq);
+    });
+    if (ls.ok() && inner.ok()) break;
+    Status s = ls.ok() ? inner : ls;
+    if (s.code() == SQLITE_BUSY && ls.ok()) return s;  // the position moved: read the records again
+    if (s.code() == SQLITE_BUSY_RECOVERY) {
       sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
     }
     if (a_.stopping() || attempt > 20) return Status::Error(s.message(), SQLITE_BUSY);

@@ -23,6 +23,7 @@ set(LITEJET_E2E_TESTS
     sync_outage_lost
     sync_outage_landed
     sync_late_ack
+    sync_agent_takeover
     power_loss
     blocker_after_borrowed_restart
     agent_restart_no_busy_snapshot

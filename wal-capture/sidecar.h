@@ -143,6 +143,10 @@ class Sidecar {
   // is no longer `seen` (or timeout_ms passed, or a spurious wake-up).
   uint32_t change_count() const;
   void WaitChange(uint32_t seen, int64_t timeout_ms) const;
+  // Moves change_count() and wakes every WaitChange (any process): after a
+  // change of the position or acknowledgement, and to wake the agent (a
+  // sync commit waits, the agent is told to stop).
+  void Changed();
   // Sync durability: the TXID of a commit that failed without an answer from
   // JetStream (its record may be in the log or not), 0 when none. Kept until
   // the agent reconciled with the log; writes wait meanwhile. Set and
@@ -192,7 +196,6 @@ class Sidecar {
 
  private:
   Status Map(uint64_t capacity);
-  void Changed();  // after a change of the position or acknowledgement: wake repl_wait
   void SetBoot(const std::string& boot);
   struct Header;
   Header* hdr() const { return reinterpret_cast<Header*>(base_); }

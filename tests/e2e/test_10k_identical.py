@@ -2,6 +2,8 @@
 # e2e_10k_identical: 10,000 mixed transactions committed by a primary process
 # reach a replica process; after a full checkpoint on both the database files
 # are byte-identical and repl_checksum() agrees.
+import time
+
 from util import Suite, Worker, log, primary_uri, replica_uri, same_state, sha256_file
 
 N = 10000
@@ -61,10 +63,11 @@ result = {"txid": c.execute("SELECT repl_position()").fetchone()[0], "kinds": ki
 
 
 def checkpoint(s, w, what):
-    # TRUNCATE needs no reader and no writer in the way; retry briefly if busy.
-    for _ in range(50):
+    # TRUNCATE needs no reader and no writer in the way; retry (bounded) while busy.
+    deadline = time.monotonic() + 30
+    while True:
         row = w.sql("PRAGMA wal_checkpoint(TRUNCATE)")[0]
-        if row[0] == 0:
+        if row[0] == 0 or time.monotonic() >= deadline:
             break
         w.py("time.sleep(0.1)")
     return s.eq(row, [0, 0, 0], "%s: PRAGMA wal_checkpoint(TRUNCATE) on %s -> (0,0,0)" % (what, w.name))

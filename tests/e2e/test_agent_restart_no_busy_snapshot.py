@@ -16,7 +16,7 @@ def body(s):
     w.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)")
     for i in range(20):
         w.sql("INSERT INTO t(pad) VALUES (randomblob(300))")
-    s.eq(w.one("SELECT repl_wait(21, 10000)"), 1, "everything shipped")
+    s.eq(w.one("SELECT repl_wait(21, 30000)"), 1, "everything shipped")
     failures = 0
     for attempt in range(5):
         r = w.py("""

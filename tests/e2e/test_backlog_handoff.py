@@ -9,9 +9,8 @@
 import json
 import os
 import struct
-import time
 
-from util import Suite, Worker, log, primary_uri, replica_uri, same_state
+from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
 
 N1, N2 = 4000, 500
 COMMIT = r"""
@@ -76,8 +75,8 @@ def body(s):
     s.eq(replica.sql("SELECT count(*), count(DISTINCT tag || ':' || i) FROM t")[0], [N1 + N2, N1 + N2],
          "replica: %d rows, each once" % (N1 + N2))
     s.eq(replica.one("PRAGMA integrity_check"), "ok", "replica: integrity_check")
-    time.sleep(0.5)
-    st = second.status()
+    st = wait_until(lambda: (lambda st: st if st["lag_txns"] == 0 and st["last_error"] is None else None)(
+        second.status()), 30) or second.status()
     s.check(st["acked_txid"] == want and st["lag_txns"] == 0 and st["last_error"] is None,
             "primary: acked %d, lag 0, no last_error" % want, repr(st))
     replica.exit()

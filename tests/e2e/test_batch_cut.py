@@ -25,7 +25,7 @@ def body(s):
     del os.environ["LITEJET_TEST_CRASH"], os.environ["LITEJET_TEST_CRASH_TXID"]
     primary.open(P)
     primary.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)")
-    s.eq(primary.one("SELECT repl_wait(1, 10000)"), 1, "schema shipped alone")
+    s.eq(primary.one("SELECT repl_wait(1, 30000)"), 1, "schema shipped alone")
     srv.stop()
     # A backlog of incompressible pages: one batch of several chunks.
     for i in range(N):

@@ -13,7 +13,7 @@
 import os
 import time
 
-from util import Suite, Worker, log, primary_uri, run_plain_shell
+from util import Suite, Worker, log, primary_uri, run_plain_shell, wait_until
 
 
 
@@ -27,7 +27,7 @@ def body(s):
     w.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)")
     for i in range(10):
         w.sql("INSERT INTO t(pad) VALUES (randomblob(300))")
-    s.eq(w.one("SELECT repl_wait(11, 10000)"), 1, "everything shipped")
+    s.eq(w.one("SELECT repl_wait(11, 30000)"), 1, "everything shipped")
     srv.stop()
     time.sleep(0.3)
     # One unshipped commit: the agent now retries its publish every ~200 ms
@@ -65,8 +65,10 @@ result = {'pid': os.getpid(), 'before': before, 'after': after, 'after4': after4
     s.check(out.startswith("1|"), "plain shell's wal_checkpoint(TRUNCATE) is refused while commits are unshipped",
             "got %r" % out)
     srv.restart()
-    ok = w.one("SELECT repl_wait(17, 10000)", timeout=30)
-    st = w.status()
+    ok = w.one("SELECT repl_wait(17, 30000)", timeout=60)
+    # The outage's error clears on the agent's next successful call, which
+    # can come after the ack that released repl_wait: poll, bounded.
+    st = wait_until(lambda: (lambda st: st if st["last_error"] is None else None)(w.status()), 30) or w.status()
     log("status: %r" % st)
     s.check(ok == 1 and st["last_error"] is None, "every commit ships after the outage", repr(st))
     w.exit()

@@ -27,7 +27,7 @@ def body(s):
         for i in range(a, b):
             p.sql("INSERT INTO t VALUES (?, ?)", (i, "v%d " % i + "z" * (i * 97 % 3000)))
         last = p.one("SELECT repl_position()")
-        s.eq(p.one("SELECT repl_wait(?, 10000)", (last,)), 1, "primary: TXID %d acknowledged" % last)
+        s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "primary: TXID %d acknowledged" % last)
         return last
 
     last = write(1, 20)
@@ -50,7 +50,7 @@ def body(s):
     r.open(replica_uri(s.path("r", "app.db"), srv.url, name="app", node="r1"))
     same_state(s, p, r, last, "fresh replica")
     # The position is installed just before the status says "done".
-    wait_until(lambda: ((r.status().get("bootstrap") or {}).get("phase")) == "done", 10)
+    wait_until(lambda: ((r.status().get("bootstrap") or {}).get("phase")) == "done", 30)
     b = r.status().get("bootstrap") or {}
     s.check(b.get("count") == 1 and b.get("phase") == "done" and b.get("txid") == last and
             "(TXID %d)" % t2 in b.get("source", "") and "no longer in the log" in b.get("reason", ""),
@@ -61,7 +61,7 @@ def body(s):
     old.open(replica_uri(s.path("old", "app.db"), srv.url, name="app", node="old"))
     same_state(s, p, old, last, "old replica after the purge")
     # The position is installed just before the status says "done".
-    wait_until(lambda: ((old.status().get("bootstrap") or {}).get("phase")) == "done", 10)
+    wait_until(lambda: ((old.status().get("bootstrap") or {}).get("phase")) == "done", 30)
     b = old.status().get("bootstrap") or {}
     s.check(b.get("count") == 1 and "(TXID %d)" % t2 in b.get("source", ""),
             "old replica: bootstrapped from the snapshot at TXID %d" % t2, json.dumps(b))
@@ -87,7 +87,7 @@ def body(s):
     r2.open(replica_uri(s.path("r2", "app.db"), srv.url, name="app", node="r2"))
     same_state(s, p, r2, last, "fresh replica with the newest snapshot damaged")
     # The position is installed just before the status says "done".
-    wait_until(lambda: ((r2.status().get("bootstrap") or {}).get("phase")) == "done", 10)
+    wait_until(lambda: ((r2.status().get("bootstrap") or {}).get("phase")) == "done", 30)
     b = r2.status().get("bootstrap") or {}
     s.check(b.get("count") == 1 and "(TXID %d)" % t1 in b.get("source", ""),
             "fresh replica: bootstrapped from the older snapshot at TXID %d" % t1, json.dumps(b))
@@ -104,7 +104,9 @@ def body(s):
     u = Worker("u")
     u.open(replica_uri(own, srv.url, name="app", node="u1"))
     same_state(s, p, u, last, "a replica with a file unknown to the log")
-    wait_until(lambda: (u.status().get("rebuild") or {}).get("count") == 1, 10)
+    # (The rebuild's count is visible a moment before last_error says "rebuilt": wait for both.)
+    wait_until(lambda: (lambda st: (st.get("rebuild") or {}).get("count") == 1 and
+                        "rebuilt from the log" in (st.get("last_error") or ""))(u.status()), 30)
     rb = u.status().get("rebuild") or {}
     kept = rb.get("kept") or ""
     s.check(rb.get("count") == 1 and "is not empty" in rb.get("reason", "") and "unknown to the log" in rb.get("reason", ""),

@@ -27,13 +27,13 @@ def body(s):
     try:
         # Another process reads through litejet (the CLI is the host's agent).
         r = Worker("reader")
-        ok = wait_until(lambda: os.path.exists(rdb + "-litejet"), 10)
+        ok = wait_until(lambda: os.path.exists(rdb + "-litejet"), 30)
         s.check(ok, "the CLI opened the replica (its sidecar exists)")
         r.open(replica_uri(rdb, srv.url, node="r-cli", name="cr"))
-        s.eq(r.one("SELECT repl_wait(11, 15000)"), 1, "replica kept by the CLI reached TXID 11")
+        s.eq(r.one("SELECT repl_wait(11, 30000)"), 1, "replica kept by the CLI reached TXID 11")
         s.eq(r.one("SELECT count(*) FROM t"), 10, "its rows are there")
         p.sql("INSERT INTO t VALUES (99)")
-        s.eq(r.one("SELECT repl_wait(12, 15000)"), 1, "and it follows: TXID 12")
+        s.eq(r.one("SELECT repl_wait(12, 30000)"), 1, "and it follows: TXID 12")
         s.eq(r.one("SELECT repl_checksum()"), p.one("SELECT repl_checksum()"), "same checksum as the primary")
         r.exit()
         s.check(proc.poll() is None, "the CLI is still running")

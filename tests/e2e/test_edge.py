@@ -12,17 +12,9 @@ import socket
 import subprocess
 import threading
 
-from util import Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
+from util import free_port, Suite, Worker, log, primary_uri, replica_uri, same_state, wait_until
 
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else "nats-server"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Relay:
@@ -111,12 +103,14 @@ class Server:
         self.proc = subprocess.Popen([NATS_SERVER, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
+            if self.proc.poll() is not None:  # exited (e.g. the port was taken meanwhile): fail now
+                return False
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
                     return c.recv(16).startswith(b"INFO")
             except OSError:
                 return False
-        if not wait_until(up, 20):
+        if not wait_until(up, 30):
             raise RuntimeError("nats-server %s did not start: %s" % (name, self.log_text()[-2000:]))
 
     def log_text(self):
@@ -170,7 +164,7 @@ def body(s):
     leaf = Server(s.path("leaf", "x"), "leaf", 'jetstream { domain: edge, store_dir: "STORE" }\n'
                   'leafnodes { remotes: [ { url: "nats-leaf://127.0.0.1:%d" } ], reconnect: 1 }' % link.port)
     s.servers.append(leaf)
-    s.check(wait_until(lambda: leaf.leafs() >= 1, 20), "the leaf server connects to the hub through the link",
+    s.check(wait_until(lambda: leaf.leafs() >= 1, 30), "the leaf server connects to the hub through the link",
             leaf.log_text()[-1500:])
     log("hub %s, leaf %s, link :%d -> :%d" % (hub.url, leaf.url, link.port, leaf_port))
 
@@ -178,7 +172,7 @@ def body(s):
     p.open(primary_uri(s.path("p", "edge.db"), hub.url))
     p.sql("CREATE TABLE t(x)")
     p.sql("INSERT INTO t VALUES ('before')")
-    s.eq(p.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "primary on the hub: acknowledged")
+    s.eq(p.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "primary on the hub: acknowledged")
 
     r = Worker("edge-replica")
     r.open(replica_uri(s.path("r", "edge.db"), leaf.url, js_domain="hub"))
@@ -195,18 +189,18 @@ def body(s):
     same_state(s, p, m, 2, "replica reading the leaf's mirror")
 
     link.cut()
-    s.check(wait_until(lambda: "Leafnode connection closed" in leaf.log_text(), 20),
+    s.check(wait_until(lambda: "Leafnode connection closed" in leaf.log_text(), 30),
             "the leaf link is down", leaf.log_text()[-1500:])
     for i in range(5):
         p.sql("INSERT INTO t VALUES (?)", ("while cut %d" % i,))
-    s.eq(p.one("SELECT repl_wait(7, 20000)", timeout=30), 1, "the primary writes on while the edge is cut off")
+    s.eq(p.one("SELECT repl_wait(7, 30000)", timeout=60), 1, "the primary writes on while the edge is cut off")
     s.eq(r.one("SELECT repl_wait(3, 1500)", timeout=30), 0, "the edge replica does not get them while cut off")
     s.eq(r.sql("SELECT x FROM t ORDER BY rowid"), [["before"]], "the edge replica serves reads while cut off")
     s.eq(r.one("SELECT repl_position()"), 2, "the edge replica stays at its position")
     # A replica started at the site while it is cut off starts from the mirror.
     n = Worker("new-mirror-replica")
     n.open(replica_uri(s.path("n", "edge.db"), leaf.url, node="n1"))
-    s.eq(n.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "a new replica at the cut-off site starts from the mirror")
+    s.eq(n.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "a new replica at the cut-off site starts from the mirror")
     s.eq(n.sql("SELECT x FROM t ORDER BY rowid"), [["before"]], "... and serves what the mirror had")
     st = r.status()
     log("edge replica while cut off: connected=%s last_error=%r" % (st["connected"], st["last_error"]))

@@ -27,7 +27,7 @@ ROUNDS = int(os.environ.get("LITEJET_EXIT_ROUNDS") or (6 if os.environ.get("LITE
 EXIT_APP = os.environ.get("LITEJET_EXIT_APP")
 HOSTS = (os.environ.get("LITEJET_EXIT_HOSTS") or "c,tcl,python,shell").split(",")  # to run some only
 
-from util import EXT, PYTHON, SQLITE3_SHELL, Suite, Worker, _pdeathsig, log, primary_uri, replica_uri  # noqa: E402
+from util import EXT, PYTHON, SQLITE3_SHELL, Suite, free_port, Worker, _pdeathsig, log, primary_uri, replica_uri  # noqa: E402
 
 LANES = 4
 MODES = ("up", "down", "up", "stalled", "up", "mute")  # round i runs in MODES[i % 6]: half up
@@ -66,12 +66,6 @@ puts "pos $pos"
 flush stdout
 if {$how eq "exit"} { exit 0 }
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SilentServer:

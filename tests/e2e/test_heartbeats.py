@@ -30,27 +30,34 @@ def body(s):
         c = cluster(w)
         return c if set(c) == {"p1", "r1", "r2"} and all(n["txid"] == txid for n in c.values()) else None
 
+    def settled(c):  # a heartbeat of a loaded node can be late or carry a transient error: wait for it
+        return all(v["lag_txns"] == 0 and v["heartbeat_age_ms"] < 5000 and v["last_error"] is None
+                   for v in c.values())
+
     for w in (p, r1, r2):
-        c = wait_until(lambda: all_at(w, 10), 10)
+        c = wait_until(lambda: all_at(w, 10), 30)
         s.check(c, "%s: repl_status().cluster lists p1, r1, r2 at TXID 10" % w.name, repr(w.status().get("cluster")))
         if c:
             s.eq({k: v["role"] for k, v in c.items()}, {"p1": "primary", "r1": "replica", "r2": "replica"},
                  "%s: roles in the cluster view" % w.name)
-            s.check(all(v["lag_txns"] == 0 and v["heartbeat_age_ms"] < 5000 and v["last_error"] is None
-                        for v in c.values()), "%s: no lag, fresh heartbeats, no errors" % w.name, repr(c))
+            c = wait_until(lambda: (lambda c: c if c and settled(c) else None)(all_at(w, 10)), 30) or c
+            s.check(settled(c), "%s: no lag, fresh heartbeats, no errors" % w.name, repr(c))
 
     # r2 goes away: its last heartbeat stays (until the bucket's max age) and ages.
     r2.exit()
     for i in range(5):
         p.sql("INSERT INTO t VALUES (?)", (100 + i,))
     same_state(s, p, r1, 15, "r1 after r2 left")
+    # One view where r2's heartbeat is old and p1's own is fresh: p1 goes on
+    # beating while r2 is silent (a loaded p1 can be late once; r2 cannot
+    # become fresh again, so polling only waits out such a late beat).
     c = wait_until(lambda: (lambda c: c if c.get("r2", {}).get("heartbeat_age_ms", 0) > 2500 and
-                            c.get("p1", {}).get("txid") == 15 else None)(cluster(p)), 15)
-    s.check(c, "p1: r2's heartbeat ages after it closed, and r2 shows 5 TXIDs behind",
+                            c.get("p1", {}).get("txid") == 15 and
+                            c.get("p1", {}).get("heartbeat_age_ms", 1 << 30) < 2500 else None)(cluster(p)), 30)
+    s.check(c, "p1: r2's heartbeat ages after it closed while p1's own stays fresh, and r2 shows 5 TXIDs behind",
             repr(p.status().get("cluster")))
     if c:
         s.eq((c["r2"]["txid"], c["r2"]["lag_txns"]), (10, 5), "p1: r2 at TXID 10, lag 5")
-        s.check(c["p1"]["heartbeat_age_ms"] < 2500, "p1: its own heartbeat stays fresh", repr(c["p1"]))
     p.exit()
     r1.exit()
 

@@ -95,7 +95,7 @@ con.execute("COMMIT")
     readers = [Worker("reader-1"), Worker("reader-2")]
     for r in readers:
         r.call("open", uri=replica_uri(rdb, srv.url), key="main", busy_timeout=0.0, timeout=30)
-        s.eq(r.one("SELECT repl_wait(2, 20000)", timeout=40), 1, "%s: repl_wait(2)" % r.name)
+        s.eq(r.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "%s: repl_wait(2)" % r.name)
         s.eq(r.one("SELECT sum(balance) FROM acct"), TOTAL, "%s: initial sum" % r.name)
 
     log("transfers and reads for %.0f s" % SECONDS)

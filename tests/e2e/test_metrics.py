@@ -63,8 +63,8 @@ def body(s):
 
         r = Worker("reader")
         r.open(uri(rdb, nats=srv.url, role="replica", name="m", node="r1"))
-        s.eq(r.one("SELECT repl_wait(21, 15000)"), 1, "the replica reached TXID 21")
-        got = wait_until(lambda: parse(scrape()[2])[0].get("litejet_position_txid", (0,))[0] == 21, 10)
+        s.eq(r.one("SELECT repl_wait(21, 30000)"), 1, "the replica reached TXID 21")
+        got = wait_until(lambda: parse(scrape()[2])[0].get("litejet_position_txid", (0,))[0] == 21, 30)
         s.check(got, "the scrape shows TXID 21")
         code, ctype, text = scrape()
         s.eq((code, ctype), (200, "text/plain; version=0.0.4; charset=utf-8"), "GET /metrics: 200, Prometheus text")
@@ -103,7 +103,7 @@ def body(s):
         # More writes: the scrape follows.
         for i in range(5):
             p.sql("INSERT INTO t VALUES (?)", (100 + i,))
-        got = wait_until(lambda: parse(scrape()[2])[0]["litejet_position_txid"][0] == 26, 10)
+        got = wait_until(lambda: parse(scrape()[2])[0]["litejet_position_txid"][0] == 26, 30)
         s.check(got, "after 5 more commits the scrape shows TXID 26")
 
         # litejet metrics DB: printed once, same figures.

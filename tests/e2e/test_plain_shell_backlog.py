@@ -27,7 +27,7 @@ def body(s):
     del os.environ["LITEJET_TEST_GUARD_MS"]
     primary.open(P)
     primary.sql("CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)")
-    s.eq(primary.one("SELECT repl_wait(1, 10000)"), 1, "schema shipped")
+    s.eq(primary.one("SELECT repl_wait(1, 30000)"), 1, "schema shipped")
     srv.stop()
     primary.sql("PRAGMA wal_autocheckpoint=0")
     for i in range(N):
@@ -55,7 +55,7 @@ def body(s):
     want = N + 1
     s.eq(primary.one("SELECT repl_wait(?, 30000)", (want,), timeout=60), 1, "primary: every commit acknowledged")
     same_state(s, primary, replica, want, "after the plain shell's checkpoints")
-    st = primary.status()
+    st = wait_until(lambda: (lambda st: st if st["last_error"] is None else None)(primary.status()), 30) or primary.status()
     s.check(st["last_error"] is None, "primary: no last_error", repr(st))
 
     # The WAL stays bounded when another litejet process writes.

@@ -82,7 +82,7 @@ def replica_rounds(s, srv):
                                    live_sidecar=variant.startswith("newest"))
             r2 = Worker("replica-after-%s" % point)
             r2.open(replica_uri(dst, srv.url, name=name))
-            same_state(s, primary, r2, want, "replica, power loss at %s, %s" % (point, variant), timeout_ms=20000)
+            same_state(s, primary, r2, want, "replica, power loss at %s, %s" % (point, variant))
             r2.exit()
             env()
         primary.exit()
@@ -115,18 +115,21 @@ def primary_round(s, srv, k, point, what):
     p2.open(primary_uri(dst, srv.url, name=name))
     rows = p2.one("SELECT count(*) FROM t")
     pos = p2.one("SELECT repl_position()")
-    st = p2.status()
+    # The agent's first calls after an open can fail once under load (and be
+    # retried): wait for the settled state, then check it.
+    st = wait_until(lambda: (lambda st: st if st["last_error"] is None and p2.one("SELECT repl_is_primary()") == 1
+                             else None)(p2.status()), 30) or p2.status()
     s.check(st["last_error"] is None and p2.one("SELECT repl_is_primary()") == 1,
             "primary %s: validated after the power loss" % what, repr(st["last_error"]))
     s.eq(pos, 1 + rows, "primary %s: every commit SQLite recovered (%d rows) has one TXID" % (what, rows))
     r = Worker("replica-of-%s" % what)
     r.open(replica_uri(os.path.join(os.path.dirname(s.path(name, "replica", "x")), "h.db"), srv.url, name=name))
-    same_state(s, p2, r, pos, "primary %s: replica" % what, timeout_ms=20000)
+    same_state(s, p2, r, pos, "primary %s: replica" % what)
     s.eq(r.sql("SELECT count(*), count(DISTINCT tag || ':' || i) FROM t")[0], [rows, rows],
          "primary %s: replica has each row once" % what)
     # Writes go on from there.
     p2.sql("INSERT INTO t(tag, i, pad) VALUES ('after', 0, x'00')")
-    same_state(s, p2, r, pos + 1, "primary %s: a commit after recovery" % what, timeout_ms=20000)
+    same_state(s, p2, r, pos + 1, "primary %s: a commit after recovery" % what)
     env()
     r.exit()
     p2.exit()
@@ -145,7 +148,7 @@ def normal_rounds(s, srv):
         p.py(INSERTS, n=30, tag="a", pad=700, sync="NORMAL", ckpt="PASSIVE")
         last = p.py(INSERTS, n=30, tag="b", pad=700, sync="NORMAL")
         if shipped:
-            s.eq(p.one("SELECT repl_wait(?, 20000)", (last,)), 1, "NORMAL, shipped: TXID %d in the log" % last)
+            s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "NORMAL, shipped: TXID %d in the log" % last)
         time.sleep(0.3)
         p.kill()
         env(LITEJET_TEST_BOOT_ID="boot-B")
@@ -154,18 +157,20 @@ def normal_rounds(s, srv):
         p2.open(primary_uri(dst, srv.url, name=name))
         rows = p2.one("SELECT count(*) FROM t")
         s.eq(rows, 30, "NORMAL: SQLite recovered the 30 rows synced by the checkpoint, lost the 30 after it")
-        st = p2.status()
         if shipped:
+            st = wait_until(lambda: (lambda st: st if "the log is ahead of the database" in (st["last_error"] or "")
+                                     else None)(p2.status()), 30) or p2.status()
             s.check(st["last_error"] and "the log is ahead of the database" in st["last_error"]
                     and "holds TXID 31" in st["last_error"] and p2.one("SELECT repl_is_primary()") == 0,
                     "NORMAL, shipped: fenced, last_error names the cause", repr(st["last_error"]))
         else:
+            st = wait_until(lambda: (lambda st: st if st["last_error"] is None else None)(p2.status()), 30) or p2.status()
             s.check(st["last_error"] is None and p2.one("SELECT repl_position()") == 31,
                     "NORMAL, unshipped: sidecar rolled back to TXID 31", repr(st))
             r = Worker("replica-normal")
             r.open(replica_uri(os.path.join(os.path.dirname(s.path(name, "replica", "x")), "h.db"), srv.url, name=name))
             p2.sql("INSERT INTO t(tag, i, pad) VALUES ('after', 0, x'00')")
-            same_state(s, p2, r, 32, "NORMAL, unshipped: TXID 32 is the next commit, replica identical", timeout_ms=20000)
+            same_state(s, p2, r, 32, "NORMAL, unshipped: TXID 32 is the next commit, replica identical")
             r.exit()
         env()
         p2.exit()

@@ -45,9 +45,9 @@ def body(s):
     primary.sql("INSERT INTO t(v) VALUES ('seed')")
     rdb = s.path("r", "app.db")
     a.open(replica_uri(rdb, srv.url))  # first to open: A's process is the agent
-    s.eq(a.one("SELECT repl_wait(2, 20000)", timeout=40), 1, "A: repl_wait(2) (schema and seed row)")
+    s.eq(a.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "A: repl_wait(2) (schema and seed row)")
     b.open(replica_uri(rdb, srv.url))
-    s.eq(b.one("SELECT repl_wait(2, 20000)", timeout=40), 1, "B: repl_wait(2)")
+    s.eq(b.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "B: repl_wait(2)")
 
     round_(s, primary, a, b, 1000, "round 1 (holder is the agent process)", "r1")
     round_(s, primary, b, a, 500, "round 2 (holder is not the agent process)", "r2")

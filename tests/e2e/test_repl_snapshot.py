@@ -65,13 +65,13 @@ def body(s):
          "builtins.lj_writer = (stop, threading.Thread(target=run))\n"
          "builtins.lj_writer[1].start()\n"
          "result = 1")
-    wait_until(lambda: p.one("SELECT repl_position()") > pos, 10)  # the writer is running
+    wait_until(lambda: p.one("SELECT repl_position()") > pos, 30)  # the writer is running
     snaps = [p.one("SELECT repl_snapshot()") for _ in range(3)]
     w.py("import builtins\nbuiltins.lj_writer[0].set(); builtins.lj_writer[1].join(); result = 1")
     last = p.one("SELECT repl_position()")
     s.check(all(pos <= t <= last for t in snaps) and snaps == sorted(snaps) and snaps[-1] > pos,
             "repl_snapshot() under writes: TXIDs %s within %d..%d, in order" % (snaps, pos, last))
-    s.eq(p.one("SELECT repl_wait(?, 10000)", (last,)), 1, "primary: TXID %d acknowledged" % last)
+    s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "primary: TXID %d acknowledged" % last)
     out, err = restore(s.path("x", "b.db"), "--txid", str(snaps[-1]))
     s.check(out and out["txid"] == snaps[-1] and out["snapshot"] and out["snapshot"]["txid"] == snaps[-1],
             "restore --txid %d: from the snapshot taken under writes" % snaps[-1], json.dumps(out) + err)
@@ -81,7 +81,7 @@ def body(s):
     s.eq(got, want, "the snapshot under writes: the primary's rows at TXID %d (one row per TXID)" % snaps[-1])
 
     # On a replica.
-    s.eq(r.one("SELECT repl_wait(?, 10000)", (last,)), 1, "replica at TXID %d" % last)
+    s.eq(r.one("SELECT repl_wait(?, 30000)", (last,)), 1, "replica at TXID %d" % last)
     t3 = r.one("SELECT repl_snapshot()")
     s.eq(t3, last, "repl_snapshot() on the replica: its position")
     out, err = restore(s.path("x", "c.db"))

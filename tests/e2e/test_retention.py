@@ -32,7 +32,7 @@ def body(s):
             k += 1
             p.sql("INSERT INTO t VALUES (?, ?)", (k, "v%d " % k + "q" * (k * 53 % 2000)))
         last = p.one("SELECT repl_position()")
-        s.eq(p.one("SELECT repl_wait(?, 10000)", (last,)), 1, "batch %d: primary at TXID %d acknowledged" % (batch, last))
+        s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "batch %d: primary at TXID %d acknowledged" % (batch, last))
         # The live replica protects what it still reads: under load its
         # heartbeat can trail the batch's snapshot and hold the purge back
         # (as designed). Once the primary sees it caught up, one more write
@@ -42,7 +42,7 @@ def body(s):
         k += 1
         p.sql("INSERT INTO t VALUES (?, ?)", (k, "nudge"))
         last = p.one("SELECT repl_position()")
-        s.eq(p.one("SELECT repl_wait(?, 10000)", (last,)), 1, "batch %d: TXID %d acknowledged" % (batch, last))
+        s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "batch %d: TXID %d acknowledged" % (batch, last))
         # At the batch's end (snapshot_every_ms: within a second of the last write).
         ok = wait_until(lambda: (p.status().get("snapshots") or {}).get("txid") == last
                         and (p.status().get("snapshots") or {}).get("retention"), 30)
@@ -82,7 +82,7 @@ def body(s):
     s.check('"seq"' in beat(0), "a heartbeat of node ghost at TXID %d" % ghost_txid)
     th = threading.Thread(target=beater, daemon=True)
     th.start()
-    s.check(wait_until(lambda: any(n["node"] == "ghost" for n in p.status()["cluster"]), 10),
+    s.check(wait_until(lambda: any(n["node"] == "ghost" for n in p.status()["cluster"]), 30),
             "the primary sees node ghost", json.dumps(p.status()["cluster"]))
     for _ in range(120):
         k += 1
@@ -117,7 +117,7 @@ def body(s):
     f = Worker("f")
     f.open(replica_uri(s.path("f", "app.db"), srv.url, name="app", node="f1"))
     same_state(s, p, f, last, "a fresh replica")
-    wait_until(lambda: ((f.status().get("bootstrap") or {}).get("phase")) == "done", 10)
+    wait_until(lambda: ((f.status().get("bootstrap") or {}).get("phase")) == "done", 30)
     b = f.status().get("bootstrap") or {}
     s.check(b.get("count") == 1 and b.get("source", "").startswith("snapshot "),
             "the fresh replica bootstrapped from a snapshot", json.dumps(b))

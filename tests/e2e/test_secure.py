@@ -12,7 +12,7 @@ import os
 import socket
 import subprocess
 
-from util import BUILD, Suite, Worker, log, primary_uri, replica_uri, same_state, uri, wait_until
+from util import BUILD, free_port, Suite, Worker, log, primary_uri, replica_uri, same_state, uri, wait_until
 
 NATS_SERVER = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else "nats-server"
 CLI = os.path.join(BUILD, "litejet")
@@ -76,10 +76,7 @@ class ConfServer:
 
     def __init__(self, d, extra):
         os.makedirs(d, exist_ok=True)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
+        self.port = free_port()
         self.url = "nats://127.0.0.1:%d" % self.port
         self.conf = os.path.join(d, "server.conf")
         self.log = os.path.join(d, "server.log")
@@ -90,12 +87,14 @@ class ConfServer:
                                      stderr=subprocess.DEVNULL)
 
         def up():
+            if self.proc.poll() is not None:  # exited (e.g. the port was taken meanwhile): fail now
+                return False
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as c:
                     return c.recv(16).startswith(b"INFO")
             except OSError:
                 return False
-        if not wait_until(up, 20):
+        if not wait_until(up, 30):
             raise RuntimeError("nats-server with %s did not start: %s" % (self.conf, self.log_text()[-2000:]))
 
     def log_text(self):
@@ -118,7 +117,7 @@ class ConfServer:
             self.proc.wait()
 
 
-def last_error_has(w, *words, timeout=20):
+def last_error_has(w, *words, timeout=30):
     def has():
         e = w.status().get("last_error") or ""
         return all(x in e for x in words) and e
@@ -139,7 +138,7 @@ def tls_case(s):
     p.open(primary_uri(s.path("tls", "p", "t.db"), srv.url, tls_ca=good["ca"]))
     p.sql("CREATE TABLE t(x)")
     p.sql("INSERT INTO t VALUES ('over tls')")
-    s.eq(p.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "TLS: primary with tls_ca: acknowledged")
+    s.eq(p.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "TLS: primary with tls_ca: acknowledged")
     r = Worker("tls-replica")
     r.open(replica_uri(s.path("tls", "r", "t.db"), srv.url, tls_ca=good["ca"]))
     same_state(s, p, r, 2, "TLS")
@@ -171,7 +170,7 @@ def nkey_case(s):
     p = Worker("nkey-primary")
     p.open(primary_uri(s.path("nkey", "p", "n.db"), srv.url, nkey_seed=seed))
     p.sql("CREATE TABLE t(x)")
-    s.eq(p.one("SELECT repl_wait(1, 20000)", timeout=30), 1, "nkey: primary with nkey_seed: acknowledged")
+    s.eq(p.one("SELECT repl_wait(1, 30000)", timeout=60), 1, "nkey: primary with nkey_seed: acknowledged")
     os.environ["LITEJET_NKEY_SEED"] = seed
     r = Worker("nkey-replica")  # from the environment
     del os.environ["LITEJET_NKEY_SEED"]
@@ -265,18 +264,19 @@ def permissions_case(s):
     p.open(primary_uri(pdb, srv.url, user="writer", password="pw"))
     p.sql("CREATE TABLE t(x)")
     p.sql("INSERT INTO t VALUES (1)")
-    s.eq(p.one("SELECT repl_wait(2, 20000)", timeout=30), 1, "permissions: the primary's user appends")
+    s.eq(p.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "permissions: the primary's user appends")
     r = Worker("perm-replica")
     r.open(replica_uri(s.path("perm", "r", "perm.db"), srv.url, user="reader", password="pr"))
     same_state(s, p, r, 2, "permissions: read-only replica")
     p.sql("INSERT INTO t VALUES (2)")
     same_state(s, p, r, 3, "permissions: read-only replica follows")
-    st = r.status()
+    st = wait_until(lambda: (lambda st: st if st["connected"] is True and not st.get("last_error") else None)(
+        r.status()), 30) or r.status()
     s.check(st["connected"] is True and not st.get("last_error"), "permissions: the replica reports no error",
             repr(st.get("last_error")))
     s.eq(r.one("SELECT repl_primary()"), "p1", "permissions: the replica reads the lease (repl_primary)")
     s.check(any(n["node"] == "r1" for n in st["cluster"]) or wait_until(
-        lambda: any(n["node"] == "r1" for n in r.status()["cluster"]), 10),
+        lambda: any(n["node"] == "r1" for n in r.status()["cluster"]), 30),
         "permissions: the replica writes its own heartbeat", repr(r.status()["cluster"]))
 
     rc, out, err = cli("status", "--nats", srv.url, "--name", "perm", "--user", "reader", "--password", "pr", "--json")

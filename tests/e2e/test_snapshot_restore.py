@@ -69,7 +69,7 @@ def body(s):
         if i == 7:
             time.sleep(0.5)  # a gap in commit times for --time
     last = max(history)
-    s.eq(p.one("SELECT repl_wait(?, 10000)", (last,)), 1, "primary: TXIDs 1..%d acknowledged" % last)
+    s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "primary: TXIDs 1..%d acknowledged" % last)
     rows = lambda t: [tuple(x) for x in history[t][0]]  # noqa: E731
 
     # To a middle TXID, from the log.
@@ -110,7 +110,7 @@ def body(s):
     for i in range(16, 24):
         write(i)
     last = max(history)
-    s.eq(p.one("SELECT repl_wait(?, 10000)", (last,)), 1, "primary: TXIDs up to %d acknowledged" % last)
+    s.eq(p.one("SELECT repl_wait(?, 30000)", (last,)), 1, "primary: TXIDs up to %d acknowledged" % last)
     db = s.path("y", "app.db")
     rc, out, err = run("restore", db, *nats)
     s.check(rc == 0 and out == "restored %s to TXID %d (checksum %s, committed %s) from snapshot %s (TXID 8) and %d "
@@ -149,7 +149,7 @@ def body(s):
     s.eq(rows_of(s.path("z", "b.db")), rows(last), "restore from the log: the primary's rows")
 
     # verify: the live replica; a checkpointed copy of it; a copy changed behind litejet's back.
-    s.eq(r.one("SELECT repl_wait(?, 10000)", (last,)), 1, "replica: at TXID %d" % last)
+    s.eq(r.one("SELECT repl_wait(?, 30000)", (last,)), 1, "replica: at TXID %d" % last)
     rdb = s.path("r", "app.db")
     rc, out, err = run("verify", rdb, *nats)
     s.check(rc == 0 and out == "%s: TXID %d, checksum %s (from the sidecar) matches the log\n"
@@ -191,7 +191,7 @@ def body(s):
     o.sql("CREATE TABLE u(v)")
     for i in range(last - 1):  # TXID 1 is the CREATE TABLE
         o.sql("INSERT INTO u VALUES (?)", (i,))
-    s.eq(o.one("SELECT repl_wait(?, 10000)", (last,)), 1, "other: TXID %d acknowledged" % last)
+    s.eq(o.one("SELECT repl_wait(?, 30000)", (last,)), 1, "other: TXID %d acknowledged" % last)
     osum = o.one("SELECT repl_checksum()") if o.one("SELECT repl_position()") == last else None
     o.sql("INSERT INTO u VALUES (0)")
     rc, out, err = run("verify", copies["good"], "--nats", srv.url, "--name", "other", "--json")

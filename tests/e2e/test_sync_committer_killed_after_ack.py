@@ -30,7 +30,7 @@ def body(s):
         s.check(False, "committer process died after the acknowledgement")
     except Exception as e:  # noqa: BLE001 - the worker's death is the point
         s.check("died" in str(e), "committer process died after the acknowledgement (%s)" % e)
-    s.eq(replica.one("SELECT repl_wait(3, 5000)"), 1, "replica: TXID 3 is in the log")
+    s.eq(replica.one("SELECT repl_wait(3, 30000)"), 1, "replica: TXID 3 is in the log")
     # Usually the next write finds the log ahead and fails; on a loaded
     # machine the agent may take TXID 3 from the log first, and the write
     # then commits as TXID 4. Either way TXID 3 is never reused.
@@ -47,16 +47,16 @@ def body(s):
     else:
         log("the agent took TXID 3 from the log before the next write")
         s.check(wrote, "primary: with TXID 3 taken, the write commits")
-    s.check(wait_until(lambda: agent.one("SELECT repl_position()") >= 3, 10), "primary: takes TXID 3 from the log")
+    s.check(wait_until(lambda: agent.one("SELECT repl_position()") >= 3, 30), "primary: takes TXID 3 from the log")
     rows = [["one"], ["acknowledged"]] + ([["three"]] if wrote else [])
     s.eq(agent.sql("SELECT v FROM t ORDER BY id"), rows, "primary: the acknowledged row is TXID 3")
-    s.check(wait_until(lambda: try_write(agent, 'four'), 10),
+    s.check(wait_until(lambda: try_write(agent, 'four'), 30),
             "primary: writes again")
     top = 5 if wrote else 4
     same_state(s, agent, replica, top, "after the next commit")
     s.eq(replica.sql("SELECT v FROM t ORDER BY id"), rows + [["four"]],
          "replica: rows %r" % (rows + [["four"]]))
-    st = agent.status()
+    st = wait_until(lambda: (lambda st: st if st["last_error"] is None else None)(agent.status()), 30) or agent.status()
     s.check(st["last_error"] is None and st["acked_txid"] == top, "primary: no last_error, acked_txid %d" % top, repr(st))
     replica.exit()
     agent.exit()

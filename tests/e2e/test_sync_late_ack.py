@@ -26,7 +26,9 @@ def body(s):
     replica = Worker("replica")
     replica.open(replica_uri(s.path("r", "late.db"), srv.url))
     os.environ["LITEJET_TEST_HOLD_ACK_TXID"] = "3"
-    os.environ["LITEJET_TEST_HOLD_ACK_MS"] = "3000"
+    # Held long enough that the replica applies A's record (and A is killed)
+    # before the acknowledgement reaches A even on a loaded machine.
+    os.environ["LITEJET_TEST_HOLD_ACK_MS"] = "8000"
     agent = Worker("agent")  # first to open: the host's agent
     del os.environ["LITEJET_TEST_HOLD_ACK_TXID"], os.environ["LITEJET_TEST_HOLD_ACK_MS"]
     agent.open(P)
@@ -37,7 +39,7 @@ def body(s):
     a = Worker("committer-a")
     a.open(P)
     a.send("sql", sql="INSERT INTO t(v) VALUES ('a')", params=[], key="main")
-    s.eq(replica.one("SELECT repl_wait(3, 3000)", timeout=10), 1, "A's record of TXID 3 is in the log (replica applied it)")
+    s.eq(replica.one("SELECT repl_wait(3, 7000)", timeout=30), 1, "A's record of TXID 3 is in the log (replica applied it)")
     a.kill()
     log("committer A killed while waiting for its acknowledgement")
     b = Worker("committer-b")
@@ -51,11 +53,11 @@ def body(s):
     log("B's write returned after %.1f s: %s" % (time.monotonic() - t0, err))
     s.check(err is not None and "disk I/O error" in err,
             "B's commit of TXID 3 fails: the acknowledgement is of A's record (%s)" % err)
-    got = wait_until(lambda: agent.one("SELECT repl_position()") == 3, 15)
+    got = wait_until(lambda: agent.one("SELECT repl_position()") == 3, 30)
     s.check(got, "primary takes TXID 3 from the log", repr(agent.status()))
     s.eq(rows(agent), ["one", "a"], "primary: TXID 3 is A's row, as in the log")
     same_state(s, agent, replica, 3, "after the late acknowledgement")
-    wrote = wait_until(lambda: try_write(b, "b2"), 15)
+    wrote = wait_until(lambda: try_write(b, "b2"), 30)
     s.check(wrote, "B writes again")
     same_state(s, agent, replica, 4, "one more")
     s.eq(rows(replica), ["one", "a", "b2"], "replica: rows one, a, b2")

@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("LITEJET_SOURCE") or os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))
 
-from natsserver import NatsServer  # noqa: E402
+from natsserver import NatsServer, free_port  # noqa: E402
 
 BUILD = os.environ.get("LITEJET_BUILD") or os.path.join(SOURCE, "build")
 EXT = os.path.join(BUILD, "litejet")
@@ -35,7 +35,7 @@ for _var in list(os.environ):
 os.environ["LITEJET_BUILD"] = BUILD
 os.environ["LITEJET_SOURCE"] = SOURCE
 
-__all__ = ["NatsServer", "nats_request", "Suite", "Worker", "WorkerError", "uri", "primary_uri", "replica_uri",
+__all__ = ["NatsServer", "free_port", "nats_request", "Suite", "Worker", "WorkerError", "uri", "primary_uri", "replica_uri",
            "sha256_file", "wait_until", "run_shell", "run_plain_shell", "try_write", "same_state", "EXT", "SQLITE3_SHELL", "log"]
 
 _T0 = time.monotonic()
@@ -109,7 +109,7 @@ class Worker:
     """A separate /usr/bin/python3 process that has loaded litejet and runs
     requests: open(uri), sql(q), py(code) ... Every call is bounded."""
 
-    def __init__(self, name, start_timeout=20.0, stderr_path=None):
+    def __init__(self, name, start_timeout=60.0, stderr_path=None):
         self.name = name
         self._q = queue.Queue()
         self._next = 0
@@ -171,7 +171,7 @@ class Worker:
         return self.recv(timeout)
 
     # -- conveniences ------------------------------------------------------
-    def open(self, u, key="main", timeout=30.0):
+    def open(self, u, key="main", timeout=60.0):
         return self.call("open", uri=u, key=key, timeout=timeout)
 
     def sql(self, q, params=(), key="main", timeout=60.0):

@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -142,31 +143,71 @@ std::string MakeTempDir(const char* prefix, std::string* err) {
   return d;
 }
 
-// Reserve `count` distinct free loopback ports (bind :0, read, close).
+// The kernel's ephemeral range: local ports of outgoing connections come from
+// it. A server port in it can be taken while the server is stopped for a
+// restart (a client's reconnect to 127.0.0.1:P can even be given local port
+// P: TCP self-connect), so ports are picked below it when there is room.
+bool EphemeralLow(int* low) {
+  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
+  int lo = 0, hi = 0;
+  if (!(f >> lo >> hi) || lo <= 0) return false;
+  *low = lo;
+  return true;
+}
+
+// Binds fd to 127.0.0.1:port (0: any); the bound port in *got.
+bool BindLoopback(int fd, int port, int* got) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  socklen_t len = sizeof(a);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    return false;
+  }
+  *got = ntohs(a.sin_port);
+  return true;
+}
+
+// Reserve `count` distinct free loopback ports: random ones in [10000, the
+// ephemeral range) that bind, else (no room) bind :0; read, close.
 bool PickPorts(int count, std::vector<int>* out, std::string* err) {
+  constexpr int kLowest = 10000;
   std::vector<int> fds;
   out->clear();
+  int low = 0;
+  const bool below = EphemeralLow(&low) && low - kLowest >= 1000;
+  std::mt19937 rng(static_cast<uint32_t>(getpid()) * 2654435761u ^
+                   static_cast<uint32_t>(Clock::now().time_since_epoch().count()));
   bool ok = true;
   for (int i = 0; i < count && ok; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      SetErr(err, std::string("socket: ") + strerror(errno));
-      ok = false;
-      break;
+    int got = 0;
+    bool bound = false;
+    for (int attempt = 0; attempt < 200 && !bound; attempt++) {
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) {
+        SetErr(err, std::string("socket: ") + strerror(errno));
+        ok = false;
+        break;
+      }
+      const int want = below ? kLowest + static_cast<int>(rng() % static_cast<uint32_t>(low - kLowest)) : 0;
+      if (BindLoopback(fd, want, &got)) {
+        fds.push_back(fd);
+        bound = true;
+      } else {
+        close(fd);
+        if (!below) {
+          SetErr(err, std::string("bind/getsockname: ") + strerror(errno));
+          ok = false;
+        }
+      }
     }
-    fds.push_back(fd);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    socklen_t len = sizeof(a);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      SetErr(err, std::string("bind/getsockname: ") + strerror(errno));
+    if (ok && !bound) {
+      SetErr(err, "no free loopback port below the ephemeral range after 200 tries");
       ok = false;
-      break;
     }
-    out->push_back(ntohs(a.sin_port));
+    if (ok) out->push_back(got);
   }
   for (int fd : fds) close(fd);
   return ok;

@@ -34,6 +34,7 @@ import ctypes
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,7 +43,7 @@ import tempfile
 import threading
 import time
 
-__all__ = ["NatsServer", "NatsCluster", "NatsServerError", "find_nats_server", "http_get"]
+__all__ = ["NatsServer", "NatsCluster", "NatsServerError", "find_nats_server", "free_port", "http_get"]
 
 HEALTH_TIMEOUT = 20.0
 TERM_WAIT = 10.0
@@ -134,17 +135,53 @@ def _make_preexec():
     return preexec
 
 
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def _pick_ports(n):
+    """n distinct free loopback ports. Below the kernel's ephemeral range when
+    there is room: local ports of outgoing connections come from that range,
+    so a server port in it can be taken while the server is stopped for a
+    restart (a client's reconnect to 127.0.0.1:P can even get local port P:
+    TCP self-connect). Else bind :0."""
+    low = _ephemeral_low()
+    below = low - _LOWEST_PORT >= 1000
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
     socks = []
     try:
         for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
+            for _attempt in range(200):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    s.bind(("127.0.0.1", rng.randrange(_LOWEST_PORT, low) if below else 0))
+                except OSError:
+                    s.close()
+                    if not below:
+                        raise
+                    continue
+                socks.append(s)
+                break
+            else:
+                raise NatsServerError("no free loopback port below the ephemeral range after 200 tries")
         return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
+
+
+def free_port():
+    """A free loopback port below the ephemeral range (see _pick_ports), for
+    a server a test starts itself or a URL where nothing must listen. Free
+    when picked only: a server that cannot bind it must fail its start."""
+    return _pick_ports(1)[0]
 
 
 def http_get(port, path, timeout=2.0):

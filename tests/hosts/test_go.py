@@ -59,7 +59,7 @@ def body(s):
     s.eq(got.get("role"), "primary", "go primary: repl_status() role")
     r = Worker("py-replica")
     r.open(replica_uri(s.path("py", "g.db"), srv.url, node="py-r", name="g"))
-    s.eq(r.one("SELECT repl_wait(9, 20000)", timeout=40), 1, "python replica: repl_wait(9) = 1")
+    s.eq(r.one("SELECT repl_wait(9, 30000)", timeout=60), 1, "python replica: repl_wait(9) = 1")
     s.eq(r.one("SELECT repl_checksum()"), got.get("checksum"), "python replica: same repl_checksum as the go primary")
     s.eq(python_rows(r), got.get("rows"), "python replica: same 200 rows as the go primary")
 
@@ -69,7 +69,7 @@ def body(s):
     fields = out.split()
     s.check(len(fields) == 3 and fields[:2] == ["2", "1"], "README snippet prints '2 1 <checksum>'", repr(out))
     r.open(replica_uri(s.path("py", "app.db"), srv.url, node="py-r"), key="app")
-    s.eq(r.one("SELECT repl_wait(2, 20000)", key="app", timeout=40), 1, "README snippet: python replica at TXID 2")
+    s.eq(r.one("SELECT repl_wait(2, 30000)", key="app", timeout=60), 1, "README snippet: python replica at TXID 2")
     s.eq(r.one("SELECT repl_checksum()", key="app"), fields[2] if fields else None, "README snippet: same checksum")
     s.eq(r.sql("SELECT x FROM t", key="app"), [[42]], "README snippet: the row")
     r.exit()

@@ -60,14 +60,14 @@ def body(s):
         got = request("app.php", "request 1")
         s.eq(got, ["1"], "request 1: TXID 1")
         agent = start_agent()
-        s.eq(r.one("SELECT repl_wait(1, 20000)", timeout=40), 1, "request 1 reaches the replica (bounded wait)")
+        s.eq(r.one("SELECT repl_wait(1, 30000)", timeout=60), 1, "request 1 reaches the replica (bounded wait)")
         reached = []
         for i in range(2, 31):
             got = request("app.php", "request %d" % i)
             if got != [str(i)]:
                 s.eq(got, [str(i)], "request %d: TXID %d" % (i, i))
                 break
-            if r.one("SELECT repl_wait(?, 20000)", (i,), timeout=40) != 1:
+            if r.one("SELECT repl_wait(?, 30000)", (i,), timeout=60) != 1:
                 break
             reached.append(i)
         s.eq(reached, list(range(2, 31)), "requests 2..30 (one commit per process): each reached the replica")
@@ -87,7 +87,7 @@ def body(s):
         s.eq(r.one("SELECT repl_position()"), 30, "... and the replica is at 30")
         # ... and ship when an agent comes.
         agent = start_agent()
-        s.eq(r.one("SELECT repl_wait(35, 20000)", timeout=40), 1, "an agent started afterwards ships TXIDs 31..35")
+        s.eq(r.one("SELECT repl_wait(35, 30000)", timeout=60), 1, "an agent started afterwards ships TXIDs 31..35")
         stop_agent(agent, "after the backlog")
         agent = None
 
@@ -99,7 +99,7 @@ def body(s):
         srv.restart()
         got = request("wait.php", "request 41 (waits for its ack)")
         s.eq(got[:2], ["41", "1"], "request 41: TXID 41, repl_wait = 1")
-        s.eq(r.one("SELECT repl_wait(41, 20000)", timeout=40), 1, "the replica reaches TXID 41")
+        s.eq(r.one("SELECT repl_wait(41, 30000)", timeout=60), 1, "the replica reaches TXID 41")
         s.eq(r.one("SELECT repl_checksum()"), got[2] if len(got) > 2 else None,
              "the replica's checksum equals the primary's (request 41's repl_checksum)")
         s.eq(r.sql("SELECT count(*), min(id), max(id) FROM t"), [[41, 1, 41]], "the replica has rows 1..41")

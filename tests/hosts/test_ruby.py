@@ -31,7 +31,7 @@ def body(s):
     s.check(len(fields) == 3 and fields[:2] == ["2", "1"], "README snippet prints '2 1 <checksum>'", repr(out))
     r = Worker("py-replica")
     r.open(replica_uri(s.path("py", "app.db"), srv.url, node="py-r"))
-    s.eq(r.one("SELECT repl_wait(2, 20000)", timeout=40), 1, "python replica of the ruby primary: at TXID 2")
+    s.eq(r.one("SELECT repl_wait(2, 30000)", timeout=60), 1, "python replica of the ruby primary: at TXID 2")
     s.eq(r.one("SELECT repl_checksum()"), fields[2] if fields else None, "python replica: same checksum")
     s.eq(r.sql("SELECT x FROM t"), [[42]], "python replica: the row")
     r.exit()
@@ -43,7 +43,7 @@ def body(s):
     for i in range(10):
         p.sql("INSERT INTO t(v, b) VALUES (?, randomblob(?))", ("r%d" % i, 100 + 300 * i))
     p.sql("UPDATE t SET v = v || '+' WHERE id % 3 = 0")
-    s.eq(p.one("SELECT repl_wait(12, 15000)"), 1, "python primary: TXID 12 acknowledged")
+    s.eq(p.one("SELECT repl_wait(12, 30000)"), 1, "python primary: TXID 12 acknowledged")
     rd = workdir(s, "ruby-replica")
     _, out, _ = run(s, [ruby, os.path.join(RUBY_DIR, "replica.rb"),
                         replica_uri("p2r.db", srv.url, node="ruby-r"), "12"], "ruby replica", rd, host_env())

@@ -231,8 +231,7 @@ void apply_survives_other_processes_closing(void**) {
                     nullptr};
     pid_t pid = 0;
     assert_int_equal(posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv, environ), 0);
-    int st = 0;
-    waitpid(pid, &st, 0);
+    int st = WaitChild(pid);
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), int(i));  // rows after txn i+1 (the first made the table)
   }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -382,8 +383,7 @@ void capture_several_processes(void**) {
     kids.push_back(pid);
   }
   for (pid_t k : kids) {
-    int st = 0;
-    waitpid(k, &st, 0);
+    int st = WaitChild(k);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
   }
   sqlite3* db = OpenReplicated(path);
@@ -455,8 +455,7 @@ void WriterDiesInTxid3(const std::string& path, const char* point) {
                   const_cast<char*>("0"),    const_cast<char*>("5"),        nullptr};
   pid_t pid = 0;
   assert_int_equal(posix_spawn(&pid, g_self, nullptr, nullptr, argv, envp.data()), 0);
-  int st = 0;
-  waitpid(pid, &st, 0);
+  int st = WaitChild(pid);
   assert_true(WIFEXITED(st));
   assert_int_equal(WEXITSTATUS(st), 9);  // died inside TXID 3
 }
@@ -521,7 +520,11 @@ void DeadCommitResolvedWithoutWrites(const char* point) {
   sidecar::Sidecar sc;
   bool created = false;
   assert_true(sc.Open(path + "-litejet", &created).ok());
-  for (int i = 0; i < 500 && sc.pending_txid() != 0; i++) usleep(10000);  // the agent looks every 250 ms
+  // The agent looks every 250 ms; a loaded machine gets 30 s of wall time.
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       sc.pending_txid() != 0 && std::chrono::steady_clock::now() < end;) {
+    usleep(10000);
+  }
   assert_int_equal(sc.pending_txid(), 0);
   rows = QueryInt(idle, "select count(*) from t");
   pos = QueryInt(idle, "select repl_position()");
@@ -672,12 +675,18 @@ void capture_dead_commit_not_resurrected(void**) {
                    const_cast<char*>(go.c_str()), nullptr};
   pid_t holder = 0;
   assert_int_equal(posix_spawn(&holder, g_self, nullptr, nullptr, hargv, environ), 0);
-  usleep(300000);  // the holder has the shm open
+  // The holder says when it has the shm open (a fixed 300 ms was a guess a
+  // loaded machine can miss).
+  const std::string ready = go + ".ready";
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+       access(ready.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < end;) {
+    usleep(10000);
+  }
+  assert_int_equal(access(ready.c_str(), F_OK), 0);
   WriterDiesInTxid3(path, "after_commit_frame");
   FILE* f = std::fopen(go.c_str(), "w");
   std::fclose(f);
-  int st = 0;
-  waitpid(holder, &st, 0);
+  int st = WaitChild(holder);
   std::printf("  holder exit %d\n", WEXITSTATUS(st));
   sqlite3* db = OpenReplicated(path);
   long long rows0 = QueryInt(db, "select count(*) from t");
@@ -806,7 +815,14 @@ int WriterMain(const char* path, int p, int txns) {
 int HolderMain(const char* path, const char* go) {
   sqlite3* db = OpenReplicated(path);
   if (QueryInt(db, "select count(*) from t") < 0) return 2;
-  while (access(go, F_OK) != 0) usleep(10000);
+  FILE* ready = std::fopen((std::string(go) + ".ready").c_str(), "w");
+  if (ready == nullptr) return 4;
+  std::fclose(ready);
+  // Bounded: a parent that failed before saying go must not leave it behind.
+  for (int i = 0; access(go, F_OK) != 0; i++) {
+    if (i > 12000) _exit(5);
+    usleep(10000);
+  }
   if (Exec(db, "begin immediate; commit") != SQLITE_OK) return 3;
   std::fflush(stdout);
   _exit(0);  // no close: no checkpoint

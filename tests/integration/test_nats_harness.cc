@@ -214,7 +214,7 @@ void test_cluster(void** state) {
   // Stream info: leader + 2 current replicas, all in our cluster (bounded wait
   // for followers to report current).
   std::string leader, follower;
-  auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto deadline = Clock::now() + std::chrono::seconds(30);
   for (;;) {
     si = nullptr;
     Check(js_GetStreamInfo(&si, f->js, "HC", nullptr, &jerr), "js_GetStreamInfo");
@@ -250,7 +250,7 @@ void test_cluster(void** state) {
   assert_int_equal(victim.pid(), -1);
   natsStatus s = NATS_ERR;
   uint64_t seq = 0;
-  deadline = Clock::now() + std::chrono::seconds(15);
+  deadline = Clock::now() + std::chrono::seconds(30);
   while ((s = Publish(f->js, "hc.test", "after-kill", &seq)) != NATS_OK && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
@@ -264,7 +264,7 @@ void test_cluster(void** state) {
   if (!restarted) print_error("Restart: %s\n", err.c_str());
   assert_true(restarted);
   bool caught_up = false;
-  deadline = Clock::now() + std::chrono::seconds(15);
+  deadline = Clock::now() + std::chrono::seconds(30);
   while (!caught_up && Clock::now() < deadline) {
     si = nullptr;
     if (js_GetStreamInfo(&si, f->js, "HC", nullptr, &jerr) == NATS_OK && si->Cluster) {

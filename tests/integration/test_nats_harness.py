@@ -119,10 +119,10 @@ def test_cluster():
         # Losing the meta leader: the other two elect a new one.
         li = cl.index_of(leader)
         cl.node(li).kill()
-        new_leader = cl.wait_meta_leader(timeout=15, expect_current=2)
+        new_leader = cl.wait_meta_leader(timeout=30, expect_current=2)
         assert new_leader != leader and new_leader in names, new_leader
         cl.node(li).restart()
-        cl.wait_meta_leader(timeout=15)
+        cl.wait_meta_leader(timeout=30)
         pids = [cl.node(i).pid for i in range(3)]
         ports = [cl.node(i).port for i in range(3)]
         d = cl.dir

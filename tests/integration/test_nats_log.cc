@@ -247,7 +247,8 @@ void list_databases_unreachable_is_unavailable(void**) {
   auto t0 = conf::Clock::now();
   litejet::Status st = lt::ListNatsDatabases(o, 500, &names);
   assert_int_equal(st.code(), lt::kUnavailable);
-  assert_true(conf::Seconds(t0) < 3);
+  print_message("unreachable, 500 ms timeout: %.3f s\n", conf::Seconds(t0));
+  assert_true(conf::Seconds(t0) < 10);  // bounded: a hang guard, not a timing check (loaded CI)
 }
 
 // --- server restart while publishing and reading ----------------------------------
@@ -322,7 +323,7 @@ void open_succeeds_while_server_is_down(void** state) {
   std::string err;
   assert_true(srv.Restart(&err));
   t0 = conf::Clock::now();
-  assert_true(WaitFor([&] { return l.Connected(); }, 10));
+  assert_true(WaitFor([&] { return l.Connected(); }, 30));
   print_message("connected %.2f s after the server came up\n", conf::Seconds(t0));
   AssertOk(l.Ensure(5000));
   AssertOk(l.Publish("x", 0, "x", 5000, &seq));
@@ -385,7 +386,7 @@ void r3_stream_survives_losing_its_leader(void** state) {
   assert_int_equal(again, 2);
 
   std::atomic<uint64_t> done{2};
-  AssertOk(conf::PublishRetrying(w, 200, conf::Clock::now() + std::chrono::seconds(10), &done));
+  AssertOk(conf::PublishRetrying(w, 200, conf::Clock::now() + std::chrono::seconds(30), &done));
   AssertOk(conf::ReadRange(r, 2, 200, 5000, conf::ExpectPayload()));
 
   // The fence holds under a true race on R3 (with ExpectLastSubjectSeq it did not).

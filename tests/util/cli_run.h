@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,8 +57,18 @@ inline CliRun Exec(const std::vector<std::string>& args) {
     r.err = "cannot start " + args[0] + ": " + std::strerror(e);
     return r;
   }
+  // Bounded: a CLI that hangs is killed after 120 s (its run then fails with
+  // 128 + SIGKILL and says so) instead of holding CI until ctest's timeout.
   int status = 0;
-  waitpid(pid, &status, 0);
+  const auto deadline = t0 + std::chrono::seconds(120);
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    usleep(10000);
+  }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = Slurp(out);

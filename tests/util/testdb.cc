@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -233,6 +235,21 @@ uint64_t SeedFromEnv(const char* test) {
               (unsigned long long)seed);
   std::fflush(stdout);
   return seed;
+}
+
+int WaitChild(int pid, int seconds) {
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::printf("  child %d still running after %d s: killed\n", pid, seconds);
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      break;
+    }
+    ::usleep(10000);
+  }
+  return status;
 }
 
 }  // namespace litejet::test

@@ -81,4 +81,8 @@ uint64_t XorAll(const std::vector<uint64_t>& v);
 // A seed from LITEJET_SEED or the clock, printed so a failure can be rerun.
 uint64_t SeedFromEnv(const char* test);
 
+// waitpid for a child, bounded: after `seconds` it is SIGKILLed and reaped
+// (its status then says so) instead of holding the test until ctest's timeout.
+int WaitChild(int pid, int seconds = 120);
+
 }  // namespace litejet::test

@@ -22,6 +22,6 @@ func main() {
 	var txid, acked int64
 	var checksum string
 	db.QueryRow("select repl_position(), repl_checksum()").Scan(&txid, &checksum)
-	db.QueryRow("select repl_wait(?, 5000)", txid).Scan(&acked)
+	db.QueryRow("select repl_wait(?, 30000)", txid).Scan(&acked)
 	fmt.Println(txid, acked, checksum)
 }

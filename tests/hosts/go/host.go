@@ -78,7 +78,7 @@ func main() {
 		out["sqlite_version"] = sqliteVersion
 		state(db, out)
 		var acked int64
-		must(db.QueryRow("select repl_wait(?, 15000)", out["txid"]).Scan(&acked), "repl_wait")
+		must(db.QueryRow("select repl_wait(?, 30000)", out["txid"]).Scan(&acked), "repl_wait")
 		out["wait"] = acked
 		must(db.Close(), "close")
 	case "naive":

@@ -4,5 +4,5 @@ const db = new Database("app.db");  // no URI here: LITEJET_NATS_URL, LITEJET_RO
 db.exec("create table if not exists t(x)");
 db.prepare("insert into t values (?)").run(42);
 const txid = db.prepare("select repl_position()").pluck().get();
-const acked = db.prepare("select repl_wait(?, 5000)").pluck().get(txid);  // a JS number: bound as REAL
+const acked = db.prepare("select repl_wait(?, 30000)").pluck().get(txid);  // a JS number: bound as REAL
 console.log(txid, acked, db.prepare("select repl_checksum()").pluck().get());

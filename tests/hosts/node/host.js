@@ -25,9 +25,9 @@ if (mode === "primary") {
   db.exec("update t set v = v || '!' where id % 7 = 0");
   db.exec("delete from t where id % 11 = 0");
   out.txid = one("select repl_position()");
-  out.wait = one("select repl_wait(?, 15000)", out.txid);  // a JS number: bound as REAL
+  out.wait = one("select repl_wait(?, 30000)", out.txid);  // a JS number: bound as REAL
 } else if (mode === "replica") {
-  out.wait = one("select repl_wait(?, 20000)", Number(arg));
+  out.wait = one("select repl_wait(?, 30000)", Number(arg));
   out.txid = one("select repl_position()");
 } else {
   throw new Error("usage: host.js primary ROWS | replica TXID");

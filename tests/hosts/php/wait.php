@@ -7,4 +7,4 @@ $db = new SQLite3("app.db");
 $db->busyTimeout(5000);
 $db->exec("begin; create table if not exists t(id integer primary key, v); insert into t(v) values (42); commit");
 $txid = $db->querySingle("select repl_position()");
-echo $txid, " ", $db->querySingle("select repl_wait($txid, 20000)"), " ", $db->querySingle("select repl_checksum()"), "\n";
+echo $txid, " ", $db->querySingle("select repl_wait($txid, 30000)"), " ", $db->querySingle("select repl_checksum()"), "\n";

@@ -7,4 +7,4 @@ db.busy_timeout = 5000
 db.execute("create table if not exists t(x)")
 db.execute("insert into t values (?)", [42])
 txid = db.get_first_value("select repl_position()")
-puts [txid, db.get_first_value("select repl_wait(?, 5000)", [txid]), db.get_first_value("select repl_checksum()")].join(" ")
+puts [txid, db.get_first_value("select repl_wait(?, 30000)", [txid]), db.get_first_value("select repl_checksum()")].join(" ")

@@ -7,7 +7,7 @@ boot.enable_load_extension(true)
 boot.load_extension("build/litejet")
 db = SQLite3::Database.new(ARGV[0])
 db.busy_timeout = 5000
-out = {"wait" => db.get_first_value("select repl_wait(?, 20000)", [Integer(ARGV[1])])}
+out = {"wait" => db.get_first_value("select repl_wait(?, 30000)", [Integer(ARGV[1])])}
 out["txid"] = db.get_first_value("select repl_position()")
 out["checksum"] = db.get_first_value("select repl_checksum()")
 out["role"] = JSON.parse(db.get_first_value("select repl_status()"))["role"]
