@@ -145,6 +145,9 @@ Status Applier::RestoreLatest(transport::Log& log, const std::string& tmp, Rebui
   rq.target = tmp;
   rq.name = n_.cfg.name;
   rq.timeout_ms = 10000;
+  // The file is copied into the WAL (synced there) and deleted: syncing it
+  // too cost a second write-back of the whole database.
+  rq.sync = false;
   snapshot::RestoreResult rr;
   const int64_t started = SteadyMs();
   Status s = snapshot::Restore(log, Store(), rq, &rr, [&](const snapshot::Progress& p) {
@@ -169,12 +172,12 @@ Status Applier::RestoreLatest(transport::Log& log, const std::string& tmp, Rebui
                             ") and " + std::to_string(rr.records) + " transactions of the log"
                       : std::to_string(rr.records) + " transactions of the log";
   state->bytes = rr.from_snapshot ? rr.snapshot.stored_bytes : 0;
-  uint32_t ps = 0;
-  s = checksum::HashFile(tmp, &state->hashes, &ps);
-  if (!s.ok()) return s;
+  // The page hashes as Restore read them back from the file for its own
+  // check (hashing the file a second time took ~1 s per GB).
+  state->hashes = std::move(rr.page_hashes);
   uint64_t sum = 0;
   for (uint64_t h : state->hashes) sum ^= h;
-  if (state->txid == 0 || ps != state->page_size || state->hashes.size() != state->db_pages || sum != state->checksum) {
+  if (state->txid == 0 || state->hashes.size() != state->db_pages || sum != state->checksum) {
     return Status::Error("litejet: restore of \"" + n_.cfg.name + "\" into " + tmp + ": the file (" +
                              std::to_string(state->hashes.size()) + " pages, checksum " + checksum::Hex(sum) +
                              ") is not the log's TXID " + std::to_string(state->txid) + " (" +
@@ -199,37 +202,32 @@ Status Applier::Install(apply::WalWriter& writer, sqlite3* db, const std::string
     inner = Status::OK();
     ls = writer.WithWriteLock(2000, [&] {
       const sidecar::Position pos = n_.sidecar.Read();
-      std::vector<record::Page> pages;
-      for (uint32_t pg = 1; pg <= st.db_pages && inner.ok(); pg++) {
+      // The pages that differ, read from the file one at a time as they are
+      // appended (a 1 GB bootstrap held all of them in memory: 1 GB of RSS).
+      std::vector<uint32_t> pgnos;
+      for (uint32_t pg = 1; pg <= st.db_pages; pg++) {
         if (pg <= pos.db_pages && pos.page_size == st.page_size && n_.sidecar.Hash(pg) == st.hashes[pg - 1]) continue;
-        record::Page p;
-        p.pgno = pg;
-        p.data.resize(st.page_size);
-        if (::pread(fd, p.data.data(), p.data.size(), off_t(pg - 1) * off_t(st.page_size)) != ssize_t(st.page_size)) {
-          inner = Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
-        }
-        pages.push_back(std::move(p));
+        pgnos.push_back(pg);
       }
-      if (!inner.ok()) return;
-      if (pages.empty()) {
-        // Only the size differs: a commit needs a frame; page 1 as it is.
-        record::Page p;
-        p.pgno = 1;
-        p.data.resize(st.page_size);
-        if (::pread(fd, p.data.data(), p.data.size(), 0) != ssize_t(st.page_size)) {
-          inner = Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
-          return;
+      // Only the size differs: a commit needs a frame; page 1 as it is.
+      if (pgnos.empty()) pgnos.push_back(1);
+      std::string buf(st.page_size, '\0');
+      auto page = [&](size_t i, uint32_t* pgno, const char** data) {
+        *pgno = pgnos[i];
+        *data = buf.data();
+        if (::pread(fd, &buf[0], buf.size(), off_t(*pgno - 1) * off_t(st.page_size)) != ssize_t(st.page_size)) {
+          return Status::Error("litejet: cannot read " + tmp + ": " + ErrnoText(), SQLITE_IOERR);
         }
-        pages.push_back(std::move(p));
-      }
+        return Status::OK();
+      };
       inner = n_.sidecar.BeginUpdate(st.txid, std::max(pos.db_pages, st.db_pages));
       if (!inner.ok()) return;
-      inner = writer.AppendLocked(st.page_size, st.db_pages, pages);
+      inner = writer.AppendLocked(st.page_size, st.db_pages, pgnos.size(), page);
       if (!inner.ok()) {
         n_.sidecar.CommitUpdate(pos);  // nothing applied
         return;
       }
-      *written = pages.size();
+      *written = pgnos.size();
       for (uint32_t pg = 1; pg <= st.db_pages; pg++) n_.sidecar.SetHash(pg, st.hashes[pg - 1]);
       sidecar::Position np = pos;
       np.txid = st.txid;

@@ -124,17 +124,24 @@ Status FileBuilder::Truncate(uint32_t db_pages, uint32_t page_size) {
   return Status::OK();
 }
 
-Status FileBuilder::Finish(uint32_t db_pages, uint32_t page_size, uint64_t want) {
+Status FileBuilder::Finish(uint32_t db_pages, uint32_t page_size, uint64_t want, bool sync,
+                           std::vector<uint64_t>* hashes) {
   Status s = Truncate(db_pages, page_size);
   if (!s.ok()) return s;
-  if (::fsync(fd_) != 0) return Status::Error("litejet: cannot sync " + tmp_ + ": " + Errno(), kIoErr);
+  if (sync && ::fsync(fd_) != 0) return Status::Error("litejet: cannot sync " + tmp_ + ": " + Errno(), kIoErr);
   std::string page(page_size, '\0');
   uint64_t sum = 0;
+  if (hashes) {
+    hashes->clear();
+    hashes->reserve(db_pages);
+  }
   for (uint32_t pg = 1; pg <= db_pages; pg++) {
     if (::pread(fd_, page.data(), page_size, off_t(pg - 1) * page_size) != ssize_t(page_size)) {
       return Status::Error("litejet: cannot read " + tmp_ + ": " + Errno(), kIoErr);
     }
-    sum ^= checksum::PageHash(page.data(), page_size, pg);
+    const uint64_t h = checksum::PageHash(page.data(), page_size, pg);
+    sum ^= h;
+    if (hashes) hashes->push_back(h);
   }
   if (sum != want) {
     return Status::Error(

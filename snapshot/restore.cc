@@ -142,7 +142,7 @@ Status Restore(transport::Log& log, Store* store, const RestoreRequest& req, Res
       p.txid = st.txid;
       progress(p);
     }
-    s = b.Finish(st.db_pages, st.page_size, st.checksum);
+    s = b.Finish(st.db_pages, st.page_size, st.checksum, req.sync, &out->page_hashes);
     if (!s.ok()) return s;
     out->state = st;
     out->from_snapshot = snap;

@@ -112,11 +112,13 @@ class FileBuilder {
   Status Reset();
   Status WritePages(uint32_t first_pgno, uint32_t page_size, const std::string& raw);
   Status Truncate(uint32_t db_pages, uint32_t page_size);
-  // fsync; the checksum of pages 1..db_pages must be `checksum`; rename onto
-  // the target (replacing it), fsync the directory. Also removes the
-  // target's stale "-wal", "-shm" and "-litejet" files (they belong to the
-  // database being replaced).
-  Status Finish(uint32_t db_pages, uint32_t page_size, uint64_t checksum);
+  // fsync (unless !sync); the checksum of pages 1..db_pages must be
+  // `checksum`; rename onto the target (replacing it), fsync the directory.
+  // Also removes the target's stale "-wal", "-shm" and "-litejet" files
+  // (they belong to the database being replaced). hashes (may be null): the
+  // page hashes read back for the check, index pgno - 1.
+  Status Finish(uint32_t db_pages, uint32_t page_size, uint64_t checksum, bool sync = true,
+                std::vector<uint64_t>* hashes = nullptr);
   int fd() const { return fd_; }
   const std::string& tmp_path() const { return tmp_; }
 
@@ -261,14 +263,18 @@ struct RestoreRequest {
   uint64_t txid = 0;          // 0: the latest complete transaction
   int64_t time_us = -1;       // >= 0: the last transaction committed at or before it (txid must be 0)
   int64_t timeout_ms = 5000;  // no answer from NATS for this long: give up
+  // false: the file is not fsynced (a bootstrap copies it into the WAL,
+  // syncs that, and deletes it)
+  bool sync = true;
 };
 
 struct RestoreResult {
   ReplayState state;  // the restored position
   bool from_snapshot = false;
-  Manifest snapshot;                 // when from_snapshot
-  uint64_t records = 0;              // records applied from the log
-  std::vector<std::string> skipped;  // snapshots not used, each "snapshot <id> (TXID t): why"
+  Manifest snapshot;                  // when from_snapshot
+  uint64_t records = 0;               // records applied from the log
+  std::vector<std::string> skipped;   // snapshots not used, each "snapshot <id> (TXID t): why"
+  std::vector<uint64_t> page_hashes;  // of the restored file, index pgno - 1 (read back for the final check)
 };
 
 // Builds req.target (replacing it: the caller checks --force) from the

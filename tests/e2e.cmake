@@ -40,7 +40,8 @@ set(LITEJET_E2E_TESTS
     metrics
     repl_snapshot
     bootstrap
-    retention)
+    retention
+    replica_wal_bounded)
 
 foreach(t IN LISTS LITEJET_E2E_TESTS)
   if(PYTHON3)

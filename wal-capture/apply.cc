@@ -4,6 +4,7 @@
 
 #include "common/durable.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -397,7 +398,25 @@ Status WalWriter::Append(uint32_t page_size, uint32_t db_pages, const std::vecto
 }
 
 Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages) {
-  if (pages.empty()) return Status::Error("litejet: apply: a transaction without pages", SQLITE_CORRUPT);
+  for (const record::Page& p : pages) {
+    if (p.data.size() != page_size) {
+      return Status::Error("litejet: apply: page " + std::to_string(p.pgno) + " has " + std::to_string(p.data.size()) +
+                               " bytes, not the page size " + std::to_string(page_size),
+                           SQLITE_CORRUPT);
+    }
+  }
+  return AppendLocked(page_size, db_pages, pages.size(), [&](size_t i, uint32_t* pgno, const char** data) {
+    *pgno = pages[i].pgno;
+    *data = pages[i].data.data();
+    return Status::OK();
+  });
+}
+
+Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, size_t count, const PageSource& page) {
+  if (count == 0) return Status::Error("litejet: apply: a transaction without pages", SQLITE_CORRUPT);
+  if (count >= uint64_t(UINT32_MAX) - 1) {
+    return Status::Error("litejet: apply: a transaction of " + std::to_string(count) + " pages", SQLITE_CORRUPT);
+  }
   volatile char* shm0 = nullptr;
   Status s = MapRegion(0, &shm0);
   if (!s.ok()) return s;
@@ -434,10 +453,14 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
   sqlite3_int64 db_size = 0;
   db_->pMethods->xFileSize(db_, &db_size);
   if (db_size == 0) {
-    if (pages.front().pgno != 1) {
+    uint32_t pgno = 0;
+    const char* data = nullptr;
+    s = page(0, &pgno, &data);
+    if (!s.ok()) return s;
+    if (pgno != 1) {
       return Status::Error("litejet: apply: an empty database needs page 1 in its first transaction", SQLITE_CORRUPT);
     }
-    int rc = db_->pMethods->xWrite(db_, pages.front().data.data(), int(page_size), 0);
+    int rc = db_->pMethods->xWrite(db_, data, int(page_size), 0);
     if (rc != SQLITE_OK) return Status::Error("litejet: apply: cannot write page 1 of " + path_, rc);
   }
 
@@ -497,27 +520,32 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
     cksum[1] = hdr.aFrameCksum[1];
   }
 
-  // Frames: one write each (header + page).
+  // Frames: one write each (header + page). The pages are taken one at a
+  // time, so a large transaction (a bootstrap's whole database) is never in
+  // memory at once; only the page numbers are kept, for the wal-index.
   const size_t fsz = wal::WAL_FRAME_HDRSIZE + page_size;
   std::string frame(fsz, '\0');
-  for (size_t i = 0; i < pages.size(); i++) {
-    const record::Page& p = pages[i];
+  std::vector<uint32_t> pgnos(count);
+  for (size_t i = 0; i < count; i++) {
+    const char* data = nullptr;
+    s = page(i, &pgnos[i], &data);
+    if (!s.ok()) return s;
     unsigned char* f = reinterpret_cast<unsigned char*>(&frame[0]);
-    Put4(f, p.pgno);
-    Put4(f + 4, i + 1 == pages.size() ? db_pages : 0);
+    Put4(f, pgnos[i]);
+    Put4(f + 4, i + 1 == count ? db_pages : 0);
     std::memcpy(f + 8, &hdr.aSalt[0], 4);
     std::memcpy(f + 12, &hdr.aSalt[1], 4);
     wal::WalChecksum(native, f, 8, &cksum[0], &cksum[1]);
-    wal::WalChecksum(native, p.data.data(), page_size, &cksum[0], &cksum[1]);
+    wal::WalChecksum(native, data, page_size, &cksum[0], &cksum[1]);
     Put4(f + 16, cksum[0]);
     Put4(f + 20, cksum[1]);
-    std::memcpy(f + wal::WAL_FRAME_HDRSIZE, p.data.data(), page_size);
+    std::memcpy(f + wal::WAL_FRAME_HDRSIZE, data, page_size);
     int rc = wal_->pMethods->xWrite(wal_, frame.data(), int(fsz), wal::FrameOffset(mx + uint32_t(i) + 1, page_size));
     if (rc != SQLITE_OK) return Status::Error("litejet: apply: cannot write a WAL frame", rc);
   }
 
   // walIndexAppend for each new frame.
-  for (size_t i = 0; i < pages.size(); i++) {
+  for (size_t i = 0; i < count; i++) {
     uint32_t iFrame = mx + uint32_t(i) + 1;
     int page = WalFramePage(iFrame);
     volatile char* region = nullptr;
@@ -541,13 +569,13 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
       uint32_t limit = page == 0 ? uint32_t(HASHTABLE_NPAGE_ONE) : uint32_t(HASHTABLE_NPAGE);
       for (uint32_t k = keep; k < limit; k++) loc.aPgno[k] = 0;
     }
-    int key = WalHash(pages[i].pgno);
+    int key = WalHash(pgnos[i]);
     int collide = int(idx);
     while (loc.aHash[key]) {
       if (collide-- == 0) return Status::Error("litejet: apply: wal-index hash table is corrupt", SQLITE_CORRUPT);
       key = WalNextHash(key);
     }
-    loc.aPgno[idx - 1] = pages[i].pgno;
+    loc.aPgno[idx - 1] = pgnos[i];
     __atomic_store_n(const_cast<uint16_t*>(&loc.aHash[key]), uint16_t(idx), __ATOMIC_RELEASE);
   }
 
@@ -556,7 +584,7 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
   hdr.iChange++;
   hdr.isInit = 1;
   hdr.szPage = uint16_t((page_size & 0xff00) | (page_size >> 16));
-  hdr.mxFrame = mx + uint32_t(pages.size());
+  hdr.mxFrame = mx + uint32_t(count);
   hdr.nPage = db_pages;
   hdr.aFrameCksum[0] = cksum[0];
   hdr.aFrameCksum[1] = cksum[1];
@@ -565,6 +593,16 @@ Status WalWriter::AppendLocked(uint32_t page_size, uint32_t db_pages, const std:
   last_mx_frame_ = hdr.mxFrame;
   std::memcpy(&last_salt1_, &hdr.aSalt[0], 4);
   std::memcpy(&last_salt2_, &hdr.aSalt[1], 4);
+  if (mx == 0 && wal_size_limit_ >= 0) {
+    // A new generation: what lies past its frames is an older generation's
+    // (other salts: neither readers nor a recovery use it). A bootstrap's
+    // whole-database transaction left a WAL file of the database's size.
+    const sqlite3_int64 keep =
+        std::max<sqlite3_int64>(sqlite3_int64(wal::FrameOffset(hdr.mxFrame + 1, page_size)), wal_size_limit_);
+    // Only a size: a failure leaves the file as long as it was (SQLite's
+    // walLimitSize ignores it too).
+    if (wal_size > keep) (void)wal_->pMethods->xTruncate(wal_, keep);
+  }
   return Status::OK();
 }
 

@@ -38,6 +38,14 @@ class WalWriter {
   // that what goes with the transaction is stored under the same lock).
   Status AppendLocked(uint32_t page_size, uint32_t db_pages, const std::vector<record::Page>& pages);
 
+  // The same for a transaction too large to hold in memory (a bootstrap or
+  // rebuild installs a whole database): page(i, &pgno, &data) gives the i-th
+  // page, i in [0, count), page_size bytes at data, valid until the next
+  // call. Asked in order, once each, except that page 0 may be asked twice
+  // (an empty database file gets page 1 first).
+  using PageSource = std::function<Status(size_t i, uint32_t* pgno, const char** data)>;
+  Status AppendLocked(uint32_t page_size, uint32_t db_pages, size_t count, const PageSource& page);
+
   // Runs fn while holding WAL_WRITE_LOCK, as a writer would (no writer can
   // commit meanwhile), waiting at most timeout_ms for the lock.
   Status WithWriteLock(int64_t timeout_ms, const std::function<void()>& fn);
@@ -91,6 +99,11 @@ class WalWriter {
   uint32_t last_commit_frame() const { return last_mx_frame_; }
   // Syncs the WAL and the database file (fdatasync).
   Status Sync();
+  // SQLite's journal_size_limit for the appends: an append that starts a new
+  // WAL generation cuts the WAL file down to this many bytes (or to its own
+  // frames' end) when it is larger, as SQLite's first commit after a restart
+  // does (walLimitSize). Negative (the default): never.
+  void set_wal_size_limit(int64_t bytes) { wal_size_limit_ = bytes; }
 
  private:
   Status Lock(int64_t timeout_ms);
@@ -107,6 +120,7 @@ class WalWriter {
   std::string path_;
   sqlite3_filename filename_ = nullptr;
   uint32_t last_mx_frame_ = 0;
+  int64_t wal_size_limit_ = -1;
   bool blocker_held_ = false;
   uint32_t last_salt1_ = 0, last_salt2_ = 0;
   std::function<Status(uint32_t, uint32_t)> on_new_header_;

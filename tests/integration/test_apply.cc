@@ -4,8 +4,10 @@
 // snapshot, the WAL restarts after checkpoints, and the WAL on disk is one
 // SQLite can recover.
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -25,6 +27,7 @@ extern "C" {
 #include "tests/util/testdb.h"
 #include "wal-capture/apply.h"
 #include "wal-capture/checksum.h"
+#include "wal-capture/wal_format.h"
 
 using namespace litejet;
 using namespace litejet::test;
@@ -234,6 +237,124 @@ void apply_survives_other_processes_closing(void**) {
   }
 }
 
+// A transaction handed over one page at a time (a bootstrap installs a whole
+// database this way, never holding it in memory): the pages come through one
+// reused buffer, each asked once and in order (page 0 also first for the
+// empty file), and the result is the primary's database at every TXID. A
+// source that fails mid-transaction fails the append with its error and
+// publishes nothing: readers still see the previous TXID, and the same
+// transaction appended again afterwards lands whole.
+void apply_page_source_streams_a_transaction(void**) {
+  uint64_t seed = SeedFromEnv("apply_page_source_streams_a_transaction");
+  TempDir d;
+  std::string prim = d / "p.db", repl = d / "r.db";
+  auto want = PrimaryWorkload(prim, d.path(), seed, 40);
+  std::vector<record::Txn> txns = ReadCaptured(prim);
+  assert_true(txns.size() >= 3);
+  apply::WalWriter w;
+  assert_true(w.Open(repl).ok());
+  // The source fails once: in the first transaction after the first one
+  // (whose page 1 goes to the empty file) with at least two pages.
+  uint64_t fail_txid = 0;
+  for (const record::Txn& t : txns) {
+    if (t.txid >= 2 && t.pages.size() >= 2) {
+      fail_txid = t.txid;
+      break;
+    }
+  }
+  assert_true(fail_txid != 0);
+  std::string buf;
+  bool failed_once = false;
+  for (const record::Txn& t : txns) {
+    const bool fail_here = t.txid == fail_txid;
+    std::vector<size_t> asked;
+    Status inner;
+    Status s = w.WithWriteLock(5000, [&] {
+      inner = w.AppendLocked(t.page_size, t.db_pages, t.pages.size(), [&](size_t i, uint32_t* pgno, const char** data) {
+        asked.push_back(i);
+        if (fail_here && i == t.pages.size() - 1) return Status::Error("source failed on purpose", SQLITE_IOERR);
+        buf.assign(t.pages[i].data);  // the one buffer, overwritten at every call
+        *pgno = t.pages[i].pgno;
+        *data = buf.data();
+        return Status::OK();
+      });
+    });
+    assert_true(s.ok());
+    uint32_t ps = 0;
+    if (fail_here) {
+      failed_once = true;
+      assert_int_equal(inner.code(), SQLITE_IOERR);
+      assert_string_equal(inner.message().c_str(), "source failed on purpose");
+      std::string diff = DiffPages(want[t.txid - 1], OraclePages(repl, d.path(), &ps));
+      if (!diff.empty())
+        fail_msg("txid %llu: a failed append changed the database: %s", (unsigned long long)t.txid, diff.c_str());
+      s = w.Append(t.page_size, t.db_pages, t.pages, 5000);
+      if (!s.ok()) fail_msg("txid %llu again: %s", (unsigned long long)t.txid, s.message().c_str());
+    } else {
+      if (!inner.ok()) fail_msg("txid %llu: %s", (unsigned long long)t.txid, inner.message().c_str());
+      std::vector<size_t> in_order;
+      if (t.txid == 1) in_order.push_back(0);  // the empty file's page 1 first
+      for (size_t i = 0; i < t.pages.size(); i++) in_order.push_back(i);
+      assert_true(asked == in_order);
+    }
+    std::string diff = DiffPages(want[t.txid], OraclePages(repl, d.path(), &ps));
+    if (!diff.empty()) fail_msg("txid %llu: %s", (unsigned long long)t.txid, diff.c_str());
+  }
+  assert_true(failed_once);
+  // A page of the wrong size is refused before anything is written.
+  record::Txn bad = txns.back();
+  bad.pages.front().data.resize(bad.page_size / 2);
+  Status s = w.Append(bad.page_size, bad.db_pages, bad.pages, 5000);
+  assert_int_equal(s.code(), SQLITE_CORRUPT);
+  assert_string_equal(s.message().c_str(),
+                      ("litejet: apply: page " + std::to_string(bad.pages.front().pgno) + " has " +
+                       std::to_string(bad.page_size / 2) + " bytes, not the page size " + std::to_string(bad.page_size))
+                          .c_str());
+}
+
+// With a WAL size limit (the replica's applier sets one), an append that
+// starts a new WAL generation cuts the file down to its own frames (limit 0
+// here), as SQLite does at its first commit after a restart; without one the
+// file keeps its largest size. The database is the primary's either way.
+void apply_wal_file_cut_at_restart(void**) {
+  uint64_t seed = SeedFromEnv("apply_wal_file_cut_at_restart");
+  TempDir d;
+  std::string prim = d / "p.db";
+  auto want = PrimaryWorkload(prim, d.path(), seed, 80);
+  std::vector<record::Txn> txns = ReadCaptured(prim);
+  for (int64_t limit : {int64_t(-1), int64_t(0)}) {
+    std::string repl = d / ("r" + std::to_string(limit + 1) + ".db");
+    apply::WalWriter w;
+    assert_true(w.Open(repl).ok());
+    w.set_wal_size_limit(limit);
+    sqlite3* ckpt = OpenPlain(repl);
+    int64_t largest = 0;
+    int cut = 0;
+    for (const record::Txn& t : txns) {
+      Status s = w.Append(t.page_size, t.db_pages, t.pages, 5000);
+      if (!s.ok()) fail_msg("txid %llu: %s", (unsigned long long)t.txid, s.message().c_str());
+      struct stat st;
+      assert_int_equal(::stat((repl + "-wal").c_str(), &st), 0);
+      const int64_t frames_end = wal::FrameOffset(w.wal_frames() + 1, t.page_size);
+      if (limit < 0) {
+        assert_true(st.st_size >= largest);  // never smaller
+      } else if (w.wal_frames() == t.pages.size()) {
+        // This append started the generation: the file ends at its frames.
+        assert_int_equal(st.st_size, frames_end);
+        if (largest > frames_end) cut++;
+      }
+      largest = std::max<int64_t>(largest, st.st_size);
+      uint32_t ps = 0;
+      std::string diff = DiffPages(want[t.txid], OraclePages(repl, d.path(), &ps));
+      if (!diff.empty())
+        fail_msg("limit %lld, txid %llu: %s", (long long)limit, (unsigned long long)t.txid, diff.c_str());
+      ExecOk(ckpt, "pragma wal_checkpoint(PASSIVE)");  // so that the next append restarts the WAL
+    }
+    if (limit == 0 && cut == 0) fail_msg("no append cut the WAL file (largest %lld bytes)", (long long)largest);
+    sqlite3_close(ckpt);
+  }
+}
+
 }  // namespace
 
 // --count PATH: exit status = rows in t, read by a fresh connection that then
@@ -254,6 +375,8 @@ int main(int argc, char** argv) {
       cmocka_unit_test(apply_reader_keeps_snapshot),
       cmocka_unit_test(apply_same_record_twice_is_idempotent),
       cmocka_unit_test(apply_survives_other_processes_closing),
+      cmocka_unit_test(apply_page_source_streams_a_transaction),
+      cmocka_unit_test(apply_wal_file_cut_at_restart),
   };
   if (const char* f = std::getenv("LITEJET_TEST_FILTER")) cmocka_set_test_filter(f);
   return cmocka_run_group_tests(tests, nullptr, nullptr);
