@@ -39,6 +39,13 @@ class Applier {
   // one WAL transaction (their pages are moved out of txns).
   Status ApplyRun(apply::WalWriter& writer, sqlite3* db, std::vector<record::Txn>& txns, size_t i, size_t j,
                   uint64_t seq, const std::string& primary);
+  // What both end with: under WAL_WRITE_LOCK, if the position is still pos,
+  // mark TXID last pending, append the pages as one transaction, store u
+  // and the acknowledgement (SQLITE_BUSY when the position moved).
+  Status AppendAndStore(apply::WalWriter& writer, sqlite3* db, const sidecar::Position& pos, uint64_t first,
+                        uint64_t last, uint32_t page_size, uint32_t db_pages, uint32_t max_pages,
+                        const std::vector<record::Page>& pages, uint64_t epoch, const NodeState::Update& u,
+                        uint64_t seq, const std::string& primary);
   // Before applying: a commit this node made as primary whose committer
   // died unfinished is settled first (CommitPath::ResolveDeadCommit).
   Status SettleDeadCommit(sqlite3* db, int attempts);

@@ -361,48 +361,8 @@ Status Applier::ApplyRecord(apply::WalWriter& writer, sqlite3* db, const record:
   NodeState::Update u;
   Status s = n_.CheckRecord(pos, t, &u);
   if (!s.ok()) return s;
-  {
-    // Before the position moves: whoever repl_wait() releases must see the
-    // writer of what it waited for.
-    std::lock_guard<std::mutex> g(n_.mu);
-    n_.primary_seen = primary;
-  }
-  // Check, mark, append and store under one WAL_WRITE_LOCK: a committer of
-  // this node that passed its write check just before a demotion could
-  // otherwise commit between the position read above and the append, and
-  // the record would land on top of its transaction.
-  for (int attempt = 0;; attempt++) {
-    Status inner;
-    Status ls = writer.WithWriteLock(2000, [&] {
-      const sidecar::Position now = n_.sidecar.Read();
-      if (now.txid != pos.txid || now.checksum != pos.checksum ||
-          (n_.sidecar.pending_txid() != 0 && n_.sidecar.pending_commit().commit_frame != 0)) {
-        inner = Status::Error("litejet: database \"" + n_.cfg.name + "\" changed (TXID " + std::to_string(now.txid) +
-                                  ") while record TXID " + std::to_string(t.txid) + " was being applied",
-                              SQLITE_BUSY);
-        return;
-      }
-      inner = n_.sidecar.BeginUpdate(t.txid, std::max(pos.db_pages, t.db_pages));
-      if (!inner.ok()) return;
-      inner = writer.AppendLocked(t.page_size, t.db_pages, t.pages);
-      if (!inner.ok()) {
-        n_.sidecar.CommitUpdate(pos);  // clears the pending mark: nothing applied
-        return;
-      }
-      n_.StoreUpdate(u);
-      if (t.epoch > pos.epoch) n_.sidecar.SetEpoch(t.epoch);  // the newest epoch seen only grows
-      n_.sidecar.SetAcked(t.txid, seq);
-    });
-    if (ls.ok() && inner.ok()) break;
-    s = ls.ok() ? inner : ls;
-    if (s.code() == SQLITE_BUSY && ls.ok()) return s;  // the position moved: read the record again
-    if (s.code() == SQLITE_BUSY_RECOVERY) {
-      // Let SQLite rebuild the wal-index from the WAL, then try again.
-      sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
-    }
-    if (a_.stopping() || attempt > 20) return Status::Error(s.message(), SQLITE_BUSY);
-  }
-  return Status::OK();
+  return AppendAndStore(writer, db, pos, t.txid, t.txid, t.page_size, t.db_pages, std::max(pos.db_pages, t.db_pages),
+                        t.pages, t.epoch, u, seq, primary);
 }
 
 // Records [i, j) of a batch, each the next TXID, applied as one WAL
@@ -456,9 +416,23 @@ Status Applier::ApplyRun(apply::WalWriter& writer, sqlite3* db, std::vector<reco
     if (pgno <= last.db_pages) u.hashes.emplace_back(pgno, h);
   }
   std::sort(u.hashes.begin(), u.hashes.end());
+  return AppendAndStore(writer, db, pos, txns[i].txid, last.txid, last.page_size, last.db_pages, max_pages, run_pages_,
+                        epoch, u, seq, primary);
+}
+
+// Check, mark, append and store under one WAL_WRITE_LOCK: a committer of
+// this node that passed its write check just before a demotion could
+// otherwise commit between the position read and the append, and the
+// records would land on top of its transaction.
+Status Applier::AppendAndStore(apply::WalWriter& writer, sqlite3* db, const sidecar::Position& pos, uint64_t first,
+                               uint64_t last, uint32_t page_size, uint32_t db_pages, uint32_t max_pages,
+                               const std::vector<record::Page>& pages, uint64_t epoch, const NodeState::Update& u,
+                               uint64_t seq, const std::string& primary) {
   {
+    // Before the position moves: whoever repl_wait() releases must see the
+    // writer of what it waited for.
     std::lock_guard<std::mutex> g(n_.mu);
-    n_.primary_seen = primary;  // before the position moves (see ApplyRecord)
+    n_.primary_seen = primary;
   }
   for (int attempt = 0;; attempt++) {
     Status inner;
@@ -466,27 +440,30 @@ Status Applier::ApplyRun(apply::WalWriter& writer, sqlite3* db, std::vector<reco
       const sidecar::Position now = n_.sidecar.Read();
       if (now.txid != pos.txid || now.checksum != pos.checksum ||
           (n_.sidecar.pending_txid() != 0 && n_.sidecar.pending_commit().commit_frame != 0)) {
-        inner = Status::Error("litejet: database \"" + n_.cfg.name + "\" changed (TXID " + std::to_string(now.txid) +
-                                  ") while records TXID " + std::to_string(txns[i].txid) + ".." +
-                                  std::to_string(last.txid) + " were being applied",
-                              SQLITE_BUSY);
+        inner = Status::Error(
+            "litejet: database \"" + n_.cfg.name + "\" changed (TXID " + std::to_string(now.txid) + ") while " +
+                (first == last ? "record TXID " + std::to_string(last) + " was"
+                               : "records TXID " + std::to_string(first) + ".." + std::to_string(last) + " were") +
+                " being applied",
+            SQLITE_BUSY);
         return;
       }
-      inner = n_.sidecar.BeginUpdate(last.txid, max_pages);
+      inner = n_.sidecar.BeginUpdate(last, max_pages);
       if (!inner.ok()) return;
-      inner = writer.AppendLocked(last.page_size, last.db_pages, run_pages_);
+      inner = writer.AppendLocked(page_size, db_pages, pages);
       if (!inner.ok()) {
         n_.sidecar.CommitUpdate(pos);  // clears the pending mark: nothing applied
         return;
       }
       n_.StoreUpdate(u);
       if (epoch > pos.epoch) n_.sidecar.SetEpoch(epoch);  // the newest epoch seen only grows
-      n_.sidecar.SetAcked(last.txid, seq);
+      n_.sidecar.SetAcked(last, seq);
     });
     if (ls.ok() && inner.ok()) break;
     Status s = ls.ok() ? inner : ls;
-    if (s.code() == SQLITE_BUSY && ls.ok()) return s;  // the position moved: read the records again
+    if (s.code() == SQLITE_BUSY && ls.ok()) return s;  // the position moved: read the record(s) again
     if (s.code() == SQLITE_BUSY_RECOVERY) {
+      // Let SQLite rebuild the wal-index from the WAL, then try again.
       sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
     }
     if (a_.stopping() || attempt > 20) return Status::Error(s.message(), SQLITE_BUSY);
